@@ -1,0 +1,104 @@
+"""Plain numpy references of the kernels: slow, obvious, the definition in code.
+
+Every backend module (``_core`` via ``_kernels_cpp``, ``_kernels_numba``, this one) exposes the
+same kernel contract, used by :mod:`hierfed.aggregator` through :mod:`hierfed._backend`:
+
+``kernel(segments, outs, ..., weights, n_threads) -> bool``
+
+- ``segments[s][i]`` is update ``i``'s part ``s``: a 1-D C-contiguous float32 or float64 array
+  (one dtype throughout) of length ``outs[s].size``. A 2-D input is one segment; a per-layer
+  model input has one segment per layer.
+- ``outs[s]`` is a 1-D C-contiguous array of that dtype, written in place.
+- ``weights`` is ``None`` or a validated float64 array of length ``n`` (finite, >= 0, sum > 0).
+- The return value is ``True`` when a non-finite input value was seen; the outputs are then
+  unspecified and the caller raises.
+
+Weighted order statistics break ties by row index (a stable sort): among equal values the
+update with the lower index counts as the smaller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+Rows = Sequence[NDArray[np.floating]]
+
+
+def _stack(rows: Rows) -> NDArray[np.float64]:
+    return np.stack([np.asarray(r, dtype=np.float64) for r in rows])
+
+
+def _any_nonfinite(segments: Sequence[Rows]) -> bool:
+    return any(not np.isfinite(r).all() for rows in segments for r in rows)
+
+
+def mean(
+    segments: Sequence[Rows],
+    outs: Sequence[NDArray[np.floating]],
+    weights: NDArray[np.float64] | None,
+    n_threads: int = 1,
+) -> bool:
+    """Weighted mean ``sum(w_i x_i) / sum(w_i)`` per coordinate, in float64."""
+    if _any_nonfinite(segments):
+        return True
+    for rows, out in zip(segments, outs, strict=True):
+        x = _stack(rows)
+        w = np.ones(len(rows)) if weights is None else weights
+        out[...] = (w[:, None] * x).sum(axis=0) / w.sum()
+    return False
+
+
+def trimmed_mean(
+    segments: Sequence[Rows],
+    outs: Sequence[NDArray[np.floating]],
+    n_trim: int,
+    weights: NDArray[np.float64] | None,
+    n_threads: int = 1,
+) -> bool:
+    """Per coordinate drop the ``n_trim`` smallest and largest values, weighted mean of the rest.
+
+    The kept weight of a coordinate can be zero only with zero weights; its result is then NaN.
+    """
+    if _any_nonfinite(segments):
+        return True
+    for rows, out in zip(segments, outs, strict=True):
+        x = _stack(rows)
+        n = x.shape[0]
+        order = np.argsort(x, axis=0, kind="stable")[n_trim : n - n_trim]
+        kept = np.take_along_axis(x, order, axis=0)
+        w = np.ones(n) if weights is None else weights
+        kw = w[order]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[...] = (kw * kept).sum(axis=0) / kw.sum(axis=0)
+    return False
+
+
+def median(
+    segments: Sequence[Rows],
+    outs: Sequence[NDArray[np.floating]],
+    weights: NDArray[np.float64] | None,
+    n_threads: int = 1,
+) -> bool:
+    """Coordinate-wise (weighted) median.
+
+    In (value, index) order with cumulative weights ``c``: ``lo`` is the first value with
+    ``2c >= W`` and ``hi`` the first with ``2c > W``; the median is ``(lo + hi) / 2``.
+    Unweighted this is ``np.median``.
+    """
+    if _any_nonfinite(segments):
+        return True
+    for rows, out in zip(segments, outs, strict=True):
+        x = _stack(rows)
+        order = np.argsort(x, axis=0, kind="stable")
+        s = np.take_along_axis(x, order, axis=0)
+        w = np.ones(x.shape[0]) if weights is None else weights
+        c2 = 2.0 * np.cumsum(w[order], axis=0)
+        total = 0.5 * c2[-1]
+        lo = np.argmax(c2 >= total, axis=0)
+        hi = np.argmax(c2 > total, axis=0)
+        cols = np.arange(x.shape[1])
+        out[...] = 0.5 * (s[lo, cols] + s[hi, cols])
+    return False
