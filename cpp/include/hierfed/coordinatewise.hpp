@@ -1,0 +1,348 @@
+// Coordinate-wise kernels (mean, trimmed mean, median) over one range of one segment.
+//
+// Rows stay where they are: a block of W coordinates (one SIMD vector) is read from every
+// row in turn and processed vertically, each lane being one coordinate.
+// - trimmed mean with k <= 8, unweighted: a "pop network" in registers, one pass. Each value
+//   goes through an insertion network holding the k smallest (lo), the value it ejects
+//   through one holding the k largest (hi), and the value ejected there is a kept value and
+//   is added to a float64 sum. Only kept values are ever summed: a 1e30 outlier is never
+//   added and subtracted, so nothing cancels.
+// - everything else: the block is copied into a tile and sorted by a Batcher network (pruned
+//   to the ranks that are read); weighted rules sort (value, row index) pairs, so ties go to
+//   the lower index as in a stable sort.
+// Every value read also feeds a probe (v * 0 is NaN exactly for NaN/inf) that reports
+// non-finite input without a second pass.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <utility>
+#include <vector>
+
+#include "simd.hpp"
+#include "views.hpp"
+
+namespace hierfed::HIERFED_ISA {
+
+using simd::load;
+using simd::splat;
+using simd::store;
+using simd::vmax;
+using simd::vmin;
+
+constexpr int kMaxPopTrim = 8;
+
+// Rows sorted per aligned group entirely in registers before the tile network runs:
+// 16 vectors where there are 32 vector registers (AVX-512), else 8.
+constexpr int kSortGroup = HIERFED_VECTOR_BYTES >= 64 ? 16 : 8;
+
+// Batcher's odd-even merge sort of G values as a compile-time list of comparators.
+template <int G>
+struct GroupNetwork {
+    static constexpr int count() {
+        int c = 0;
+        for (int p = 1; p < G; p <<= 1)
+            for (int k = p; k >= 1; k >>= 1)
+                for (int j = k % p; j + k < G; j += 2 * k)
+                    for (int i = 0; i < k && i + j + k < G; ++i)
+                        if ((i + j) / (2 * p) == (i + j + k) / (2 * p)) ++c;
+        return c;
+    }
+    struct Pairs {
+        int a[count()];
+        int b[count()];
+    };
+    static constexpr Pairs pairs() {
+        Pairs r{};
+        int c = 0;
+        for (int p = 1; p < G; p <<= 1)
+            for (int k = p; k >= 1; k >>= 1)
+                for (int j = k % p; j + k < G; j += 2 * k)
+                    for (int i = 0; i < k && i + j + k < G; ++i)
+                        if ((i + j) / (2 * p) == (i + j + k) / (2 * p)) {
+                            r.a[c] = i + j;
+                            r.b[c] = i + j + k;
+                            ++c;
+                        }
+        return r;
+    }
+    static constexpr Pairs value = pairs();
+};
+
+// Sorts v[0..G) lane-wise; fully unrolled so that v stays in registers.
+template <int G, class V, std::size_t... C>
+inline void sort_group_impl(V* v, std::index_sequence<C...>) {
+    constexpr auto& net = GroupNetwork<G>::value;
+    ((void)([&] {
+         V lo = vmin(v[net.a[C]], v[net.b[C]]);
+         v[net.b[C]] = vmax(v[net.a[C]], v[net.b[C]]);
+         v[net.a[C]] = lo;
+     }()),
+     ...);
+}
+template <int G, class V>
+inline void sort_group(V* v) {
+    sort_group_impl<G>(v, std::make_index_sequence<GroupNetwork<G>::count()>{});
+}
+
+template <class V>
+inline bool any_nan(V v) {
+    bool bad = false;
+    for (std::size_t l = 0; l < sizeof(V) / sizeof(v[0]); ++l) bad |= v[l] != v[l];
+    return bad;
+}
+
+template <class T>
+inline simd::Vec<T> from_double(simd::VecD<T> x) {
+    return __builtin_convertvector(x, simd::Vec<T>);
+}
+
+template <class T>
+inline simd::VecD<T> to_double(simd::Vec<T> x) {
+    return __builtin_convertvector(x, simd::VecD<T>);
+}
+
+// ---- trimmed mean, small k: the pop network -------------------------------------------
+template <class T, int K>
+inline void trim_pop_block(const T* const* rows, std::size_t j, int n, T* out,
+                           simd::Vec<T>& probe) {
+    using V = simd::Vec<T>;
+    using VD = simd::VecD<T>;
+    V lo[K], hi[K];
+    for (int t = 0; t < K; ++t) {
+        lo[t] = splat<V>(std::numeric_limits<T>::infinity());
+        hi[t] = splat<V>(-std::numeric_limits<T>::infinity());
+    }
+    VD sum = {};
+    V pr = probe;
+    auto insert_lo = [&](V v) {
+        for (int t = 0; t < K; ++t) {
+            V a = lo[t];
+            lo[t] = vmin(a, v);
+            v = vmax(a, v);
+        }
+        return v;
+    };
+    auto insert_hi = [&](V v) {
+        for (int t = 0; t < K; ++t) {
+            V a = hi[t];
+            hi[t] = vmax(a, v);
+            v = vmin(a, v);
+        }
+        return v;
+    };
+    int i = 0;
+    for (; i < K; ++i) {  // fill lo; what it ejects are its +inf placeholders
+        V v = load<V>(rows[i] + j);
+        pr += v * T(0);
+        insert_lo(v);
+    }
+    for (; i < 2 * K; ++i) {  // fill hi; what it ejects are its -inf placeholders
+        V v = load<V>(rows[i] + j);
+        pr += v * T(0);
+        insert_hi(insert_lo(v));
+    }
+    for (; i < n; ++i) {
+        V v = load<V>(rows[i] + j);
+        pr += v * T(0);
+        sum += to_double<T>(insert_hi(insert_lo(v)));
+    }
+    probe = pr;
+    store(out + j, from_double<T>(sum / double(n - 2 * K)));
+}
+
+// ---- everything else: sort the block in a tile -----------------------------------------
+template <class T, bool Weighted>
+inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p, T* tile,
+                       simd::Int<T>* itile,
+                       T* out, simd::Vec<T>& probe) {
+    using V = simd::Vec<T>;
+    using VD = simd::VecD<T>;
+    using VI = simd::VecI<T>;
+    using I = simd::Int<T>;
+    constexpr int W = simd::Lanes<T>::value;
+    const int n = p.n;
+    V pr = probe;
+    if constexpr (Weighted) {
+        for (int i = 0; i < n; ++i) {
+            V v = load<V>(rows[i] + j);
+            pr += v * T(0);
+            store(tile + std::size_t(i) * W, v);
+            store(itile + std::size_t(i) * W, splat<VI>(double(i)));
+        }
+    } else {  // copy in, sorting each aligned group of kSortGroup rows on the way
+        const V pinf = splat<V>(std::numeric_limits<T>::infinity());
+        for (int g = 0; g < n; g += kSortGroup) {
+            V v[kSortGroup];
+            for (int q = 0; q < kSortGroup; ++q) {
+                v[q] = g + q < n ? load<V>(rows[g + q] + j) : pinf;
+                pr += g + q < n ? v[q] * T(0) : V{};
+            }
+            sort_group<kSortGroup>(v);
+            for (int q = 0; q < kSortGroup && g + q < n; ++q)
+                store(tile + std::size_t(g + q) * W, v[q]);
+        }
+    }
+    probe = pr;
+    for (int c = 0; c < p.network_len; ++c) {
+        T* a = tile + std::size_t(p.network[2 * c]) * W;
+        T* b = tile + std::size_t(p.network[2 * c + 1]) * W;
+        V x = load<V>(a), y = load<V>(b);
+        if constexpr (Weighted) {
+            I* ia = itile + std::size_t(p.network[2 * c]) * W;
+            I* ib = itile + std::size_t(p.network[2 * c + 1]) * W;
+            VI xi = load<VI>(ia), yi = load<VI>(ib);
+            VI gt = (x > y) | ((x == y) & (xi > yi));
+            store(a, gt ? y : x);
+            store(b, gt ? x : y);
+            store(ia, gt ? yi : xi);
+            store(ib, gt ? xi : yi);
+        } else {
+            store(a, vmin(x, y));
+            store(b, vmax(x, y));
+        }
+    }
+    auto row = [&](int r) { return load<V>(tile + std::size_t(r) * W); };
+    if constexpr (!Weighted) {
+        VD r;
+        if (p.op == CoordOp::Median) {
+            r = (to_double<T>(row((n - 1) / 2)) + to_double<T>(row(n / 2))) * 0.5;
+        } else {
+            VD s = {};
+            for (int q = p.k; q < n - p.k; ++q) s += to_double<T>(row(q));
+            r = s / double(n - 2 * p.k);
+        }
+        store(out + j, from_double<T>(r));
+    } else {
+        const double* w = p.weights;
+        for (int l = 0; l < W; ++l) {
+            auto val = [&](int q) { return double(tile[std::size_t(q) * W + l]); };
+            auto wt = [&](int q) { return w[itile[std::size_t(q) * W + l]]; };
+            double r;
+            if (p.op == CoordOp::Median) {
+                // lo: first rank with 2c >= W; hi: first rank with 2c > W.
+                double c = 0.0;
+                int lo = -1, hi = n - 1;
+                for (int q = 0; q < n; ++q) {
+                    c += wt(q);
+                    if (lo < 0 && 2.0 * c >= p.weight_sum) lo = q;
+                    if (2.0 * c > p.weight_sum) {
+                        hi = q;
+                        break;
+                    }
+                }
+                if (lo < 0) lo = hi;
+                r = (val(lo) + val(hi)) * 0.5;
+            } else {
+                double s = 0.0, ws = 0.0;
+                for (int q = p.k; q < n - p.k; ++q) {
+                    s += wt(q) * val(q);
+                    ws += wt(q);
+                }
+                r = s / ws;
+            }
+            out[j + l] = T(r);
+        }
+    }
+}
+
+// ---- mean -------------------------------------------------------------------------------
+template <class T>
+inline bool mean_range(const Segment<T>& seg, std::size_t c0, std::size_t c1,
+                       const CoordParams& p) {
+    using V = simd::Vec<T>;
+    using VD = simd::VecD<T>;
+    constexpr int W = simd::Lanes<T>::value;
+    constexpr std::size_t B = 1024;  // coordinates per block: the float64 sums stay in L1
+    VD acc[B / W];
+    double tail[W];
+    V probe = {};
+    bool bad = false;
+    for (std::size_t j0 = c0; j0 < c1; j0 += B) {
+        const std::size_t nb = std::min(B, c1 - j0), nv = nb / W;
+        for (std::size_t v = 0; v < nv; ++v) acc[v] = VD{};
+        for (std::size_t t = 0; t < nb - nv * W; ++t) tail[t] = 0.0;
+        for (int i = 0; i < p.n; ++i) {
+            const T* r = seg.rows[i] + j0;
+            if (p.weights) {
+                const VD w = splat<VD>(p.weights[i]);
+                for (std::size_t v = 0; v < nv; ++v) {
+                    V x = load<V>(r + v * W);
+                    probe += x * T(0);
+                    acc[v] += to_double<T>(x) * w;
+                }
+            } else {
+                for (std::size_t v = 0; v < nv; ++v) {
+                    V x = load<V>(r + v * W);
+                    probe += x * T(0);
+                    acc[v] += to_double<T>(x);
+                }
+            }
+            const double w = p.weights ? p.weights[i] : 1.0;
+            for (std::size_t t = nv * W; t < nb; ++t) {
+                bad |= !std::isfinite(r[t]);
+                tail[t - nv * W] += p.weights ? w * double(r[t]) : double(r[t]);
+            }
+        }
+        const double inv = p.weight_sum;
+        for (std::size_t v = 0; v < nv; ++v) store(seg.out + j0 + v * W, from_double<T>(acc[v] / inv));
+        for (std::size_t t = nv * W; t < nb; ++t) seg.out[j0 + t] = T(tail[t - nv * W] / inv);
+    }
+    return bad || any_nan(probe);
+}
+
+// ---- dispatch over the block kinds, with the tail of a range padded into a tile ---------
+template <class T>
+inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::size_t c1,
+                                 const CoordParams& p) {
+    using V = simd::Vec<T>;
+    using I = simd::Int<T>;
+    constexpr int W = simd::Lanes<T>::value;
+    if (p.op == CoordOp::Mean || (p.op == CoordOp::TrimmedMean && p.k == 0 && !p.weights))
+        return mean_range(seg, c0, c1, p);
+    const int n = p.n;
+    // Sort tile, then the padded tail rows, then the index tile; every vector 64-byte
+    // aligned, so that no load or store splits a cache line (which defeats store forwarding).
+    const std::size_t tile_len = std::size_t(n) * W * 2;
+    std::vector<char> scratch(tile_len * sizeof(T) + std::size_t(n) * W * sizeof(I) + 64);
+    T* tile = reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(scratch.data()) + 63) &
+                                   ~std::uintptr_t(63));
+    I* itile = reinterpret_cast<I*>(tile + tile_len);
+    V probe = {};
+    auto block = [&](const T* const* rows, std::size_t j, T* out) {
+        if (p.weights) {
+            tile_block<T, true>(rows, j, p, tile, itile, out, probe);
+        } else if (p.op == CoordOp::TrimmedMean && p.k <= kMaxPopTrim) {
+            switch (p.k) {
+#define HIERFED_POP_CASE(K) \
+    case K:                 \
+        trim_pop_block<T, K>(rows, j, n, out, probe); break;
+                HIERFED_POP_CASE(1) HIERFED_POP_CASE(2) HIERFED_POP_CASE(3)
+                HIERFED_POP_CASE(4) HIERFED_POP_CASE(5) HIERFED_POP_CASE(6)
+                HIERFED_POP_CASE(7) HIERFED_POP_CASE(8)
+#undef HIERFED_POP_CASE
+                default: break;
+            }
+        } else {
+            tile_block<T, false>(rows, j, p, tile, nullptr, out, probe);
+        }
+    };
+    std::size_t j = c0;
+    for (; j + W <= c1; j += W) block(seg.rows, j, seg.out);
+    if (j < c1) {  // the last partial vector: pad each row's tail with zeros
+        const std::size_t m = c1 - j;
+        T* pad = tile + std::size_t(n) * W;
+        std::vector<const T*> padded(n);
+        for (int i = 0; i < n; ++i) {
+            std::fill(pad + std::size_t(i) * W, pad + std::size_t(i + 1) * W, T(0));
+            std::copy(seg.rows[i] + j, seg.rows[i] + c1, pad + std::size_t(i) * W);
+            padded[i] = pad + std::size_t(i) * W;
+        }
+        T out[W];
+        block(padded.data(), 0, out);
+        std::copy(out, out + m, seg.out + j);
+    }
+    return any_nan(probe);
+}
+
+}  // namespace hierfed::HIERFED_ISA

@@ -1,0 +1,39 @@
+// Batcher's odd-even merge sorting network for any n, pruned to the output ranks needed.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace hierfed {
+
+// Comparators (a, b), a < b, as a flat list; applying them in order (min to a, max to b)
+// sorts n values. Positions [lo, hi) are the ranks the caller reads afterwards; comparators
+// that cannot influence them are dropped. The merge levels below `sorted_groups` are left
+// out: the caller has already sorted every aligned group of that many values (a power of 2).
+inline std::vector<std::int32_t> sorting_network(int n, int lo, int hi, int sorted_groups = 1) {
+    int size = 1;
+    while (size < n) size <<= 1;
+    std::vector<std::int32_t> all;
+    for (int p = sorted_groups; p < size; p <<= 1)
+        for (int k = p; k >= 1; k >>= 1)
+            for (int j = k % p; j + k < size; j += 2 * k)
+                for (int i = 0; i < k && i + j + k < size; ++i)
+                    if ((i + j) / (2 * p) == (i + j + k) / (2 * p) && i + j + k < n) {
+                        // Padding above n holds +inf: comparators touching it never swap.
+                        all.push_back(i + j);
+                        all.push_back(i + j + k);
+                    }
+    std::vector<char> needed(n, 0);
+    for (int r = lo; r < hi; ++r) needed[r] = 1;
+    std::vector<std::int32_t> kept;
+    for (std::size_t c = all.size(); c >= 2; c -= 2) {
+        int a = all[c - 2], b = all[c - 1];
+        if (needed[a] || needed[b]) {
+            needed[a] = needed[b] = 1;
+            kept.push_back(b);
+            kept.push_back(a);
+        }
+    }
+    return std::vector<std::int32_t>(kept.rbegin(), kept.rend());
+}
+
+}  // namespace hierfed

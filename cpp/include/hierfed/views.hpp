@@ -1,0 +1,31 @@
+// Views of the updates as the kernels see them: per segment, n row pointers and one output.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace hierfed {
+
+// One segment of the updates (the whole update, or one layer of a per-layer model):
+// rows[i] points at update i's `len` contiguous values; `out` receives `len` results.
+template <class T>
+struct Segment {
+    const T* const* rows;
+    T* out;
+    std::size_t len;
+};
+
+enum class CoordOp : int { Mean = 0, TrimmedMean = 1, Median = 2 };
+
+// Everything a coordinate-wise kernel needs besides the segment.
+struct CoordParams {
+    CoordOp op;
+    int n;                        // number of updates
+    int k;                        // values trimmed at each end (TrimmedMean)
+    const double* weights;        // n weights or nullptr
+    double weight_sum;            // sum of weights (or n)
+    const std::int32_t* network;  // sorting-network comparators as (a, b) pairs, a < b
+    int network_len;              // number of comparators
+};
+
+}  // namespace hierfed
