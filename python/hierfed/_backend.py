@@ -93,12 +93,13 @@ def using(name: str) -> Iterator[ModuleType]:
 def _default_threads() -> int:
     env = os.environ.get("HIERFED_NUM_THREADS", "").strip()
     if env:
+        message = f"HIERFED_NUM_THREADS must be a positive integer, got {env!r}"
         try:
             value = int(env)
         except ValueError:
-            raise ValueError(f"HIERFED_NUM_THREADS must be a positive integer, got {env!r}") from None
+            raise ValueError(message) from None
         if value < 1:
-            raise ValueError(f"HIERFED_NUM_THREADS must be a positive integer, got {env!r}")
+            raise ValueError(message)
         return value
     try:
         return len(os.sched_getaffinity(0))

@@ -8,6 +8,7 @@ of per-layer arrays for per-layer (Flower NDArrays) input.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -86,9 +87,11 @@ def mean(updates: Any, weights: Any = None, *, check_finite: bool = True) -> Agg
         kernel's single pass). ``False`` skips the check; results are then undefined for such
         input.
     """
-    upd = as_updates(updates)
-    w = as_weights(weights, upd.n)
-    return _run("mean", upd, check_finite, w)
+    return _mean(as_updates(updates), weights, check_finite=check_finite)
+
+
+def _mean(upd: Updates, weights: Any = None, *, check_finite: bool = True) -> Aggregate:
+    return _run("mean", upd, check_finite, as_weights(weights, upd.n))
 
 
 def _n_trim(n: int, trim_ratio: Any, n_trim: Any) -> int:
@@ -138,7 +141,19 @@ def trimmed_mean(
     check_finite
         As in :func:`mean`.
     """
-    upd = as_updates(updates)
+    return _trimmed_mean(
+        as_updates(updates), trim_ratio, weights, n_trim=n_trim, check_finite=check_finite
+    )
+
+
+def _trimmed_mean(
+    upd: Updates,
+    trim_ratio: float | None = None,
+    weights: Any = None,
+    *,
+    n_trim: int | None = None,
+    check_finite: bool = True,
+) -> Aggregate:
     k = _n_trim(upd.n, trim_ratio, n_trim)
     w = as_weights(weights, upd.n)
     result = _run("trimmed_mean", upd, check_finite, k, w)
@@ -167,15 +182,17 @@ def median(updates: Any, weights: Any = None, *, check_finite: bool = True) -> A
     check_finite
         As in :func:`mean`.
     """
-    upd = as_updates(updates)
-    w = as_weights(weights, upd.n)
-    return _run("median", upd, check_finite, w)
+    return _median(as_updates(updates), weights, check_finite=check_finite)
 
 
-_RULES = {
-    AggregationMethod.MEAN: mean,
-    AggregationMethod.TRIMMED_MEAN: trimmed_mean,
-    AggregationMethod.MEDIAN: median,
+def _median(upd: Updates, weights: Any = None, *, check_finite: bool = True) -> Aggregate:
+    return _run("median", upd, check_finite, as_weights(weights, upd.n))
+
+
+_RULES: dict[AggregationMethod, Callable[..., Aggregate]] = {
+    AggregationMethod.MEAN: _mean,
+    AggregationMethod.TRIMMED_MEAN: _trimmed_mean,
+    AggregationMethod.MEDIAN: _median,
 }
 
 
@@ -197,5 +214,10 @@ def aggregate(
         known = ", ".join(m.value for m in AggregationMethod)
         raise ValueError(f"method must be one of {known}; got {method!r}") from None
     upd = as_updates(updates)
-    result = _RULES[rule](updates, **params)
+    try:
+        result = _RULES[rule](upd, **params)
+    except TypeError as exc:
+        if "unexpected keyword argument" in str(exc):
+            raise TypeError(f"aggregate(method={rule.value!r}): {exc}") from None
+        raise
     return AggregationResult(result, rule, upd.n)

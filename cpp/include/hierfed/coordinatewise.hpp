@@ -247,46 +247,71 @@ inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p
 }
 
 // ---- mean -------------------------------------------------------------------------------
+// Adds R rows at a time into a block's float64 sums, rows in index order (the reference's
+// order, so results match it exactly), the sums loaded and stored once per R rows.
+template <class T, int R, bool Weighted>
+inline void mean_rows(const T* const* rows, const double* w, std::size_t j0, std::size_t nv,
+                      simd::VecD<T>* acc, simd::Vec<T>& probe) {
+    using V = simd::Vec<T>;
+    using VD = simd::VecD<T>;
+    constexpr int W = simd::Lanes<T>::value;
+    V pr = probe;
+    for (std::size_t v = 0; v < nv; ++v) {
+        VD a = acc[v];
+        for (int q = 0; q < R; ++q) {
+            V x = load<V>(rows[q] + j0 + v * W);
+            pr += x * T(0);
+            if constexpr (Weighted)
+                a += to_double<T>(x) * splat<VD>(w[q]);
+            else
+                a += to_double<T>(x);
+        }
+        acc[v] = a;
+    }
+    probe = pr;
+}
+
 template <class T>
 inline bool mean_range(const Segment<T>& seg, std::size_t c0, std::size_t c1,
                        const CoordParams& p) {
     using V = simd::Vec<T>;
     using VD = simd::VecD<T>;
     constexpr int W = simd::Lanes<T>::value;
-    constexpr std::size_t B = 1024;  // coordinates per block: the float64 sums stay in L1
+    constexpr int R = 4;
+    constexpr std::size_t B = 2048;  // coordinates per block: the float64 sums stay in L1
     VD acc[B / W];
     double tail[W];
     V probe = {};
     bool bad = false;
+    const double* w = p.weights;
     for (std::size_t j0 = c0; j0 < c1; j0 += B) {
         const std::size_t nb = std::min(B, c1 - j0), nv = nb / W;
         for (std::size_t v = 0; v < nv; ++v) acc[v] = VD{};
-        for (std::size_t t = 0; t < nb - nv * W; ++t) tail[t] = 0.0;
-        for (int i = 0; i < p.n; ++i) {
-            const T* r = seg.rows[i] + j0;
-            if (p.weights) {
-                const VD w = splat<VD>(p.weights[i]);
-                for (std::size_t v = 0; v < nv; ++v) {
-                    V x = load<V>(r + v * W);
-                    probe += x * T(0);
-                    acc[v] += to_double<T>(x) * w;
-                }
-            } else {
-                for (std::size_t v = 0; v < nv; ++v) {
-                    V x = load<V>(r + v * W);
-                    probe += x * T(0);
-                    acc[v] += to_double<T>(x);
-                }
-            }
-            const double w = p.weights ? p.weights[i] : 1.0;
-            for (std::size_t t = nv * W; t < nb; ++t) {
-                bad |= !std::isfinite(r[t]);
-                tail[t - nv * W] += p.weights ? w * double(r[t]) : double(r[t]);
-            }
+        int i = 0;
+        for (; i + R <= p.n; i += R) {
+            if (w)
+                mean_rows<T, R, true>(seg.rows + i, w + i, j0, nv, acc, probe);
+            else
+                mean_rows<T, R, false>(seg.rows + i, nullptr, j0, nv, acc, probe);
         }
-        const double inv = p.weight_sum;
-        for (std::size_t v = 0; v < nv; ++v) store(seg.out + j0 + v * W, from_double<T>(acc[v] / inv));
-        for (std::size_t t = nv * W; t < nb; ++t) seg.out[j0 + t] = T(tail[t - nv * W] / inv);
+        for (; i < p.n; ++i) {
+            if (w)
+                mean_rows<T, 1, true>(seg.rows + i, w + i, j0, nv, acc, probe);
+            else
+                mean_rows<T, 1, false>(seg.rows + i, nullptr, j0, nv, acc, probe);
+        }
+        for (std::size_t t = nv * W; t < nb; ++t) {  // the last partial vector
+            double s = 0.0;
+            for (int r = 0; r < p.n; ++r) {
+                const double x = double(seg.rows[r][j0 + t]);
+                bad |= !std::isfinite(x);
+                s += w ? x * w[r] : x;
+            }
+            tail[t - nv * W] = s;
+        }
+        for (std::size_t v = 0; v < nv; ++v)
+            store(seg.out + j0 + v * W, from_double<T>(acc[v] / p.weight_sum));
+        for (std::size_t t = nv * W; t < nb; ++t) seg.out[j0 + t] = T(tail[t - nv * W] / p.weight_sum);
     }
     return bad || any_nan(probe);
 }
