@@ -151,101 +151,6 @@ inline void trim_pop_block(const T* const* rows, std::size_t j, int n, T* out,
     store(out + j, from_double<T>(sum / double(n - 2 * K)));
 }
 
-// ---- everything else: sort the block in a tile -----------------------------------------
-template <class T, bool Weighted>
-inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p, T* tile,
-                       simd::Int<T>* itile,
-                       T* out, simd::Vec<T>& probe) {
-    using V = simd::Vec<T>;
-    using VD = simd::VecD<T>;
-    using VI = simd::VecI<T>;
-    using I = simd::Int<T>;
-    constexpr int W = simd::Lanes<T>::value;
-    const int n = p.n;
-    V pr = probe;
-    if constexpr (Weighted) {
-        for (int i = 0; i < n; ++i) {
-            V v = load<V>(rows[i] + j);
-            pr += v * T(0);
-            store(tile + std::size_t(i) * W, v);
-            store(itile + std::size_t(i) * W, splat<VI>(double(i)));
-        }
-    } else {  // copy in, sorting each aligned group of kSortGroup rows on the way
-        const V pinf = splat<V>(std::numeric_limits<T>::infinity());
-        for (int g = 0; g < n; g += kSortGroup) {
-            V v[kSortGroup];
-            for (int q = 0; q < kSortGroup; ++q) {
-                v[q] = g + q < n ? load<V>(rows[g + q] + j) : pinf;
-                pr += g + q < n ? v[q] * T(0) : V{};
-            }
-            sort_group<kSortGroup>(v);
-            for (int q = 0; q < kSortGroup && g + q < n; ++q)
-                store(tile + std::size_t(g + q) * W, v[q]);
-        }
-    }
-    probe = pr;
-    for (int c = 0; c < p.network_len; ++c) {
-        T* a = tile + std::size_t(p.network[2 * c]) * W;
-        T* b = tile + std::size_t(p.network[2 * c + 1]) * W;
-        V x = load<V>(a), y = load<V>(b);
-        if constexpr (Weighted) {
-            I* ia = itile + std::size_t(p.network[2 * c]) * W;
-            I* ib = itile + std::size_t(p.network[2 * c + 1]) * W;
-            VI xi = load<VI>(ia), yi = load<VI>(ib);
-            VI gt = (x > y) | ((x == y) & (xi > yi));
-            store(a, gt ? y : x);
-            store(b, gt ? x : y);
-            store(ia, gt ? yi : xi);
-            store(ib, gt ? xi : yi);
-        } else {
-            store(a, vmin(x, y));
-            store(b, vmax(x, y));
-        }
-    }
-    auto row = [&](int r) { return load<V>(tile + std::size_t(r) * W); };
-    if constexpr (!Weighted) {
-        VD r;
-        if (p.op == CoordOp::Median) {
-            r = (to_double<T>(row((n - 1) / 2)) + to_double<T>(row(n / 2))) * 0.5;
-        } else {
-            VD s = {};
-            for (int q = p.k; q < n - p.k; ++q) s += to_double<T>(row(q));
-            r = s / double(n - 2 * p.k);
-        }
-        store(out + j, from_double<T>(r));
-    } else {
-        const double* w = p.weights;
-        for (int l = 0; l < W; ++l) {
-            auto val = [&](int q) { return double(tile[std::size_t(q) * W + l]); };
-            auto wt = [&](int q) { return w[itile[std::size_t(q) * W + l]]; };
-            double r;
-            if (p.op == CoordOp::Median) {
-                // lo: first rank with 2c >= W; hi: first rank with 2c > W.
-                double c = 0.0;
-                int lo = -1, hi = n - 1;
-                for (int q = 0; q < n; ++q) {
-                    c += wt(q);
-                    if (lo < 0 && 2.0 * c >= p.weight_sum) lo = q;
-                    if (2.0 * c > p.weight_sum) {
-                        hi = q;
-                        break;
-                    }
-                }
-                if (lo < 0) lo = hi;
-                r = (val(lo) + val(hi)) * 0.5;
-            } else {
-                double s = 0.0, ws = 0.0;
-                for (int q = p.k; q < n - p.k; ++q) {
-                    s += wt(q) * val(q);
-                    ws += wt(q);
-                }
-                r = s / ws;
-            }
-            out[j + l] = T(r);
-        }
-    }
-}
-
 // ---- mean -------------------------------------------------------------------------------
 // Adds R rows at a time into a block's float64 sums, rows in index order (the reference's
 // order, so results match it exactly), the sums loaded and stored once per R rows.
@@ -316,6 +221,121 @@ inline bool mean_range(const Segment<T>& seg, std::size_t c0, std::size_t c1,
     return bad || any_nan(probe);
 }
 
+// ---- everything else: sort the block in a tile -----------------------------------------
+// A tile row holds TV vectors (TV * W coordinates): each comparator then works on TV
+// independent vectors, which hides the latency of its loads and stores.
+template <class T>
+constexpr int tile_vectors(bool weighted) {
+    return weighted ? 1 : 2;
+}
+
+template <class T, bool Weighted>
+inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p, T* tile,
+                       simd::Int<T>* itile, T* out, simd::Vec<T>& probe) {
+    using V = simd::Vec<T>;
+    using VD = simd::VecD<T>;
+    using VI = simd::VecI<T>;
+    using I = simd::Int<T>;
+    constexpr int W = simd::Lanes<T>::value;
+    constexpr int TV = tile_vectors<T>(Weighted);
+    constexpr std::size_t RW = std::size_t(TV) * W;  // tile row width
+    const int n = p.n;
+    V pr = probe;
+    if constexpr (Weighted) {
+        for (int i = 0; i < n; ++i) {
+            V v = load<V>(rows[i] + j);
+            pr += v * T(0);
+            store(tile + std::size_t(i) * RW, v);
+            store(itile + std::size_t(i) * RW, splat<VI>(double(i)));
+        }
+    } else {  // copy in, sorting each aligned group of kSortGroup rows on the way
+        const V pinf = splat<V>(std::numeric_limits<T>::infinity());
+        for (int s = 0; s < TV; ++s)
+            for (int g = 0; g < n; g += kSortGroup) {
+                V v[kSortGroup];
+                for (int q = 0; q < kSortGroup; ++q) {
+                    v[q] = g + q < n ? load<V>(rows[g + q] + j + s * W) : pinf;
+                    pr += g + q < n ? v[q] * T(0) : V{};
+                }
+                sort_group<kSortGroup>(v);
+                for (int q = 0; q < kSortGroup && g + q < n; ++q)
+                    store(tile + std::size_t(g + q) * RW + s * W, v[q]);
+            }
+    }
+    probe = pr;
+    const std::int32_t* net = p.network;
+    const std::int32_t* const net_end = net + 2 * std::ptrdiff_t(p.network_len);
+    for (; net != net_end; net += 2) {
+        T* a = tile + std::size_t(net[0]) * RW;
+        T* b = tile + std::size_t(net[1]) * RW;
+        if constexpr (Weighted) {
+            I* ia = itile + std::size_t(net[0]) * RW;
+            I* ib = itile + std::size_t(net[1]) * RW;
+            V x = load<V>(a), y = load<V>(b);
+            VI xi = load<VI>(ia), yi = load<VI>(ib);
+            VI gt = (x > y) | ((x == y) & (xi > yi));
+            store(a, gt ? y : x);
+            store(b, gt ? x : y);
+            store(ia, gt ? yi : xi);
+            store(ib, gt ? xi : yi);
+        } else {
+            V x[TV], y[TV];
+            for (int s = 0; s < TV; ++s) {
+                x[s] = load<V>(a + s * W);
+                y[s] = load<V>(b + s * W);
+            }
+            for (int s = 0; s < TV; ++s) {
+                store(a + s * W, vmin(x[s], y[s]));
+                store(b + s * W, vmax(x[s], y[s]));
+            }
+        }
+    }
+    if constexpr (!Weighted) {
+        auto row = [&](int r, int s) { return to_double<T>(load<V>(tile + std::size_t(r) * RW + s * W)); };
+        for (int s = 0; s < TV; ++s) {
+            VD r;
+            if (p.op == CoordOp::Median) {
+                r = (row((n - 1) / 2, s) + row(n / 2, s)) * 0.5;
+            } else {
+                VD sum = {};
+                for (int q = p.k; q < n - p.k; ++q) sum += row(q, s);
+                r = sum / double(n - 2 * p.k);
+            }
+            store(out + j + s * W, from_double<T>(r));
+        }
+    } else {
+        const double* w = p.weights;
+        for (int l = 0; l < W; ++l) {
+            auto val = [&](int q) { return double(tile[std::size_t(q) * RW + l]); };
+            auto wt = [&](int q) { return w[itile[std::size_t(q) * RW + l]]; };
+            double r;
+            if (p.op == CoordOp::Median) {
+                // lo: first rank with 2c >= W; hi: first rank with 2c > W.
+                double c = 0.0;
+                int lo = -1, hi = n - 1;
+                for (int q = 0; q < n; ++q) {
+                    c += wt(q);
+                    if (lo < 0 && 2.0 * c >= p.weight_sum) lo = q;
+                    if (2.0 * c > p.weight_sum) {
+                        hi = q;
+                        break;
+                    }
+                }
+                if (lo < 0) lo = hi;
+                r = (val(lo) + val(hi)) * 0.5;
+            } else {
+                double sum = 0.0, ws = 0.0;
+                for (int q = p.k; q < n - p.k; ++q) {
+                    sum += wt(q) * val(q);
+                    ws += wt(q);
+                }
+                r = sum / ws;
+            }
+            out[j + l] = T(r);
+        }
+    }
+}
+
 // ---- dispatch over the block kinds, with the tail of a range padded into a tile ---------
 template <class T>
 inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::size_t c1,
@@ -326,18 +346,22 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
     if (p.op == CoordOp::Mean || (p.op == CoordOp::TrimmedMean && p.k == 0 && !p.weights))
         return mean_range(seg, c0, c1, p);
     const int n = p.n;
-    // Sort tile, then the padded tail rows, then the index tile; every vector 64-byte
-    // aligned, so that no load or store splits a cache line (which defeats store forwarding).
-    const std::size_t tile_len = std::size_t(n) * W * 2;
-    std::vector<char> scratch(tile_len * sizeof(T) + std::size_t(n) * W * sizeof(I) + 64);
+    const bool pop = !p.weights && p.op == CoordOp::TrimmedMean && p.k <= kMaxPopTrim;
+    // Coordinates per block: one vector for the pop network, one tile row otherwise.
+    const std::size_t bw = pop ? W : std::size_t(tile_vectors<T>(p.weights != nullptr)) * W;
+    // Sort tile, padded tail rows, index tile; 64-byte aligned so that no vector load or
+    // store splits a cache line (which defeats store-to-load forwarding).
+    const std::size_t tile_len = std::size_t(n) * bw;
+    std::vector<char> scratch(2 * tile_len * sizeof(T) + tile_len * sizeof(I) + 64);
     T* tile = reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(scratch.data()) + 63) &
                                    ~std::uintptr_t(63));
-    I* itile = reinterpret_cast<I*>(tile + tile_len);
+    T* pad = tile + tile_len;
+    I* itile = reinterpret_cast<I*>(pad + tile_len);
     V probe = {};
     auto block = [&](const T* const* rows, std::size_t j, T* out) {
         if (p.weights) {
             tile_block<T, true>(rows, j, p, tile, itile, out, probe);
-        } else if (p.op == CoordOp::TrimmedMean && p.k <= kMaxPopTrim) {
+        } else if (pop) {
             switch (p.k) {
 #define HIERFED_POP_CASE(K) \
     case K:                 \
@@ -353,19 +377,19 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
         }
     };
     std::size_t j = c0;
-    for (; j + W <= c1; j += W) block(seg.rows, j, seg.out);
-    if (j < c1) {  // the last partial vector: pad each row's tail with zeros
+    for (; j + bw <= c1; j += bw) block(seg.rows, j, seg.out);
+    if (j < c1) {  // the last partial block: pad each row's tail with zeros
         const std::size_t m = c1 - j;
-        T* pad = tile + std::size_t(n) * W;
         std::vector<const T*> padded(n);
         for (int i = 0; i < n; ++i) {
-            std::fill(pad + std::size_t(i) * W, pad + std::size_t(i + 1) * W, T(0));
-            std::copy(seg.rows[i] + j, seg.rows[i] + c1, pad + std::size_t(i) * W);
-            padded[i] = pad + std::size_t(i) * W;
+            T* r = pad + std::size_t(i) * bw;
+            std::fill(r, r + bw, T(0));
+            std::copy(seg.rows[i] + j, seg.rows[i] + c1, r);
+            padded[i] = r;
         }
-        T out[W];
-        block(padded.data(), 0, out);
-        std::copy(out, out + m, seg.out + j);
+        std::vector<T> out(bw);
+        block(padded.data(), 0, out.data());
+        std::copy(out.begin(), out.begin() + m, seg.out + j);
     }
     return any_nan(probe);
 }
