@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import operator
 import os
 from collections.abc import Iterator
 from types import ModuleType
@@ -113,11 +114,15 @@ _num_threads = _default_threads()
 def set_num_threads(n: int) -> None:
     """Set the number of threads the kernels use (default: all cores, or HIERFED_NUM_THREADS)."""
     global _num_threads
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n must be an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    _num_threads = n
+    if isinstance(n, bool):
+        raise TypeError("n must be an int, got bool")
+    try:
+        value = operator.index(n)
+    except TypeError:
+        raise TypeError(f"n must be an int, got {type(n).__name__}") from None
+    if value < 1:
+        raise ValueError(f"n must be >= 1, got {value}")
+    _num_threads = value
 
 
 def get_num_threads() -> int:

@@ -113,8 +113,11 @@ def _flat_row(arr: FloatArray) -> FloatArray:
 
 
 def _is_model(x: Any) -> bool:
+    """A model is a list of layer arrays; a list of numbers is one update."""
     return isinstance(x, (list, tuple)) and len(x) > 0 and all(
-        hasattr(layer, "shape") or hasattr(layer, "__array__") for layer in x
+        not isinstance(layer, np.generic)
+        and (hasattr(layer, "shape") or hasattr(layer, "__array__"))
+        for layer in x
     )
 
 
@@ -217,7 +220,10 @@ def _as_models(models: Sequence[Any], name: str) -> Updates:
 
 
 def as_weights(weights: Any, n: int, name: str = "weights") -> NDArray[np.float64] | None:
-    """Validate per-update weights: length ``n``, finite, non-negative, not all zero."""
+    """Validate per-update weights: length ``n``, finite, non-negative, not all zero.
+
+    Returns them scaled by a power of two so that the largest lies in ``[0.5, 1)``.
+    """
     if weights is None:
         return None
     try:
@@ -232,9 +238,9 @@ def as_weights(weights: Any, n: int, name: str = "weights") -> NDArray[np.float6
     neg = np.flatnonzero(w < 0)
     if neg.size:
         raise ValueError(f"{name} must be >= 0; {name}[{neg[0]}] = {w[neg[0]]}")
-    total = w.sum()
-    if total <= 0:
+    top = w.max()
+    if top <= 0:
         raise ValueError(f"{name} are all zero; at least one must be positive")
-    if not np.isfinite(total):
-        raise ValueError(f"{name} sum to infinity; rescale them")
-    return np.ascontiguousarray(w)
+    # Scale by a power of two (exact) so the largest weight is in [0.5, 1): no weighted sum
+    # can overflow, and every result is what the unscaled weights give.
+    return np.ascontiguousarray(np.ldexp(w, -int(np.frexp(top)[1])))

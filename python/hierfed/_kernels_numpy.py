@@ -47,7 +47,8 @@ def mean(
     for rows, out in zip(segments, outs, strict=True):
         x = _stack(rows)
         w = np.ones(len(rows)) if weights is None else weights
-        out[...] = (w[:, None] * x).sum(axis=0) / w.sum()
+        with np.errstate(over="ignore"):  # the caller reports an overflowing mean
+            out[...] = (w[:, None] * x).sum(axis=0) / w.sum()
     return False
 
 
@@ -84,9 +85,11 @@ def median(
 ) -> bool:
     """Coordinate-wise (weighted) median.
 
-    In (value, index) order with cumulative weights ``c``: ``lo`` is the first value with
-    ``2c >= W`` and ``hi`` the first with ``2c > W``; the median is ``(lo + hi) / 2``.
-    Unweighted this is ``np.median``.
+    In (value, index) order, ``below[q]`` is the weight at or below rank ``q`` (summed upwards)
+    and ``above[q]`` the weight above it (summed downwards): ``lo`` is the first rank with
+    ``below >= above`` (half the total reached), ``hi`` the first with ``below > above``, and
+    the median is ``(lo + hi) / 2``. Comparing the two sides rather than ``2c`` with the total
+    makes equal weights give exactly the unweighted median. Unweighted this is ``np.median``.
     """
     if _any_nonfinite(segments):
         return True
@@ -95,10 +98,12 @@ def median(
         order = np.argsort(x, axis=0, kind="stable")
         s = np.take_along_axis(x, order, axis=0)
         w = np.ones(x.shape[0]) if weights is None else weights
-        c2 = 2.0 * np.cumsum(w[order], axis=0)
-        total = 0.5 * c2[-1]
-        lo = np.argmax(c2 >= total, axis=0)
-        hi = np.argmax(c2 > total, axis=0)
+        ws = w[order]
+        below = np.cumsum(ws, axis=0)  # weight at or below each rank, summed upwards
+        above = np.zeros_like(ws)  # weight above each rank, summed downwards
+        above[:-1] = np.cumsum(ws[:0:-1], axis=0)[::-1]
+        lo = np.argmax(below >= above, axis=0)
+        hi = np.argmax(below > above, axis=0)
         cols = np.arange(x.shape[1])
         out[...] = 0.5 * (s[lo, cols] + s[hi, cols])
     return False

@@ -7,6 +7,7 @@ of per-layer arrays for per-layer (Flower NDArrays) input.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,12 @@ def _run(name: str, upd: Updates, check_finite: bool, *args: Any) -> Aggregate:
     saw_nonfinite = kernel(upd.segments, outs, *args, _backend.get_num_threads())
     if saw_nonfinite and check_finite:
         raise upd.nonfinite_error()
+    if not saw_nonfinite and upd.dtype == np.float64 and any(np.isinf(o).any() for o in outs):
+        # float32 input cannot overflow the float64 sums; float64 near its maximum can.
+        raise ValueError(
+            f"updates: the {name.replace('_', ' ')} overflows float64 "
+            "(values near 1.8e308); rescale the updates"
+        )
     return upd.wrap(outs)
 
 
@@ -189,10 +196,12 @@ def _median(upd: Updates, weights: Any = None, *, check_finite: bool = True) -> 
     return _run("median", upd, check_finite, as_weights(weights, upd.n))
 
 
-_RULES: dict[AggregationMethod, Callable[..., Aggregate]] = {
-    AggregationMethod.MEAN: _mean,
-    AggregationMethod.TRIMMED_MEAN: _trimmed_mean,
-    AggregationMethod.MEDIAN: _median,
+# Each rule: its public function (whose signature checks the parameters) and its body on
+# already validated updates.
+_RULES: dict[AggregationMethod, tuple[Callable[..., Aggregate], Callable[..., Aggregate]]] = {
+    AggregationMethod.MEAN: (mean, _mean),
+    AggregationMethod.TRIMMED_MEAN: (trimmed_mean, _trimmed_mean),
+    AggregationMethod.MEDIAN: (median, _median),
 }
 
 
@@ -213,11 +222,10 @@ def aggregate(
     except ValueError:
         known = ", ".join(m.value for m in AggregationMethod)
         raise ValueError(f"method must be one of {known}; got {method!r}") from None
-    upd = as_updates(updates)
+    public, internal = _RULES[rule]
     try:
-        result = _RULES[rule](upd, **params)
+        inspect.signature(public).bind(updates, **params)
     except TypeError as exc:
-        if "unexpected keyword argument" in str(exc):
-            raise TypeError(f"aggregate(method={rule.value!r}): {exc}") from None
-        raise
-    return AggregationResult(result, rule, upd.n)
+        raise TypeError(f"aggregate(method={rule.value!r}): {exc}") from None
+    upd = as_updates(updates)
+    return AggregationResult(internal(upd, **params), rule, upd.n)

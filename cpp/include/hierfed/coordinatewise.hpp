@@ -231,7 +231,7 @@ constexpr int tile_vectors(bool weighted) {
 
 template <class T, bool Weighted>
 inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p, T* tile,
-                       simd::Int<T>* itile, T* out, simd::Vec<T>& probe) {
+                       simd::Int<T>* itile, double* above, T* out, simd::Vec<T>& probe) {
     using V = simd::Vec<T>;
     using VD = simd::VecD<T>;
     using VI = simd::VecI<T>;
@@ -253,13 +253,21 @@ inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p
         for (int s = 0; s < TV; ++s)
             for (int g = 0; g < n; g += kSortGroup) {
                 V v[kSortGroup];
+                const int m = std::min(kSortGroup, n - g);
                 for (int q = 0; q < kSortGroup; ++q) {
-                    v[q] = g + q < n ? load<V>(rows[g + q] + j + s * W) : pinf;
-                    pr += g + q < n ? v[q] * T(0) : V{};
+                    v[q] = q < m ? load<V>(rows[g + q] + j + s * W) : pinf;
+                    pr += q < m ? v[q] * T(0) : V{};
                 }
-                sort_group<kSortGroup>(v);
-                for (int q = 0; q < kSortGroup && g + q < n; ++q)
-                    store(tile + std::size_t(g + q) * RW + s * W, v[q]);
+                // The last group may be short: sort it with the smallest network that fits.
+                if (m > kSortGroup / 2)
+                    sort_group<kSortGroup>(v);
+                else if (m > 4)
+                    sort_group<8>(v);
+                else if (m > 2)
+                    sort_group<4>(v);
+                else if (m == 2)
+                    sort_group<2>(v);
+                for (int q = 0; q < m; ++q) store(tile + std::size_t(g + q) * RW + s * W, v[q]);
             }
     }
     probe = pr;
@@ -310,13 +318,17 @@ inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p
             auto wt = [&](int q) { return w[itile[std::size_t(q) * RW + l]]; };
             double r;
             if (p.op == CoordOp::Median) {
-                // lo: first rank with 2c >= W; hi: first rank with 2c > W.
+                // c: weight at or below rank q, summed upwards; above[q]: weight above it,
+                // summed downwards. lo: first rank with c >= above; hi: first with c > above.
+                // Equal weights give bit-equal sums on both sides, as the unweighted median.
+                above[n - 1] = 0.0;
+                for (int q = n - 2; q >= 0; --q) above[q] = above[q + 1] + wt(q + 1);
                 double c = 0.0;
                 int lo = -1, hi = n - 1;
                 for (int q = 0; q < n; ++q) {
                     c += wt(q);
-                    if (lo < 0 && 2.0 * c >= p.weight_sum) lo = q;
-                    if (2.0 * c > p.weight_sum) {
+                    if (lo < 0 && c >= above[q]) lo = q;
+                    if (c > above[q]) {
                         hi = q;
                         break;
                     }
@@ -353,6 +365,7 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
     // store splits a cache line (which defeats store-to-load forwarding).
     const std::size_t tile_len = std::size_t(n) * bw;
     std::vector<char> scratch(2 * tile_len * sizeof(T) + tile_len * sizeof(I) + 64);
+    std::vector<double> above(p.weights ? n : 0);  // weighted median: weight above each rank
     T* tile = reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(scratch.data()) + 63) &
                                    ~std::uintptr_t(63));
     T* pad = tile + tile_len;
@@ -360,7 +373,7 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
     V probe = {};
     auto block = [&](const T* const* rows, std::size_t j, T* out) {
         if (p.weights) {
-            tile_block<T, true>(rows, j, p, tile, itile, out, probe);
+            tile_block<T, true>(rows, j, p, tile, itile, above.data(), out, probe);
         } else if (pop) {
             switch (p.k) {
 #define HIERFED_POP_CASE(K) \
@@ -373,7 +386,7 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
                 default: break;
             }
         } else {
-            tile_block<T, false>(rows, j, p, tile, nullptr, out, probe);
+            tile_block<T, false>(rows, j, p, tile, nullptr, nullptr, out, probe);
         }
     };
     std::size_t j = c0;
