@@ -32,6 +32,16 @@ using simd::vmin;
 
 constexpr int kMaxPopTrim = 8;
 
+// Rows are read a vector or two at a time, dozens of rows in turn: too many streams for the
+// hardware prefetcher, so each read also asks for the same row further ahead.
+#ifndef HIERFED_PREFETCH_BYTES
+#define HIERFED_PREFETCH_BYTES 2048
+#endif
+template <class T>
+inline void prefetch_ahead(const T* p) {
+    __builtin_prefetch(reinterpret_cast<const char*>(p) + HIERFED_PREFETCH_BYTES, 0, 0);
+}
+
 // Rows sorted per aligned group entirely in registers before the tile network runs:
 // 16 vectors where there are 32 vector registers (AVX-512), else 8.
 constexpr int kSortGroup = HIERFED_VECTOR_BYTES >= 64 ? 16 : 8;
@@ -133,16 +143,19 @@ inline void trim_pop_block(const T* const* rows, std::size_t j, int n, T* out,
     };
     int i = 0;
     for (; i < K; ++i) {  // fill lo; what it ejects are its +inf placeholders
+        prefetch_ahead(rows[i] + j);
         V v = load<V>(rows[i] + j);
         pr += v * T(0);
         insert_lo(v);
     }
     for (; i < 2 * K; ++i) {  // fill hi; what it ejects are its -inf placeholders
+        prefetch_ahead(rows[i] + j);
         V v = load<V>(rows[i] + j);
         pr += v * T(0);
         insert_hi(insert_lo(v));
     }
     for (; i < n; ++i) {
+        prefetch_ahead(rows[i] + j);
         V v = load<V>(rows[i] + j);
         pr += v * T(0);
         sum += to_double<T>(insert_hi(insert_lo(v)));
@@ -243,6 +256,7 @@ inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p
     V pr = probe;
     if constexpr (Weighted) {
         for (int i = 0; i < n; ++i) {
+            prefetch_ahead(rows[i] + j);
             V v = load<V>(rows[i] + j);
             pr += v * T(0);
             store(tile + std::size_t(i) * RW, v);
@@ -255,6 +269,7 @@ inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p
                 V v[kSortGroup];
                 const int m = std::min(kSortGroup, n - g);
                 for (int q = 0; q < kSortGroup; ++q) {
+                    if (q < m && s == 0) prefetch_ahead(rows[g + q] + j);
                     v[q] = q < m ? load<V>(rows[g + q] + j + s * W) : pinf;
                     pr += q < m ? v[q] * T(0) : V{};
                 }

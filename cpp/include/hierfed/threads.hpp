@@ -1,6 +1,9 @@
 // A minimal fork-join over [0, n_units): the calling thread works too; no Python inside.
+// Threads claim chunks from a shared counter, so one thread that the OS delays does not hold
+// up the others (static halves made a busy machine as slow as its slowest core).
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <exception>
 #include <thread>
@@ -8,7 +11,7 @@
 
 namespace hierfed {
 
-// Calls fn(begin, end, thread_index) on n_threads contiguous, near-equal slices of [0, n_units).
+// Calls fn(begin, end, thread_index) on chunks covering [0, n_units) exactly once.
 template <class Fn>
 void parallel_for(std::size_t n_units, int n_threads, Fn&& fn) {
     std::size_t t = std::max<std::size_t>(1, std::min<std::size_t>(n_threads, n_units));
@@ -16,19 +19,25 @@ void parallel_for(std::size_t n_units, int n_threads, Fn&& fn) {
         fn(std::size_t{0}, n_units, 0);
         return;
     }
-    std::vector<std::thread> pool;
+    const std::size_t chunk = std::max<std::size_t>(1, n_units / (t * 16));
+    std::atomic<std::size_t> next{0};
     std::vector<std::exception_ptr> errors(t);
-    pool.reserve(t - 1);
-    auto slice = [&](std::size_t i) {
-        std::size_t b = n_units * i / t, e = n_units * (i + 1) / t;
+    auto work = [&](std::size_t i) {
         try {
-            fn(b, e, static_cast<int>(i));
+            for (;;) {
+                std::size_t b = next.fetch_add(chunk, std::memory_order_relaxed);
+                if (b >= n_units) break;
+                fn(b, std::min(n_units, b + chunk), static_cast<int>(i));
+            }
         } catch (...) {
             errors[i] = std::current_exception();
+            next.store(n_units, std::memory_order_relaxed);  // stop the others early
         }
     };
-    for (std::size_t i = 1; i < t; ++i) pool.emplace_back(slice, i);
-    slice(0);
+    std::vector<std::thread> pool;
+    pool.reserve(t - 1);
+    for (std::size_t i = 1; i < t; ++i) pool.emplace_back(work, i);
+    work(0);
     for (auto& th : pool) th.join();
     for (auto& err : errors)
         if (err) std::rethrow_exception(err);
