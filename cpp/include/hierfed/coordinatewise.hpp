@@ -235,12 +235,6 @@ inline bool mean_range(const Segment<T>& seg, std::size_t c0, std::size_t c1,
 }
 
 // ---- everything else: sort the block in a tile -----------------------------------------
-// A tile row holds TV vectors (TV * W coordinates): each comparator then works on TV
-// independent vectors, which hides the latency of its loads and stores.
-template <class T>
-constexpr int tile_vectors(bool weighted) {
-    return weighted ? 1 : 2;
-}
 
 template <class T, bool Weighted>
 inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p, T* tile,
@@ -250,8 +244,6 @@ inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p
     using VI = simd::VecI<T>;
     using I = simd::Int<T>;
     constexpr int W = simd::Lanes<T>::value;
-    constexpr int TV = tile_vectors<T>(Weighted);
-    constexpr std::size_t RW = std::size_t(TV) * W;  // tile row width
     const int n = p.n;
     V pr = probe;
     if constexpr (Weighted) {
@@ -259,41 +251,40 @@ inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p
             prefetch_ahead(rows[i] + j);
             V v = load<V>(rows[i] + j);
             pr += v * T(0);
-            store(tile + std::size_t(i) * RW, v);
-            store(itile + std::size_t(i) * RW, splat<VI>(double(i)));
+            store(tile + std::size_t(i) * W, v);
+            store(itile + std::size_t(i) * W, splat<VI>(double(i)));
         }
     } else {  // copy in, sorting each aligned group of kSortGroup rows on the way
         const V pinf = splat<V>(std::numeric_limits<T>::infinity());
-        for (int s = 0; s < TV; ++s)
-            for (int g = 0; g < n; g += kSortGroup) {
-                V v[kSortGroup];
-                const int m = std::min(kSortGroup, n - g);
-                for (int q = 0; q < kSortGroup; ++q) {
-                    if (q < m && s == 0) prefetch_ahead(rows[g + q] + j);
-                    v[q] = q < m ? load<V>(rows[g + q] + j + s * W) : pinf;
-                    pr += q < m ? v[q] * T(0) : V{};
-                }
-                // The last group may be short: sort it with the smallest network that fits.
-                if (m > kSortGroup / 2)
-                    sort_group<kSortGroup>(v);
-                else if (m > 4)
-                    sort_group<8>(v);
-                else if (m > 2)
-                    sort_group<4>(v);
-                else if (m == 2)
-                    sort_group<2>(v);
-                for (int q = 0; q < m; ++q) store(tile + std::size_t(g + q) * RW + s * W, v[q]);
+        for (int g = 0; g < n; g += kSortGroup) {
+            V v[kSortGroup];
+            const int m = std::min(kSortGroup, n - g);
+            for (int q = 0; q < kSortGroup; ++q) {
+                if (q < m) prefetch_ahead(rows[g + q] + j);
+                v[q] = q < m ? load<V>(rows[g + q] + j) : pinf;
+                pr += q < m ? v[q] * T(0) : V{};
             }
+            // The last group may be short: sort it with the smallest network that fits.
+            if (m > kSortGroup / 2)
+                sort_group<kSortGroup>(v);
+            else if (m > 4)
+                sort_group<8>(v);
+            else if (m > 2)
+                sort_group<4>(v);
+            else if (m == 2)
+                sort_group<2>(v);
+            for (int q = 0; q < m; ++q) store(tile + std::size_t(g + q) * W, v[q]);
+        }
     }
     probe = pr;
     const std::int32_t* net = p.network;
     const std::int32_t* const net_end = net + 2 * std::ptrdiff_t(p.network_len);
     for (; net != net_end; net += 2) {
-        T* a = tile + std::size_t(net[0]) * RW;
-        T* b = tile + std::size_t(net[1]) * RW;
+        T* a = tile + std::size_t(net[0]) * W;
+        T* b = tile + std::size_t(net[1]) * W;
         if constexpr (Weighted) {
-            I* ia = itile + std::size_t(net[0]) * RW;
-            I* ib = itile + std::size_t(net[1]) * RW;
+            I* ia = itile + std::size_t(net[0]) * W;
+            I* ib = itile + std::size_t(net[1]) * W;
             V x = load<V>(a), y = load<V>(b);
             VI xi = load<VI>(ia), yi = load<VI>(ib);
             VI gt = (x > y) | ((x == y) & (xi > yi));
@@ -302,35 +293,27 @@ inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p
             store(ia, gt ? yi : xi);
             store(ib, gt ? xi : yi);
         } else {
-            V x[TV], y[TV];
-            for (int s = 0; s < TV; ++s) {
-                x[s] = load<V>(a + s * W);
-                y[s] = load<V>(b + s * W);
-            }
-            for (int s = 0; s < TV; ++s) {
-                store(a + s * W, vmin(x[s], y[s]));
-                store(b + s * W, vmax(x[s], y[s]));
-            }
+            V x = load<V>(a), y = load<V>(b);
+            store(a, vmin(x, y));
+            store(b, vmax(x, y));
         }
     }
     if constexpr (!Weighted) {
-        auto row = [&](int r, int s) { return to_double<T>(load<V>(tile + std::size_t(r) * RW + s * W)); };
-        for (int s = 0; s < TV; ++s) {
-            VD r;
-            if (p.op == CoordOp::Median) {
-                r = (row((n - 1) / 2, s) + row(n / 2, s)) * 0.5;
-            } else {
-                VD sum = {};
-                for (int q = p.k; q < n - p.k; ++q) sum += row(q, s);
-                r = sum / double(n - 2 * p.k);
-            }
-            store(out + j + s * W, from_double<T>(r));
+        auto row = [&](int r) { return to_double<T>(load<V>(tile + std::size_t(r) * W)); };
+        VD r;
+        if (p.op == CoordOp::Median) {
+            r = (row((n - 1) / 2) + row(n / 2)) * 0.5;
+        } else {
+            VD sum = {};
+            for (int q = p.k; q < n - p.k; ++q) sum += row(q);
+            r = sum / double(n - 2 * p.k);
         }
+        store(out + j, from_double<T>(r));
     } else {
         const double* w = p.weights;
         for (int l = 0; l < W; ++l) {
-            auto val = [&](int q) { return double(tile[std::size_t(q) * RW + l]); };
-            auto wt = [&](int q) { return w[itile[std::size_t(q) * RW + l]]; };
+            auto val = [&](int q) { return double(tile[std::size_t(q) * W + l]); };
+            auto wt = [&](int q) { return w[itile[std::size_t(q) * W + l]]; };
             double r;
             if (p.op == CoordOp::Median) {
                 // c: weight at or below rank q, summed upwards; above[q]: weight above it,
@@ -374,8 +357,7 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
         return mean_range(seg, c0, c1, p);
     const int n = p.n;
     const bool pop = !p.weights && p.op == CoordOp::TrimmedMean && p.k <= kMaxPopTrim;
-    // Coordinates per block: one vector for the pop network, one tile row otherwise.
-    const std::size_t bw = pop ? W : std::size_t(tile_vectors<T>(p.weights != nullptr)) * W;
+    constexpr std::size_t bw = W;  // coordinates per block: one vector
     // Sort tile, padded tail rows, index tile; 64-byte aligned so that no vector load or
     // store splits a cache line (which defeats store-to-load forwarding).
     const std::size_t tile_len = std::size_t(n) * bw;
