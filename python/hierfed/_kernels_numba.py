@@ -1,0 +1,824 @@
+"""Numba twins of the compiled C++ kernels: same algorithms, same results, no compiler needed.
+
+Used when the extension ``hierfed._core`` is missing. The contract is the one of
+:mod:`hierfed._kernels_numpy`: ``kernel(segments, outs, ..., weights, n_threads) -> bool``,
+``True`` when an input value is NaN or infinite (checked within the kernel's own pass).
+
+The kernels read the rows in place through their addresses, collected and checked here
+(1-D, C-contiguous, the outputs' dtype and length): no copy, no stacking. One parallel region
+covers every segment, split into blocks of coordinates over ``n_threads`` threads (one thread
+for a small input, where waking a second costs more than it saves). Kernels compile on first
+use, once per dtype (and per ``k`` for the pop network), and are cached on disk.
+
+Algorithms, as in the C++ core:
+
+- mean: per block a float64 accumulator, rows added in order.
+- unweighted trimmed mean with ``1 <= k <= 8``: one pass with a "pop network" per coordinate,
+  the ``k`` smallest and ``k`` largest values seen so far; a value pushed out of both is a kept
+  middle value and goes into a float64 sum, so no outlier is ever added and subtracted again.
+  Coordinates are independent lanes, which LLVM vectorises.
+- everything else (median, larger ``k``, weighted rules): a tile of coordinates is sorted
+  vertically by Batcher's odd-even merge sorting network, pruned to the comparators the needed
+  output positions depend on (unweighted, its first stages run in registers while loading);
+  weighted rules sort (value, row index) pairs, a stable order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import cache, lru_cache
+from typing import Any
+
+import numba
+import numpy as np
+from numba import prange
+from numba.core import types
+from numba.core.errors import NumbaError
+from numba.extending import intrinsic
+from numba.np.numpy_support import carray
+from numpy.typing import NDArray
+
+__all__ = ["mean", "median", "trimmed_mean"]
+
+FloatArray = NDArray[np.floating[Any]]
+Rows = Sequence[FloatArray]
+IntArray = NDArray[np.int64]
+
+_POP_MAX_TRIM = 8  # the pop network handles 1 <= k <= this; larger k use a sorting network
+_MEAN_BLOCK = 8192  # coordinates per block of the mean (its float64 accumulator stays in L2)
+_POP_BLOCK = 128  # coordinates per block of the pop network (2k slots per lane stay in L1)
+_NET_BLOCK = 128  # lanes (coordinates) per tile of the sorting networks
+_NET_GROUP = 8  # rows sorted in registers as they are loaded (the code is written for 8)
+_ADDRESS_CHUNK = 16  # rows per call of _row_addresses
+_MIN_PARALLEL_WORK = 1 << 16  # values below which one thread is used
+_NO_WEIGHTS = np.ones(1)  # the weights argument of an unweighted kernel, unread
+
+
+def _cache_probe() -> None:
+    """Nothing: decorated with ``cache=True`` to learn whether this file's kernels can be."""
+
+
+def _can_cache() -> bool:
+    """Whether numba finds a writable cache directory for this file (it raises if not)."""
+    try:
+        numba.njit(cache=True)(_cache_probe)
+    except RuntimeError:  # e.g. a read-only install and no writable user cache directory
+        return False
+    return True
+
+
+_CACHE = _can_cache()
+# error_model="numpy": x / 0 gives inf or nan as in numpy (no exception path), which vectorises
+_jit = numba.njit(cache=_CACHE, nogil=True, fastmath=False, error_model="numpy")
+_jit_parallel = numba.njit(
+    cache=_CACHE, nogil=True, fastmath=False, error_model="numpy", parallel=True
+)
+_jit_inline = numba.njit(
+    cache=_CACHE, nogil=True, fastmath=False, error_model="numpy", inline="always"
+)
+_CPointer: Any = types.CPointer  # untyped in numba's stubs
+_config: Any = numba.config  # its settings are set dynamically
+
+
+def _as_pointer_typing(typingctx: Any, address: Any, like: Any) -> Any:
+    """Reinterpret the integer ``address`` as a pointer to elements of ``like``'s dtype."""
+    pointer = _CPointer(like.dtype)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.inttoptr(args[0], context.get_value_type(pointer))
+
+    return pointer(address, like), codegen
+
+
+_as_pointer: Any = intrinsic(_as_pointer_typing)
+
+
+@_jit
+def _view(address: int, start: int, length: int, like: Any) -> Any:
+    """The ``length`` elements from element ``start`` of the array at ``address``."""
+    return carray(_as_pointer(address + start * like.itemsize, like), length)
+
+
+@_jit_inline
+def _cx(a: Any, b: Any) -> tuple[Any, Any]:
+    """Compare-exchange: ``(min, max)`` of two values (lane-wise once vectorised)."""
+    return (b, a) if b < a else (a, b)
+
+
+@_jit
+def _block_starts(lens: Any, block: int) -> Any:
+    """Segment ``s`` owns blocks ``starts[s]`` to ``starts[s + 1]`` of ``block`` coordinates."""
+    starts = np.zeros(lens.size + 1, np.int64)
+    for s in range(lens.size):
+        starts[s + 1] = starts[s] + (lens[s] + block - 1) // block
+    return starts
+
+
+@_jit
+def _any_nonfinite(ptrs: Any, s: int, n: int, j0: int, le: int, like: Any) -> bool:
+    """Whether a row of segment ``s`` holds a NaN or infinity among ``le`` coordinates at j0."""
+    zero = np.zeros(1, like.dtype)[0]
+    probe = zero
+    for i in range(n):
+        x = _view(ptrs[s * n + i], j0, le, like)
+        for j in range(le):
+            probe += x[j] * zero
+    return bool(probe != zero)
+
+
+@_jit_parallel
+def _mean_kernel(
+    ptrs: Any, optrs: Any, lens: Any, n: int, w: Any, weighted: bool, like: Any, n_threads: int
+) -> bool:
+    """Weighted mean per block of coordinates: a float64 accumulator, rows added in order.
+
+    Four rows are added per sweep over the accumulator (the same order of additions), which
+    keeps the kernel at memory speed. A non-finite sum sends the block to a second look that
+    tells a NaN or infinity in the input from an overflow of finite values.
+    """
+    block = _MEAN_BLOCK
+    starts = _block_starts(lens, block)
+    nb = starts[-1]
+    nch = min(nb, n_threads)
+    total = 0.0
+    for i in range(n):
+        total += w[i] if weighted else 1.0
+    bad = 0
+    for c in prange(nch):
+        acc = np.empty(block, np.float64)
+        s = 0
+        for b in range(c * nb // nch, (c + 1) * nb // nch):
+            while b >= starts[s + 1]:
+                s += 1
+            j0 = (b - starts[s]) * block
+            le = min(block, lens[s] - j0)
+            for j in range(le):
+                acc[j] = 0.0
+            base = s * n
+            i = 0
+            while i + 4 <= n:
+                x0 = _view(ptrs[base + i], j0, le, like)
+                x1 = _view(ptrs[base + i + 1], j0, le, like)
+                x2 = _view(ptrs[base + i + 2], j0, le, like)
+                x3 = _view(ptrs[base + i + 3], j0, le, like)
+                if weighted:
+                    w0, w1, w2, w3 = w[i], w[i + 1], w[i + 2], w[i + 3]
+                    for j in range(le):
+                        acc[j] = (((acc[j] + w0 * x0[j]) + w1 * x1[j]) + w2 * x2[j]) + w3 * x3[j]
+                else:
+                    for j in range(le):
+                        acc[j] = (((acc[j] + x0[j]) + x1[j]) + x2[j]) + x3[j]
+                i += 4
+            while i < n:
+                x0 = _view(ptrs[base + i], j0, le, like)
+                if weighted:
+                    w0 = w[i]
+                    for j in range(le):
+                        acc[j] += w0 * x0[j]
+                else:
+                    for j in range(le):
+                        acc[j] += x0[j]
+                i += 1
+            nonfinite = 0  # an integer count vectorises, a float sum would not
+            for j in range(le):
+                nonfinite += (acc[j] - acc[j]) != 0.0
+            if nonfinite and _any_nonfinite(ptrs, s, n, j0, le, like):
+                bad += 1
+            out = _view(optrs[s], j0, le, like)
+            for j in range(le):
+                out[j] = acc[j] / total
+    return bad > 0
+
+
+@cache
+def _pop_kernel(k: int) -> Callable[..., bool]:
+    """The pop-network trimmed mean compiled for ``k`` (a constant, so the slots unroll)."""
+
+    @_jit_parallel
+    def pop_trimmed_mean(
+        ptrs: Any, optrs: Any, lens: Any, n: int, like: Any, n_threads: int
+    ) -> bool:
+        """Unweighted trimmed mean dropping ``k`` values at each end, in one pass.
+
+        Per lane ``lo`` holds the ``k`` smallest values seen, ascending, and ``hi`` the ``k``
+        largest, descending. Each value is inserted into ``lo``; what ``lo`` pops out (its
+        largest) goes into ``hi``, and what ``hi`` pops out (its smallest) is a middle value:
+        it joins the float64 sum. Rows ``0..k-1`` only fill ``lo`` (it pops its +inf
+        padding), rows ``k..2k-1`` also fill ``hi`` (which pops its -inf padding). Later rows
+        go four at a time through each slot: the same comparisons in the same order, with a
+        quarter of the slot loads and stores.
+        """
+        block = _POP_BLOCK
+        starts = _block_starts(lens, block)
+        nb = starts[-1]
+        nch = min(nb, n_threads)
+        zero = np.zeros(1, like.dtype)[0]
+        kept = float(n - 2 * k)
+        bad = 0
+        for c in prange(nch):
+            lo = np.empty((k, block), like.dtype)
+            hi = np.empty((k, block), like.dtype)
+            probe = np.empty(block, like.dtype)
+            acc = np.empty(block, np.float64)
+            s = 0
+            for b in range(c * nb // nch, (c + 1) * nb // nch):
+                while b >= starts[s + 1]:
+                    s += 1
+                j0 = (b - starts[s]) * block
+                le = min(block, lens[s] - j0)
+                for t in range(k):
+                    for j in range(block):
+                        lo[t, j] = np.inf
+                    for j in range(block):
+                        hi[t, j] = -np.inf
+                for j in range(block):
+                    probe[j] = zero
+                for j in range(block):
+                    acc[j] = 0.0
+                i = 0
+                while i < n:
+                    if i >= 2 * k and i + 3 < n:  # four rows per sweep over the slots
+                        x0 = _view(ptrs[s * n + i], j0, le, like)
+                        x1 = _view(ptrs[s * n + i + 1], j0, le, like)
+                        x2 = _view(ptrs[s * n + i + 2], j0, le, like)
+                        x3 = _view(ptrs[s * n + i + 3], j0, le, like)
+                        for j in range(le):
+                            v0 = x0[j]
+                            v1 = x1[j]
+                            v2 = x2[j]
+                            v3 = x3[j]
+                            probe[j] += ((v0 * zero + v1 * zero) + v2 * zero) + v3 * zero
+                            for t in range(k):
+                                a = lo[t, j]
+                                m = a if a < v0 else v0
+                                v0 = v0 if a < v0 else a
+                                a = m if m < v1 else v1
+                                v1 = v1 if m < v1 else m
+                                m = a if a < v2 else v2
+                                v2 = v2 if a < v2 else a
+                                lo[t, j] = m if m < v3 else v3
+                                v3 = v3 if m < v3 else m
+                            for t in range(k):
+                                a = hi[t, j]
+                                m = v0 if a < v0 else a
+                                v0 = a if a < v0 else v0
+                                a = v1 if m < v1 else m
+                                v1 = m if m < v1 else v1
+                                m = v2 if a < v2 else a
+                                v2 = a if a < v2 else v2
+                                hi[t, j] = v3 if m < v3 else m
+                                v3 = m if m < v3 else v3
+                            acc[j] = (((acc[j] + v0) + v1) + v2) + v3
+                        i += 4
+                        continue
+                    x = _view(ptrs[s * n + i], j0, le, like)
+                    if i < k:
+                        for j in range(le):
+                            v = x[j]
+                            probe[j] += v * zero
+                            for t in range(k):
+                                a = lo[t, j]
+                                lo[t, j] = a if a < v else v
+                                v = v if a < v else a
+                    elif i < 2 * k:
+                        for j in range(le):
+                            v = x[j]
+                            probe[j] += v * zero
+                            for t in range(k):
+                                a = lo[t, j]
+                                lo[t, j] = a if a < v else v
+                                v = v if a < v else a
+                            for t in range(k):
+                                a = hi[t, j]
+                                hi[t, j] = v if a < v else a
+                                v = a if a < v else v
+                    else:
+                        for j in range(le):
+                            v = x[j]
+                            probe[j] += v * zero
+                            for t in range(k):
+                                a = lo[t, j]
+                                lo[t, j] = a if a < v else v
+                                v = v if a < v else a
+                            for t in range(k):
+                                a = hi[t, j]
+                                hi[t, j] = v if a < v else a
+                                v = a if a < v else v
+                            acc[j] += v
+                    i += 1
+                check = zero
+                for j in range(le):
+                    check += probe[j]
+                if check != zero:
+                    bad += 1
+                out = _view(optrs[s], j0, le, like)
+                for j in range(le):
+                    out[j] = acc[j] / kept
+        return bad > 0
+
+    return pop_trimmed_mean
+
+
+@_jit_parallel
+def _net_kernel(
+    ptrs: Any,
+    optrs: Any,
+    lens: Any,
+    n: int,
+    pa: Any,
+    pb: Any,
+    k: int,
+    median: bool,
+    like: Any,
+    n_threads: int,
+) -> bool:
+    """Unweighted median or trimmed mean: a vertical sorting network over tiles of lanes.
+
+    A tile holds ``n`` rows of ``_NET_BLOCK`` consecutive coordinates; comparator ``(a, b)``
+    puts the lane-wise minimum of rows ``a`` and ``b`` into row ``a`` and the maximum into
+    ``b``, which vectorises over the lanes. Rows are loaded eight at a time and sorted in
+    registers on the way in (the network's first three stages, ``pa``/``pb`` being the rest),
+    which saves a quarter of the comparators' loads and stores. The median averages sorted
+    rows ``(n - 1) // 2`` and ``n // 2``; the trimmed mean sums sorted rows ``k..n-k-1`` in
+    ascending order.
+    """
+    block = _NET_BLOCK
+    starts = _block_starts(lens, block)
+    nb = starts[-1]
+    nch = min(nb, n_threads)
+    zero = np.zeros(1, like.dtype)[0]
+    ncomp = pa.size
+    kept = float(n - 2 * k)
+    bad = 0
+    for c in prange(nch):
+        tile = np.zeros((n, block), like.dtype)
+        probe = np.empty(block, like.dtype)
+        acc = np.empty(block, np.float64)
+        s = 0
+        for b in range(c * nb // nch, (c + 1) * nb // nch):
+            while b >= starts[s + 1]:
+                s += 1
+            j0 = (b - starts[s]) * block
+            le = min(block, lens[s] - j0)
+            for j in range(block):
+                probe[j] = zero
+            full = n - n % _NET_GROUP
+            for g in range(0, full, _NET_GROUP):  # a group of 8 rows, sorted in registers
+                base = s * n + g
+                x0 = _view(ptrs[base], j0, le, like)
+                x1 = _view(ptrs[base + 1], j0, le, like)
+                x2 = _view(ptrs[base + 2], j0, le, like)
+                x3 = _view(ptrs[base + 3], j0, le, like)
+                x4 = _view(ptrs[base + 4], j0, le, like)
+                x5 = _view(ptrs[base + 5], j0, le, like)
+                x6 = _view(ptrs[base + 6], j0, le, like)
+                x7 = _view(ptrs[base + 7], j0, le, like)
+                r0 = tile[g]
+                r1 = tile[g + 1]
+                r2 = tile[g + 2]
+                r3 = tile[g + 3]
+                r4 = tile[g + 4]
+                r5 = tile[g + 5]
+                r6 = tile[g + 6]
+                r7 = tile[g + 7]
+                for j in range(le):
+                    v0 = x0[j]
+                    v1 = x1[j]
+                    v2 = x2[j]
+                    v3 = x3[j]
+                    v4 = x4[j]
+                    v5 = x5[j]
+                    v6 = x6[j]
+                    v7 = x7[j]
+                    probe[j] += (v0 * zero + v1 * zero + v2 * zero + v3 * zero) + (
+                        v4 * zero + v5 * zero + v6 * zero + v7 * zero
+                    )
+                    v0, v1 = _cx(v0, v1)
+                    v2, v3 = _cx(v2, v3)
+                    v4, v5 = _cx(v4, v5)
+                    v6, v7 = _cx(v6, v7)
+                    v0, v2 = _cx(v0, v2)
+                    v1, v3 = _cx(v1, v3)
+                    v4, v6 = _cx(v4, v6)
+                    v5, v7 = _cx(v5, v7)
+                    v1, v2 = _cx(v1, v2)
+                    v5, v6 = _cx(v5, v6)
+                    v0, v4 = _cx(v0, v4)
+                    v1, v5 = _cx(v1, v5)
+                    v2, v6 = _cx(v2, v6)
+                    v3, v7 = _cx(v3, v7)
+                    v2, v4 = _cx(v2, v4)
+                    v3, v5 = _cx(v3, v5)
+                    v1, v2 = _cx(v1, v2)
+                    v3, v4 = _cx(v3, v4)
+                    v5, v6 = _cx(v5, v6)
+                    r0[j] = v0
+                    r1[j] = v1
+                    r2[j] = v2
+                    r3[j] = v3
+                    r4[j] = v4
+                    r5[j] = v5
+                    r6[j] = v6
+                    r7[j] = v7
+            for i in range(full, n):
+                x = _view(ptrs[s * n + i], j0, le, like)
+                row = tile[i]
+                for j in range(le):
+                    v = x[j]
+                    probe[j] += v * zero
+                    row[j] = v
+            for q in range(ncomp):
+                ra = tile[pa[q]]
+                rb = tile[pb[q]]
+                for j in range(block):
+                    u = ra[j]
+                    v = rb[j]
+                    ra[j] = v if v < u else u
+                    rb[j] = u if v < u else v
+            check = zero
+            for j in range(le):
+                check += probe[j]
+            if check != zero:
+                bad += 1
+            out = _view(optrs[s], j0, le, like)
+            if median:
+                lo = tile[(n - 1) // 2]
+                hi = tile[n // 2]
+                for j in range(le):
+                    out[j] = 0.5 * (np.float64(lo[j]) + np.float64(hi[j]))
+            else:
+                for j in range(block):
+                    acc[j] = 0.0
+                for p in range(k, n - k):
+                    row = tile[p]
+                    for j in range(block):
+                        acc[j] += row[j]
+                for j in range(le):
+                    out[j] = acc[j] / kept
+    return bad > 0
+
+
+@_jit_parallel
+def _net_weighted_kernel(
+    ptrs: Any,
+    optrs: Any,
+    lens: Any,
+    n: int,
+    pa: Any,
+    pb: Any,
+    k: int,
+    median: bool,
+    w: Any,
+    like: Any,
+    index_like: Any,
+    n_threads: int,
+) -> bool:
+    """Weighted median or trimmed mean: the sorting network on (value, row index) pairs.
+
+    Comparing pairs lexicographically sorts the values stably (equal values keep row order).
+    Trimmed mean: ``sum(w v) / sum(w)`` over sorted positions ``k..n-k-1``, in ascending
+    order (0/0 = NaN when all kept weights are zero). Median: with ``below[q]`` the weight at
+    or below rank ``q`` (summed upwards) and ``above[q]`` the weight above it (summed
+    downwards), the mean of the values at the first rank with ``below >= above`` and the
+    first with ``below > above``; equal weights thus give exactly the unweighted median.
+    """
+    block = _NET_BLOCK
+    starts = _block_starts(lens, block)
+    nb = starts[-1]
+    nch = min(nb, n_threads)
+    zero = np.zeros(1, like.dtype)[0]
+    ncomp = pa.size
+    bad = 0
+    for c in prange(nch):
+        tile = np.zeros((n, block), like.dtype)
+        index = np.empty((n, block), index_like.dtype)
+        probe = np.empty(block, like.dtype)
+        acc = np.empty(block, np.float64)
+        wacc = np.empty(block, np.float64)
+        wsorted = np.empty((n, block), np.float64)
+        above = np.empty((n, block), np.float64)
+        below = np.empty(block, np.float64)
+        lo = np.empty(block, np.float64)
+        hi = np.empty(block, np.float64)
+        s = 0
+        for b in range(c * nb // nch, (c + 1) * nb // nch):
+            while b >= starts[s + 1]:
+                s += 1
+            j0 = (b - starts[s]) * block
+            le = min(block, lens[s] - j0)
+            for j in range(block):
+                probe[j] = zero
+            for i in range(n):
+                x = _view(ptrs[s * n + i], j0, le, like)
+                row = tile[i]
+                for j in range(le):
+                    v = x[j]
+                    probe[j] += v * zero
+                    row[j] = v
+            for i in range(n):  # a loop of its own: inside the one above it runs 10x slower
+                ir = index[i]
+                for j in range(block):
+                    ir[j] = i
+            for q in range(ncomp):
+                ra = tile[pa[q]]
+                rb = tile[pb[q]]
+                ia = index[pa[q]]
+                ib = index[pb[q]]
+                for j in range(block):
+                    u = ra[j]
+                    v = rb[j]
+                    iu = ia[j]
+                    iv = ib[j]
+                    swap = (v < u) | ((v == u) & (iv < iu))
+                    ra[j] = v if swap else u
+                    rb[j] = u if swap else v
+                    ia[j] = iv if swap else iu
+                    ib[j] = iu if swap else iv
+            check = zero
+            for j in range(le):
+                check += probe[j]
+            if check != zero:
+                bad += 1
+            out = _view(optrs[s], j0, le, like)
+            first = 0 if median else k
+            last = n if median else n - k
+            for p in range(first, last):  # the weights in sorted order (a scalar gather)
+                ip = index[p]
+                wp = wsorted[p]
+                for j in range(block):
+                    wp[j] = w[ip[j]]
+            if median:
+                # above[q]: the weight above rank q, summed downwards
+                top = above[n - 1]
+                for j in range(block):
+                    top[j] = 0.0
+                for p in range(n - 2, -1, -1):
+                    ap = above[p]
+                    aq = above[p + 1]
+                    wq = wsorted[p + 1]
+                    for j in range(block):
+                        ap[j] = aq[j] + wq[j]
+                # below: the weight at or below rank q, summed upwards. below grows and above
+                # shrinks, so the first rank with below >= above is the one where the test
+                # holds and did not hold at the rank before (likewise for >).
+                w0 = wsorted[0]
+                row = tile[0]
+                for j in range(block):
+                    below[j] = w0[j]
+                    lo[j] = np.float64(row[j])  # stays where the test holds at rank 0
+                    hi[j] = np.float64(row[j])
+                for p in range(1, n):
+                    wp = wsorted[p]
+                    ap = above[p]
+                    was = above[p - 1]
+                    row = tile[p]
+                    for j in range(block):
+                        before = below[j]
+                        now = before + wp[j]
+                        below[j] = now
+                        value = np.float64(row[j])
+                        lo[j] = value if (now >= ap[j]) & (before < was[j]) else lo[j]
+                        hi[j] = value if (now > ap[j]) & (before <= was[j]) else hi[j]
+                for j in range(le):
+                    out[j] = 0.5 * (lo[j] + hi[j])
+            else:
+                for j in range(block):
+                    acc[j] = 0.0
+                for j in range(block):
+                    wacc[j] = 0.0
+                for p in range(k, n - k):
+                    wp = wsorted[p]
+                    row = tile[p]
+                    for j in range(block):
+                        acc[j] += wp[j] * row[j]
+                        wacc[j] += wp[j]
+                for j in range(le):
+                    out[j] = acc[j] / wacc[j]
+    return bad > 0
+
+
+# --------------------------------------------------------------------------------------------
+# Sorting networks
+
+
+def _odd_even_merge_sort(n: int, presorted: int = 1) -> list[tuple[int, int]]:
+    """Batcher's odd-even merge sort of ``n`` wires, as (low, high) comparators in order.
+
+    Built for the next power of two; comparators touching a wire ``>= n`` are dropped, which
+    is exact because such a wire would hold +inf padding that no comparator moves. The first
+    stages sort aligned groups of ``presorted`` wires (a power of two); their comparators are
+    left out for the full groups, which the caller sorts itself.
+    """
+    size = 1
+    while size < n:
+        size *= 2
+    full = n - n % presorted  # groups of wires below this arrive sorted
+    pairs = []
+    p = 1
+    while p < size:
+        step = p
+        while step >= 1:
+            for j in range(step % p, size - step, 2 * step):
+                for i in range(min(step, size - j - step)):
+                    a, b = i + j, i + j + step
+                    if a // (2 * p) == b // (2 * p) and b < n and (p >= presorted or b >= full):
+                        pairs.append((a, b))
+            step //= 2
+        p *= 2
+    return pairs
+
+
+@lru_cache(maxsize=256)
+def _network(n: int, first: int, last: int, presorted: int = 1) -> tuple[IntArray, IntArray]:
+    """The comparators that sorted positions ``first..last`` of ``n`` wires depend on.
+
+    With ``presorted`` as in :func:`_odd_even_merge_sort`: the rest of the network.
+    """
+    needed = set(range(first, last + 1))
+    kept = []
+    for a, b in reversed(_odd_even_merge_sort(n, presorted)):
+        if a in needed or b in needed:
+            kept.append((a, b))
+            needed.update((a, b))
+    kept.reverse()
+    pa = np.array([a for a, _ in kept], dtype=np.int64)
+    pb = np.array([b for _, b in kept], dtype=np.int64)
+    return pa, pb
+
+
+# --------------------------------------------------------------------------------------------
+# Python entry points
+
+
+@_jit
+def _row_addresses(rows: Any, count: int, length: int, ptrs: Any, at: int) -> bool:
+    """Store the data addresses of ``rows[:count]`` (a tuple) from ``ptrs[at]`` on.
+
+    False when one of them is not a C-contiguous array of ``length`` elements. Unboxing a
+    tuple of arrays in compiled code costs a fraction of reading each address in Python.
+    """
+    ok = True
+    for i in range(count):
+        x = rows[i]
+        ptrs[at + i] = x.ctypes.data
+        ok &= (x.size == length) & x.flags.c_contiguous
+    return ok
+
+
+def _checked_address(row: Any, dtype: np.dtype[Any], length: int, where: str) -> int:
+    """The data address of ``row`` after checking its dtype, shape and memory layout."""
+    face = getattr(row, "__array_interface__", None)
+    if (
+        face is None
+        or face["shape"] != (length,)
+        or face["strides"] not in (None, (dtype.itemsize,))
+        or np.dtype(face["typestr"]) != dtype
+    ):
+        raise ValueError(f"{where} must be a 1-D C-contiguous {dtype} array of length {length}")
+    return int(face["data"][0])
+
+
+def _addresses(
+    segments: Sequence[Rows], outs: Sequence[FloatArray]
+) -> tuple[int, IntArray, IntArray, IntArray]:
+    """``n``, the row and output addresses and the segment lengths, every array checked.
+
+    The kernels read raw memory, so a row of the wrong length, dtype or layout must never
+    reach them. Rows go to :func:`_row_addresses` in tuples of ``_ADDRESS_CHUNK`` (one
+    compiled signature per dtype); a tuple it cannot take (rows of mixed flags, non-arrays)
+    falls back to checking each row in Python.
+    """
+    if len(segments) != len(outs):
+        raise ValueError(f"{len(segments)} segments but {len(outs)} outputs")
+    n = len(segments[0])
+    dtype = np.dtype(outs[0].dtype)
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"kernels take float32 or float64 arrays, got {dtype}")
+    chunk = _ADDRESS_CHUNK
+    ptrs = np.empty(len(segments) * n + chunk, np.int64)  # room for a padded last tuple
+    optrs = np.empty(len(outs), np.int64)
+    lens = np.empty(len(outs), np.int64)
+    for s, (rows, out) in enumerate(zip(segments, outs, strict=True)):
+        length = out.size
+        optrs[s] = _checked_address(out, dtype, length, f"outs[{s}]")
+        if not out.flags.writeable:
+            raise ValueError(f"outs[{s}] must be writeable")
+        lens[s] = length
+        if len(rows) != n:
+            raise ValueError(f"segment {s} has {len(rows)} rows, segment 0 has {n}")
+        for row in rows:
+            if not isinstance(row, np.ndarray) or row.dtype != dtype:
+                raise ValueError(f"rows of segment {s} must be {dtype} arrays")
+        for q in range(0, n, chunk):
+            part = tuple(rows[q : q + chunk])
+            count = len(part)
+            if count < chunk:
+                part += (part[0],) * (chunk - count)
+            try:
+                ok = _row_addresses(part, count, length, ptrs, s * n + q)
+            except (NumbaError, TypeError, ValueError):
+                ok = False
+            if not ok:
+                for i in range(count):
+                    where = f"segments[{s}][{q + i}]"
+                    ptrs[s * n + q + i] = _checked_address(part[i], dtype, length, where)
+    return n, ptrs, optrs, lens
+
+
+def _set_threads(n_threads: int, n: int, lens: IntArray) -> int:
+    """Use ``n_threads`` threads (at most numba's pool), or one for a small input.
+
+    Waking a second thread costs more than a few tens of microseconds of work.
+    """
+    used = max(1, min(int(n_threads), int(_config.NUMBA_NUM_THREADS)))
+    if n * int(lens.sum()) < _MIN_PARALLEL_WORK:
+        used = 1
+    numba.set_num_threads(used)
+    return used
+
+
+def _index_like(outs: Sequence[FloatArray]) -> NDArray[np.integer[Any]]:
+    """Row-index dtype witness of the weighted network: as wide as the values, to vectorise."""
+    return np.empty(0, np.uint32 if outs[0].dtype == np.float32 else np.uint64)
+
+
+def mean(
+    segments: Sequence[Rows],
+    outs: Sequence[FloatArray],
+    weights: NDArray[np.float64] | None,
+    n_threads: int = 1,
+) -> bool:
+    """Weighted mean ``sum(w_i x_i) / sum(w_i)`` per coordinate, accumulated in float64.
+
+    Returns True when an input value is NaN or infinite (the outputs are then unspecified).
+    """
+    if not segments:
+        return False
+    n, ptrs, optrs, lens = _addresses(segments, outs)
+    used = _set_threads(n_threads, n, lens)
+    w = _NO_WEIGHTS if weights is None else weights
+    return bool(_mean_kernel(ptrs, optrs, lens, n, w, weights is not None, outs[0], used))
+
+
+def trimmed_mean(
+    segments: Sequence[Rows],
+    outs: Sequence[FloatArray],
+    n_trim: int,
+    weights: NDArray[np.float64] | None,
+    n_threads: int = 1,
+) -> bool:
+    """Per coordinate drop the ``n_trim`` smallest and largest values, weighted mean of the rest.
+
+    ``n_trim == 0`` is the mean; unweighted with ``n_trim <= 8`` the single-pass pop network;
+    otherwise a sorting network (weighted: stable order by (value, row index)). A coordinate
+    whose kept weights sum to zero gets NaN (0/0); the caller checks. Returns True when an
+    input value is non-finite.
+    """
+    if not segments:
+        return False
+    k = int(n_trim)
+    if k == 0:
+        return mean(segments, outs, weights, n_threads)
+    n, ptrs, optrs, lens = _addresses(segments, outs)
+    if not 0 < 2 * k < n:
+        raise ValueError(f"n_trim must satisfy 0 <= 2*n_trim < n (n={n}), got {k}")
+    used = _set_threads(n_threads, n, lens)
+    if weights is None and k <= _POP_MAX_TRIM:
+        return bool(_pop_kernel(k)(ptrs, optrs, lens, n, outs[0], used))
+    if weights is None:
+        pa, pb = _network(n, k, n - k - 1, _NET_GROUP)
+        return bool(_net_kernel(ptrs, optrs, lens, n, pa, pb, k, False, outs[0], used))
+    pa, pb = _network(n, k, n - k - 1)
+    return bool(
+        _net_weighted_kernel(
+            ptrs, optrs, lens, n, pa, pb, k, False, weights, outs[0], _index_like(outs), used
+        )
+    )
+
+
+def median(
+    segments: Sequence[Rows],
+    outs: Sequence[FloatArray],
+    weights: NDArray[np.float64] | None,
+    n_threads: int = 1,
+) -> bool:
+    """Coordinate-wise (weighted) median, as :func:`hierfed._kernels_numpy.median`.
+
+    Unweighted: the sorting network pruned to the two middle positions. Weighted: the full
+    stable sort by (value, row index), then the first ranks where the weight at or below
+    reaches (``>=``) and exceeds (``>``) the weight above. Returns True when an input value
+    is non-finite.
+    """
+    if not segments:
+        return False
+    n, ptrs, optrs, lens = _addresses(segments, outs)
+    used = _set_threads(n_threads, n, lens)
+    if weights is None:
+        pa, pb = _network(n, (n - 1) // 2, n // 2, _NET_GROUP)
+        return bool(_net_kernel(ptrs, optrs, lens, n, pa, pb, 0, True, outs[0], used))
+    pa, pb = _network(n, 0, n - 1)
+    return bool(
+        _net_weighted_kernel(
+            ptrs, optrs, lens, n, pa, pb, 0, True, weights, outs[0], _index_like(outs), used
+        )
+    )
