@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "simd.hpp"
+#include "sorting_network.hpp"
 #include "views.hpp"
 
 namespace hierfed::HIERFED_ISA {
@@ -51,11 +52,7 @@ template <int G>
 struct GroupNetwork {
     static constexpr int count() {
         int c = 0;
-        for (int p = 1; p < G; p <<= 1)
-            for (int k = p; k >= 1; k >>= 1)
-                for (int j = k % p; j + k < G; j += 2 * k)
-                    for (int i = 0; i < k && i + j + k < G; ++i)
-                        if ((i + j) / (2 * p) == (i + j + k) / (2 * p)) ++c;
+        batcher_comparators(G, 1, [&](int, int) { ++c; });
         return c;
     }
     struct Pairs {
@@ -65,15 +62,11 @@ struct GroupNetwork {
     static constexpr Pairs pairs() {
         Pairs r{};
         int c = 0;
-        for (int p = 1; p < G; p <<= 1)
-            for (int k = p; k >= 1; k >>= 1)
-                for (int j = k % p; j + k < G; j += 2 * k)
-                    for (int i = 0; i < k && i + j + k < G; ++i)
-                        if ((i + j) / (2 * p) == (i + j + k) / (2 * p)) {
-                            r.a[c] = i + j;
-                            r.b[c] = i + j + k;
-                            ++c;
-                        }
+        batcher_comparators(G, 1, [&](int a, int b) {
+            r.a[c] = a;
+            r.b[c] = b;
+            ++c;
+        });
         return r;
     }
     static constexpr Pairs value = pairs();

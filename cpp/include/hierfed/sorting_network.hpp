@@ -5,23 +5,33 @@
 
 namespace hierfed {
 
-// Comparators (a, b), a < b, as a flat list; applying them in order (min to a, max to b)
-// sorts n values. Positions [lo, hi) are the ranks the caller reads afterwards; comparators
-// that cannot influence them are dropped. The merge levels below `sorted_groups` are left
-// out: the caller has already sorted every aligned group of that many values (a power of 2).
+// Calls f(a, b) for each comparator (a < b: min to a, max to b) of Batcher's odd-even merge
+// sort of `size` values (a power of two), in order, from the merge level `first_level` (a
+// power of two; the levels below it sort aligned groups of that size). constexpr, so the
+// kernels can unroll a group's network at compile time.
+template <class F>
+constexpr void batcher_comparators(int size, int first_level, F&& f) {
+    for (int p = first_level; p < size; p <<= 1)
+        for (int k = p; k >= 1; k >>= 1)
+            for (int j = k % p; j + k < size; j += 2 * k)
+                for (int i = 0; i < k && i + j + k < size; ++i)
+                    if ((i + j) / (2 * p) == (i + j + k) / (2 * p)) f(i + j, i + j + k);
+}
+
+// Comparators (a, b) as a flat list; applying them in order sorts n values. Positions
+// [lo, hi) are the ranks the caller reads afterwards; comparators that cannot influence them
+// are dropped. The merge levels below `sorted_groups` are left out: the caller has already
+// sorted every aligned group of that many values (a power of 2).
 inline std::vector<std::int32_t> sorting_network(int n, int lo, int hi, int sorted_groups = 1) {
     int size = 1;
     while (size < n) size <<= 1;
     std::vector<std::int32_t> all;
-    for (int p = sorted_groups; p < size; p <<= 1)
-        for (int k = p; k >= 1; k >>= 1)
-            for (int j = k % p; j + k < size; j += 2 * k)
-                for (int i = 0; i < k && i + j + k < size; ++i)
-                    if ((i + j) / (2 * p) == (i + j + k) / (2 * p) && i + j + k < n) {
-                        // Padding above n holds +inf: comparators touching it never swap.
-                        all.push_back(i + j);
-                        all.push_back(i + j + k);
-                    }
+    batcher_comparators(size, sorted_groups, [&](int a, int b) {
+        if (b < n) {  // padding above n holds +inf: comparators touching it never swap
+            all.push_back(a);
+            all.push_back(b);
+        }
+    });
     std::vector<char> needed(n, 0);
     for (int r = lo; r < hi; ++r) needed[r] = 1;
     std::vector<std::int32_t> kept;
