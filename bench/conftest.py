@@ -12,6 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+# numba's OpenMP workers spin for a while after each parallel call; in a suite that times the
+# C++ core right after numba, those spinning threads would steal the core's second CPU. Set
+# before any numba kernel starts its thread pool (a user runs one backend, not both).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import hierfed
 from bench import peers
 from hierfed import _backend
