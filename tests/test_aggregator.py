@@ -491,3 +491,20 @@ def test_huge_weights_with_a_finite_total_do_not_overflow(backend, name, kwargs,
     huge = fn(x, weights=w * 1e307, **kwargs)
     assert np.isfinite(huge).all()
     np.testing.assert_allclose(huge, small, rtol=1e-12, atol=1e-12 * scale_of(x))
+
+
+@pytest.mark.parametrize("name", ["mean", "trimmed_mean"])
+def test_an_aggregate_that_overflows_float64_raises(backend, name):
+    """Finite float64 values whose float64 sum overflows are refused, never returned as inf."""
+    x = np.full((3, 4), 1.5e308)
+    x[1] = 1.7e308
+    with pytest.raises(ValueError, match=r"overflows float64"):
+        getattr(hierfed, name)(x, **({"n_trim": 0} if name == "trimmed_mean" else {}))
+
+
+def test_median_near_the_float64_maximum_does_not_overflow(backend):
+    """The two middle values are halved before they are added."""
+    x = np.array([[1.5e308], [1.7e308], [1.5e308], [1.7e308]])
+    np.testing.assert_array_equal(hierfed.median(x), [1.6e308])
+    np.testing.assert_array_equal(hierfed.median(x[:3]), [1.5e308])
+    np.testing.assert_array_equal(hierfed.median(x, [1, 1, 1, 1]), [1.6e308])

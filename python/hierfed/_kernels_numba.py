@@ -445,7 +445,7 @@ def _net_kernel(
                 lo = tile[(n - 1) // 2]
                 hi = tile[n // 2]
                 for j in range(le):
-                    out[j] = 0.5 * (np.float64(lo[j]) + np.float64(hi[j]))
+                    out[j] = 0.5 * np.float64(lo[j]) + 0.5 * np.float64(hi[j])
             else:
                 for j in range(block):
                     acc[j] = 0.0
@@ -580,7 +580,7 @@ def _net_weighted_kernel(
                         lo[j] = value if (now >= ap[j]) & (before < was[j]) else lo[j]
                         hi[j] = value if (now > ap[j]) & (before <= was[j]) else hi[j]
                 for j in range(le):
-                    out[j] = 0.5 * (lo[j] + hi[j])
+                    out[j] = 0.5 * lo[j] + 0.5 * hi[j]
             else:
                 for j in range(block):
                     acc[j] = 0.0

@@ -105,5 +105,5 @@ def median(
         lo = np.argmax(below >= above, axis=0)
         hi = np.argmax(below > above, axis=0)
         cols = np.arange(x.shape[1])
-        out[...] = 0.5 * (s[lo, cols] + s[hi, cols])
+        out[...] = 0.5 * s[lo, cols] + 0.5 * s[hi, cols]  # halves first: no overflow
     return False

@@ -295,7 +295,7 @@ inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p
         auto row = [&](int r) { return to_double<T>(load<V>(tile + std::size_t(r) * W)); };
         VD r;
         if (p.op == CoordOp::Median) {
-            r = (row((n - 1) / 2) + row(n / 2)) * 0.5;
+            r = row((n - 1) / 2) * 0.5 + row(n / 2) * 0.5;  // halves first: no overflow
         } else {
             VD sum = {};
             for (int q = p.k; q < n - p.k; ++q) sum += row(q);
@@ -325,7 +325,7 @@ inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p
                     }
                 }
                 if (lo < 0) lo = hi;
-                r = (val(lo) + val(hi)) * 0.5;
+                r = val(lo) * 0.5 + val(hi) * 0.5;
             } else {
                 double sum = 0.0, ws = 0.0;
                 for (int q = p.k; q < n - p.k; ++q) {
