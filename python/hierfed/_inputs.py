@@ -48,11 +48,6 @@ class Updates:
     n: int
     dtype: np.dtype[Any]
 
-    @property
-    def n_coordinates(self) -> int:
-        """Number of coordinates of one update."""
-        return sum(int(np.prod(s)) for s in self.shapes)
-
     def new_outputs(self) -> list[FloatArray]:
         """Uninitialised flat outputs, one per non-empty part."""
         return [np.empty(rows[0].size, dtype=self.dtype) for rows in self.segments]
