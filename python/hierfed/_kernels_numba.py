@@ -271,40 +271,25 @@ def _pop_kernel(k: int) -> Callable[..., bool]:
                             acc[j] = (((acc[j] + v0) + v1) + v2) + v3
                         i += 4
                         continue
+                    # One row: rows < k only fill lo, rows < 2k also fill hi (what they
+                    # eject are placeholders), later rows add the value ejected from hi.
                     x = _view(ptrs[s * n + i], j0, le, like)
-                    if i < k:
-                        for j in range(le):
-                            v = x[j]
-                            probe[j] += v * zero
-                            for t in range(k):
-                                a = lo[t, j]
-                                lo[t, j] = a if a < v else v
-                                v = v if a < v else a
-                    elif i < 2 * k:
-                        for j in range(le):
-                            v = x[j]
-                            probe[j] += v * zero
-                            for t in range(k):
-                                a = lo[t, j]
-                                lo[t, j] = a if a < v else v
-                                v = v if a < v else a
+                    fill_hi = i >= k
+                    keep = i >= 2 * k
+                    for j in range(le):
+                        v = x[j]
+                        probe[j] += v * zero
+                        for t in range(k):
+                            a = lo[t, j]
+                            lo[t, j] = a if a < v else v
+                            v = v if a < v else a
+                        if fill_hi:
                             for t in range(k):
                                 a = hi[t, j]
                                 hi[t, j] = v if a < v else a
                                 v = a if a < v else v
-                    else:
-                        for j in range(le):
-                            v = x[j]
-                            probe[j] += v * zero
-                            for t in range(k):
-                                a = lo[t, j]
-                                lo[t, j] = a if a < v else v
-                                v = v if a < v else a
-                            for t in range(k):
-                                a = hi[t, j]
-                                hi[t, j] = v if a < v else a
-                                v = a if a < v else v
-                            acc[j] += v
+                            if keep:
+                                acc[j] += v
                     i += 1
                 check = zero
                 for j in range(le):
