@@ -1,14 +1,15 @@
-// Python bindings of the coordinate-wise kernels: mean, trimmed_mean, median.
+// Python bindings of the coordinate-wise kernels: mean, trimmed_mean, median,
+// mean_around_median.
 // Arguments are checked here (never trust the caller with raw memory), the arrays are kept
 // alive by references held in C++, and the GIL is released while the kernels run.
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "batch.hpp"
 #include "hierfed/dispatch.hpp"
 #include "hierfed/sorting_network.hpp"
 #include "hierfed/threads.hpp"
@@ -19,58 +20,6 @@ namespace hierfed {
 namespace {
 
 constexpr std::size_t kUnit = 64;  // coordinates per work unit (a multiple of every lane count)
-
-template <class T>
-struct Batch {
-    std::vector<py::object> keep_alive;
-    std::vector<const T*> row_ptrs;
-    std::vector<Segment<T>> segments;
-    int n = 0;
-};
-
-template <class T>
-py::array checked_array(py::handle obj, const std::string& what, std::size_t len, bool write) {
-    if (!py::isinstance<py::array>(obj)) throw py::type_error(what + " must be a numpy array");
-    auto arr = py::reinterpret_borrow<py::array>(obj);
-    if (!arr.dtype().is(py::dtype::of<T>()))
-        throw py::type_error(what + " has the wrong dtype");
-    if (arr.ndim() != 1 || static_cast<std::size_t>(arr.shape(0)) != len)
-        throw py::value_error(what + " must be 1-D of length " + std::to_string(len));
-    if (len > 1 && arr.strides(0) != static_cast<py::ssize_t>(sizeof(T)))
-        throw py::value_error(what + " must be contiguous");
-    if (write && !arr.writeable()) throw py::value_error(what + " must be writeable");
-    return arr;
-}
-
-template <class T>
-Batch<T> make_batch(const py::list& segments, const py::list& outs) {
-    Batch<T> b;
-    if (segments.size() != outs.size())
-        throw py::value_error("segments and outs must have the same length");
-    if (segments.empty()) throw py::value_error("need at least one segment");
-    b.n = static_cast<int>(py::len(segments[0]));
-    if (b.n < 1) throw py::value_error("need at least one update");
-    for (std::size_t s = 0; s < segments.size(); ++s) {
-        py::list rows = py::reinterpret_borrow<py::list>(segments[s]);
-        if (!py::isinstance<py::list>(segments[s]) || static_cast<int>(rows.size()) != b.n)
-            throw py::value_error("every segment must be a list of n arrays");
-        auto out = checked_array<T>(outs[s], "outs[" + std::to_string(s) + "]",
-                                    static_cast<std::size_t>(py::len(outs[s])), true);
-        const std::size_t len = static_cast<std::size_t>(out.shape(0));
-        for (int i = 0; i < b.n; ++i) {
-            auto row = checked_array<T>(rows[i], "segments[" + std::to_string(s) + "][" +
-                                                     std::to_string(i) + "]",
-                                        len, false);
-            b.row_ptrs.push_back(static_cast<const T*>(row.data()));
-            b.keep_alive.push_back(row);
-        }
-        b.segments.push_back(Segment<T>{nullptr, static_cast<T*>(out.mutable_data()), len});
-        b.keep_alive.push_back(out);
-    }
-    for (std::size_t s = 0; s < b.segments.size(); ++s)
-        b.segments[s].rows = b.row_ptrs.data() + s * b.n;
-    return b;
-}
 
 // Runs the kernel over all segments, threads splitting the concatenated coordinates.
 template <class T>
@@ -115,7 +64,7 @@ std::vector<double> checked_weights(const py::object& weights, int n) {
 template <class T>
 bool coordinatewise(CoordOp op, const py::list& segments, const py::list& outs, int k,
                     const py::object& weights, int n_threads) {
-    Batch<T> b = make_batch<T>(segments, outs);
+    Batch<T> b = make_batch<T>(segments, &outs);
     const int n = b.n;
     std::vector<double> w = checked_weights(weights, n);
     CoordParams p{op, n, k, w.empty() ? nullptr : w.data(), double(n), nullptr, 0};
@@ -129,9 +78,17 @@ bool coordinatewise(CoordOp op, const py::list& segments, const py::list& outs, 
     }
     if (op == CoordOp::TrimmedMean && (k < 0 || 2 * k >= n))
         throw py::value_error("n_trim must satisfy 0 <= 2*n_trim < n");
+    if (op == CoordOp::AroundMedian && (k < 1 || k > n))
+        throw py::value_error("n_keep must satisfy 1 <= n_keep <= n");
     std::vector<std::int32_t> net;
-    const int groups = w.empty() ? kernels().sort_group : 1;  // pre-sorted in registers
-    if (op == CoordOp::Median)
+    // Unweighted sorts (and the around-median one, which reads weights itself) pre-sort
+    // aligned groups of rows in registers.
+    const bool presorted = w.empty() || op == CoordOp::AroundMedian;
+    const int groups = presorted ? kernels().sort_group : 1;
+    if (op == CoordOp::AroundMedian)  // the ranks the outward merge can reach
+        net = sorting_network(n, std::max(0, (n - 1) / 2 - k + 1),
+                              std::min(n, (n - 1) / 2 + 1 + k), groups);
+    else if (op == CoordOp::Median)
         net = w.empty() ? sorting_network(n, (n - 1) / 2, n / 2 + 1, groups)
                         : sorting_network(n, 0, n);
     else if (op == CoordOp::TrimmedMean)
@@ -180,6 +137,15 @@ void bind_coordinatewise(py::module_& m) {
         },
         py::arg("segments"), py::arg("outs"), py::arg("weights"), py::arg("n_threads"),
         "(Weighted) median per coordinate into outs; returns True if a non-finite value was seen.");
+    m.def(
+        "mean_around_median",
+        [](const py::list& s, const py::list& o, int k, const py::object& w, int t) {
+            return dispatch(CoordOp::AroundMedian, s, o, k, w, t);
+        },
+        py::arg("segments"), py::arg("outs"), py::arg("n_keep"), py::arg("weights"),
+        py::arg("n_threads"),
+        "Per coordinate the (weighted) mean of the n_keep values closest to the median, ties "
+        "to the lower index; returns True if a non-finite value was seen.");
 }
 
 }  // namespace hierfed

@@ -1,6 +1,7 @@
 // Compiled once per instruction set (HIERFED_ISA names the namespace, the compile flags the
 // instructions); exports that build's KernelSet.
 #include "hierfed/coordinatewise.hpp"
+#include "hierfed/distances.hpp"
 #include "hierfed/dispatch.hpp"
 
 #define HIERFED_STR2(x) #x
@@ -16,6 +17,9 @@ bool coord_f64(const Segment<double>& s, std::size_t a, std::size_t b, const Coo
     return coordinatewise_range<double>(s, a, b, p);
 }
 }  // namespace
-extern const KernelSet kernel_set{HIERFED_STR(HIERFED_ISA), kSortGroup, coord_f32, coord_f64};
+extern const KernelSet kernel_set{HIERFED_STR(HIERFED_ISA), kSortGroup,          coord_f32,
+                                  coord_f64,                pairwise_chunk<float>,
+                                  pairwise_chunk<double>,   sq_distance_to<float>,
+                                  sq_distance_to<double>};
 }  // namespace HIERFED_ISA
 }  // namespace hierfed

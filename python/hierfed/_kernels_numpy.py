@@ -107,3 +107,81 @@ def median(
         cols = np.arange(x.shape[1])
         out[...] = 0.5 * s[lo, cols] + 0.5 * s[hi, cols]  # halves first: no overflow
     return False
+
+
+# --------------------------------------------------------------------------------------------
+# Distance kernels. The compiled and numba kernels follow a fixed summation recipe (see
+# ``pairwise_sq_distances`` in :mod:`hierfed._kernels_numba`) so that they agree bit for bit;
+# the reference is the plain float64 definition, which they match to rounding.
+
+
+def pairwise_sq_distances(
+    segments: Sequence[Rows],
+    out: NDArray[np.float64],
+    chunk: int = 0,
+    n_units: int = 1,
+    n_threads: int = 1,
+) -> None:
+    """``out[i, j] = sum_c (x_i[c] - x_j[c])**2`` over every segment, in float64.
+
+    ``chunk`` and ``n_units`` fix the summation order of the fast kernels; the reference sums
+    exactly in float64 (``math.fsum``-accurate pairwise sums suffice here) and ignores them.
+    Non-finite input gives non-finite entries; the caller checks.
+    """
+    n = len(segments[0])
+    out[...] = 0.0
+    for rows in segments:
+        x = _stack(rows)
+        for i in range(n):
+            diff = x[i + 1 :] - x[i]
+            sq = np.einsum("ij,ij->i", diff, diff) if diff.size else np.zeros(0)
+            out[i, i + 1 :] += sq
+    iu = np.triu_indices(n, 1)
+    out[(iu[1], iu[0])] = out[iu]
+    out[np.diag_indices(n)] = 0.0
+
+
+def sq_distances_to(
+    segments: Sequence[Rows],
+    point: Sequence[NDArray[np.floating]],
+    out: NDArray[np.float64],
+    n_threads: int = 1,
+) -> None:
+    """``out[i] = sum_c (x_i[c] - point[c])**2`` over every segment, in float64.
+
+    ``point[s]`` is segment ``s`` of the point, in the rows' dtype.
+    """
+    out[...] = 0.0
+    for rows, p in zip(segments, point, strict=True):
+        diff = _stack(rows) - np.asarray(p, dtype=np.float64)
+        out += np.einsum("ij,ij->i", diff, diff)
+
+
+def mean_around_median(
+    segments: Sequence[Rows],
+    outs: Sequence[NDArray[np.floating]],
+    n_keep: int,
+    weights: NDArray[np.float64] | None,
+    n_threads: int = 1,
+) -> bool:
+    """Per coordinate, the weighted mean of the ``n_keep`` values closest to the median.
+
+    Bulyan's last step (El Mhamdi et al. 2018): ``med = np.median`` of the column (the two
+    middle values halved then added), distances ``|x_i - med|`` in float64, the ``n_keep``
+    smallest distances taken with ties to the lower row index (a stable sort). Kept weights
+    summing to zero give NaN; the caller checks.
+    """
+    if _any_nonfinite(segments):
+        return True
+    for rows, out in zip(segments, outs, strict=True):
+        x = _stack(rows)
+        n = x.shape[0]
+        s = np.sort(x, axis=0)
+        med = 0.5 * s[(n - 1) // 2] + 0.5 * s[n // 2]
+        order = np.argsort(np.abs(x - med), axis=0, kind="stable")[:n_keep]
+        kept = np.take_along_axis(x, order, axis=0)
+        w = np.ones(n) if weights is None else weights
+        kw = w[order]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[...] = (kw * kept).sum(axis=0) / kw.sum(axis=0)
+    return False

@@ -229,6 +229,59 @@ inline bool mean_range(const Segment<T>& seg, std::size_t c0, std::size_t c1,
 
 // ---- everything else: sort the block in a tile -----------------------------------------
 
+// Bulyan's last step on a sorted tile: per lane, the (weighted) mean of the p.k values closest
+// to the median, ties of distance to the lower row index. The sorted lane gives the median,
+// the distance t of the k-th closest value (merging outwards from the median: distances grow
+// on both sides) and the number e of picks at exactly t; the rows are then read again in
+// index order, keeping every value closer than t and the first e at exactly t. Distances and
+// sums are float64, sums in row order.
+template <class T>
+inline void around_median(const T* const* rows, std::size_t j, const CoordParams& p,
+                          const T* tile, T* out) {
+    using V = simd::Vec<T>;
+    using VD = simd::VecD<T>;
+    constexpr int W = simd::Lanes<T>::value;
+    const int n = p.n, keep = p.k, m = (n - 1) / 2;
+    constexpr double inf = std::numeric_limits<double>::infinity();
+    alignas(64) double med[W], thr[W], ties[W];
+    for (int l = 0; l < W; ++l) {
+        auto val = [&](int q) { return double(tile[std::size_t(q) * W + l]); };
+        const double md = val(m) * 0.5 + val(n / 2) * 0.5;
+        int lo = m, hi = m + 1, e = 0;
+        double t = -inf;
+        for (int c = 0; c < keep; ++c) {
+            const double dl = lo >= 0 ? std::abs(val(lo) - md) : inf;
+            const double dh = hi < n ? std::abs(val(hi) - md) : inf;
+            const double d = dl <= dh ? dl : dh;
+            if (dl <= dh) --lo; else ++hi;
+            e = d == t ? e + 1 : 1;
+            t = d;
+        }
+        med[l] = md;
+        thr[l] = t;
+        ties[l] = double(e);
+    }
+    const VD vmed = load<VD>(med), vthr = load<VD>(thr), vties = load<VD>(ties);
+    const VD zero = {}, one = splat<VD>(1.0);
+    VD sum = {}, wsum = {}, seen = {};
+    for (int i = 0; i < n; ++i) {
+        const VD x = to_double<T>(load<V>(rows[i] + j));
+        VD d = x - vmed;
+        d = d < zero ? -d : d;
+        const auto eq = d == vthr;
+        const auto take = (d < vthr) | (eq & (seen < vties));
+        seen += eq ? one : zero;
+        if (p.weights) {
+            const VD w = splat<VD>(p.weights[i]);
+            sum += take ? w * x : zero;
+            wsum += take ? w : zero;
+        } else {
+            sum += take ? x : zero;
+        }
+    }
+    store(out + j, from_double<T>(p.weights ? sum / wsum : sum / double(keep)));
+}
+
 template <class T, bool Weighted>
 inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p, T* tile,
                        simd::Int<T>* itile, double* above, T* out, simd::Vec<T>& probe) {
@@ -292,6 +345,7 @@ inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p
         }
     }
     if constexpr (!Weighted) {
+        if (p.op == CoordOp::AroundMedian) return around_median(rows, j, p, tile, out);
         auto row = [&](int r) { return to_double<T>(load<V>(tile + std::size_t(r) * W)); };
         VD r;
         if (p.op == CoordOp::Median) {
@@ -362,7 +416,7 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
     I* itile = reinterpret_cast<I*>(pad + tile_len);
     V probe = {};
     auto block = [&](const T* const* rows, std::size_t j, T* out) {
-        if (p.weights) {
+        if (p.weights && p.op != CoordOp::AroundMedian) {  // it reads weights itself
             tile_block<T, true>(rows, j, p, tile, itile, above.data(), out, probe);
         } else if (pop) {
             switch (p.k) {

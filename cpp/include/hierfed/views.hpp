@@ -15,13 +15,14 @@ struct Segment {
     std::size_t len;
 };
 
-enum class CoordOp : int { Mean = 0, TrimmedMean = 1, Median = 2 };
+// AroundMedian: Bulyan's last step, the (weighted) mean of the k values closest to the median.
+enum class CoordOp : int { Mean = 0, TrimmedMean = 1, Median = 2, AroundMedian = 3 };
 
 // Everything a coordinate-wise kernel needs besides the segment.
 struct CoordParams {
     CoordOp op;
     int n;                        // number of updates
-    int k;                        // values trimmed at each end (TrimmedMean)
+    int k;                        // values trimmed at each end (TrimmedMean) or kept (AroundMedian)
     const double* weights;        // n weights or nullptr
     double weight_sum;            // sum of weights (or n)
     const std::int32_t* network;  // sorting-network comparators as (a, b) pairs, a < b

@@ -1,0 +1,92 @@
+// Binding-side views of the updates: Python lists of 1-D arrays checked and turned into row
+// pointers (never trust the caller with raw memory), the arrays kept alive while kernels run.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "hierfed/views.hpp"
+
+namespace hierfed {
+
+namespace py = pybind11;
+
+template <class T>
+struct Batch {
+    std::vector<py::object> keep_alive;
+    std::vector<const T*> row_ptrs;
+    std::vector<Segment<T>> segments;
+    int n = 0;
+};
+
+template <class T>
+py::array checked_array(py::handle obj, const std::string& what, std::size_t len, bool write) {
+    if (!py::isinstance<py::array>(obj)) throw py::type_error(what + " must be a numpy array");
+    auto arr = py::reinterpret_borrow<py::array>(obj);
+    if (!arr.dtype().is(py::dtype::of<T>()))
+        throw py::type_error(what + " has the wrong dtype");
+    if (arr.ndim() != 1 || static_cast<std::size_t>(arr.shape(0)) != len)
+        throw py::value_error(what + " must be 1-D of length " + std::to_string(len));
+    if (len > 1 && arr.strides(0) != static_cast<py::ssize_t>(sizeof(T)))
+        throw py::value_error(what + " must be contiguous");
+    if (write && !arr.writeable()) throw py::value_error(what + " must be writeable");
+    return arr;
+}
+
+// segments[s] is a list of n rows; outs[s] (when given) one array per segment, which sets the
+// segment's length and becomes Segment::out (written by the kernel when `write_outs`).
+// Without outs, each segment's length is that of its first row and Segment::out is null.
+template <class T>
+Batch<T> make_batch(const py::list& segments, const py::list* outs, bool write_outs = true) {
+    Batch<T> b;
+    if (outs && segments.size() != outs->size())
+        throw py::value_error("segments and outs must have the same length");
+    if (segments.empty()) throw py::value_error("need at least one segment");
+    b.n = static_cast<int>(py::len(segments[0]));
+    if (b.n < 1) throw py::value_error("need at least one update");
+    for (std::size_t s = 0; s < segments.size(); ++s) {
+        if (!py::isinstance<py::list>(segments[s]) ||
+            static_cast<int>(py::len(segments[s])) != b.n)
+            throw py::value_error("every segment must be a list of n arrays");
+        py::list rows = py::reinterpret_borrow<py::list>(segments[s]);
+        const std::string where = "segments[" + std::to_string(s) + "]";
+        T* out_ptr = nullptr;
+        std::size_t len;
+        if (outs) {
+            py::handle o = (*outs)[s];
+            auto out = checked_array<T>(o, "outs[" + std::to_string(s) + "]",
+                                        static_cast<std::size_t>(py::len(o)), write_outs);
+            len = static_cast<std::size_t>(out.shape(0));
+            // A read-only `outs` (an input such as a point) is never written through.
+            out_ptr = write_outs ? static_cast<T*>(out.mutable_data())
+                                 : const_cast<T*>(static_cast<const T*>(out.data()));
+            b.keep_alive.push_back(out);
+        } else {
+            if (!py::isinstance<py::array>(rows[0])) throw py::type_error(where + "[0] must be a numpy array");
+            len = static_cast<std::size_t>(py::len(rows[0]));
+        }
+        for (int i = 0; i < b.n; ++i) {
+            auto row = checked_array<T>(rows[i], where + "[" + std::to_string(i) + "]", len, false);
+            b.row_ptrs.push_back(static_cast<const T*>(row.data()));
+            b.keep_alive.push_back(row);
+        }
+        b.segments.push_back(Segment<T>{nullptr, out_ptr, len});
+    }
+    for (std::size_t s = 0; s < b.segments.size(); ++s)
+        b.segments[s].rows = b.row_ptrs.data() + s * b.n;
+    return b;
+}
+
+// The element type of the first row (float32 or float64), for dispatch.
+inline py::dtype first_row_dtype(const py::list& segments) {
+    if (segments.empty() || !py::isinstance<py::list>(segments[0]) || py::len(segments[0]) == 0)
+        throw py::value_error("segments must be a non-empty list of non-empty lists of arrays");
+    py::handle row = py::reinterpret_borrow<py::list>(segments[0])[0];
+    if (!py::isinstance<py::array>(row)) throw py::type_error("segments[0][0] must be a numpy array");
+    return py::reinterpret_borrow<py::array>(row).dtype();
+}
+
+}  // namespace hierfed

@@ -1,0 +1,148 @@
+// Python bindings of the distance kernels: pairwise_sq_distances and sq_distances_to.
+// Checked arguments, arrays kept alive, the GIL released while threads run the kernels.
+#include <algorithm>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "batch.hpp"
+#include "hierfed/dispatch.hpp"
+#include "hierfed/threads.hpp"
+
+namespace hierfed {
+namespace {
+
+constexpr std::size_t kRunLength = 128;  // the recipe's float32 run: chunks are multiples
+
+void check_threads(int n_threads) {
+    if (n_threads < 1) throw py::value_error("n_threads must be >= 1");
+}
+
+double* checked_matrix(py::array out, int n) {
+    if (!out.dtype().is(py::dtype::of<double>()) || out.ndim() != 2 || out.shape(0) != n ||
+        out.shape(1) != n || !(out.flags() & py::array::c_style) || !out.writeable())
+        throw py::value_error("out must be a writeable C-contiguous (n, n) float64 array, n = " +
+                              std::to_string(n));
+    return static_cast<double*>(out.mutable_data());
+}
+
+// Chunks of every segment in order; unit u holds chunks [u*K/U, (u+1)*K/U). Units run in
+// parallel, each summing its chunks in order into its own packed upper triangle; the units'
+// triangles are then added in order. Nothing depends on the number of threads.
+template <class T>
+void pairwise(const py::list& segments, const py::array& out, std::size_t chunk, int n_units,
+              int n_threads) {
+    Batch<T> b = make_batch<T>(segments, nullptr);
+    const int n = b.n;
+    double* d = checked_matrix(out, n);
+    if (chunk < kRunLength || chunk % kRunLength)
+        throw py::value_error("chunk must be a positive multiple of 128");
+    if (n_units < 1) throw py::value_error("n_units must be >= 1");
+    check_threads(n_threads);
+    struct Chunk {
+        const T* const* rows;
+        std::size_t c0, c1;
+    };
+    std::vector<Chunk> chunks;
+    std::size_t elements = 0;
+    for (const auto& seg : b.segments) {
+        for (std::size_t c0 = 0; c0 < seg.len; c0 += chunk)
+            chunks.push_back({seg.rows, c0, std::min(seg.len, c0 + chunk)});
+        elements += seg.len * std::size_t(n);
+    }
+    const std::size_t k = chunks.size();
+    const std::size_t units = std::min<std::size_t>(std::size_t(n_units), k);
+    const std::size_t pairs = std::size_t(n) * std::size_t(n - 1) / 2;
+    std::vector<double> partial(units * pairs, 0.0);
+    if (elements < (std::size_t{1} << 16)) n_threads = 1;
+    {
+        py::gil_scoped_release release;
+        parallel_for(units, n_threads, [&](std::size_t u0, std::size_t u1, int) {
+            for (std::size_t u = u0; u < u1; ++u)
+                for (std::size_t c = u * k / units; c < (u + 1) * k / units; ++c) {
+                    const Chunk& ch = chunks[c];
+                    if constexpr (sizeof(T) == 4)
+                        kernels().pairwise_chunk_f32(ch.rows, n, ch.c0, ch.c1,
+                                                     partial.data() + u * pairs);
+                    else
+                        kernels().pairwise_chunk_f64(ch.rows, n, ch.c0, ch.c1,
+                                                     partial.data() + u * pairs);
+                }
+        });
+        std::size_t p = 0;
+        for (int i = 0; i < n; ++i) {
+            d[std::size_t(i) * n + i] = 0.0;
+            for (int j = i + 1; j < n; ++j, ++p) {
+                double sum = units ? partial[p] : 0.0;
+                for (std::size_t u = 1; u < units; ++u) sum = sum + partial[u * pairs + p];
+                d[std::size_t(i) * n + j] = sum;
+                d[std::size_t(j) * n + i] = sum;
+            }
+        }
+    }
+}
+
+// Each row's distance is computed by one thread, segments in order: no thread dependence.
+template <class T>
+void to_point(const py::list& segments, const py::list& point, py::array out,
+              int n_threads) {
+    Batch<T> b = make_batch<T>(segments, &point, false);
+    const int n = b.n;
+    if (!out.dtype().is(py::dtype::of<double>()) || out.ndim() != 1 || out.shape(0) != n ||
+        !(out.flags() & py::array::c_style) || !out.writeable())
+        throw py::value_error("out must be a writeable 1-D float64 array of length n");
+    check_threads(n_threads);
+    double* d = static_cast<double*>(out.mutable_data());
+    std::size_t elements = 0;
+    for (const auto& seg : b.segments) elements += seg.len * std::size_t(n);
+    if (elements < (std::size_t{1} << 16)) n_threads = 1;
+    py::gil_scoped_release release;
+    parallel_for(std::size_t(n), n_threads, [&](std::size_t i0, std::size_t i1, int) {
+        for (std::size_t i = i0; i < i1; ++i) {
+            double total = 0.0;
+            for (const auto& seg : b.segments) {
+                if constexpr (sizeof(T) == 4)
+                    total = total + kernels().sq_distance_to_f32(seg.rows[i], seg.out, seg.len);
+                else
+                    total = total + kernels().sq_distance_to_f64(seg.rows[i], seg.out, seg.len);
+            }
+            d[i] = total;
+        }
+    });
+}
+
+}  // namespace
+
+void bind_distances(py::module_& m) {
+    m.def(
+        "pairwise_sq_distances",
+        [](const py::list& segments, const py::array& out, std::size_t chunk, int n_units,
+           int n_threads) {
+            py::dtype dt = first_row_dtype(segments);
+            if (dt.is(py::dtype::of<float>()))
+                pairwise<float>(segments, out, chunk, n_units, n_threads);
+            else if (dt.is(py::dtype::of<double>()))
+                pairwise<double>(segments, out, chunk, n_units, n_threads);
+            else
+                throw py::type_error("only float32 and float64 are supported");
+        },
+        py::arg("segments"), py::arg("out"), py::arg("chunk"), py::arg("n_units"),
+        py::arg("n_threads"),
+        "Exact squared distances between all rows into the (n, n) float64 out.");
+    m.def(
+        "sq_distances_to",
+        [](const py::list& segments, const py::list& point, const py::array& out,
+           int n_threads) {
+            py::dtype dt = first_row_dtype(segments);
+            if (dt.is(py::dtype::of<float>()))
+                to_point<float>(segments, point, out, n_threads);
+            else if (dt.is(py::dtype::of<double>()))
+                to_point<double>(segments, point, out, n_threads);
+            else
+                throw py::type_error("only float32 and float64 are supported");
+        },
+        py::arg("segments"), py::arg("point"), py::arg("out"), py::arg("n_threads"),
+        "Squared distance of every row to the point (one array per segment) into out.");
+}
+
+}  // namespace hierfed
