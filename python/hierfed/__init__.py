@@ -5,14 +5,12 @@ the numpy reference; :func:`backend` names the one in use.
 """
 
 from ._backend import backend, get_num_threads, set_num_threads
-from .aggregator import (
-    AggregationMethod,
-    AggregationResult,
-    aggregate,
-    mean,
-    median,
-    trimmed_mean,
-)
+from .aggregator import AggregationMethod, AggregationResult, aggregate
+from .center import centered_clipping, geometric_median
+from .coordinatewise import mean, median, trimmed_mean
+from .distances import pairwise_sq_distances
+from .mixing import nearest_neighbor_mixing
+from .selection import bulyan, krum, krum_select, multi_krum
 
 __version__ = "0.1.0"
 
@@ -22,9 +20,17 @@ __all__ = [
     "__version__",
     "aggregate",
     "backend",
+    "bulyan",
+    "centered_clipping",
+    "geometric_median",
     "get_num_threads",
+    "krum",
+    "krum_select",
     "mean",
     "median",
+    "multi_krum",
+    "nearest_neighbor_mixing",
+    "pairwise_sq_distances",
     "set_num_threads",
     "trimmed_mean",
 ]

@@ -61,6 +61,20 @@ class Updates:
         ]
         return shaped if self.kind == "models" else shaped[0]
 
+    def take(self, indices: Sequence[int]) -> Updates:
+        """The updates at ``indices``, in that order (views, no copy)."""
+        return Updates(
+            [[rows[i] for i in indices] for rows in self.segments],
+            self.shapes,
+            self.kind,
+            len(indices),
+            self.dtype,
+        )
+
+    def copy_of(self, i: int) -> Aggregate:
+        """A copy of update ``i``, shaped like one input update."""
+        return self.wrap([rows[i].copy() for rows in self.segments])
+
     def nonfinite_error(self, name: str = "updates") -> ValueError:
         """The error naming the first update that holds a NaN or an infinity."""
         for i in range(self.n):
@@ -96,8 +110,7 @@ def _as_array(x: Any, where: str) -> FloatArray:
         if arr.dtype == object:
             raise TypeError(f"{where} is ragged or not numeric (object array)")
         raise TypeError(
-            f"{where} has dtype {arr.dtype}; use float32 or float64 "
-            "(e.g. x.astype(np.float32))"
+            f"{where} has dtype {arr.dtype}; use float32 or float64 (e.g. x.astype(np.float32))"
         )
     return arr
 
@@ -109,10 +122,14 @@ def _flat_row(arr: FloatArray) -> FloatArray:
 
 def _is_model(x: Any) -> bool:
     """A model is a list of layer arrays; a list of numbers is one update."""
-    return isinstance(x, (list, tuple)) and len(x) > 0 and all(
-        not isinstance(layer, np.generic)
-        and (hasattr(layer, "shape") or hasattr(layer, "__array__"))
-        for layer in x
+    return (
+        isinstance(x, (list, tuple))
+        and len(x) > 0
+        and all(
+            not isinstance(layer, np.generic)
+            and (hasattr(layer, "shape") or hasattr(layer, "__array__"))
+            for layer in x
+        )
     )
 
 
@@ -141,8 +158,7 @@ def as_updates(updates: Any, name: str = "updates") -> Updates:
     """
     if isinstance(updates, (str, bytes, dict)) or updates is None:
         raise TypeError(
-            f"{name} must be an (n, d) array or a sequence of arrays, "
-            f"got {type(updates).__name__}"
+            f"{name} must be an (n, d) array or a sequence of arrays, got {type(updates).__name__}"
         )
     if isinstance(updates, np.ndarray) or (
         hasattr(updates, "__dlpack__") and not isinstance(updates, (list, tuple))
@@ -201,9 +217,7 @@ def _as_models(models: Sequence[Any], name: str) -> Updates:
         if not _is_model(model):
             raise TypeError(f"{name}[{i}] is not a list of layers but {name}[0] is")
         if len(model) != len(first):
-            raise ValueError(
-                f"{name}[{i}] has {len(model)} layers but {name}[0] has {len(first)}"
-            )
+            raise ValueError(f"{name}[{i}] has {len(model)} layers but {name}[0] has {len(first)}")
         for j, layer in enumerate(model):
             arr = _as_array(layer, f"{name}[{i}][{j}]")
             _check_same(arr, first[j], f"{name}[{i}][{j}]", f"{name}[0][{j}]")
@@ -239,3 +253,30 @@ def as_weights(weights: Any, n: int, name: str = "weights") -> NDArray[np.float6
     # Scale by a power of two (exact) so the largest weight is in [0.5, 1): no weighted sum
     # can overflow, and every result is what the unscaled weights give.
     return np.ascontiguousarray(np.ldexp(w, -int(np.frexp(top)[1])))
+
+
+def as_point(point: Any, upd: Updates, name: str) -> list[FloatArray]:
+    """Validate ``point`` as one update like those of ``upd``: its kernel segments.
+
+    ``point`` is an array shaped like one update (a list of layer arrays for per-layer
+    updates); it is converted to the updates' dtype. Raises TypeError or ValueError naming
+    ``name`` when it does not fit, or holds a NaN or infinity.
+    """
+    if upd.kind == "models":
+        if not _is_model(point) or len(point) != len(upd.shapes):
+            raise TypeError(f"{name} must be a list of {len(upd.shapes)} layer arrays")
+        layers = [np.asarray(layer) for layer in point]
+    else:
+        layers = [np.asarray(point)]
+    parts = []
+    for j, (layer, shape) in enumerate(zip(layers, upd.shapes, strict=True)):
+        where = name if upd.kind != "models" else f"{name}[{j}]"
+        if layer.dtype.kind not in "fiu":
+            raise TypeError(f"{where} must be a real array, got dtype {layer.dtype}")
+        if layer.shape != shape:
+            raise ValueError(f"{where} has shape {layer.shape}; the updates have {shape}")
+        if not np.isfinite(layer).all():
+            raise ValueError(f"{where} contains a non-finite value (nan or inf)")
+        if layer.size:
+            parts.append(np.ascontiguousarray(layer, dtype=upd.dtype).reshape(-1))
+    return parts

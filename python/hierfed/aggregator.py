@@ -1,32 +1,26 @@
-"""Robust aggregation API: coordinate-wise rules over every input form of ``_inputs``.
+"""Robust aggregation API: every rule by name, with what it selected.
 
-Each function validates its inputs, runs the active backend's kernel with the GIL released
-(compiled core) and returns an array shaped like one update, in the input's dtype, or a list
-of per-layer arrays for per-layer (Flower NDArrays) input.
+The rules live in :mod:`hierfed.coordinatewise`, :mod:`hierfed.selection` and
+:mod:`hierfed.center`; :func:`aggregate` runs one by :class:`AggregationMethod`, optionally
+after nearest-neighbour mixing (:mod:`hierfed.mixing`), and returns an
+:class:`AggregationResult`.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-import numpy as np
+from ._inputs import Aggregate, Updates, as_updates
+from .center import _centered_clipping, _geometric_median, centered_clipping, geometric_median
+from .coordinatewise import _mean, _median, _trimmed_mean, mean, median, trimmed_mean
+from .mixing import mix
+from .selection import _bulyan, _krum, _multi_krum, bulyan, krum, multi_krum
 
-from . import _backend
-from ._inputs import Aggregate, Updates, as_updates, as_weights
-
-__all__ = [
-    "AggregationMethod",
-    "AggregationResult",
-    "aggregate",
-    "mean",
-    "median",
-    "trimmed_mean",
-]
+__all__ = ["AggregationMethod", "AggregationResult", "aggregate"]
 
 
 class AggregationMethod(str, Enum):
@@ -35,6 +29,11 @@ class AggregationMethod(str, Enum):
     MEAN = "mean"
     TRIMMED_MEAN = "trimmed_mean"
     MEDIAN = "median"
+    KRUM = "krum"
+    MULTI_KRUM = "multi_krum"
+    BULYAN = "bulyan"
+    GEOMETRIC_MEDIAN = "geometric_median"
+    CENTERED_CLIPPING = "centered_clipping"
 
 
 @dataclass(frozen=True)
@@ -50,11 +49,12 @@ class AggregationResult:
     n_inputs
         Number of updates aggregated.
     selected
-        Indices of the updates chosen as a whole (selection rules such as Krum), or ``None``
-        for coordinate-wise rules, where every update may contribute to some coordinates.
+        Indices (ascending) of the updates chosen as a whole by a selection rule (Krum,
+        Multi-Krum, Bulyan's selection), or ``None`` for rules where every update may
+        contribute (coordinate-wise rules, geometric median, centered clipping).
     outliers_removed
-        Indices of the updates a selection rule rejected as a whole; empty for
-        coordinate-wise rules.
+        Indices (ascending) of the updates a selection rule rejected as a whole; empty for
+        the other rules.
     """
 
     aggregate: Aggregate
@@ -64,156 +64,57 @@ class AggregationResult:
     outliers_removed: tuple[int, ...] = field(default_factory=tuple)
 
 
-def _run(name: str, upd: Updates, check_finite: bool, *args: Any) -> Aggregate:
-    """Run kernel ``name`` of the active backend on ``upd`` and shape its result."""
-    outs = upd.new_outputs()
-    kernel = getattr(_backend.kernels(), name)
-    saw_nonfinite = kernel(upd.segments, outs, *args, _backend.get_num_threads())
-    if saw_nonfinite and check_finite:
-        raise upd.nonfinite_error()
-    if not saw_nonfinite and upd.dtype == np.float64 and any(np.isinf(o).any() for o in outs):
-        # float32 input cannot overflow the float64 sums; float64 near its maximum can.
-        raise ValueError(
-            f"updates: the {name.replace('_', ' ')} overflows float64 "
-            "(values near 1.8e308); rescale the updates"
-        )
-    return upd.wrap(outs)
+Rule = Callable[..., tuple[Aggregate, tuple[int, ...] | None]]
 
 
-def mean(updates: Any, weights: Any = None, *, check_finite: bool = True) -> Aggregate:
-    """Weighted coordinate-wise mean ``sum(w_i x_i) / sum(w_i)``, accumulated in float64.
+def _whole(body: Callable[..., Aggregate]) -> Rule:
+    """A rule without a selection: every update may contribute."""
 
-    Parameters
-    ----------
-    updates
-        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
-    weights
-        Optional non-negative weight per update (not all zero).
-    check_finite
-        Raise ValueError naming the first update that holds NaN or infinity (fused into the
-        kernel's single pass). ``False`` skips the check; results are then undefined for such
-        input.
-    """
-    return _mean(as_updates(updates), weights, check_finite=check_finite)
+    def run(upd: Updates, **params: Any) -> tuple[Aggregate, tuple[int, ...] | None]:
+        return body(upd, **params), None
 
-
-def _mean(upd: Updates, weights: Any = None, *, check_finite: bool = True) -> Aggregate:
-    return _run("mean", upd, check_finite, as_weights(weights, upd.n))
-
-
-def _n_trim(n: int, trim_ratio: Any, n_trim: Any) -> int:
-    """Number of values trimmed at each end, from ``trim_ratio`` or ``n_trim``."""
-    if n_trim is not None:
-        if trim_ratio is not None:
-            raise ValueError("pass trim_ratio or n_trim, not both")
-        if isinstance(n_trim, bool) or not isinstance(n_trim, (int, np.integer)):
-            raise TypeError(f"n_trim must be an int, got {type(n_trim).__name__}")
-        if n_trim < 0 or 2 * n_trim >= n:
-            raise ValueError(f"n_trim must satisfy 0 <= 2*n_trim < n (n={n}), got {n_trim}")
-        return int(n_trim)
-    ratio = 0.1 if trim_ratio is None else trim_ratio
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.integer, np.floating)):
-        raise TypeError(f"trim_ratio must be a real number, got {type(ratio).__name__}")
-    if not (math.isfinite(ratio) and 0 <= ratio < 0.5):
-        raise ValueError(f"trim_ratio must be in [0, 0.5), got {ratio}")
-    return int(ratio * n)  # as scipy.stats.trim_mean: floor(trim_ratio * n)
-
-
-def trimmed_mean(
-    updates: Any,
-    trim_ratio: float | None = None,
-    weights: Any = None,
-    *,
-    n_trim: int | None = None,
-    check_finite: bool = True,
-) -> Aggregate:
-    """Coordinate-wise trimmed mean.
-
-    Per coordinate, drops the ``k`` smallest and ``k`` largest values (by count) and takes the
-    weighted mean of the other ``n - 2k``; unweighted it equals
-    ``scipy.stats.trim_mean(X, trim_ratio, axis=0)``.
-
-    Parameters
-    ----------
-    updates
-        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
-    trim_ratio
-        Fraction cut at each end, ``k = floor(trim_ratio * n)``, in ``[0, 0.5)``; default 0.1.
-    weights
-        Optional non-negative weight per update. Among equal values the update with the lower
-        index counts as the smaller. A coordinate whose kept values all have weight zero
-        raises ValueError.
-    n_trim
-        ``k`` given directly instead of ``trim_ratio``; requires ``2k < n``.
-    check_finite
-        As in :func:`mean`.
-    """
-    return _trimmed_mean(
-        as_updates(updates), trim_ratio, weights, n_trim=n_trim, check_finite=check_finite
-    )
-
-
-def _trimmed_mean(
-    upd: Updates,
-    trim_ratio: float | None = None,
-    weights: Any = None,
-    *,
-    n_trim: int | None = None,
-    check_finite: bool = True,
-) -> Aggregate:
-    k = _n_trim(upd.n, trim_ratio, n_trim)
-    w = as_weights(weights, upd.n)
-    result = _run("trimmed_mean", upd, check_finite, k, w)
-    if w is not None and not w.all():
-        parts = result if isinstance(result, list) else [result]
-        if any(np.isnan(p).any() for p in parts):
-            raise ValueError(
-                "weights: in some coordinate every value kept after trimming has weight zero"
-            )
-    return result
-
-
-def median(updates: Any, weights: Any = None, *, check_finite: bool = True) -> Aggregate:
-    """Coordinate-wise (weighted) median.
-
-    Unweighted it equals ``np.median(X, axis=0)``. Weighted: the smallest value whose
-    cumulative weight reaches half the total, averaged with the next value (of positive
-    weight) where it reaches exactly half.
-
-    Parameters
-    ----------
-    updates
-        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
-    weights
-        Optional non-negative weight per update (not all zero).
-    check_finite
-        As in :func:`mean`.
-    """
-    return _median(as_updates(updates), weights, check_finite=check_finite)
-
-
-def _median(upd: Updates, weights: Any = None, *, check_finite: bool = True) -> Aggregate:
-    return _run("median", upd, check_finite, as_weights(weights, upd.n))
+    return run
 
 
 # Each rule: its public function (whose signature checks the parameters) and its body on
-# already validated updates.
-_RULES: dict[AggregationMethod, tuple[Callable[..., Aggregate], Callable[..., Aggregate]]] = {
-    AggregationMethod.MEAN: (mean, _mean),
-    AggregationMethod.TRIMMED_MEAN: (trimmed_mean, _trimmed_mean),
-    AggregationMethod.MEDIAN: (median, _median),
+# already validated updates, returning the aggregate and the selected indices (or None).
+_RULES: dict[AggregationMethod, tuple[Callable[..., Any], Rule]] = {
+    AggregationMethod.MEAN: (mean, _whole(_mean)),
+    AggregationMethod.TRIMMED_MEAN: (trimmed_mean, _whole(_trimmed_mean)),
+    AggregationMethod.MEDIAN: (median, _whole(_median)),
+    AggregationMethod.KRUM: (krum, _krum),
+    AggregationMethod.MULTI_KRUM: (multi_krum, _multi_krum),
+    AggregationMethod.BULYAN: (bulyan, _bulyan),
+    AggregationMethod.GEOMETRIC_MEDIAN: (geometric_median, _whole(_geometric_median)),
+    AggregationMethod.CENTERED_CLIPPING: (centered_clipping, _whole(_centered_clipping)),
 }
+_PRE = ("nnm",)
 
 
 def aggregate(
-    updates: Any, method: AggregationMethod | str = AggregationMethod.MEAN, **params: Any
+    updates: Any,
+    method: AggregationMethod | str = AggregationMethod.MEAN,
+    pre: str | None = None,
+    **params: Any,
 ) -> AggregationResult:
     """Aggregate ``updates`` with ``method``; ``params`` go to that rule's function.
+
+    Parameters
+    ----------
+    updates
+        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
+    method
+        An :class:`AggregationMethod` or its value, e.g. ``"krum"``.
+    pre
+        ``"nnm"``: nearest-neighbour mixing (:func:`hierfed.nearest_neighbor_mixing`) first;
+        it needs ``f``, which also goes to the rule when the rule takes ``f``.
+    **params
+        The rule's parameters, e.g. ``trim_ratio``, ``f``, ``weights``.
 
     Raises
     ------
     ValueError
-        An unknown method, or a parameter the rule rejects.
+        An unknown method or pre-step, or a parameter the rule rejects.
     TypeError
         A parameter the rule does not take.
     """
@@ -222,10 +123,24 @@ def aggregate(
     except ValueError:
         known = ", ".join(m.value for m in AggregationMethod)
         raise ValueError(f"method must be one of {known}; got {method!r}") from None
-    public, internal = _RULES[rule]
+    if pre is not None and pre not in _PRE:
+        raise ValueError(f"pre must be None or one of {_PRE}; got {pre!r}")
+    public, body = _RULES[rule]
+    signature = inspect.signature(public)
+    rule_params = dict(params)
+    if pre == "nnm":
+        if "f" not in params:
+            raise TypeError("aggregate(pre='nnm') needs f, the number of Byzantine updates")
+        if "f" not in signature.parameters:
+            del rule_params["f"]
     try:
-        inspect.signature(public).bind(updates, **params)
+        signature.bind(updates, **rule_params)
     except TypeError as exc:
         raise TypeError(f"aggregate(method={rule.value!r}): {exc}") from None
     upd = as_updates(updates)
-    return AggregationResult(internal(upd, **params), rule, upd.n)
+    if pre == "nnm":
+        mixed = mix(upd, params["f"], rule_params.get("check_finite", True))
+        upd = as_updates([upd.wrap(flat) for flat in mixed])
+    result, selected = body(upd, **rule_params)
+    removed = () if selected is None else tuple(sorted(set(range(upd.n)) - set(selected)))
+    return AggregationResult(result, rule, upd.n, selected, removed)
