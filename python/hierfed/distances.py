@@ -55,7 +55,8 @@ def _pair_fallback(upd: Updates, i: int, j: int) -> float:
         for c in range(0, a.size, _FALLBACK_BLOCK):
             diff = a[c : c + _FALLBACK_BLOCK].astype(np.float64)
             diff -= b[c : c + _FALLBACK_BLOCK]
-            total += float(np.add.reduce(diff * diff))
+            with np.errstate(over="ignore"):  # the caller reports an overflow
+                total += float(np.add.reduce(diff * diff))
     return total
 
 
