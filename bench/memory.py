@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=50)
     p.add_argument("--d", type=float, default=1e6)
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    p.add_argument("--ops", nargs="+", default=list(peers.OPS), choices=peers.OPS)
+    p.add_argument("--ops", nargs="+", default=list(peers.OPS), choices=peers.ALL_OPS)
     p.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)

@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+import scipy.spatial.distance
 import scipy.stats
 
 import hierfed
@@ -24,8 +25,18 @@ from hierfed import _backend
 
 TRIM_RATIO = 0.1
 OPS = ("trimmed_mean", "median", "mean")
+DISTANCE_OPS = ("pairwise_sq_distances", "krum", "bulyan")
+ALL_OPS = OPS + DISTANCE_OPS
 SEED = 20240611
 FLOOR = "np.mean"
+GRAM_FLOOR = "X @ X.T"  # the distance groups' floor: float32 BLAS syrk/gemm
+
+
+def byzantine_f(n: int) -> int:
+    """f of the distance groups: the largest Bulyan accepts, ``n >= 4f + 3``."""
+    return (n - 3) // 4
+
+
 DEFAULT_BACKENDS = ("cpp", "numba")
 
 
@@ -104,6 +115,21 @@ def configs(quick: bool | None = None) -> list[Config]:
     return out
 
 
+def distance_configs(quick: bool | None = None) -> list[Config]:
+    """Sizes of the distance groups (float32); quick keeps n=50, d=1e6 and n=200, d=1e5."""
+    if quick is None:
+        quick = env_flag("HIERFED_BENCH_QUICK")
+    sizes = (
+        [(50, 10**6), (200, 10**5)]
+        if quick
+        else [(n, d) for n in (20, 50, 200) for d in (10**5, 10**6)]
+    )
+    return [
+        Config(n, d, "float32", ops=DISTANCE_OPS, memory=(n, d) in ((50, 10**6), (200, 10**5)))
+        for n, d in sizes
+    ]
+
+
 class Data:
     """One config's input in every form the implementations take, each built on first use."""
 
@@ -132,7 +158,10 @@ class Data:
         """The answer every implementation of ``op`` must give (computed once)."""
         key = (op, weighted)
         if key not in self._refs:
-            if op == "trimmed_mean":
+            if op in DISTANCE_OPS:  # the numpy reference backend: float64 distances
+                with _backend.using("numpy"):
+                    ref = _distance_call(op, self.X)()
+            elif op == "trimmed_mean":
                 ref = byzfl_trmean(self.X)
             elif op == "median":
                 ref = np.median(self.X, axis=0)
@@ -164,6 +193,25 @@ def flower() -> ModuleType | None:
     return aggregate
 
 
+def _distance_call(op: str, updates: Any) -> Callable[[], Any]:
+    """hierfed's ``op`` of the distance groups on ``updates``, as a zero-argument call."""
+    fn = getattr(hierfed, op)
+    if op == "pairwise_sq_distances":
+        return partial(fn, updates)
+    return partial(fn, updates, byzantine_f(len(updates)))
+
+
+def byzfl_krum(x: np.ndarray, f: int) -> np.ndarray:
+    """ByzFL's ``Krum``: ``cdist(x, x)**2`` (float64), sorted rows, lowest score.
+
+    ByzFL sums ``n - f - 1`` neighbours; this sums ``n - f - 2`` (Blanchard et al., and
+    hierfed) so that the answers can be compared; the cost is the same.
+    """
+    dist = scipy.spatial.distance.cdist(x, x) ** 2
+    scores = np.sort(dist, axis=1)[:, 1 : len(x) - f - 1].sum(axis=1)
+    return x[int(np.argmin(scores))]
+
+
 def as_array(out: Any) -> np.ndarray:
     """An implementation's answer as one array (Flower returns a list of layers)."""
     return np.asarray(out[0] if isinstance(out, list) else out)
@@ -184,6 +232,8 @@ class Impl:
     weighted: bool = False
     needs_flower: bool = False
     computes: str | None = None  # the rule it computes when not the group's (the floor: mean)
+    max_n: int | None = None  # slower than minutes beyond this n: not run
+    checked: bool = True  # its answer must match the reference (else only recorded)
 
     def unavailable(self) -> str | None:
         """Why this implementation cannot run here, or None."""
@@ -191,6 +241,12 @@ class Impl:
             return f"hierfed backend {self.backend!r} is not available"
         if self.needs_flower and flower() is None:
             return "flwr does not import"
+        return None
+
+    def too_slow(self, cfg: Config) -> str | None:
+        """Why this implementation is not run at ``cfg``'s size, or None."""
+        if self.max_n is not None and cfg.n > self.max_n:
+            return f"{self.name} takes far too long at n={cfg.n} (only run for n <= {self.max_n})"
         return None
 
     def active(self) -> contextlib.AbstractContextManager[Any]:
@@ -214,6 +270,8 @@ class Impl:
 
 def _hierfed(op: str, backend: str, layout: str, weighted: bool) -> Impl:
     def make(data: Data) -> Callable[[], Any]:
+        if op in DISTANCE_OPS:
+            return _distance_call(op, data.rows if layout == "list" else data.X)
         kwargs: dict[str, Any] = {"weights": data.weights} if weighted else {}
         if op == "trimmed_mean":
             kwargs["trim_ratio"] = TRIM_RATIO
@@ -263,12 +321,46 @@ _PEERS: dict[str, tuple[Impl, ...]] = {
     ),
 }
 
+_PEERS["pairwise_sq_distances"] = (
+    Impl(
+        "scipy.cdist",
+        "peer",
+        lambda data: partial(scipy.spatial.distance.cdist, data.X, data.X, "sqeuclidean"),
+    ),
+)
+_PEERS["krum"] = (
+    Impl("byzfl.Krum", "peer", lambda data: partial(byzfl_krum, data.X, byzantine_f(data.cfg.n))),
+    Impl(
+        "flwr.krum",
+        "peer",
+        lambda data: _flwr("aggregate_krum", byzantine_f(data.cfg.n), 0)(data),
+        needs_flower=True,
+    ),
+)
+
+
+def _flwr_bulyan(data: Data) -> Callable[[], Any]:
+    """Flower's Bulyan over its Krum; it pops from the list it gets, so each call copies it."""
+    agg = flower()
+    assert agg is not None
+    f = byzantine_f(data.cfg.n)
+    return lambda: agg.aggregate_bulyan(list(data.flower), f, agg.aggregate_krum, to_keep=0)
+
+
+# Flower's Krum squares float32 norms (sdot accumulates in float32): on updates whose Krum
+# scores are close its rounds choose differently from exact distances, so its Bulyan answer
+# is recorded, not asserted.
+_PEERS["bulyan"] = (
+    Impl("flwr.bulyan", "peer", _flwr_bulyan, needs_flower=True, max_n=50, checked=False),
+)
+
 _FLOOR = Impl(FLOOR, "floor", lambda data: partial(np.mean, data.X, axis=0), computes="mean")
+_GRAM = Impl(GRAM_FLOOR, "floor", lambda data: lambda: data.X @ data.X.T, computes="gram")
 
 
 def implementations(op: str, cfg: Config, backends: tuple[str, ...] | None = None) -> list[Impl]:
     """The floor, hierfed on each backend (and input layout), then the peers of ``op``."""
-    out = [_FLOOR]
+    out = [_GRAM if op in DISTANCE_OPS else _FLOOR]
     for backend in bench_backends() if backends is None else backends:
         out.append(_hierfed(op, backend, "array", False))
         if op == "mean":
@@ -302,11 +394,21 @@ def warm_up(op: str, impl: Impl, cfg: Config) -> None:
     _warm.add(key)
 
 
-def tolerance(dtype: str) -> float:
-    """Largest accepted deviation from the reference (values are ~N(0, 1))."""
+def tolerance(dtype: str, op: str = "mean") -> float:
+    """Largest accepted deviation from the reference (values are ~N(0, 1)).
+
+    Distances are compared relatively (1e-6); Krum's choice must be the reference's row.
+    """
+    if op == "pairwise_sq_distances":
+        return 1e-6
+    if op == "krum":
+        return 0.0
     return 1e-4 if dtype == "float32" else 1e-9
 
 
-def max_abs_err(out: Any, ref: np.ndarray) -> float:
-    """Largest absolute deviation of an answer from the reference."""
-    return float(np.max(np.abs(as_array(out).astype(np.float64) - ref)))
+def max_abs_err(out: Any, ref: np.ndarray, op: str = "mean") -> float:
+    """Largest deviation of an answer from the reference (relative for distances)."""
+    err = np.abs(as_array(out).astype(np.float64) - ref)
+    if op == "pairwise_sq_distances":
+        err = err / np.maximum(np.abs(ref), np.finfo(np.float64).tiny)
+    return float(np.max(err))
