@@ -230,44 +230,44 @@ inline bool mean_range(const Segment<T>& seg, std::size_t c0, std::size_t c1,
 // ---- everything else: sort the block in a tile -----------------------------------------
 
 // Bulyan's last step on a sorted tile: per lane, the (weighted) mean of the p.k values closest
-// to the median, ties of distance to the lower row index. The sorted lane gives the median,
-// the distance t of the k-th closest value (merging outwards from the median: distances grow
-// on both sides) and the number e of picks at exactly t; the rows are then read again in
-// index order, keeping every value closer than t and the first e at exactly t. Distances and
-// sums are float64, sums in row order.
+// to the median, ties of distance to the lower row index. Distances |x - med| fall then rise
+// along the sorted lane, so the k closest values fill a window of k consecutive ranks holding
+// rank m or m + 1 (the closest value); the distance t of the k-th closest is the least, over
+// those windows, of the larger distance at the window's two ends. Values closer than t all lie
+// in the windows' span; k minus their count is the number e taken at exactly t. The rows are
+// then read again in index order, keeping every value closer than t and the first e at t.
+// All of it lane-parallel; distances and sums in float64, sums in row order.
+// One native float64 vector's worth of lanes (offset `h` of them), so that compares and
+// selects stay single instructions (GCC scalarises them on vectors wider than the machine's).
 template <class T>
-inline void around_median(const T* const* rows, std::size_t j, const CoordParams& p,
-                          const T* tile, T* out) {
-    using V = simd::Vec<T>;
-    using VD = simd::VecD<T>;
+inline void around_median_lanes(const T* const* rows, std::size_t j, const CoordParams& p,
+                                const T* tile, T* out, int h) {
+    using VD = simd::Vec<double>;
     constexpr int W = simd::Lanes<T>::value;
+    constexpr int WD = simd::Lanes<double>::value;
+    using Part = typename simd::VectorOf<T, WD * sizeof(T)>::type;
     const int n = p.n, keep = p.k, m = (n - 1) / 2;
-    constexpr double inf = std::numeric_limits<double>::infinity();
-    alignas(64) double med[W], thr[W], ties[W];
-    for (int l = 0; l < W; ++l) {
-        auto val = [&](int q) { return double(tile[std::size_t(q) * W + l]); };
-        const double md = val(m) * 0.5 + val(n / 2) * 0.5;
-        int lo = m, hi = m + 1, e = 0;
-        double t = -inf;
-        for (int c = 0; c < keep; ++c) {
-            const double dl = lo >= 0 ? std::abs(val(lo) - md) : inf;
-            const double dh = hi < n ? std::abs(val(hi) - md) : inf;
-            const double d = dl <= dh ? dl : dh;
-            if (dl <= dh) --lo; else ++hi;
-            e = d == t ? e + 1 : 1;
-            t = d;
-        }
-        med[l] = md;
-        thr[l] = t;
-        ties[l] = double(e);
-    }
-    const VD vmed = load<VD>(med), vthr = load<VD>(thr), vties = load<VD>(ties);
+    const std::size_t off = std::size_t(h) * WD;
+    auto widen = [](const T* at) { return __builtin_convertvector(load<Part>(at), VD); };
+    auto row = [&](int q) { return widen(tile + std::size_t(q) * W + off); };
     const VD zero = {}, one = splat<VD>(1.0);
+    const VD vmed = row(m) * 0.5 + row(n / 2) * 0.5;  // halves first: no overflow
+    auto dist = [&](VD x) {
+        VD d = x - vmed;
+        return d < zero ? -d : d;
+    };
+    const int first = std::max(0, m - keep + 1), last = std::min(m + 1, n - keep);
+    VD vthr = splat<VD>(std::numeric_limits<double>::infinity());
+    for (int a = first; a <= last; ++a)
+        vthr = vmin(vthr, vmax(dist(row(a)), dist(row(a + keep - 1))));
+    VD closer = {};
+    for (int q = first; q <= std::min(n - 1, m + keep); ++q)
+        closer += dist(row(q)) < vthr ? one : zero;
+    const VD vties = splat<VD>(double(keep)) - closer;
     VD sum = {}, wsum = {}, seen = {};
     for (int i = 0; i < n; ++i) {
-        const VD x = to_double<T>(load<V>(rows[i] + j));
-        VD d = x - vmed;
-        d = d < zero ? -d : d;
+        const VD x = widen(rows[i] + j + off);
+        const VD d = dist(x);
         const auto eq = d == vthr;
         const auto take = (d < vthr) | (eq & (seen < vties));
         seen += eq ? one : zero;
@@ -279,7 +279,15 @@ inline void around_median(const T* const* rows, std::size_t j, const CoordParams
             sum += take ? x : zero;
         }
     }
-    store(out + j, from_double<T>(p.weights ? sum / wsum : sum / double(keep)));
+    const VD r = p.weights ? sum / wsum : sum / double(keep);
+    store(out + j + off, __builtin_convertvector(r, Part));
+}
+
+template <class T>
+inline void around_median(const T* const* rows, std::size_t j, const CoordParams& p,
+                          const T* tile, T* out) {
+    for (int h = 0; h < simd::Lanes<T>::value / simd::Lanes<double>::value; ++h)
+        around_median_lanes(rows, j, p, tile, out, h);
 }
 
 template <class T, bool Weighted>
