@@ -260,5 +260,16 @@ def test_aggregate_default_is_mean_and_handles_models(rng):
 
 
 def test_aggregation_method_values():
-    """The enum's values are the public method names."""
-    assert [m.value for m in hierfed.AggregationMethod] == ["mean", "trimmed_mean", "median"]
+    """The enum's values are the public function names, each exported."""
+    values = [m.value for m in hierfed.AggregationMethod]
+    assert values == [
+        "mean",
+        "trimmed_mean",
+        "median",
+        "krum",
+        "multi_krum",
+        "bulyan",
+        "geometric_median",
+        "centered_clipping",
+    ]
+    assert all(callable(getattr(hierfed, v)) for v in values)
