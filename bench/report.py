@@ -16,12 +16,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bench.peers import FLOOR, OPS, dlabel
+from bench.peers import ALL_OPS, DISTANCE_OPS, FLOOR, GRAM_FLOOR, OPS, dlabel
 
 HEADLINE = {"n": 50, "d": 10**6, "dtype": "float32"}
 SWEEP = {"n": 20, "dtype": "float32", "ds": (10**5, 10**6, 10**7)}
 HIERFED = ("hierfed-cpp", "hierfed-numba")
 TARGETS = {"trimmed_mean": 2.5, "median": 3.0}  # hierfed-cpp time <= this x np.mean
+# hierfed-cpp time <= this x X @ X.T at n=50, d=1e6 (float32), and <= twice it at n=200, d=1e5
+DISTANCE_TARGETS = {"pairwise_sq_distances": 1.5, "krum": 1.6, "bulyan": 2.5}
+DISTANCE_MEMORY_PCT = 10.0
 LIST_SLACK = 1.10  # "as fast as stacked": list input within 10% of the stacked array
 LIST_MEMORY_PCT = 10.0
 LINEAR_TOL = 0.30
@@ -36,7 +39,7 @@ def load(path: Path) -> tuple[dict[str, Any], dict[tuple[str, int, int, str], Gr
     for b in raw["benchmarks"]:
         e = b["extra_info"]
         groups.setdefault((e["op"], e["n"], e["d"], e["dtype"]), {})[e["impl"]] = b
-    order = sorted(groups, key=lambda k: (OPS.index(k[0]), k[3], k[1], k[2]))
+    order = sorted(groups, key=lambda k: (ALL_OPS.index(k[0]), k[3], k[1], k[2]))
     return raw, {k: groups[k] for k in order}
 
 
@@ -84,11 +87,17 @@ def memory(b: dict[str, Any] | None) -> tuple[str, str]:
     return f"{e['peak_extra_mb']:.1f}", f"{e['peak_extra_pct']:.1f}%"
 
 
+def floor_of(group: Group) -> str:
+    """The floor entry's name of a group (``np.mean``, or ``X @ X.T`` for distances)."""
+    return next((k for k, b in group.items() if b["extra_info"]["kind"] == "floor"), FLOOR)
+
+
 def detail(key: tuple[str, int, int, str], group: Group, stat: str) -> str:
     """Every entry of one group: times, ratios to the floor and to hierfed, memory."""
-    floor = seconds(group, FLOOR, stat)
+    floor_name = floor_of(group)
+    floor = seconds(group, floor_name, stat)
     base = [h for h in HIERFED if h in group]
-    header = ["implementation", "min ms", "median ms", f"x {FLOOR}"]
+    header = ["implementation", "min ms", "median ms", f"x {floor_name}"]
     header += [f"/ {h}" for h in base] + ["peak extra MB", "% of input"]
     rows = []
     for name in group:
@@ -107,7 +116,7 @@ def summary(groups: dict[tuple[str, int, int, str], Group], stat: str) -> str:
     """One row per group: floor, hierfed's backends, the fastest peer and the speed-ups."""
     rows = []
     for (op, n, d, dtype), group in groups.items():
-        floor = seconds(group, FLOOR, stat)
+        floor = seconds(group, floor_of(group), stat)
         peer_times = {p: seconds(group, p, stat) for p in peers_of(group)}
         best = min(peer_times, key=lambda p: peer_times[p] or math.inf, default=None)
         tb = peer_times.get(best) if best else None
@@ -117,7 +126,7 @@ def summary(groups: dict[tuple[str, int, int, str], Group], stat: str) -> str:
             row += [f"{ms(th)} ({ratio(th, floor)})", ratio(tb, th)]
         row.append(f"{best} {ms(tb)}" if best else "-")
         rows.append(row)
-    header = ["op", "n", "d", "dtype", f"{FLOOR} ms"]
+    header = ["op", "n", "d", "dtype", "floor ms"]
     for h in HIERFED:
         header += [f"{h} ms (x floor)", f"fastest peer / {h}"]
     header.append("fastest peer ms")
@@ -131,9 +140,6 @@ def _find(groups: dict[tuple[str, int, int, str], Group], op: str, **size: Any) 
 
 def targets(groups: dict[tuple[str, int, int, str], Group], stat: str) -> str:
     """The project's performance targets, each with its measured figure and verdict."""
-
-    def verdict(ok: bool | None) -> str:
-        return "n/a" if ok is None else "**holds**" if ok else "**fails**"
 
     rows = []
     for op, limit in TARGETS.items():
@@ -194,6 +200,39 @@ def targets(groups: dict[tuple[str, int, int, str], Group], stat: str) -> str:
     )
 
 
+def distance_targets(groups: dict[tuple[str, int, int, str], Group], stat: str) -> str:
+    """The distance rules' targets: time and peak memory against ``X @ X.T``."""
+    rows = []
+    for (n, d), slack in (((50, 10**6), 1.0), ((200, 10**5), 2.0)):
+        for op, limit in DISTANCE_TARGETS.items():
+            g = _find(groups, op, n=n, d=d, dtype="float32")
+            th, tf = seconds(g, "hierfed-cpp", stat), seconds(g, GRAM_FLOOR, stat)
+            ok = None if th is None or tf is None else th <= slack * limit * tf
+            mb, pct = memory(g.get("hierfed-cpp"))
+            e = g["hierfed-cpp"]["extra_info"] if "hierfed-cpp" in g else {}
+            if ok is not None and "peak_extra_pct" in e:
+                ok = ok and e["peak_extra_pct"] <= slack * DISTANCE_MEMORY_PCT
+            speedups = ", ".join(
+                f"{p} {ratio(seconds(g, p, stat), th)}" for p in peers_of(g) if p in g
+            )
+            rows.append(
+                [
+                    f"hierfed-cpp {op} n={n} d={dlabel(d)} <= {slack * limit:g}x {GRAM_FLOOR}, "
+                    f"peak extra <= {slack * DISTANCE_MEMORY_PCT:g}% of input",
+                    f"{ratio(th, tf)}; {mb} MB = {pct}; peers slower by: {speedups or '-'}",
+                    verdict(ok),
+                ]
+            )
+    return "Distance targets (float32, 2 threads):\n\n" + table(
+        ["target", "measured", "verdict"], rows, right_from=3
+    )
+
+
+def verdict(ok: bool | None) -> str:
+    """A target's verdict."""
+    return "n/a" if ok is None else "**holds**" if ok else "**fails**"
+
+
 def _per_coordinate(
     groups: dict[tuple[str, int, int, str], Group], op: str, impl: str, stat: str
 ) -> dict[int, float]:
@@ -242,10 +281,15 @@ def render(path: Path, stat: str = "min") -> str:
         f"statistic for ratios: {stat}.",
         targets(groups, stat),
     ]
+    if any(k[0] in DISTANCE_OPS for k in groups):
+        parts.append(distance_targets(groups, stat))
     for key, group in groups.items():
         if any("peak_extra_mb" in b["extra_info"] for b in group.values()):
             parts.append(detail(key, group, stat))
-    parts.append("All groups (x floor = time / np.mean; fastest peer / hierfed = speed-up):")
+    parts.append(
+        "All groups (x floor = time / the group's floor, np.mean or X @ X.T; "
+        "fastest peer / hierfed = speed-up):"
+    )
     parts.append(summary(groups, stat))
     parts.append(f"Linearity (n={SWEEP['n']}, {SWEEP['dtype']}):")
     parts.append(linearity(groups, stat))
