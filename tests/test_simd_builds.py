@@ -1,8 +1,10 @@
 """Every instruction-set build of the compiled core (AVX-512, AVX2, baseline) agrees with the
-numpy reference: each runs in a subprocess with HIERFED_SIMD capping the dispatch."""
+numpy reference, and the distance kernels give the same bits on all of them: each runs in a
+subprocess with HIERFED_SIMD capping the dispatch."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -18,6 +20,7 @@ pytestmark = pytest.mark.skipif(
 
 CHECK = textwrap.dedent(
     """
+    import hashlib
     import numpy as np
     import hierfed._core as core
     import hierfed._kernels_numpy as ref
@@ -34,6 +37,7 @@ CHECK = textwrap.dedent(
                 for w in weights:
                     jobs = [("mean", ()), ("median", ())]
                     jobs += [("trimmed_mean", (k,)) for k in range(0, (n - 1) // 2 + 1)]
+                    jobs += [("mean_around_median", (k,)) for k in sorted({1, n // 2 + 1, n})]
                     for name, args in jobs:
                         got, want = [np.empty(d, dtype)], [np.empty(d, dtype)]
                         assert not getattr(core, name)(rows, got, *args, w, 2)
@@ -43,20 +47,46 @@ CHECK = textwrap.dedent(
                         else:
                             tol = 1e-6 if dtype == np.float32 else 1e-12
                             np.testing.assert_allclose(got[0], want[0], rtol=tol, atol=tol)
-    print("ok")
+    digest = hashlib.sha256()
+    for dtype in (np.float32, np.float64):
+        for n, lens in [(2, [1]), (3, [130, 5]), (9, [1000]), (17, [300, 129, 1])]:
+            rows = [[rng.standard_normal(d).astype(dtype) for _ in range(n)] for d in lens]
+            for chunk, units in [(128, 1), (256, 3)]:
+                got, want = np.empty((n, n)), np.empty((n, n))
+                core.pairwise_sq_distances(rows, got, chunk, units, 2)
+                ref.pairwise_sq_distances(rows, want)
+                np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+                digest.update(got.tobytes())
+            point = [r[0] * 0.5 for r in rows]
+            to = np.empty(n)
+            core.sq_distances_to(rows, point, to, 2)
+            digest.update(to.tobytes())
+    print("ok", digest.hexdigest())
     """
 )
 
 
-@pytest.mark.parametrize("isa", ["avx512", "avx2", "baseline"])
-def test_instruction_set_build_matches_reference(isa: str) -> None:
+@functools.cache
+def run_check(isa: str) -> tuple[str, str]:
+    """The build used and the digest of its distances, with HIERFED_SIMD=isa."""
     env = {**os.environ, "HIERFED_SIMD": isa}
     proc = subprocess.run(
         [sys.executable, "-c", CHECK], env=env, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stderr
-    used, status = proc.stdout.split()
+    used, status, digest = proc.stdout.split()
     assert status == "ok"
+    return used, digest
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "baseline"])
+def test_instruction_set_build_matches_reference(isa: str) -> None:
+    used, _ = run_check(isa)
     # The build used is the one asked for, or a lower one where the CPU lacks it.
     order = ["baseline", "avx2", "avx512"]
     assert order.index(used) <= order.index(isa)
+
+
+def test_distances_have_the_same_bits_on_every_build() -> None:
+    digests = {isa: run_check(isa)[1] for isa in ("avx512", "avx2", "baseline")}
+    assert len(set(digests.values())) == 1, digests
