@@ -1,6 +1,5 @@
 """Stubs of the compiled core (cpp/src): kernels over validated segments, see _kernels_numpy."""
 
-
 import numpy as np
 from numpy.typing import NDArray
 

@@ -34,11 +34,18 @@ import numpy as np
 from numba import prange
 from numba.core import types
 from numba.core.errors import NumbaError
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 from numba.np.numpy_support import carray
 from numpy.typing import NDArray
 
-__all__ = ["mean", "median", "trimmed_mean"]
+__all__ = [
+    "mean",
+    "mean_around_median",
+    "median",
+    "pairwise_sq_distances",
+    "sq_distances_to",
+    "trimmed_mean",
+]
 
 FloatArray = NDArray[np.floating[Any]]
 Rows = Sequence[FloatArray]
@@ -103,6 +110,16 @@ def _view(address: int, start: int, length: int, like: Any) -> Any:
 def _cx(a: Any, b: Any) -> tuple[Any, Any]:
     """Compare-exchange: ``(min, max)`` of two values (lane-wise once vectorised)."""
     return (b, a) if b < a else (a, b)
+
+
+@_jit_inline
+def _midpoint(a: float, b: float) -> float:
+    """The median of two middle values: halves first (no overflow), ``a`` when they are equal.
+
+    Halving rounds below the smallest normal float64; ``0.5a + 0.5b`` always lies in
+    ``[a, b]`` when ``a < b``, but for ``a == b`` it can exceed ``a`` by one unit.
+    """
+    return a if a == b else 0.5 * a + 0.5 * b
 
 
 @_jit
@@ -430,7 +447,7 @@ def _net_kernel(
                 lo = tile[(n - 1) // 2]
                 hi = tile[n // 2]
                 for j in range(le):
-                    out[j] = 0.5 * np.float64(lo[j]) + 0.5 * np.float64(hi[j])
+                    out[j] = _midpoint(np.float64(lo[j]), np.float64(hi[j]))
             else:
                 for j in range(block):
                     acc[j] = 0.0
@@ -565,7 +582,7 @@ def _net_weighted_kernel(
                         lo[j] = value if (now >= ap[j]) & (before < was[j]) else lo[j]
                         hi[j] = value if (now > ap[j]) & (before <= was[j]) else hi[j]
                 for j in range(le):
-                    out[j] = 0.5 * lo[j] + 0.5 * hi[j]
+                    out[j] = _midpoint(lo[j], hi[j])
             else:
                 for j in range(block):
                     acc[j] = 0.0
@@ -807,3 +824,551 @@ def median(
             ptrs, optrs, lens, n, pa, pb, 0, True, weights, outs[0], _index_like(outs), used
         )
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Distance kernels
+#
+# Pairwise and point distances for the distance-based rules (Krum, Bulyan's selection) and
+# Bulyan's last step, the mean around the median. The C++ core follows the same summation
+# recipe, operation for operation, so the two agree bit for bit:
+#
+# - a segment is cut into chunks of ``chunk`` coordinates (the last may be shorter), numbered
+#   segment-major; ``U = min(n_units, chunks)`` units take consecutive chunks,
+#   ``[u*K//U, (u+1)*K//U)``;
+# - a chunk's value for a pair is summed in 16 float64 lanes, coordinate ``c`` going to lane
+#   ``(c - chunk start) % 16``: float64 rows add ``d*d`` to their lane directly; float32 rows
+#   sum ``d*d`` in float32 lanes over runs of 128 coordinates (``d`` and ``d*d`` rounded to
+#   float32, no fused multiply-add) and add each run's lanes to the float64 lanes;
+# - the lanes fold as a tree (``A[l] += A[l + w]`` for ``w = 8, 4, 2, 1``), chunk values add
+#   up in order within a unit, and unit partials in unit order.
+#
+# Within a lane the coordinates are always taken in order, so the code below may walk the
+# lanes in any order: it takes a run lane by lane, the eight steps of a lane in a row, which
+# LLVM vectorises across lanes with no reassociation.
+
+_LANES = 16  # float64 lanes of a chunk sum
+_RUN = 128  # coordinates per float32 run (8 steps of 16 lanes)
+_PAIR_BLOCK = 4  # pairs (one row against four) summed per sweep over a chunk
+
+
+def _run_start(total: Any, zero: Any) -> Any:
+    """A lane's accumulator at the start of a run: float32 rows ``zero``, float64 ``total``."""
+    return zero if np.asarray(zero).dtype == np.float32 else total
+
+
+def _run_end(total: Any, run: Any) -> Any:
+    """A lane's float64 total after a run: float32 rows add the run sum, float64 rows are it."""
+    return total + np.float64(run) if np.asarray(run).dtype == np.float32 else run
+
+
+def _run_start_typing(total: Any, zero: Any) -> Any:
+    """Numba's :func:`_run_start`, chosen at compile time by the rows' dtype."""
+
+    def from_zero(total: Any, zero: Any) -> Any:
+        return zero
+
+    def from_total(total: Any, zero: Any) -> Any:
+        return total
+
+    return from_zero if zero == types.float32 else from_total
+
+
+def _run_end_typing(total: Any, run: Any) -> Any:
+    """Numba's :func:`_run_end`, chosen at compile time by the rows' dtype."""
+
+    def add_run(total: Any, run: Any) -> Any:
+        return total + np.float64(run)
+
+    def is_run(total: Any, run: Any) -> Any:
+        return run
+
+    return add_run if run == types.float32 else is_run
+
+
+overload(_run_start, inline="always")(_run_start_typing)
+overload(_run_end, inline="always")(_run_end_typing)
+
+
+@_jit_inline
+def _fold_lanes(lanes: Any) -> float:
+    """The lanes' tree sum: ``lanes[l] += lanes[l + w]`` for ``w = 8, 4, 2, 1`` (in place)."""
+    w = _LANES // 2
+    while w > 0:
+        for q in range(w):
+            lanes[q] = lanes[q] + lanes[q + w]
+        w //= 2
+    return float(lanes[0])
+
+
+@_jit
+def _pair_lanes4(xi: Any, x0: Any, x1: Any, x2: Any, x3: Any, full: int, acc: Any) -> None:
+    """Add the squared differences of ``xi`` and each of ``x0..x3`` to their lanes in ``acc``.
+
+    The first ``full`` coordinates of the chunk, a multiple of 128 (the rest goes to
+    :func:`_pair_lanes1`). ``acc`` holds the 16 float64 lanes of each pair in a row (a 1-D
+    array: LLVM does not vectorise the lane loop over a 2-D one). Per lane the coordinates
+    go in order: a run of 128 is eight steps, each lane's steps in a row, lanes vectorised.
+    """
+    zero = np.zeros(1, xi.dtype)[0]
+    for r in range(full // _RUN):  # not range(0, full, _RUN): LLVM then gathers the loads
+        b = r * _RUN
+        for q in range(_LANES):
+            t0 = _run_start(acc[q], zero)
+            t1 = _run_start(acc[_LANES + q], zero)
+            t2 = _run_start(acc[2 * _LANES + q], zero)
+            t3 = _run_start(acc[3 * _LANES + q], zero)
+            for st in range(_RUN // _LANES):
+                c = b + st * _LANES + q
+                v = xi[c]
+                d0 = v - x0[c]
+                d1 = v - x1[c]
+                d2 = v - x2[c]
+                d3 = v - x3[c]
+                t0 = t0 + d0 * d0
+                t1 = t1 + d1 * d1
+                t2 = t2 + d2 * d2
+                t3 = t3 + d3 * d3
+            acc[q] = _run_end(acc[q], t0)
+            acc[_LANES + q] = _run_end(acc[_LANES + q], t1)
+            acc[2 * _LANES + q] = _run_end(acc[2 * _LANES + q], t2)
+            acc[3 * _LANES + q] = _run_end(acc[3 * _LANES + q], t3)
+
+
+@_jit
+def _pair_lanes1(xi: Any, xj: Any, le: int, acc: Any) -> None:
+    """One pair's squared differences over ``le`` coordinates into ``acc[:16]``.
+
+    Full runs as in :func:`_pair_lanes4`, then the last, shorter run with each lane's
+    coordinates in order.
+    """
+    zero = np.zeros(1, xi.dtype)[0]
+    full = le // _RUN * _RUN
+    for r in range(full // _RUN):
+        b = r * _RUN
+        for q in range(_LANES):
+            t = _run_start(acc[q], zero)
+            for st in range(_RUN // _LANES):
+                c = b + st * _LANES + q
+                d = xi[c] - xj[c]
+                t = t + d * d
+            acc[q] = _run_end(acc[q], t)
+    if full < le:
+        for q in range(_LANES):
+            t = _run_start(acc[q], zero)
+            for c in range(full + q, le, _LANES):
+                d = xi[c] - xj[c]
+                t = t + d * d
+            acc[q] = _run_end(acc[q], t)
+
+
+@_jit
+def _pairs_chunk(
+    ptrs: Any, base: int, n: int, j0: int, le: int, acc: Any, part: Any, like: Any
+) -> None:
+    """Add every pair's value of one chunk (``le`` coordinates at ``j0``) to ``part``.
+
+    Rows are ``ptrs[base:base + n]``; pair ``(i, j)``, ``i < j``, is ``part[p]`` in row-major
+    order of the upper triangle. Row ``i`` is taken against four rows at a time over the
+    full runs; a last, shorter run (at a segment's end) goes pair by pair.
+    """
+    full = le // _RUN * _RUN
+    p = 0
+    for i in range(n - 1):
+        xi = _view(ptrs[base + i], j0, le, like)
+        j = i + 1
+        while j + _PAIR_BLOCK <= n:
+            x0 = _view(ptrs[base + j], j0, le, like)
+            x1 = _view(ptrs[base + j + 1], j0, le, like)
+            x2 = _view(ptrs[base + j + 2], j0, le, like)
+            x3 = _view(ptrs[base + j + 3], j0, le, like)
+            for q in range(_PAIR_BLOCK * _LANES):
+                acc[q] = 0.0
+            _pair_lanes4(xi, x0, x1, x2, x3, full, acc)
+            for q in range(_PAIR_BLOCK):
+                lanes = acc[q * _LANES : (q + 1) * _LANES]
+                if full < le:  # the last, shorter run (full is a multiple of 16: same lanes)
+                    tail_i = _view(ptrs[base + i], j0 + full, le - full, like)
+                    tail_q = _view(ptrs[base + j + q], j0 + full, le - full, like)
+                    _pair_lanes1(tail_i, tail_q, le - full, lanes)
+                part[p + q] = part[p + q] + _fold_lanes(lanes)
+            p += _PAIR_BLOCK
+            j += _PAIR_BLOCK
+        while j < n:
+            xj = _view(ptrs[base + j], j0, le, like)
+            lanes = acc[:_LANES]
+            for q in range(_LANES):
+                lanes[q] = 0.0
+            _pair_lanes1(xi, xj, le, lanes)
+            part[p] = part[p] + _fold_lanes(lanes)
+            p += 1
+            j += 1
+
+
+@_jit_parallel
+def _pairwise_kernel(
+    ptrs: Any, lens: Any, n: int, chunk: int, partial: Any, out: Any, like: Any, n_threads: int
+) -> None:
+    """Squared distances of every pair of rows, summed by the recipe above, into ``out``.
+
+    ``partial`` is a zeroed (units, n*(n-1)/2) array, ``units = min(n_units, chunks)`` (or
+    one row when there is no chunk). Units run in parallel, each over its chunks with all
+    pairs per chunk (a chunk of every row stays in cache), into its row of partials; the
+    partials then add up in unit order, so the result does not depend on the number of
+    threads.
+    """
+    starts = _block_starts(lens, chunk)
+    nk = starts[-1]
+    units = min(partial.shape[0], nk)
+    for u in prange(units):
+        acc = np.empty(_PAIR_BLOCK * _LANES)
+        part = partial[u]
+        s = 0
+        for b in range(u * nk // units, (u + 1) * nk // units):
+            while b >= starts[s + 1]:
+                s += 1
+            j0 = (b - starts[s]) * chunk
+            _pairs_chunk(ptrs, s * n, n, j0, min(chunk, lens[s] - j0), acc, part, like)
+    p = 0
+    for i in range(n):
+        out[i, i] = 0.0
+        for j in range(i + 1, n):
+            total = partial[0, p]
+            for u in range(1, units):
+                total = total + partial[u, p]
+            out[i, j] = total
+            out[j, i] = total
+            p += 1
+
+
+@_jit
+def _lanes_to(x: Any, y: Any, le: int, acc: Any) -> None:
+    """Add ``(float64(x[c]) - float64(y[c]))**2`` to lane ``c % 16`` of ``acc``, c in order."""
+    steps = _RUN // _LANES
+    runs = le // _RUN
+    for r in range(runs):
+        b = r * _RUN
+        for q in range(_LANES):
+            t = acc[q]
+            for st in range(steps):
+                c = b + st * _LANES + q
+                d = np.float64(x[c]) - np.float64(y[c])
+                t = t + d * d
+            acc[q] = t
+    b = runs * _RUN
+    if b < le:
+        for q in range(_LANES):
+            t = acc[q]
+            for c in range(b + q, le, _LANES):
+                d = np.float64(x[c]) - np.float64(y[c])
+                t = t + d * d
+            acc[q] = t
+
+
+@_jit_parallel
+def _distances_to_kernel(
+    ptrs: Any, pptrs: Any, lens: Any, n: int, out: Any, like: Any, n_threads: int
+) -> None:
+    """Squared distance of each row to the point, into ``out``.
+
+    Per segment 16 float64 lanes and their tree, the segments added in order. Each row is
+    summed by one thread, so the result does not depend on the number of threads.
+    """
+    nch = min(n, n_threads)
+    for c in prange(nch):
+        acc = np.empty(_LANES)
+        for i in range(c * n // nch, (c + 1) * n // nch):
+            total = 0.0
+            for s in range(lens.size):
+                x = _view(ptrs[s * n + i], 0, lens[s], like)
+                y = _view(pptrs[s], 0, lens[s], like)
+                for q in range(_LANES):
+                    acc[q] = 0.0
+                _lanes_to(x, y, lens[s], acc)
+                total = total + _fold_lanes(acc)
+            out[i] = total
+
+
+@_jit
+def _around_median_block(
+    ptrs: Any,
+    out: Any,
+    base: int,
+    j0: int,
+    le: int,
+    n: int,
+    pa: Any,
+    pb: Any,
+    k: int,
+    w: Any,
+    tile: Any,
+    lanes: Any,
+    counts: Any,
+    like: Any,
+) -> bool:
+    """One block of :func:`_around_median_kernel`: ``le`` coordinates at ``j0`` into ``out``.
+
+    Rows are ``ptrs[base:base + n]``; ``tile`` (n, 128), ``lanes`` (5, 128) float64 and
+    ``counts`` (2, 128) int64 are scratch. True when an input value is non-finite.
+    """
+    block = _NET_BLOCK
+    zero = np.zeros(1, like.dtype)[0]
+    m = (n - 1) // 2
+    med = lanes[0]
+    thr = lanes[1]
+    acc = lanes[2]
+    wacc = lanes[3]
+    check_lane = lanes[4]
+    ties = counts[0]
+    seen = counts[1]
+    for j in range(block):
+        check_lane[j] = 0.0
+    for i in range(n):
+        x = _view(ptrs[base + i], j0, le, like)
+        row = tile[i]
+        for j in range(le):
+            v = x[j]
+            check_lane[j] += v * zero
+            row[j] = v
+    for q in range(pa.size):
+        ra = tile[pa[q]]
+        rb = tile[pb[q]]
+        for j in range(block):
+            u = ra[j]
+            v = rb[j]
+            ra[j] = v if v < u else u
+            rb[j] = u if v < u else v
+    bad = False
+    for j in range(le):
+        bad |= check_lane[j] != 0.0
+    lo = tile[m]
+    hi = tile[n // 2]
+    for j in range(block):
+        med[j] = _midpoint(np.float64(lo[j]), np.float64(hi[j]))
+    for j in range(block):
+        thr[j] = np.inf
+    # a picks on the left (ranks m down to m - a + 1), k - a on the right (m + 1 up)
+    for a in range(max(0, k - (n - 1 - m)), min(k, m + 1) + 1):
+        left = tile[m - a + 1] if a > 0 else tile[m]
+        right = tile[m + k - a] if a < k else tile[m]
+        for j in range(block):
+            dl = abs(np.float64(left[j]) - med[j]) if a > 0 else 0.0
+            dr = abs(np.float64(right[j]) - med[j]) if a < k else 0.0
+            far = dl if dr < dl else dr
+            thr[j] = far if far < thr[j] else thr[j]
+    for j in range(block):
+        ties[j] = k
+    for i in range(n):
+        row = tile[i]
+        for j in range(block):
+            ties[j] -= abs(np.float64(row[j]) - med[j]) < thr[j]
+    for j in range(block):
+        seen[j] = 0
+    for j in range(block):
+        acc[j] = 0.0
+    for j in range(block):
+        wacc[j] = 0.0
+    for i in range(n):
+        x = _view(ptrs[base + i], j0, le, like)
+        wi = w[i]
+        for j in range(le):
+            v = np.float64(x[j])
+            d = abs(v - med[j])
+            tie = d == thr[j]
+            keep = (d < thr[j]) | (tie & (seen[j] < ties[j]))
+            seen[j] += tie
+            acc[j] = acc[j] + (wi * v if keep else 0.0)
+            wacc[j] = wacc[j] + (wi if keep else 0.0)
+    for j in range(le):
+        out[j] = acc[j] / wacc[j]
+    return bad
+
+
+@_jit_parallel
+def _around_median_kernel(
+    ptrs: Any,
+    optrs: Any,
+    lens: Any,
+    n: int,
+    pa: Any,
+    pb: Any,
+    k: int,
+    w: Any,
+    like: Any,
+    n_threads: int,
+) -> bool:
+    """Per coordinate the weighted mean of the ``k`` values closest to the median.
+
+    A tile of lanes is sorted by the network pruned to the ranks ``m - k + 1 .. m + k``
+    (``m = (n - 1) // 2``), which hold every candidate. Going away from the middle, the
+    distances grow on each side (left from rank ``m`` down, right from ``m + 1`` up), so the
+    ``k``-th smallest distance is ``t = min_a max(left[a], right[k - a])`` over the splits
+    of ``k`` picks. The rows are then read again in row order: a row is kept if its distance
+    is below ``t``, or equal to it while fewer than ``e = k - #(dist < t)`` rows at ``t`` came
+    before it, which is the stable (distance, row index) order. Kept values times their
+    weights, and the weights, add up in row order, in float64. Unit weights give exactly the
+    unweighted mean: ``1.0 * x`` is ``x`` and ``k`` ones add up to ``k``.
+    """
+    block = _NET_BLOCK
+    starts = _block_starts(lens, block)
+    nb = starts[-1]
+    nch = min(nb, n_threads)
+    bad = 0
+    for c in prange(nch):
+        tile = np.zeros((n, block), like.dtype)
+        lanes = np.zeros((5, block))
+        counts = np.zeros((2, block), np.int64)
+        s = 0
+        for b in range(c * nb // nch, (c + 1) * nb // nch):
+            while b >= starts[s + 1]:
+                s += 1
+            j0 = (b - starts[s]) * block
+            le = min(block, lens[s] - j0)
+            out = _view(optrs[s], j0, le, like)
+            bad += _around_median_block(
+                ptrs, out, s * n, j0, le, n, pa, pb, k, w, tile, lanes, counts, like
+            )
+    return bad > 0
+
+
+def _input_addresses(segments: Sequence[Rows]) -> tuple[int, IntArray, IntArray, np.dtype[Any]]:
+    """``n``, the row addresses, the segment lengths and the dtype, every row checked.
+
+    As :func:`_addresses` for kernels without per-segment outputs: the dtype is the first
+    row's and the length of segment ``s`` that of its first row, which every row must share.
+    """
+    n = len(segments[0])
+    for s, rows in enumerate(segments):
+        if len(rows) != n:
+            raise ValueError(f"segment {s} has {len(rows)} rows, segment 0 has {n}")
+    lens = np.zeros(len(segments), np.int64)
+    if n == 0:
+        return 0, np.empty(0, np.int64), lens, np.dtype(np.float64)
+    first = segments[0][0]
+    if not isinstance(first, np.ndarray) or first.dtype not in (np.float32, np.float64):
+        raise TypeError(f"kernels take float32 or float64 arrays, got {type(first).__name__}")
+    dtype = np.dtype(first.dtype)
+    chunk = _ADDRESS_CHUNK
+    ptrs = np.empty(len(segments) * n + chunk, np.int64)  # room for a padded last tuple
+    for s, rows in enumerate(segments):
+        for row in rows:
+            if not isinstance(row, np.ndarray) or row.dtype != dtype:
+                raise ValueError(f"rows of segment {s} must be {dtype} arrays")
+        length = rows[0].size
+        lens[s] = length
+        for q in range(0, n, chunk):
+            part = tuple(rows[q : q + chunk])
+            count = len(part)
+            if count < chunk:
+                part += (part[0],) * (chunk - count)
+            try:
+                ok = _row_addresses(part, count, length, ptrs, s * n + q)
+            except (NumbaError, TypeError, ValueError):
+                ok = False
+            if not ok:
+                for i in range(count):
+                    where = f"segments[{s}][{q + i}]"
+                    ptrs[s * n + q + i] = _checked_address(part[i], dtype, length, where)
+    return n, ptrs, lens, dtype
+
+
+def _check_float64_output(out: Any, shape: tuple[int, ...], name: str) -> None:
+    """``out`` must be a writeable C-contiguous float64 array of ``shape``."""
+    if not isinstance(out, np.ndarray) or out.dtype != np.float64:
+        raise TypeError(f"{name} must be a float64 array")
+    if out.shape != shape or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{name} must be a writeable C-contiguous array of shape {shape}")
+
+
+def pairwise_sq_distances(
+    segments: Sequence[Rows],
+    out: NDArray[np.float64],
+    chunk: int,
+    n_units: int,
+    n_threads: int = 1,
+) -> None:
+    """``out[i, j] = sum_c (x_i[c] - x_j[c])**2`` over every segment, as the C++ kernel.
+
+    The value is summed by the fixed recipe at the head of this section (chunks of
+    ``chunk`` coordinates, a multiple of 128, grouped into ``min(n_units, chunks)`` units),
+    so it does not depend on ``n_threads``. ``out`` is (n, n) float64, written in full:
+    symmetric, zero diagonal. Non-finite input gives non-finite entries; the caller checks.
+    """
+    chunk = int(chunk)
+    n_units = int(n_units)
+    if chunk < _RUN or chunk % _RUN:
+        raise ValueError(f"chunk must be a positive multiple of {_RUN}, got {chunk}")
+    if n_units < 1:
+        raise ValueError(f"n_units must be at least 1, got {n_units}")
+    if not segments:
+        _check_float64_output(out, np.shape(out), "out")
+        out[...] = 0.0
+        return
+    n, ptrs, lens, dtype = _input_addresses(segments)
+    _check_float64_output(out, (n, n), "out")
+    if n == 0:
+        return
+    n_chunks = int(((lens + chunk - 1) // chunk).sum())
+    partial = np.zeros((max(1, min(n_units, n_chunks)), n * (n - 1) // 2))
+    used = _set_threads(n_threads, n, lens)
+    _pairwise_kernel(ptrs, lens, n, chunk, partial, out, np.empty(0, dtype), used)
+
+
+def sq_distances_to(
+    segments: Sequence[Rows],
+    point: Sequence[FloatArray],
+    out: NDArray[np.float64],
+    n_threads: int = 1,
+) -> None:
+    """``out[i] = sum_c (x_i[c] - point[c])**2`` over every segment, as the C++ kernel.
+
+    ``point[s]`` is segment ``s`` of the point, in the rows' dtype. Per row and segment the
+    differences are taken in float64 and summed in 16 lanes folded as a tree, the segments
+    in order; each row is summed by one thread, so the result does not depend on
+    ``n_threads``.
+    """
+    if len(point) != len(segments):
+        raise ValueError(f"{len(segments)} segments but {len(point)} point segments")
+    if not segments:
+        _check_float64_output(out, np.shape(out), "out")
+        out[...] = 0.0
+        return
+    n, ptrs, lens, dtype = _input_addresses(segments)
+    _check_float64_output(out, (n,), "out")
+    if n == 0:
+        return
+    pptrs = np.empty(len(point), np.int64)
+    for s, part in enumerate(point):
+        pptrs[s] = _checked_address(part, dtype, int(lens[s]), f"point[{s}]")
+    used = _set_threads(n_threads, n, lens)
+    _distances_to_kernel(ptrs, pptrs, lens, n, out, np.empty(0, dtype), used)
+
+
+def mean_around_median(
+    segments: Sequence[Rows],
+    outs: Sequence[FloatArray],
+    n_keep: int,
+    weights: NDArray[np.float64] | None,
+    n_threads: int = 1,
+) -> bool:
+    """Per coordinate, the (weighted) mean of the ``n_keep`` values closest to the median.
+
+    As :func:`hierfed._kernels_numpy.mean_around_median`: ``med`` the two middle values
+    halved then added, distances ``|x_i - med|`` in float64, the ``n_keep`` smallest taken
+    with ties to the lower row index; the kept values (times their weights) and the kept
+    weights are summed in row order. Kept weights summing to zero give NaN; the caller
+    checks. Returns True when an input value is non-finite.
+    """
+    if not segments:
+        return False
+    n, ptrs, optrs, lens = _addresses(segments, outs)
+    k = int(n_keep)
+    if not 1 <= k <= n:
+        raise ValueError(f"n_keep must satisfy 1 <= n_keep <= n (n={n}), got {k}")
+    if weights is not None and (weights.dtype != np.float64 or weights.shape != (n,)):
+        raise ValueError(f"weights must be a float64 array of length {n}")
+    used = _set_threads(n_threads, n, lens)
+    m = (n - 1) // 2
+    pa, pb = _network(n, max(0, m - k + 1), min(n - 1, m + k))
+    w = np.ones(n) if weights is None else weights  # the same sums, bit for bit
+    return bool(_around_median_kernel(ptrs, optrs, lens, n, pa, pb, k, w, outs[0], used))

@@ -31,6 +31,15 @@ def _stack(rows: Rows) -> NDArray[np.float64]:
     return np.stack([np.asarray(r, dtype=np.float64) for r in rows])
 
 
+def midpoint(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The median of two middle values ``a <= b``: halves first (no overflow near the float64
+    maximum), and ``a`` itself where they are equal (halving rounds below the smallest normal
+    float64, so ``0.5a + 0.5a`` can exceed ``a`` by one unit; for ``a < b`` the result always
+    lies in ``[a, b]``)."""
+    out: NDArray[np.float64] = np.where(a == b, a, 0.5 * a + 0.5 * b)
+    return out
+
+
 def _any_nonfinite(segments: Sequence[Rows]) -> bool:
     return any(not np.isfinite(r).all() for rows in segments for r in rows)
 
@@ -105,7 +114,7 @@ def median(
         lo = np.argmax(below >= above, axis=0)
         hi = np.argmax(below > above, axis=0)
         cols = np.arange(x.shape[1])
-        out[...] = 0.5 * s[lo, cols] + 0.5 * s[hi, cols]  # halves first: no overflow
+        out[...] = midpoint(s[lo, cols], s[hi, cols])
     return False
 
 
@@ -167,7 +176,7 @@ def mean_around_median(
     """Per coordinate, the weighted mean of the ``n_keep`` values closest to the median.
 
     Bulyan's last step (El Mhamdi et al. 2018): ``med = np.median`` of the column (the two
-    middle values halved then added), distances ``|x_i - med|`` in float64, the ``n_keep``
+    middle values halved then added, see :func:`midpoint`), distances ``|x_i - med|`` in float64, the ``n_keep``
     smallest distances taken with ties to the lower row index (a stable sort). Kept weights
     summing to zero give NaN; the caller checks.
     """
@@ -177,7 +186,7 @@ def mean_around_median(
         x = _stack(rows)
         n = x.shape[0]
         s = np.sort(x, axis=0)
-        med = 0.5 * s[(n - 1) // 2] + 0.5 * s[n // 2]
+        med = midpoint(s[(n - 1) // 2], s[n // 2])
         order = np.argsort(np.abs(x - med), axis=0, kind="stable")[:n_keep]
         kept = np.take_along_axis(x, order, axis=0)
         w = np.ones(n) if weights is None else weights
