@@ -260,3 +260,15 @@ def test_selection_is_permutation_equivariant(seed, f):
     permuted = hierfed.aggregate(x[perm], "bulyan", f=f)
     assert tuple(sorted(int(perm[i]) for i in permuted.selected or ())) == got.selected
     np.testing.assert_allclose(permuted.aggregate, got.aggregate, rtol=1e-12)
+
+
+def test_subnormal_middle_values(backend):
+    """Halving rounds below the smallest normal float64: 0.5a + 0.5a can exceed a."""
+    u = 5e-324
+    x = np.array([[0.0], [3 * u], [3 * u], [3 * u], [4 * u]])
+    np.testing.assert_array_equal(hierfed.median(x), [3 * u])
+    np.testing.assert_array_equal(hierfed.median(x, weights=[1, 1, 1, 1, 1]), [3 * u])
+    assert np.median(x) == 3 * u
+    out = [np.empty(1)]
+    assert not _backend.kernels().mean_around_median([list(x)], out, 1, None, 1)
+    assert out[0][0] == 3 * u  # the median itself, not 4u

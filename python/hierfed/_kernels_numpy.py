@@ -175,9 +175,9 @@ def mean_around_median(
 ) -> bool:
     """Per coordinate, the weighted mean of the ``n_keep`` values closest to the median.
 
-    Bulyan's last step (El Mhamdi et al. 2018): ``med = np.median`` of the column (the two
-    middle values halved then added, see :func:`midpoint`), distances ``|x_i - med|`` in float64, the ``n_keep``
-    smallest distances taken with ties to the lower row index (a stable sort). Kept weights
+    Bulyan's last step (El Mhamdi et al. 2018): ``med`` the column's median (the two middle
+    values by :func:`midpoint`), distances ``|x_i - med|`` in float64, the ``n_keep`` smallest
+    distances taken with ties to the lower row index (a stable sort). Kept weights
     summing to zero give NaN; the caller checks.
     """
     if _any_nonfinite(segments):

@@ -15,7 +15,9 @@
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -103,6 +105,29 @@ inline simd::Vec<T> from_double(simd::VecD<T> x) {
 template <class T>
 inline simd::VecD<T> to_double(simd::Vec<T> x) {
     return __builtin_convertvector(x, simd::VecD<T>);
+}
+
+// The median of two middle values a <= b: halves first (no overflow near the float64
+// maximum), and a itself where they are equal. Halving rounds below the smallest normal
+// float64, where 0.5a + 0.5a can exceed a by one unit; for a < b the result lies in [a, b].
+inline double midpoint(double a, double b) { return a == b ? a : a * 0.5 + b * 0.5; }
+
+// Lane-wise, one native vector at a time: GCC scalarises a select on wider vectors.
+template <class V>
+inline V midpoint(V a, V b) {
+    using E = std::remove_cv_t<std::remove_reference_t<decltype(a[0])>>;
+    using N = typename simd::VectorOf<E, HIERFED_VECTOR_BYTES>::type;
+    constexpr std::size_t P = sizeof(V) / sizeof(N);
+    N pa[P], pb[P];
+    std::memcpy(pa, &a, sizeof(V));
+    std::memcpy(pb, &b, sizeof(V));
+    for (std::size_t i = 0; i < P; ++i) {
+        const N h = pa[i] * 0.5 + pb[i] * 0.5;
+        pa[i] = pa[i] == pb[i] ? pa[i] : h;
+    }
+    V r;
+    std::memcpy(&r, pa, sizeof(V));
+    return r;
 }
 
 // ---- trimmed mean, small k: the pop network -------------------------------------------
@@ -251,7 +276,7 @@ inline void around_median_lanes(const T* const* rows, std::size_t j, const Coord
     auto widen = [](const T* at) { return __builtin_convertvector(load<Part>(at), VD); };
     auto row = [&](int q) { return widen(tile + std::size_t(q) * W + off); };
     const VD zero = {}, one = splat<VD>(1.0);
-    const VD vmed = row(m) * 0.5 + row(n / 2) * 0.5;  // halves first: no overflow
+    const VD vmed = midpoint(row(m), row(n / 2));
     auto dist = [&](VD x) {
         VD d = x - vmed;
         return d < zero ? -d : d;
@@ -357,7 +382,7 @@ inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p
         auto row = [&](int r) { return to_double<T>(load<V>(tile + std::size_t(r) * W)); };
         VD r;
         if (p.op == CoordOp::Median) {
-            r = row((n - 1) / 2) * 0.5 + row(n / 2) * 0.5;  // halves first: no overflow
+            r = midpoint(row((n - 1) / 2), row(n / 2));
         } else {
             VD sum = {};
             for (int q = p.k; q < n - p.k; ++q) sum += row(q);
@@ -387,7 +412,7 @@ inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p
                     }
                 }
                 if (lo < 0) lo = hi;
-                r = val(lo) * 0.5 + val(hi) * 0.5;
+                r = midpoint(val(lo), val(hi));
             } else {
                 double sum = 0.0, ws = 0.0;
                 for (int q = p.k; q < n - p.k; ++q) {
