@@ -7,6 +7,7 @@ namespace py = pybind11;
 
 namespace hierfed {
 void bind_coordinatewise(py::module_& m);
+void bind_privacy(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -14,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
     m.def("simd", [] { return std::string(hierfed::kernels().name); },
           "The instruction-set build in use: avx512, avx2 or baseline.");
     hierfed::bind_coordinatewise(m);
+    hierfed::bind_privacy(m);
 }
