@@ -289,6 +289,8 @@ class _Words:
         self.blocks = 0
         self.buf: list[int] = []
         self.pos = 0
+        self.reservoir = 0
+        self.avail = 0
 
     def next(self) -> int:
         if self.pos == len(self.buf):
@@ -301,28 +303,56 @@ class _Words:
         self.pos += 1
         return self.buf[self.pos - 1]
 
+    def bits(self, b: int) -> int:
+        """``b <= 16`` bits from a 32-bit reservoir, low bits first (refilled when short)."""
+        if self.avail < b:
+            self.reservoir = self.next()
+            self.avail = 32
+        v = self.reservoir & ((1 << b) - 1)
+        self.reservoir >>= b
+        self.avail -= b
+        return v
+
 
 def _uniform_below(src: _Words, m: int) -> int:
-    """Uniform in ``[0, m)``: masked draws of one word (two for m > 2^32), rejected."""
+    """Uniform in ``[0, m)`` by rejection of masked draws: up to 16 bits from the reservoir,
+    up to 32 from one word, more from two (high word first)."""
     if m == 1:
         return 0
     bits = (m - 1).bit_length()
-    mask = (1 << bits) - 1
     while True:
-        v = src.next()
-        if bits > 32:
-            v |= src.next() << 32
-        v &= mask
+        if bits <= 16:
+            v = src.bits(bits)
+        elif bits <= 32:
+            v = src.next() & ((1 << bits) - 1)
+        else:
+            v = ((src.next() & ((1 << (bits - 32)) - 1)) << 32) | src.next()
         if v < m:
             return v
 
 
 def _bernoulli(src: _Words, num: int, den: int) -> bool:
+    """Bernoulli(num / den); beyond 32 bits the high word decides unless it ties."""
     if num == 0:
         return False
     if num >= den:
         return True
-    return _uniform_below(src, den) < num
+    if den <= 1 << 32:
+        return _uniform_below(src, den) < num
+    mask_hi = (1 << ((den - 1).bit_length() - 32)) - 1
+    den_hi, num_hi = den >> 32, num >> 32
+    while True:
+        hi = src.next() & mask_hi
+        if hi > den_hi:
+            continue
+        if hi < num_hi:
+            return True
+        if num_hi < hi < den_hi:
+            return False
+        v = (hi << 32) | src.next()
+        if v >= den:
+            continue
+        return v < num
 
 
 def _bernoulli_exp_le1(src: _Words, num: int, den: int) -> bool:
@@ -350,7 +380,7 @@ def _discrete_gaussian_one(src: _Words, t: int, alpha: int, beta: int, denom: in
         if too_far:
             continue
         x = u + t * v
-        negative = src.next() & 1 == 1
+        negative = src.bits(1) == 1
         if negative and x == 0:
             continue
         if x > ymax:

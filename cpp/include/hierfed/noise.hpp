@@ -258,6 +258,18 @@ public:
         const int q = pos_++;
         return words_[(q % 16) * kSuperBlock + q / 16];
     }
+    // b <= 16 bits from a 32-bit reservoir, low bits first; a reservoir with fewer than b
+    // bits left is dropped and a fresh word loaded.
+    std::uint32_t bits(int b) {
+        if (avail_ < b) {
+            reservoir_ = next();
+            avail_ = 32;
+        }
+        const std::uint32_t v = reservoir_ & ((std::uint32_t{1} << b) - 1);
+        reservoir_ >>= b;
+        avail_ -= b;
+        return v;
+    }
 
 private:
     void refill() {
@@ -271,29 +283,57 @@ private:
     alignas(64) std::uint32_t words_[kSuperWords];
     int pos_ = kSuperWords;
     std::uint64_t blocks_ = 0;
+    std::uint32_t reservoir_ = 0;
+    int avail_ = 0;
 };
 
 namespace dg_detail {
 
-// Uniform integer in [0, m), 1 <= m <= 2^63: masked draws of one word (m <= 2^32) or two
-// (low word first), rejected until below m.
+// Uniform integer in [0, m), 1 <= m <= 2^63, by rejection of masked draws: up to 16 bits
+// from the reservoir, up to 32 bits from one word, more from two (high word first).
 inline std::uint64_t uniform_below(WordSource& src, std::uint64_t m) {
     if (m == 1) return 0;
     const int bits = 64 - __builtin_clzll(m - 1);
-    const std::uint64_t mask = bits == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << bits) - 1;
+    if (bits <= 16) {
+        for (;;) {
+            const std::uint64_t v = src.bits(bits);
+            if (v < m) return v;
+        }
+    }
+    if (bits <= 32) {
+        const std::uint32_t mask = bits == 32 ? ~std::uint32_t{0} : (std::uint32_t{1} << bits) - 1;
+        for (;;) {
+            const std::uint64_t v = src.next() & mask;
+            if (v < m) return v;
+        }
+    }
+    const std::uint64_t mask_hi = (std::uint64_t{1} << (bits - 32)) - 1;
     for (;;) {
-        std::uint64_t v = src.next();
-        if (bits > 32) v |= std::uint64_t{src.next()} << 32;
-        v &= mask;
+        const std::uint64_t hi = src.next() & mask_hi;
+        const std::uint64_t v = (hi << 32) | src.next();
         if (v < m) return v;
     }
 }
 
 // Bernoulli(num / den), 0 <= num, 1 <= den; num >= den is certain, num = 0 impossible.
+// Beyond 32 bits the high word of the uniform draw decides alone unless it ties with the
+// high word of num or den.
 inline bool bernoulli(WordSource& src, std::uint64_t num, std::uint64_t den) {
     if (num == 0) return false;
     if (num >= den) return true;
-    return uniform_below(src, den) < num;
+    if (den <= (std::uint64_t{1} << 32)) return uniform_below(src, den) < num;
+    const int bits = 64 - __builtin_clzll(den - 1);
+    const std::uint64_t mask_hi = (std::uint64_t{1} << (bits - 32)) - 1;
+    const std::uint64_t den_hi = den >> 32, num_hi = num >> 32;
+    for (;;) {
+        const std::uint64_t hi = src.next() & mask_hi;
+        if (hi > den_hi) continue;
+        if (hi < num_hi) return true;
+        if (hi > num_hi && hi < den_hi) return false;
+        const std::uint64_t v = (hi << 32) | src.next();
+        if (v >= den) continue;
+        return v < num;
+    }
 }
 
 // Bernoulli(exp(-num / den)) for num <= den (CKS Algorithm 1): K counts successes of
@@ -331,7 +371,7 @@ inline std::int64_t discrete_gaussian(WordSource& src, const DiscreteGaussianPar
         }
         if (too_far) continue;
         const std::uint64_t x = u + p.t * v;
-        const bool negative = (src.next() & 1) != 0;
+        const bool negative = src.bits(1) != 0;
         if (negative && x == 0) continue;
         if (x > p.ymax) continue;
         const __int128 a = static_cast<__int128>(x) * p.alpha - static_cast<__int128>(p.beta);
