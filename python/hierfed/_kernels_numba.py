@@ -1076,9 +1076,7 @@ def _uniform_below(key: Any, nonce: Any, buf: Any, init: Any, st: Any, m: Any) -
         elif bits <= 32:
             r = _next_word(key, nonce, buf, init, st) & ((_U64(1) << _U64(bits)) - _U64(1))
         else:
-            hi = _next_word(key, nonce, buf, init, st) & (
-                (_U64(1) << _U64(bits - 32)) - _U64(1)
-            )
+            hi = _next_word(key, nonce, buf, init, st) & ((_U64(1) << _U64(bits - 32)) - _U64(1))
             r = (hi << _U64(32)) | _next_word(key, nonce, buf, init, st)
         if r < m:
             return r
@@ -1091,7 +1089,7 @@ def _bernoulli(key: Any, nonce: Any, buf: Any, init: Any, st: Any, num: Any, den
     if num >= den:
         return True
     if den <= (_U64(1) << _U64(32)):
-        return _uniform_below(key, nonce, buf, init, st, den) < num
+        return bool(_uniform_below(key, nonce, buf, init, st, den) < num)
     mask_hi = (_U64(1) << _U64(_bit_length(den - _U64(1)) - 32)) - _U64(1)
     den_hi = den >> _U64(32)
     num_hi = num >> _U64(32)
@@ -1106,7 +1104,7 @@ def _bernoulli(key: Any, nonce: Any, buf: Any, init: Any, st: Any, num: Any, den
         v = (hi << _U64(32)) | _next_word(key, nonce, buf, init, st)
         if v >= den:
             continue
-        return v < num
+        return bool(v < num)
 
 
 @_jit
@@ -1120,7 +1118,7 @@ def _bernoulli_exp_le1(
         if not _bernoulli(key, nonce, buf, init, st, num, den):
             break
         k += _U64(1)
-    return (k & _U64(1)) == _U64(1)
+    return bool((k & _U64(1)) == _U64(1))
 
 
 @_jit
@@ -1152,7 +1150,7 @@ def _square_divmod(a: Any, d: Any) -> tuple[Any, Any]:
 
 
 @_jit
-def _dg_one(key: Any, nonce: Any, buf: Any, init: Any, st: Any, prm: Any) -> int:
+def _dg_one(key: Any, nonce: Any, buf: Any, init: Any, st: Any, prm: Any) -> Any:
     t, alpha, beta, denom, ymax = prm[0], prm[1], prm[2], prm[3], prm[4]
     one = _U64(1)
     vmax = ymax // t
@@ -1229,7 +1227,7 @@ def _block_sq(x: Any, acc: Any) -> float:
         for lane in range(h):
             acc[lane] = acc[lane] + acc[lane + h]
         h //= 2
-    return acc[0]
+    return float(acc[0])
 
 
 @_jit_parallel
@@ -1361,7 +1359,15 @@ def chacha20_noise(
     if out.size:
         used = _noise_threads(n_threads, out.size)
         _noise_kernel(
-            key, nonce, int(counter), out, int(kind), float(loc), float(scale), bool(accumulate), used
+            key,
+            nonce,
+            int(counter),
+            out,
+            int(kind),
+            float(loc),
+            float(scale),
+            bool(accumulate),
+            used,
         )
 
 
@@ -1423,7 +1429,9 @@ def _clip(
         used = 1
     numba.set_num_threads(used)
     like = np.empty(0, dtype)
-    _clip_kernel(ptrs, optrs, lens, n, outs is not None, float(max_norm), float(margin), sq, like, used)
+    _clip_kernel(
+        ptrs, optrs, lens, n, outs is not None, float(max_norm), float(margin), sq, like, used
+    )
 
 
 def l2_sq_norms(segments: Sequence[Rows], sq: NDArray[np.float64], n_threads: int = 1) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -207,7 +208,7 @@ def log_unit(m: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 def box_muller(
-    a: NDArray[np.uint64], b: NDArray[np.uint64]
+    a: NDArray[np.integer[Any]], b: NDArray[np.integer[Any]]
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Two standard normals per pair of 64-bit slots (see noise.hpp)."""
     r = np.sqrt(-2.0 * log_unit(((a >> 11) + 1).astype(np.float64)))
@@ -234,7 +235,7 @@ def box_muller(
     return r * np.where(neg_c, -c1, c1), r * np.where(neg_s, -s1, s1)
 
 
-def laplace_draw(a: NDArray[np.uint64]) -> NDArray[np.float64]:
+def laplace_draw(a: NDArray[np.integer[Any]]) -> NDArray[np.float64]:
     """Laplace(0, 1): sign from the top bit, magnitude ``-ln u`` from the other 63 bits."""
     e = -log_unit((((a & np.uint64(0x7FFFFFFFFFFFFFFF)) >> 10) + 1).astype(np.float64))
     return np.where((a >> 63) != 0, -e, e)
@@ -363,7 +364,9 @@ def _bernoulli_exp_le1(src: _Words, num: int, den: int) -> bool:
     return k % 2 == 1
 
 
-def _discrete_gaussian_one(src: _Words, t: int, alpha: int, beta: int, denom: int, ymax: int) -> int:
+def _discrete_gaussian_one(
+    src: _Words, t: int, alpha: int, beta: int, denom: int, ymax: int
+) -> int:
     """One sample (CKS 2020, Algorithms 2 and 3), as noise.hpp."""
     vmax = ymax // t
     while True:

@@ -24,7 +24,7 @@ def log_erfc(x: Any) -> NDArray[np.float64]:
     out = np.empty(xs.shape, np.float64)
     near = xs < _SWITCH
     with np.errstate(divide="ignore"):
-        out[near] = np.log(_ERFC(xs[near]).astype(np.float64))
+        out[near] = np.log(np.asarray(_ERFC(xs[near]), dtype=np.float64))
     far = xs[~near]
     if far.size:
         w = 1.0 / (2.0 * far * far)

@@ -38,6 +38,7 @@ DEFAULT_ORDERS: tuple[float, ...] = (
     + (72.0, 80.0, 96.0, 112.0, 128.0, 160.0, 192.0, 256.0, 320.0, 384.0, 512.0, 640.0)
     + (768.0, 896.0, 1024.0)
 )
+Orders = Sequence[float] | NDArray[np.float64]
 _CHUNK = 256
 _MAX_TERMS = 1 << 22
 _TAIL = math.log(1e-17)
@@ -62,7 +63,8 @@ def _log_add(a: float, b: float) -> float:
 
 
 def _log_a_int(q: float, sigma: float, alpha: int) -> float:
-    """log A_alpha for integer alpha: log sum_k C(alpha, k) q^k (1-q)^(alpha-k) e^((k^2-k)/(2 s^2))."""
+    """log A_alpha for integer alpha: a log-sum-exp of positive terms,
+    ``sum_k C(alpha, k) q^k (1-q)^(alpha-k) e^((k^2-k)/(2 s^2))``."""
     k = np.arange(alpha + 1, dtype=np.float64)
     log_binom = np.concatenate(([0.0], np.cumsum(np.log((alpha - k[1:] + 1) / k[1:]))))
     terms = (
@@ -141,7 +143,7 @@ def _rdp_one(q: float, sigma: float, alpha: float) -> float:
     return max(0.0, log_a / (alpha - 1))
 
 
-def _orders(orders: Sequence[float] | None) -> NDArray[np.float64]:
+def _orders(orders: Orders | None) -> NDArray[np.float64]:
     if orders is None:
         return np.array(DEFAULT_ORDERS)
     arr = np.asarray(orders, dtype=np.float64).reshape(-1)
@@ -156,7 +158,7 @@ def compute_rdp(
     noise_multiplier: float,
     sample_rate: float = 1.0,
     steps: int = 1,
-    orders: Sequence[float] | None = None,
+    orders: Orders | None = None,
 ) -> NDArray[np.float64]:
     """RDP at each order of ``steps`` Poisson-subsampled Gaussian steps.
 
@@ -173,9 +175,7 @@ def compute_rdp(
         return np.where(n == 0, 0.0, rdp * n)
 
 
-def rdp_to_epsilon(
-    orders: Sequence[float], rdp: Sequence[float], delta: float
-) -> tuple[float, float]:
+def rdp_to_epsilon(orders: Orders, rdp: Orders, delta: float) -> tuple[float, float]:
     """(epsilon, best order) from RDP curve at ``delta`` (Balle et al. 2020, Theorem 21)."""
     dlt = _checks.probability_open(delta, "delta")
     a = _orders(orders)
@@ -248,9 +248,7 @@ def _dp_accounting() -> Any:
         import dp_accounting
         import dp_accounting.pld
     except ImportError as exc:
-        raise ImportError(
-            "dp_accounting is not installed: `pip install 'hierfed[dp]'`"
-        ) from exc
+        raise ImportError("dp_accounting is not installed: `pip install 'hierfed[dp]'`") from exc
     return dp_accounting
 
 

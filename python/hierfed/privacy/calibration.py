@@ -41,7 +41,9 @@ def gaussian_delta(sigma: float, epsilon: float, sensitivity: float = 1.0) -> fl
     return math.exp(_log_b(eps, u / 2 - eps / u, -u / 2 - eps / u))
 
 
-def _check_eps_delta(epsilon: float, delta: float, sensitivity: float) -> tuple[float, float, float]:
+def _check_eps_delta(
+    epsilon: float, delta: float, sensitivity: float
+) -> tuple[float, float, float]:
     return (
         _checks.positive(epsilon, "epsilon"),
         _checks.probability_open(delta, "delta"),

@@ -95,9 +95,7 @@ def _outputs(upd: Updates, out: Any) -> tuple[Any, list[list[FloatArray]]]:
     else:
         result = out
         _check_out(upd, out)
-    if upd.kind == "array":
-        per_update = [[result[i].reshape(-1)] for i in range(upd.n)]
-    elif upd.kind == "list":
+    if upd.kind in ("array", "list"):
         per_update = [[result[i].reshape(-1)] for i in range(upd.n)]
     else:
         per_update = [
@@ -112,7 +110,9 @@ def _check_array(a: Any, shape: tuple[int, ...], dtype: np.dtype[Any], where: st
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{where} must be a numpy array, got {type(a).__name__}")
     if a.shape != shape or a.dtype != dtype:
-        raise ValueError(f"{where} must have shape {shape} and dtype {dtype}, got {a.shape} {a.dtype}")
+        raise ValueError(
+            f"{where} must have shape {shape} and dtype {dtype}, got {a.shape} {a.dtype}"
+        )
     if not a.flags.c_contiguous or not a.flags.writeable:
         raise ValueError(f"{where} must be C-contiguous and writeable")
 

@@ -400,6 +400,5 @@ class NoiseGenerator:
         _backend.kernels().chacha20_keystream(key, nonce, counter, stream, 1)
         raw = stream.astype("<u4").tobytes()
         return [
-            NoiseGenerator._from_key(raw[32 * i : 32 * (i + 1)], self._secure)
-            for i in range(count)
+            NoiseGenerator._from_key(raw[32 * i : 32 * (i + 1)], self._secure) for i in range(count)
         ]
