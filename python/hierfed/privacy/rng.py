@@ -245,9 +245,12 @@ class NoiseGenerator:
         loc: float,
         scale: float,
         size: Size,
-        dtype: DTypeLike,
+        dtype: DTypeLike | None,
         out: Any,
     ) -> Any:
+        """Draws of ``kind`` (``dtype`` default: ``out``'s, else float64)."""
+        if dtype is None:
+            dtype = out.dtype if isinstance(out, np.ndarray) else np.float64
         dt = _dtype(dtype)
         flat, back = self._target(size, dt, out)
         self._noise_into(flat, kind, loc, scale, accumulate=False)
@@ -290,7 +293,7 @@ class NoiseGenerator:
         low: float = 0.0,
         high: float = 1.0,
         size: Size = None,
-        dtype: DTypeLike = np.float64,
+        dtype: DTypeLike | None = None,
         *,
         out: NDArray[np.floating[Any]] | None = None,
     ) -> Any:
@@ -305,7 +308,7 @@ class NoiseGenerator:
     def standard_normal(
         self,
         size: Size = None,
-        dtype: DTypeLike = np.float64,
+        dtype: DTypeLike | None = None,
         *,
         out: NDArray[np.floating[Any]] | None = None,
     ) -> Any:
@@ -321,7 +324,7 @@ class NoiseGenerator:
         loc: float = 0.0,
         scale: float = 1.0,
         size: Size = None,
-        dtype: DTypeLike = np.float64,
+        dtype: DTypeLike | None = None,
         *,
         out: NDArray[np.floating[Any]] | None = None,
     ) -> Any:
@@ -340,7 +343,7 @@ class NoiseGenerator:
         loc: float = 0.0,
         scale: float = 1.0,
         size: Size = None,
-        dtype: DTypeLike = np.float64,
+        dtype: DTypeLike | None = None,
         *,
         out: NDArray[np.floating[Any]] | None = None,
     ) -> Any:
