@@ -21,6 +21,7 @@ namespace {
 
 constexpr std::size_t kMinParallel = std::size_t{1} << 15;  // values below which one thread
 constexpr double kTinySquares = 0x1p-900;  // sums below this are redone with scaling (Python)
+constexpr double kTinyFactor = 0x1p-900;   // factors below this are applied by Python
 
 template <class T>
 py::array checked(py::handle obj, const std::string& what, bool write) {
@@ -218,11 +219,12 @@ void scale(const T* x, T* out, std::size_t len, double f) {
 }
 
 // The clipping factor of a row from its canonical sum of squares; 0 when Python must decide
-// (non-finite, overflowed or tiny sums).
+// (non-finite, overflowed or tiny sums, or a factor so small that it would lose digits).
 inline double clip_factor(double total, double max_norm, double margin) {
     if (!(total >= kTinySquares) || !std::isfinite(total)) return 0.0;
     const double bound = std::sqrt(total) * (1.0 + margin);
-    return bound > max_norm ? max_norm / bound : 1.0;
+    const double f = bound > max_norm ? max_norm / bound : 1.0;
+    return f >= kTinyFactor ? f : 0.0;
 }
 
 template <class T>

@@ -1261,6 +1261,8 @@ def _clip_kernel(
                 continue
             bound = math.sqrt(total) * (1.0 + margin)
             f = max_norm / bound if bound > max_norm else 1.0
+            if f < _ref.TINY_FACTOR:
+                continue
             for s in range(nseg):
                 x = _view(ptrs[s * n + i], 0, lens[s], like)
                 o = _view(optrs[s * n + i], 0, lens[s], like)

@@ -125,6 +125,7 @@ NOISE_UNIFORM, NOISE_NORMAL, NOISE_LAPLACE = 0, 1, 2
 NORM_BLOCK = 8192  # values per block of the canonical sum of squares
 NORM_LANES = 32  # lanes of the canonical sum of squares
 TINY_SQUARES = 2.0**-900  # sums below this are redone with scaling by the caller
+TINY_FACTOR = 2.0**-900  # clipping factors below this are applied by the caller
 _M32 = 0xFFFFFFFF
 _SIGMA_WORDS = np.array([0x61707865, 0x3320646E, 0x79622D32, 0x6B206574], np.uint32)
 LN2 = 0.6931471805599453
@@ -420,7 +421,8 @@ def block_sum_squares(x: NDArray[np.floating]) -> float:
     """Canonical float64 sum of squares of one block (<= NORM_BLOCK values), see clipping.hpp."""
     v = np.zeros(-(-x.size // NORM_LANES) * NORM_LANES, np.float64)
     v[: x.size] = x
-    lanes = np.cumsum((v * v).reshape(-1, NORM_LANES), axis=0)[-1]  # in index order
+    with np.errstate(over="ignore", under="ignore"):  # the caller redoes such rows
+        lanes = np.cumsum((v * v).reshape(-1, NORM_LANES), axis=0)[-1]  # in index order
     h = NORM_LANES // 2
     while h >= 1:
         lanes = lanes[:h] + lanes[h : 2 * h]
@@ -444,7 +446,8 @@ def clip_factor(total: float, max_norm: float, margin: float) -> float:
     if not (total >= TINY_SQUARES) or not math.isfinite(total):
         return 0.0
     bound = math.sqrt(total) * (1.0 + margin)
-    return max_norm / bound if bound > max_norm else 1.0
+    f = max_norm / bound if bound > max_norm else 1.0
+    return f if f >= TINY_FACTOR else 0.0
 
 
 def l2_sq_norms(segments: Sequence[Rows], sq: NDArray[np.float64], n_threads: int = 1) -> None:

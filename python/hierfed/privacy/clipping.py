@@ -181,14 +181,20 @@ def clip_by_l2_norm(
     )
     special = _special_rows(upd, sq, check_finite)
     norms = np.sqrt(sq)
-    for i in special:
+    with np.errstate(invalid="ignore"):
+        tiny_factor = (sq >= _TINY_SQUARES) & (np.sqrt(sq) * (1.0 + margin) > bound * 2.0**900)
+    for i in sorted(set(special) | set(np.flatnonzero(tiny_factor).tolist())):
+        # Rows the kernel left alone: over- or underflowing sums, tiny factors, NaN/inf.
         parts = _row(upd, i)
         if math.isnan(sq[i]):
-            factor = math.nan
-        else:
-            norms[i] = _careful_norm(parts)
-            top = norms[i] * (1.0 + margin)
-            factor = bound / top if top > bound else 1.0
+            for s in range(len(parts)):
+                out_rows[s][i][...] = math.nan
+            continue
+        norms[i] = _careful_norm(parts) if i in special else norms[i]
+        top = norms[i] * (1.0 + margin)
         for s, p in enumerate(parts):
-            out_rows[s][i][...] = p.astype(np.float64) * factor
+            if top > bound:  # divide first: bound / top may underflow
+                out_rows[s][i][...] = p.astype(np.float64) / top * bound
+            else:
+                out_rows[s][i][...] = p
     return (result, norms) if return_norms else result
