@@ -182,6 +182,8 @@ def rdp_to_epsilon(orders: Orders, rdp: Orders, delta: float) -> tuple[float, fl
     r = np.asarray(rdp, dtype=np.float64)
     if r.shape != a.shape:
         raise ValueError("rdp must have one value per order")
+    if not r.any():  # nothing spent: no conversion slack
+        return 0.0, float(a[0])
     with np.errstate(invalid="ignore"):
         eps = r + np.log1p(-1 / a) - (math.log(dlt) + np.log(a)) / (a - 1)
     eps = np.where(np.isnan(eps), np.inf, eps)
