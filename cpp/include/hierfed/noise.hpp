@@ -239,7 +239,12 @@ inline void keystream_range(const ChaChaKey& key, std::uint32_t counter, std::ui
         const std::size_t base = sb * kSuperWords;
         const std::size_t m = base + kSuperWords <= n ? kSuperWords : n - base;
         std::uint32_t* o = out + base;
-        for (std::size_t i = 0; i < m; ++i) o[i] = words[(i % 16) * kSuperBlock + i / 16];
+        if (m == kSuperWords) {  // a 16 x 16 transpose
+            for (int j = 0; j < kSuperBlock; ++j)
+                for (int w = 0; w < 16; ++w) o[16 * j + w] = words[w * kSuperBlock + j];
+        } else {
+            for (std::size_t i = 0; i < m; ++i) o[i] = words[(i % 16) * kSuperBlock + i / 16];
+        }
     }
 }
 
