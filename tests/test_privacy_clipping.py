@@ -73,6 +73,19 @@ def test_norms_and_clipping_do_not_depend_on_threads(
     hierfed.set_num_threads(threads)
     np.testing.assert_array_equal(l2_norms(x), want_n)
     np.testing.assert_array_equal(clip_by_l2_norm(x, 200.0), want_c)
+    # rows that start off a vector boundary (streaming stores align first)
+    shifted = []
+    for row in rng.standard_normal((4, 70_001)).astype(np.float32):
+        shifted.append(row[1:])
+    with _backend.using("numpy"):
+        want_shifted = clip_by_l2_norm(shifted, 100.0)
+    got_shifted = clip_by_l2_norm(shifted, 100.0)
+    for g, w in zip(got_shifted, want_shifted, strict=True):
+        np.testing.assert_array_equal(g, w)
+    out_shifted = [np.empty(70_003, np.float32)[3:] for _ in range(4)]
+    clip_by_l2_norm(shifted, 100.0, out=out_shifted)
+    for g, w in zip(out_shifted, want_shifted, strict=True):
+        np.testing.assert_array_equal(g, w)
     many = rng.standard_normal((9, 3000))
     with _backend.using("numpy"):
         want_many = clip_by_l2_norm(many, 40.0)

@@ -11,12 +11,40 @@
 
 #include "simd.hpp"
 
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
 namespace hierfed {
 constexpr std::size_t kNormBlock = 8192;  // values per block of the canonical sum
 constexpr int kNormLanes = 32;
 }  // namespace hierfed
 
 namespace hierfed::HIERFED_ISA {
+
+#if defined(__SSE2__)
+// One aligned vector to memory, bypassing the caches.
+template <class V>
+inline void stream_store(float* p, V v) {
+#if HIERFED_VECTOR_BYTES == 64
+    _mm512_stream_ps(p, (__m512)v);
+#elif HIERFED_VECTOR_BYTES == 32
+    _mm256_stream_ps(p, (__m256)v);
+#else
+    _mm_stream_ps(p, (__m128)v);
+#endif
+}
+template <class V>
+inline void stream_store(double* p, V v) {
+#if HIERFED_VECTOR_BYTES == 64
+    _mm512_stream_pd(p, (__m512d)v);
+#elif HIERFED_VECTOR_BYTES == 32
+    _mm256_stream_pd(p, (__m256d)v);
+#else
+    _mm_stream_pd(p, (__m128d)v);
+#endif
+}
+#endif
 
 namespace clip_detail {
 using VD = typename simd::VectorOf<double, HIERFED_VECTOR_BYTES>::type;
@@ -59,10 +87,35 @@ double block_sum_squares(const T* x, std::size_t len) {
     return lanes[0];
 }
 
+// Values from which the output is written with non-temporal stores: a long row will not be
+// read again soon, and streaming stores skip reading each output line before writing it.
+constexpr std::size_t kStreamFrom = std::size_t{1} << 16;
+
 // out[j] = x[j] * f, computed in double and rounded once (x and out may be the same array).
 template <class T>
 void scale_values(const T* x, T* out, std::size_t len, double f) {
-    for (std::size_t j = 0; j < len; ++j) out[j] = static_cast<T>(static_cast<double>(x[j]) * f);
+    std::size_t j = 0;
+#if defined(__SSE2__)
+    if (len >= kStreamFrom) {
+        typedef T VT __attribute__((vector_size(HIERFED_VECTOR_BYTES)));
+        typedef double VW __attribute__((vector_size(HIERFED_VECTOR_BYTES * 8 / sizeof(T))));
+        constexpr std::size_t W = HIERFED_VECTOR_BYTES / sizeof(T);
+        for (; j < len && reinterpret_cast<std::uintptr_t>(out + j) % HIERFED_VECTOR_BYTES; ++j)
+            out[j] = static_cast<T>(static_cast<double>(x[j]) * f);
+        if (reinterpret_cast<std::uintptr_t>(out + j) % HIERFED_VECTOR_BYTES == 0) {
+            VW fv = {};
+            fv += f;
+            for (; j + W <= len; j += W) {
+                VT v;
+                std::memcpy(&v, x + j, sizeof v);
+                VT r = __builtin_convertvector(__builtin_convertvector(v, VW) * fv, VT);
+                stream_store(out + j, r);
+            }
+            _mm_sfence();
+        }
+    }
+#endif
+    for (; j < len; ++j) out[j] = static_cast<T>(static_cast<double>(x[j]) * f);
 }
 
 }  // namespace hierfed::HIERFED_ISA
