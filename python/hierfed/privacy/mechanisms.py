@@ -189,6 +189,14 @@ class CentralDPMechanism:
 
     ``sensitivity`` is the L2 sensitivity of the aggregate under the neighbouring relation
     of interest (see the module's notes: clip basket models and noise their sum).
+
+    Attributes
+    ----------
+    epsilon, delta
+        The per-round target (``epsilon`` is NaN in the noise-multiplier form, where
+        ``delta`` is only the target of :meth:`privacy_spent`).
+    sigma, sensitivity, sample_rate, rounds, accountant, generator
+        The noise, its scale, the sampling rate, the rounds so far and their bookkeeping.
     """
 
     def __init__(
