@@ -279,7 +279,7 @@ def test_uniform_grid_and_float32_rounding(backend: str) -> None:
 def test_statistics_of_normal_laplace_uniform(backend: str) -> None:
     """Kolmogorov-Smirnov on 1e6 fixed-seed draws each."""
     gen = NoiseGenerator(20240611, secure=False)
-    n = 1_000_000 if backend != "numpy" else 200_000
+    n = 1_000_000
     for sample, dist in [
         (gen.standard_normal(n), "norm"),
         (gen.standard_normal(n, dtype=np.float32).astype(np.float64), "norm"),
