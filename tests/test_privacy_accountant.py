@@ -48,6 +48,10 @@ def test_closed_forms_and_composition() -> None:
     np.testing.assert_allclose(
         compute_rdp(1.7, 1.0, 3, orders), [3 * a / (2 * 1.7**2) for a in orders], rtol=1e-15
     )
+    # order 2 in closed form: log(1 + q^2 (e^(1/s^2) - 1)), accurate even when tiny
+    for q, sigma in [(1e-6, 100.0), (0.01, 1.1), (0.3, 0.5)]:
+        want = math.log1p(q * q * math.expm1(1 / sigma**2))
+        assert compute_rdp(sigma, q, 1, [2.0])[0] == pytest.approx(want, rel=1e-13)
     assert (compute_rdp(1.0, 0.0, 10, orders) == 0).all()
     assert np.isinf(compute_rdp(0.0, 0.5, 1, orders)).all()
     assert (compute_rdp(1.0, 0.5, 0, orders) == 0).all()

@@ -63,14 +63,24 @@ def _log_add(a: float, b: float) -> float:
 
 
 def _log_a_int(q: float, sigma: float, alpha: int) -> float:
-    """log A_alpha for integer alpha: a log-sum-exp of positive terms,
-    ``sum_k C(alpha, k) q^k (1-q)^(alpha-k) e^((k^2-k)/(2 s^2))``."""
-    k = np.arange(alpha + 1, dtype=np.float64)
-    log_binom = np.concatenate(([0.0], np.cumsum(np.log((alpha - k[1:] + 1) / k[1:]))))
-    terms = (
-        log_binom + k * math.log(q) + (alpha - k) * math.log1p(-q) + (k * k - k) / (2 * sigma**2)
-    )
-    return _logsumexp(terms)
+    """log A_alpha for integer alpha >= 2, from A - 1 (accurate when A is close to 1).
+
+    ``A = sum_k C(alpha, k) q^k (1-q)^(alpha-k) e^((k^2-k)/(2 s^2))`` and the weights sum to
+    1, so ``A - 1 = sum_{k>=2} C(alpha, k) q^k (1-q)^(alpha-k) expm1((k^2-k)/(2 s^2))``: a
+    log-sum-exp of positive terms, then ``log A = log1p(A - 1)``.
+    """
+    k = np.arange(2, alpha + 1, dtype=np.float64)
+    steps = np.log((alpha - np.arange(1, alpha + 1) + 1) / np.arange(1, alpha + 1))
+    log_binom = np.cumsum(steps)[1:]  # log C(alpha, k), k = 2..alpha
+    x = (k * k - k) / (2 * sigma**2)
+    log_expm1 = np.where(x > 30, x + np.log1p(-np.exp(-np.minimum(x, 700))), 0.0)
+    small = x <= 30
+    log_expm1[small] = np.log(np.expm1(x[small]))
+    terms = log_binom + k * math.log(q) + (alpha - k) * math.log1p(-q) + log_expm1
+    log_a_minus_1 = _logsumexp(terms)
+    if log_a_minus_1 > 30:
+        return log_a_minus_1 + math.log1p(math.exp(-log_a_minus_1))
+    return math.log1p(math.exp(log_a_minus_1))
 
 
 def _log_a_frac(q: float, sigma: float, alpha: float) -> float:
