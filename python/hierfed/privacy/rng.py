@@ -123,6 +123,7 @@ def discrete_gaussian_parameters(sigma: float) -> tuple[int, int, int, int, int]
     ``sigma >= 1``, fewer below); above, ``sigma`` is rounded up to an integer (a relative
     change below 2^-15). Rounding up never weakens privacy.
     """
+    sigma = _checks.real(sigma, "sigma")
     if not 1e-6 <= sigma <= 2.0**30:
         raise ValueError(f"sigma must be 0 or in [1e-6, 2^30] for discrete_gaussian, got {sigma}")
     f = Fraction(sigma)
