@@ -1,15 +1,18 @@
 """hierfed: hierarchical, Byzantine-robust, differentially private federated aggregation.
 
-The aggregators run on the compiled C++ core when it is built, else on its numba twin, else on
-the numpy reference; :func:`backend` names the one in use.
+The kernels run on the compiled C++ core when it is built, else on its numba twin, else on
+the numpy reference; :func:`backend` names the one in use. Differential privacy (noise,
+clipping, calibration, accounting, mechanisms) is in :mod:`hierfed.privacy`.
 """
 
+from . import privacy
 from ._backend import backend, get_num_threads, set_num_threads
 from .aggregator import AggregationMethod, AggregationResult, aggregate
 from .center import centered_clipping, geometric_median
 from .coordinatewise import mean, median, trimmed_mean
 from .distances import pairwise_sq_distances
 from .mixing import nearest_neighbor_mixing
+from .privacy import CentralDPMechanism, NoiseGenerator, clip_by_l2_norm, l2_norms
 from .selection import bulyan, krum, krum_select, multi_krum
 
 __version__ = "0.1.0"
@@ -17,20 +20,25 @@ __version__ = "0.1.0"
 __all__ = [
     "AggregationMethod",
     "AggregationResult",
+    "CentralDPMechanism",
+    "NoiseGenerator",
     "__version__",
     "aggregate",
     "backend",
     "bulyan",
     "centered_clipping",
+    "clip_by_l2_norm",
     "geometric_median",
     "get_num_threads",
     "krum",
     "krum_select",
+    "l2_norms",
     "mean",
     "median",
     "multi_krum",
     "nearest_neighbor_mixing",
     "pairwise_sq_distances",
+    "privacy",
     "set_num_threads",
     "trimmed_mean",
 ]

@@ -54,3 +54,53 @@ def sq_distances_to(
     n_threads: int,
 ) -> None:
     """Squared distance of every row to ``point`` (one array per segment) into ``out``."""
+
+# ---- privacy kernels (cpp/src/bind_privacy.cpp; definitions in _kernels_numpy) ------------
+
+def chacha20_keystream(
+    key: NDArray[np.uint32],
+    nonce: NDArray[np.uint32],
+    counter: int,
+    out: NDArray[np.uint32],
+    n_threads: int,
+) -> None:
+    """RFC 8439 keystream words from block ``counter`` into ``out``."""
+
+def chacha20_noise(
+    key: NDArray[np.uint32],
+    nonce: NDArray[np.uint32],
+    counter: int,
+    out: NDArray[np.floating],
+    kind: int,
+    loc: float,
+    scale: float,
+    accumulate: bool,
+    n_threads: int,
+) -> None:
+    """Uniform (0), normal (1) or Laplace (2) draws into ``out`` (or added to it)."""
+
+def discrete_gaussian(
+    key: NDArray[np.uint32],
+    out: NDArray[np.int64],
+    t: int,
+    alpha: int,
+    beta: int,
+    denom: int,
+    ymax: int,
+    chunk: int,
+    n_threads: int,
+) -> None:
+    """Exact discrete Gaussian samples (Canonne, Kamath, Steinke 2020) into ``out``."""
+
+def l2_sq_norms(segments: list[_Rows], sq: NDArray[np.float64], n_threads: int) -> None:
+    """Canonical float64 sum of squares of every update into ``sq``."""
+
+def clip_by_l2(
+    segments: list[_Rows],
+    outs: list[_Rows],
+    max_norm: float,
+    margin: float,
+    sq: NDArray[np.float64],
+    n_threads: int,
+) -> None:
+    """Sums of squares into ``sq``; rows with a normal sum scaled into ``outs``."""

@@ -25,6 +25,7 @@ Algorithms, as in the C++ core:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from functools import cache, lru_cache
 from typing import Any
@@ -39,6 +40,11 @@ from numba.np.numpy_support import carray
 from numpy.typing import NDArray
 
 __all__ = [
+    "chacha20_keystream",
+    "chacha20_noise",
+    "clip_by_l2",
+    "discrete_gaussian",
+    "l2_sq_norms",
     "mean",
     "mean_around_median",
     "median",
@@ -1372,3 +1378,637 @@ def mean_around_median(
     pa, pb = _network(n, max(0, m - k + 1), min(n - 1, m + k))
     w = np.ones(n) if weights is None else weights  # the same sums, bit for bit
     return bool(_around_median_kernel(ptrs, optrs, lens, n, pa, pb, k, w, outs[0], used))
+
+
+# ============================================================================================
+# Privacy kernels (issue 4): ChaCha20 keystream, noise, exact discrete Gaussian, L2 norms and
+# clipping; the same streams and transforms as cpp/include/hierfed/{chacha20,noise,
+# clipping}.hpp and hierfed._kernels_numpy (the definitions), bit for bit. Work is split in
+# super-blocks (noise), chunks (discrete Gaussian) or rows (norms), whose results do not
+# depend on which thread computes them.
+
+from hierfed import _kernels_numpy as _ref  # noqa: E402  (constants of the definitions)
+
+_U32 = np.uint32
+_U64 = np.uint64
+_M32 = np.uint64(0xFFFFFFFF)
+_LOG_C_REV = tuple(reversed(_ref.LOG_C[:9]))
+_SIN_C_REV = tuple(reversed(_ref.SIN_C[:7]))
+_COS_C_REV = tuple(reversed(_ref.COS_C[:8]))
+_LOG_C_TOP, _SIN_C_TOP, _COS_C_TOP = _ref.LOG_C[9], _ref.SIN_C[7], _ref.COS_C[8]
+_LN2, _SQRT_HALF, _ANGLE = _ref.LN2, _ref.SQRT_HALF, _ref.ANGLE
+_TWO_M53, _TWO_M24 = _ref.TWO_M53, _ref.TWO_M24
+_MANT53 = np.uint64(_ref.MANT53)
+_DG_CAP = np.uint64(_ref.DG_CAP)
+_SB_WORDS = 256
+
+
+@_jit_inline
+def _qround(x: Any, a: int, b: int, c: int, d: int) -> None:
+    """One quarter round on the 16 lanes (blocks) of rows a, b, c, d of the state."""
+    for j in range(16):
+        xa = np.uint32(x[a, j] + x[b, j])
+        v = xa ^ x[d, j]
+        xd = np.uint32((v << _U32(16)) | (v >> _U32(16)))
+        xc = np.uint32(x[c, j] + xd)
+        v = x[b, j] ^ xc
+        xb = np.uint32((v << _U32(12)) | (v >> _U32(20)))
+        xa = np.uint32(xa + xb)
+        v = xd ^ xa
+        xd = np.uint32((v << _U32(8)) | (v >> _U32(24)))
+        xc = np.uint32(xc + xd)
+        v = xb ^ xc
+        x[a, j] = xa
+        x[b, j] = np.uint32((v << _U32(7)) | (v >> _U32(25)))
+        x[c, j] = xc
+        x[d, j] = xd
+
+
+@_jit
+def _superblock(key: Any, nonce: Any, counter: int, x: Any, init: Any) -> None:
+    """The 16 blocks from ``counter`` (mod 2^32) into ``x``, word-major: x[w, j]."""
+    for j in range(16):
+        init[0, j] = 0x61707865
+        init[1, j] = 0x3320646E
+        init[2, j] = 0x79622D32
+        init[3, j] = 0x6B206574
+        for i in range(8):
+            init[4 + i, j] = key[i]
+        init[12, j] = np.uint32((counter + j) & 0xFFFFFFFF)
+        for i in range(3):
+            init[13 + i, j] = nonce[i]
+    for w in range(16):
+        for j in range(16):
+            x[w, j] = init[w, j]
+    for _ in range(10):
+        _qround(x, 0, 4, 8, 12)
+        _qround(x, 1, 5, 9, 13)
+        _qround(x, 2, 6, 10, 14)
+        _qround(x, 3, 7, 11, 15)
+        _qround(x, 0, 5, 10, 15)
+        _qround(x, 1, 6, 11, 12)
+        _qround(x, 2, 7, 8, 13)
+        _qround(x, 3, 4, 9, 14)
+    for w in range(16):
+        for j in range(16):
+            x[w, j] = np.uint32(x[w, j] + init[w, j])
+
+
+@_jit_parallel
+def _keystream_kernel(key: Any, nonce: Any, counter: int, out: Any, n_threads: int) -> None:
+    n = out.size
+    sbs = (n + _SB_WORDS - 1) // _SB_WORDS
+    nch = max(1, min(sbs, n_threads))
+    for c in prange(nch):
+        x = np.empty((16, 16), np.uint32)
+        init = np.empty((16, 16), np.uint32)
+        for sb in range(c * sbs // nch, (c + 1) * sbs // nch):
+            _superblock(key, nonce, counter + 16 * sb, x, init)
+            base = sb * _SB_WORDS
+            for i in range(min(_SB_WORDS, n - base)):
+                out[base + i] = x[i % 16, i // 16]
+
+
+@_jit_inline
+def _log_unit(m: float) -> float:
+    """ln(m 2^-53) for integers m in [1, 2^53], as noise.hpp."""
+    fr, e = math.frexp(m)
+    if fr > _SQRT_HALF:
+        f = fr
+    else:
+        f = fr + fr
+        e -= 1
+    k = float(e - 53)
+    s = (f - 1.0) / (f + 1.0)
+    z = s * s
+    p = _LOG_C_TOP
+    for c in _LOG_C_REV:
+        p = p * z + c
+    t = s + s
+    return k * _LN2 + (t + t * (z * p))
+
+
+@_jit_inline
+def _slot(x: Any, k: int, j: int) -> Any:
+    return _U64(x[2 * k, j]) | (_U64(x[2 * k + 1, j]) << _U64(32))
+
+
+@_jit_inline
+def _box_muller(a: Any, b: Any) -> tuple[float, float]:
+    r = math.sqrt(-2.0 * _log_unit(float((a >> _U64(11)) + _U64(1))))
+    q = b >> _U64(61)
+    mt = (b >> _U64(8)) & _MANT53
+    odd = (q & _U64(1)) != _U64(0)
+    if odd:
+        mt = (_U64(1) << _U64(53)) - mt
+    x = float(mt) * _ANGLE
+    z = x * x
+    ps = _SIN_C_TOP
+    for c in _SIN_C_REV:
+        ps = ps * z + c
+    sn = x + x * (z * ps)
+    pc = _COS_C_TOP
+    for c in _COS_C_REV:
+        pc = pc * z + c
+    cs = 1.0 + z * pc
+    c0 = sn if odd else cs
+    s0 = cs if odd else sn
+    quadrant = q >> _U64(1)
+    swap = (quadrant & _U64(1)) != _U64(0)
+    c1 = s0 if swap else c0
+    s1 = c0 if swap else s0
+    if quadrant == _U64(1) or quadrant == _U64(2):
+        c1 = -c1
+    if quadrant >= _U64(2):
+        s1 = -s1
+    return r * c1, r * s1
+
+
+@_jit_inline
+def _laplace(a: Any) -> float:
+    e = -_log_unit(float(((a & _U64(0x7FFFFFFFFFFFFFFF)) >> _U64(10)) + _U64(1)))
+    return -e if (a >> _U64(63)) != _U64(0) else e
+
+
+@_jit
+def _draws(x: Any, kind: int, f32: bool, z: Any) -> None:
+    """The draws of one super-block (x word-major) into z, in output order."""
+    if kind == 0 and f32:
+        for w in range(16):
+            for j in range(16):
+                z[16 * w + j] = float(x[w, j] >> _U32(8)) * _TWO_M24
+        return
+    for j in range(16):
+        if kind == 1:
+            for p in range(4):
+                z0, z1 = _box_muller(_slot(x, 2 * p, j), _slot(x, 2 * p + 1, j))
+                z[16 * (2 * p) + j] = z0
+                z[16 * (2 * p + 1) + j] = z1
+        else:
+            for k in range(8):
+                a = _slot(x, k, j)
+                if kind == 2:
+                    z[16 * k + j] = _laplace(a)
+                else:
+                    z[16 * k + j] = float(a >> _U64(11)) * _TWO_M53
+
+
+@_jit_parallel
+def _noise_kernel(
+    key: Any,
+    nonce: Any,
+    counter: int,
+    out: Any,
+    kind: int,
+    loc: float,
+    scale: float,
+    accumulate: bool,
+    n_threads: int,
+) -> None:
+    n = out.size
+    f32 = out.itemsize == 4
+    per = 256 if (kind == 0 and f32) else 128
+    sbs = (n + per - 1) // per
+    nch = max(1, min(sbs, n_threads))
+    for c in prange(nch):
+        x = np.empty((16, 16), np.uint32)
+        init = np.empty((16, 16), np.uint32)
+        z = np.empty(_SB_WORDS, np.float64)
+        for sb in range(c * sbs // nch, (c + 1) * sbs // nch):
+            _superblock(key, nonce, counter + 16 * sb, x, init)
+            _draws(x, kind, f32, z)
+            base = sb * per
+            m = min(per, n - base)
+            if accumulate:
+                for i in range(m):
+                    out[base + i] = np.float64(out[base + i]) + scale * z[i]
+            else:
+                for i in range(m):
+                    out[base + i] = loc + scale * z[i]
+
+
+# ---- exact discrete Gaussian ----------------------------------------------------------------
+# st = [position in the super-block, blocks used]; buf holds the super-block word-major.
+
+
+@_jit
+def _next_word(key: Any, nonce: Any, buf: Any, init: Any, st: Any) -> Any:
+    if st[0] == _SB_WORDS:
+        if st[1] > (1 << 32) - 16:
+            raise RuntimeError("discrete_gaussian: a chunk exhausted its 2^32 blocks")
+        _superblock(key, nonce, st[1], buf, init)
+        st[1] += 16
+        st[0] = 0
+    q = st[0]
+    st[0] += 1
+    return _U64(buf[q % 16, q // 16])
+
+
+@_jit
+def _bits(key: Any, nonce: Any, buf: Any, init: Any, st: Any, b: int) -> Any:
+    """b <= 16 bits from the 32-bit reservoir st[2] (st[3] bits left), low bits first."""
+    if st[3] < b:
+        st[2] = np.int64(_next_word(key, nonce, buf, init, st))
+        st[3] = 32
+    r = np.uint64(st[2])
+    v = r & ((_U64(1) << _U64(b)) - _U64(1))
+    st[2] = np.int64(r >> _U64(b))
+    st[3] -= b
+    return v
+
+
+@_jit
+def _bit_length(v: Any) -> int:
+    bits = 0
+    while v != _U64(0):
+        v >>= _U64(1)
+        bits += 1
+    return bits
+
+
+@_jit
+def _uniform_below(key: Any, nonce: Any, buf: Any, init: Any, st: Any, m: Any) -> Any:
+    if m == _U64(1):
+        return _U64(0)
+    bits = _bit_length(m - _U64(1))
+    while True:
+        if bits <= 16:
+            r = _bits(key, nonce, buf, init, st, bits)
+        elif bits <= 32:
+            r = _next_word(key, nonce, buf, init, st) & ((_U64(1) << _U64(bits)) - _U64(1))
+        else:
+            hi = _next_word(key, nonce, buf, init, st) & ((_U64(1) << _U64(bits - 32)) - _U64(1))
+            r = (hi << _U64(32)) | _next_word(key, nonce, buf, init, st)
+        if r < m:
+            return r
+
+
+@_jit
+def _bernoulli(key: Any, nonce: Any, buf: Any, init: Any, st: Any, num: Any, den: Any) -> bool:
+    if num == _U64(0):
+        return False
+    if num >= den:
+        return True
+    if den <= (_U64(1) << _U64(32)):
+        return bool(_uniform_below(key, nonce, buf, init, st, den) < num)
+    mask_hi = (_U64(1) << _U64(_bit_length(den - _U64(1)) - 32)) - _U64(1)
+    den_hi = den >> _U64(32)
+    num_hi = num >> _U64(32)
+    while True:
+        hi = _next_word(key, nonce, buf, init, st) & mask_hi
+        if hi > den_hi:
+            continue
+        if hi < num_hi:
+            return True
+        if hi > num_hi and hi < den_hi:
+            return False
+        v = (hi << _U64(32)) | _next_word(key, nonce, buf, init, st)
+        if v >= den:
+            continue
+        return bool(v < num)
+
+
+@_jit
+def _bernoulli_exp_le1(
+    key: Any, nonce: Any, buf: Any, init: Any, st: Any, num: Any, den: Any
+) -> bool:
+    k = _U64(1)
+    while True:
+        if _uniform_below(key, nonce, buf, init, st, k) != _U64(0):
+            break
+        if not _bernoulli(key, nonce, buf, init, st, num, den):
+            break
+        k += _U64(1)
+    return bool((k & _U64(1)) == _U64(1))
+
+
+@_jit
+def _square_divmod(a: Any, d: Any) -> tuple[Any, Any]:
+    """``(min(a*a // d, 2^62), a*a % d)`` for a < 2^63, 1 <= d <= 2^62 (128-bit by halves)."""
+    a1 = a >> _U64(32)
+    a0 = a & _M32
+    lo0 = a0 * a0
+    mid = a1 * a0
+    lo = lo0 + (mid << _U64(33))
+    carry = _U64(1) if lo < lo0 else _U64(0)
+    hi = a1 * a1 + (mid >> _U64(31)) + carry
+    rem = _U64(0)
+    q = _U64(0)
+    saturated = False
+    for i in range(127, -1, -1):
+        word = hi if i >= 64 else lo
+        bit = (word >> _U64(i % 64)) & _U64(1)
+        rem = (rem << _U64(1)) | bit
+        qbit = _U64(0)
+        if rem >= d:
+            rem -= d
+            qbit = _U64(1)
+        if not saturated:
+            q = (q << _U64(1)) | qbit
+            if q > _DG_CAP:
+                saturated = True
+    return (_DG_CAP if saturated else q), rem
+
+
+@_jit
+def _dg_one(key: Any, nonce: Any, buf: Any, init: Any, st: Any, prm: Any) -> Any:
+    t, alpha, beta, denom, ymax = prm[0], prm[1], prm[2], prm[3], prm[4]
+    one = _U64(1)
+    vmax = ymax // t
+    while True:
+        u = _uniform_below(key, nonce, buf, init, st, t)
+        if not _bernoulli_exp_le1(key, nonce, buf, init, st, u, t):
+            continue
+        v = _U64(0)
+        too_far = False
+        while _bernoulli_exp_le1(key, nonce, buf, init, st, one, one):
+            v += one
+            if v > vmax:
+                too_far = True
+                break
+        if too_far:
+            continue
+        x = u + t * v
+        negative = _bits(key, nonce, buf, init, st, 1) == one
+        if negative and x == _U64(0):
+            continue
+        if x > ymax:
+            continue
+        xa = x * alpha
+        a = xa - beta if xa >= beta else beta - xa
+        g, r = _square_divmod(a, denom)
+        ok = True
+        i = _U64(0)
+        while i < g:
+            if not _bernoulli_exp_le1(key, nonce, buf, init, st, one, one):
+                ok = False
+                break
+            i += one
+        if not ok:
+            continue
+        if not _bernoulli_exp_le1(key, nonce, buf, init, st, r, denom):
+            continue
+        return -np.int64(x) if negative else np.int64(x)
+
+
+@_jit_parallel
+def _dg_kernel(key: Any, out: Any, prm: Any, chunk: int, n_threads: int) -> None:
+    n = out.size
+    chunks = (n + chunk - 1) // chunk
+    for c in prange(chunks):
+        nonce = np.zeros(3, np.uint32)
+        nonce[0] = np.uint32(c & 0xFFFFFFFF)
+        nonce[1] = np.uint32(c >> 32)
+        buf = np.empty((16, 16), np.uint32)
+        init = np.empty((16, 16), np.uint32)
+        st = np.zeros(4, np.int64)  # position, blocks used, reservoir, bits in it
+        st[0] = _SB_WORDS
+        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+            out[i] = _dg_one(key, nonce, buf, init, st, prm)
+
+
+# ---- L2 norms and clipping --------------------------------------------------------------
+
+
+@_jit_inline
+def _block_sq(x: Any, acc: Any) -> float:
+    le = x.size
+    for lane in range(32):
+        acc[lane] = 0.0
+    full = le - le % 32
+    for j in range(0, full, 32):
+        for lane in range(32):
+            v = np.float64(x[j + lane])
+            acc[lane] += v * v
+    for lane in range(le - full):
+        v = np.float64(x[full + lane])
+        acc[lane] += v * v
+    h = 16
+    while h >= 1:
+        for lane in range(h):
+            acc[lane] = acc[lane] + acc[lane + h]
+        h //= 2
+    return float(acc[0])
+
+
+@_jit_parallel
+def _clip_kernel(
+    ptrs: Any,
+    optrs: Any,
+    lens: Any,
+    n: int,
+    write: bool,
+    max_norm: float,
+    margin: float,
+    sq: Any,
+    like: Any,
+    n_threads: int,
+) -> None:
+    """Per row: canonical sum of squares, then (if ``write``) the scaled row."""
+    nseg = lens.size
+    nch = max(1, min(n, n_threads))
+    for c in prange(nch):
+        acc = np.empty(32, np.float64)
+        for i in range(c * n // nch, (c + 1) * n // nch):
+            total = 0.0
+            for s in range(nseg):
+                seg = 0.0
+                for j in range(0, lens[s], _ref.NORM_BLOCK):
+                    le = min(_ref.NORM_BLOCK, lens[s] - j)
+                    seg += _block_sq(_view(ptrs[s * n + i], j, le, like), acc)
+                total += seg
+            sq[i] = total
+            if not write or not (total >= _ref.TINY_SQUARES) or not math.isfinite(total):
+                continue
+            bound = math.sqrt(total) * (1.0 + margin)
+            f = max_norm / bound if bound > max_norm else 1.0
+            if f < _ref.TINY_FACTOR:
+                continue
+            for s in range(nseg):
+                x = _view(ptrs[s * n + i], 0, lens[s], like)
+                o = _view(optrs[s * n + i], 0, lens[s], like)
+                for j in range(lens[s]):
+                    o[j] = np.float64(x[j]) * f
+
+
+def _rows_addresses(
+    segments: Sequence[Rows], dtype: np.dtype[Any], writable: bool, what: str
+) -> tuple[int, IntArray, IntArray]:
+    """``n``, the addresses of every row (``[s * n + i]``) and the segment lengths, checked."""
+    n = len(segments[0])
+    ptrs = np.empty(len(segments) * n, np.int64)
+    lens = np.empty(len(segments), np.int64)
+    for s, rows in enumerate(segments):
+        if len(rows) != n:
+            raise ValueError(f"{what}[{s}] has {len(rows)} rows, {what}[0] has {n}")
+        length = np.asarray(rows[0]).size
+        lens[s] = length
+        for i, row in enumerate(rows):
+            if not isinstance(row, np.ndarray) or row.dtype != dtype:
+                raise ValueError(f"{what}[{s}][{i}] must be a {dtype} numpy array")
+            if writable and not row.flags.writeable:
+                raise ValueError(f"{what}[{s}][{i}] must be writeable")
+            ptrs[s * n + i] = _checked_address(row, dtype, length, f"{what}[{s}][{i}]")
+    return n, ptrs, lens
+
+
+def _check_words(arr: Any, count: int, what: str) -> None:
+    if not (isinstance(arr, np.ndarray) and arr.dtype == np.uint32 and arr.shape == (count,)):
+        raise ValueError(f"{what} must be a uint32 array of {count} words")
+
+
+def _check_out(out: Any, dtypes: tuple[Any, ...]) -> None:
+    if not (
+        isinstance(out, np.ndarray)
+        and out.dtype in dtypes
+        and out.ndim == 1
+        and out.flags.c_contiguous
+        and out.flags.writeable
+    ):
+        raise ValueError(f"out must be a writeable 1-D contiguous array of {dtypes}")
+
+
+def _check_blocks(counter: int, blocks: int) -> None:
+    if not 0 <= counter < 1 << 32:
+        raise ValueError("counter must be in [0, 2^32)")
+    if counter + blocks > 1 << 32:
+        raise ValueError("the request runs past block 2^32 - 1 of the keystream")
+
+
+def _noise_threads(n_threads: int, work: int) -> int:
+    used = max(1, min(int(n_threads), int(_config.NUMBA_NUM_THREADS)))
+    if work < 1 << 15:
+        used = 1
+    numba.set_num_threads(used)
+    return used
+
+
+def chacha20_keystream(
+    key: NDArray[np.uint32],
+    nonce: NDArray[np.uint32],
+    counter: int,
+    out: NDArray[np.uint32],
+    n_threads: int = 1,
+) -> None:
+    """Keystream words from block ``counter`` in RFC order into ``out``."""
+    _check_words(key, 8, "key")
+    _check_words(nonce, 3, "nonce")
+    _check_out(out, (np.dtype(np.uint32),))
+    _check_blocks(int(counter), -(-out.size // 16))
+    if out.size:
+        used = _noise_threads(n_threads, out.size)
+        _keystream_kernel(key, nonce, int(counter), out, used)
+
+
+def chacha20_noise(
+    key: NDArray[np.uint32],
+    nonce: NDArray[np.uint32],
+    counter: int,
+    out: FloatArray,
+    kind: int,
+    loc: float,
+    scale: float,
+    accumulate: bool,
+    n_threads: int = 1,
+) -> None:
+    """Uniform (0), normal (1) or Laplace (2) draws: ``out = loc + scale * draw`` (or +=)."""
+    _check_words(key, 8, "key")
+    _check_words(nonce, 3, "nonce")
+    _check_out(out, (np.dtype(np.float32), np.dtype(np.float64)))
+    if kind not in (0, 1, 2):
+        raise ValueError("kind must be 0 (uniform), 1 (normal) or 2 (Laplace)")
+    per = 256 if (kind == 0 and out.dtype == np.float32) else 128
+    _check_blocks(int(counter), 16 * -(-out.size // per))
+    if out.size:
+        used = _noise_threads(n_threads, out.size)
+        _noise_kernel(
+            key,
+            nonce,
+            int(counter),
+            out,
+            int(kind),
+            float(loc),
+            float(scale),
+            bool(accumulate),
+            used,
+        )
+
+
+def discrete_gaussian(
+    key: NDArray[np.uint32],
+    out: NDArray[np.int64],
+    t: int,
+    alpha: int,
+    beta: int,
+    denom: int,
+    ymax: int,
+    chunk: int,
+    n_threads: int = 1,
+) -> None:
+    """Exact discrete Gaussian samples (CKS 2020); chunk ``c`` uses nonce ``c``."""
+    _check_words(key, 8, "key")
+    _check_out(out, (np.dtype(np.int64),))
+    limit = 1 << 62
+    if not (
+        1 <= t <= 1 << 32
+        and 1 <= alpha <= limit
+        and 0 <= beta <= limit
+        and 1 <= denom <= limit
+        and 0 <= ymax <= limit
+        and chunk >= 1
+    ):
+        raise ValueError("discrete_gaussian parameters out of range")
+    if out.size:
+        prm = np.array([t, alpha, beta, denom, ymax], np.uint64)
+        chunks = -(-out.size // chunk)
+        used = max(1, min(int(n_threads), int(_config.NUMBA_NUM_THREADS), chunks))
+        numba.set_num_threads(used)
+        _dg_kernel(key, out, prm, int(chunk), used)
+
+
+def _clip(
+    segments: Sequence[Rows],
+    outs: Sequence[Sequence[FloatArray]] | None,
+    max_norm: float,
+    margin: float,
+    sq: NDArray[np.float64],
+    n_threads: int,
+) -> None:
+    dtype = np.dtype(np.asarray(segments[0][0]).dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"rows must be float32 or float64, got {dtype}")
+    n, ptrs, lens = _rows_addresses(segments, dtype, False, "segments")
+    if not (isinstance(sq, np.ndarray) and sq.dtype == np.float64 and sq.shape == (n,)):
+        raise ValueError("sq must be a float64 array with one entry per update")
+    optrs = ptrs
+    if outs is not None:
+        if len(outs) != len(segments):
+            raise ValueError("outs must hold one list per segment")
+        n_out, optrs, olens = _rows_addresses(outs, dtype, True, "outs")
+        if n_out != n or not np.array_equal(olens, lens):
+            raise ValueError("outs must match the shapes of the segments")
+    used = max(1, min(int(n_threads), int(_config.NUMBA_NUM_THREADS), n))
+    if n * int(lens.sum()) < _MIN_PARALLEL_WORK:
+        used = 1
+    numba.set_num_threads(used)
+    like = np.empty(0, dtype)
+    _clip_kernel(
+        ptrs, optrs, lens, n, outs is not None, float(max_norm), float(margin), sq, like, used
+    )
+
+
+def l2_sq_norms(segments: Sequence[Rows], sq: NDArray[np.float64], n_threads: int = 1) -> None:
+    """Canonical float64 sum of squares of every update into ``sq``."""
+    _clip(segments, None, 0.0, 0.0, sq, n_threads)
+
+
+def clip_by_l2(
+    segments: Sequence[Rows],
+    outs: Sequence[Sequence[FloatArray]],
+    max_norm: float,
+    margin: float,
+    sq: NDArray[np.float64],
+    n_threads: int = 1,
+) -> None:
+    """Sums of squares into ``sq``; rows whose factor is known are scaled into ``outs``."""
+    _clip(segments, outs, max_norm, margin, sq, n_threads)
