@@ -451,3 +451,59 @@ def test_bad_input_is_rejected():
         kn.mean_around_median([rows], outs, 2, np.ones(2), 1)
     with pytest.raises(ValueError):
         kn.mean_around_median([rows], [np.empty(9, F32)], 2, None, 1)
+
+
+# ----------------------------------------------------------------------------- mixing
+
+
+def recipe_mix(segments: Segments, w: np.ndarray) -> list[np.ndarray]:
+    """out[o] = sum_i w[o, i] x_i / sum_i w[o, i], rows in index order, ``acc + w * x``."""
+    m, n = w.shape
+    outs = []
+    for rows in segments:
+        x = np.stack([r.astype(F64) for r in rows])
+        out = np.empty((m, x.shape[1]), rows[0].dtype)
+        for o in range(m):
+            acc = np.zeros(x.shape[1])
+            wsum = 0.0
+            for i in range(n):
+                acc = acc + w[o, i] * x[i]
+                wsum = wsum + w[o, i]
+            out[o] = acc / wsum
+        outs.append(out)
+    return outs
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize(
+    ("n", "m", "lens"), [(1, 1, [5]), (3, 2, [17, 1]), (9, 9, [300, 64]), (50, 7, [129])]
+)
+def test_mix_rows_is_the_recipe_and_matches_reference(rng, dtype, n, m, lens):
+    segments = make_segments(rng, n, lens, dtype)
+    w = rng.uniform(0.0, 2.0, (m, n)) * (rng.random((m, n)) < 0.7)
+    w[:, 0] += 0.5  # every row of weights has a positive sum
+    for threads in (1, 2):
+        outs = [np.full((m, length), -3.0, dtype) for length in lens]
+        assert not kn.mix_rows(segments, w, outs, threads)
+        for got, want in zip(outs, recipe_mix(segments, w), strict=True):
+            np.testing.assert_array_equal(got, want, strict=True)
+    refs = [np.empty((m, length), dtype) for length in lens]
+    kp.mix_rows(segments, w, refs)
+    for got, want in zip(outs, refs, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == F32 else 1e-12, atol=1e-12)
+
+
+def test_mix_rows_flags_nonfinite_and_rejects_bad_weights(rng):
+    segments = make_segments(rng, 4, [40], F32)
+    outs = [np.empty((2, 40), F32)]
+    w = np.ones((2, 4))
+    segments[0][3][7] = np.inf
+    assert kn.mix_rows(segments, w, outs, 1)
+    segments[0][3][7] = 0.0
+    for bad in (-np.ones((2, 4)), np.zeros((2, 4)), np.ones((2, 3)), np.full((2, 4), np.nan)):
+        with pytest.raises(ValueError):
+            kn.mix_rows(segments, bad, outs, 1)
+    with pytest.raises(ValueError):
+        kn.mix_rows(segments, w, [np.empty((2, 39), F32)], 1)
+    with pytest.raises(TypeError):
+        kn.mix_rows(segments, w, [np.empty((2, 40), F64)], 1)

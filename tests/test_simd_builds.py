@@ -57,6 +57,14 @@ CHECK = textwrap.dedent(
                 ref.pairwise_sq_distances(rows, want)
                 np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
                 digest.update(got.tobytes())
+            mix = rng.random((5, n)) + 0.1
+            mixed = [np.empty((5, d), dtype) for d in lens]
+            assert not core.mix_rows(rows, mix, mixed, 2)
+            want = [np.empty((5, d), dtype) for d in lens]
+            ref.mix_rows(rows, mix, want)
+            for g, w_ in zip(mixed, want):
+                np.testing.assert_allclose(g, w_, rtol=1e-6, atol=1e-12)
+                digest.update(g.tobytes())
             point = [r[0] * 0.5 for r in rows]
             to = np.empty(n)
             core.sq_distances_to(rows, point, to, 2)

@@ -2,6 +2,7 @@
 // instructions); exports that build's KernelSet.
 #include "hierfed/coordinatewise.hpp"
 #include "hierfed/distances.hpp"
+#include "hierfed/mixing.hpp"
 #include "hierfed/dispatch.hpp"
 
 #define HIERFED_STR2(x) #x
@@ -20,6 +21,7 @@ bool coord_f64(const Segment<double>& s, std::size_t a, std::size_t b, const Coo
 extern const KernelSet kernel_set{HIERFED_STR(HIERFED_ISA), kSortGroup,          coord_f32,
                                   coord_f64,                pairwise_chunk<float>,
                                   pairwise_chunk<double>,   sq_distance_to<float>,
-                                  sq_distance_to<double>};
+                                  sq_distance_to<double>,   mix_range<float>,
+                                  mix_range<double>};
 }  // namespace HIERFED_ISA
 }  // namespace hierfed

@@ -8,6 +8,7 @@ namespace py = pybind11;
 namespace hierfed {
 void bind_coordinatewise(py::module_& m);
 void bind_distances(py::module_& m);
+void bind_mixing(py::module_& m);
 void bind_privacy(py::module_& m);
 }
 
@@ -17,5 +18,6 @@ PYBIND11_MODULE(_core, m) {
           "The instruction-set build in use: avx512, avx2 or baseline.");
     hierfed::bind_coordinatewise(m);
     hierfed::bind_distances(m);
+    hierfed::bind_mixing(m);
     hierfed::bind_privacy(m);
 }

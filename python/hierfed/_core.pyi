@@ -42,6 +42,14 @@ def mean_around_median(
 ) -> bool:
     """Per coordinate the (weighted) mean of the ``n_keep`` values closest to the median."""
 
+def mix_rows(
+    segments: list[_Rows],
+    weights: NDArray[np.float64],
+    outs: list[NDArray[np.floating]],
+    n_threads: int,
+) -> bool:
+    """``outs[s][o] = sum_i weights[o, i] x_i / sum_i weights[o, i]``; True if non-finite."""
+
 def pairwise_sq_distances(
     segments: list[_Rows], out: NDArray[np.float64], chunk: int, n_units: int, n_threads: int
 ) -> None:

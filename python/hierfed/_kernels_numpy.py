@@ -120,6 +120,24 @@ def median(
     return False
 
 
+def mix_rows(
+    segments: Sequence[Rows],
+    weights: NDArray[np.float64],
+    outs: Sequence[NDArray[np.floating]],
+    n_threads: int = 1,
+) -> bool:
+    """``outs[s][o] = sum_i weights[o, i] x_i / sum_i weights[o, i]`` for every segment.
+
+    ``weights`` is ``(m, n)``, non-negative, each row with a positive sum; ``outs[s]`` is
+    ``(m, len_s)``. Many weighted means of the same rows (nearest-neighbour mixing).
+    """
+    if _any_nonfinite(segments):
+        return True
+    for rows, out in zip(segments, outs, strict=True):
+        out[...] = weights @ _stack(rows) / weights.sum(axis=1)[:, None]
+    return False
+
+
 # --------------------------------------------------------------------------------------------
 # Distance kernels. The compiled and numba kernels follow a fixed summation recipe (see
 # ``pairwise_sq_distances`` in :mod:`hierfed._kernels_numba`) so that they agree bit for bit;

@@ -139,8 +139,7 @@ def aggregate(
         raise TypeError(f"aggregate(method={rule.value!r}): {exc}") from None
     upd = as_updates(updates)
     if pre == "nnm":
-        mixed = mix(upd, params["f"], rule_params.get("check_finite", True))
-        upd = as_updates([upd.wrap(flat) for flat in mixed])
+        upd = mix(upd, params["f"], rule_params.get("check_finite", True))
     result, selected = body(upd, **rule_params)
     removed = () if selected is None else tuple(sorted(set(range(upd.n)) - set(selected)))
     return AggregationResult(result, rule, upd.n, selected, removed)

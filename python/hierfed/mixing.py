@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from . import _backend
 from ._inputs import FloatArray, Updates, as_updates
-from .coordinatewise import run_flat
 from .distances import pairwise
 
 __all__ = ["nearest_neighbor_mixing"]
@@ -33,14 +33,30 @@ def neighbours(dist: NDArray[np.float64], f: int) -> list[tuple[int, ...]]:
     return result
 
 
-def mix(upd: Updates, f: Any, check_finite: bool = True) -> list[list[FloatArray]]:
-    """The mixed updates, as flat kernel outputs per update."""
+def _mixed_segments(upd: Updates, f: Any, check_finite: bool) -> list[FloatArray]:
+    """Per segment, the ``(n, len)`` mixed updates.
+
+    One pass of the mixing kernel: a block of every update is read once and all ``n`` means
+    are formed from it (rows summed in index order, float64).
+    """
     if isinstance(f, bool) or not isinstance(f, (int, np.integer)):
         raise TypeError(f"f must be an int, got {type(f).__name__}")
     if not 0 <= f < upd.n:
         raise ValueError(f"f must satisfy 0 <= f < n (n={upd.n}) for NNM, got {f}")
-    dist = pairwise(upd, check_finite)
-    return [run_flat("mean", upd.take(nb), False, None) for nb in neighbours(dist, int(f))]
+    weights = np.zeros((upd.n, upd.n))
+    for i, near in enumerate(neighbours(pairwise(upd, check_finite), int(f))):
+        weights[i, list(near)] = 1.0
+    outs = [np.empty((upd.n, rows[0].size), upd.dtype) for rows in upd.segments]
+    kernel = _backend.kernels().mix_rows
+    if kernel(upd.segments, weights, outs, _backend.get_num_threads()) and check_finite:
+        raise upd.nonfinite_error()  # pragma: no cover - pairwise() has checked already
+    return outs
+
+
+def mix(upd: Updates, f: Any, check_finite: bool = True) -> Updates:
+    """The mixed updates as validated updates of the same form (rows of the kernel's output)."""
+    outs = _mixed_segments(upd, f, check_finite)
+    return Updates([list(out) for out in outs], upd.shapes, upd.kind, upd.n, upd.dtype)
 
 
 def nearest_neighbor_mixing(updates: Any, f: int, *, check_finite: bool = True) -> Any:
@@ -61,7 +77,7 @@ def nearest_neighbor_mixing(updates: Any, f: int, *, check_finite: bool = True) 
     of per-layer models.
     """
     upd = as_updates(updates)
-    mixed = [upd.wrap(flat) for flat in mix(upd, f, check_finite)]
-    if upd.kind == "array":
-        return np.stack(mixed)
-    return mixed
+    outs = _mixed_segments(upd, f, check_finite)
+    if upd.kind == "array":  # the kernel's (n, d) output, shaped like the input
+        return outs[0].reshape((upd.n, *upd.shapes[0]))
+    return [upd.wrap([out[i] for out in outs]) for i in range(upd.n)]

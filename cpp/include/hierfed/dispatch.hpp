@@ -20,6 +20,11 @@ struct KernelSet {
     // Squared distance of one row to a point over `len` coordinates.
     double (*sq_distance_to_f32)(const float*, const float*, std::size_t);
     double (*sq_distance_to_f64)(const double*, const double*, std::size_t);
+    // m weighted means of n rows over [c0, c1): rows, n, weights (m, n), their sums, m, outs.
+    bool (*mix_f32)(const float* const*, int, const double*, const double*, int, float* const*,
+                    std::size_t, std::size_t);
+    bool (*mix_f64)(const double* const*, int, const double*, const double*, int,
+                    double* const*, std::size_t, std::size_t);
 };
 
 // The best build this CPU runs; HIERFED_SIMD=avx512|avx2|baseline asks for a lower one.

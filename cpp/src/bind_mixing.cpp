@@ -1,0 +1,97 @@
+// Python binding of the mixing kernel: m weighted means of the same n rows in one pass.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "batch.hpp"
+#include "hierfed/dispatch.hpp"
+#include "hierfed/threads.hpp"
+
+namespace hierfed {
+namespace {
+
+constexpr std::size_t kUnit = 64;  // coordinates per work unit (a multiple of every lane count)
+
+template <class T>
+bool mix(const py::list& segments, py::array weights, const py::list& outs, int n_threads) {
+    Batch<T> b = make_batch<T>(segments, nullptr);
+    const int n = b.n;
+    if (!weights.dtype().is(py::dtype::of<double>())) throw py::type_error("weights must be float64");
+    if (weights.ndim() != 2 || weights.shape(1) != n || weights.shape(0) < 1 ||
+        !(weights.flags() & py::array::c_style))
+        throw py::value_error("weights must be a C-contiguous (m, n) array, n = " + std::to_string(n));
+    const int m = static_cast<int>(weights.shape(0));
+    const double* w = static_cast<const double*>(weights.data());
+    std::vector<double> wsum(m, 0.0);
+    for (int o = 0; o < m; ++o) {
+        for (int i = 0; i < n; ++i) {
+            const double x = w[std::size_t(o) * n + i];
+            if (!(x >= 0.0) || !std::isfinite(x)) throw py::value_error("weights must be finite and >= 0");
+            wsum[o] = wsum[o] + x;
+        }
+        if (!(wsum[o] > 0.0)) throw py::value_error("every row of weights needs a positive weight");
+    }
+    if (outs.size() != b.segments.size()) throw py::value_error("need one output per segment");
+    std::vector<T*> out_ptrs;
+    std::vector<py::object> keep;
+    for (std::size_t s = 0; s < b.segments.size(); ++s) {
+        if (!py::isinstance<py::array>(outs[s])) throw py::type_error("outs must hold numpy arrays");
+        auto o = py::reinterpret_borrow<py::array>(outs[s]);
+        if (!o.dtype().is(py::dtype::of<T>())) throw py::type_error("outs must have the rows' dtype");
+        if (o.ndim() != 2 || o.shape(0) != m ||
+            static_cast<std::size_t>(o.shape(1)) != b.segments[s].len ||
+            !(o.flags() & py::array::c_style) || !o.writeable())
+            throw py::value_error("outs[" + std::to_string(s) + "] must be a writeable C-contiguous (m, len) array");
+        T* base = static_cast<T*>(o.mutable_data());
+        for (int q = 0; q < m; ++q) out_ptrs.push_back(base + std::size_t(q) * b.segments[s].len);
+        keep.push_back(o);
+    }
+    if (n_threads < 1) throw py::value_error("n_threads must be >= 1");
+    std::vector<std::size_t> first_unit{0};
+    std::size_t elements = 0;
+    for (auto& s : b.segments) {
+        first_unit.push_back(first_unit.back() + (s.len + kUnit - 1) / kUnit);
+        elements += s.len * std::size_t(n) * std::size_t(m);
+    }
+    if (elements < (std::size_t{1} << 16)) n_threads = 1;
+    std::vector<char> bad(std::max(1, n_threads), 0);
+    py::gil_scoped_release release;
+    parallel_for(first_unit.back(), n_threads, [&](std::size_t u0, std::size_t u1, int tid) {
+        for (std::size_t s = 0; s < b.segments.size(); ++s) {
+            const std::size_t a = std::max(u0, first_unit[s]), e = std::min(u1, first_unit[s + 1]);
+            if (a >= e) continue;
+            const auto& seg = b.segments[s];
+            const std::size_t c0 = (a - first_unit[s]) * kUnit;
+            const std::size_t c1 = std::min(seg.len, (e - first_unit[s]) * kUnit);
+            T* const* dst = out_ptrs.data() + s * std::size_t(m);
+            bool r;
+            if constexpr (sizeof(T) == 4)
+                r = kernels().mix_f32(seg.rows, n, w, wsum.data(), m, dst, c0, c1);
+            else
+                r = kernels().mix_f64(seg.rows, n, w, wsum.data(), m, dst, c0, c1);
+            bad[tid] |= r;
+        }
+    });
+    return std::any_of(bad.begin(), bad.end(), [](char c) { return c != 0; });
+}
+
+}  // namespace
+
+void bind_mixing(py::module_& m) {
+    m.def(
+        "mix_rows",
+        [](const py::list& segments, const py::array& weights, const py::list& outs,
+           int n_threads) {
+            py::dtype dt = first_row_dtype(segments);
+            if (dt.is(py::dtype::of<float>())) return mix<float>(segments, weights, outs, n_threads);
+            if (dt.is(py::dtype::of<double>())) return mix<double>(segments, weights, outs, n_threads);
+            throw py::type_error("only float32 and float64 are supported");
+        },
+        py::arg("segments"), py::arg("weights"), py::arg("outs"), py::arg("n_threads"),
+        "outs[s][o] = sum_i weights[o, i] x_i / sum_i weights[o, i] per segment; returns True "
+        "if a non-finite value was seen.");
+}
+
+}  // namespace hierfed
