@@ -170,8 +170,8 @@ def test_plan_fits_cache_and_bounds_units():
     from hierfed.distances import plan
 
     chunk, units = plan(50, [10**6], 4)
-    assert chunk % 128 == 0 and 50 * chunk * 4 <= 256 * 1024 < 50 * (chunk + 128) * 4
+    assert chunk % 128 == 0 and 50 * chunk * 4 <= 1 << 20 < 50 * (chunk + 128) * 4
     assert units == 32
-    assert plan(3, [5], 8) == (10880, 1)  # one chunk: one unit
-    chunk, units = plan(2000, [10**4], 4)  # 2e6 pairs: unit partials bounded by memory
+    assert plan(3, [5], 8) == (16384, 1)  # one chunk: one unit
+    chunk, units = plan(5000, [10**4], 4)  # 12.5e6 pairs: unit partials bounded by memory
     assert chunk == 128 and units == 2
