@@ -4,10 +4,12 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <vector>
 
+#include "hierfed/threads.hpp"
 #include "hierfed/views.hpp"
 
 namespace hierfed {
@@ -78,6 +80,30 @@ Batch<T> make_batch(const py::list& segments, const py::list* outs, bool write_o
     for (std::size_t s = 0; s < b.segments.size(); ++s)
         b.segments[s].rows = b.row_ptrs.data() + s * b.n;
     return b;
+}
+
+// Runs fn(segment index, c0, c1) -> bool ("saw a non-finite value") over every segment's
+// coordinates, threads taking units of 64 coordinates (a multiple of every lane count) of the
+// concatenated segments; one thread when the work (`elements` values) is small. Returns
+// whether any call returned true. Call with the GIL released.
+template <class T, class Fn>
+bool over_coordinates(const Batch<T>& b, std::size_t elements, int n_threads, Fn&& fn) {
+    constexpr std::size_t kUnit = 64;
+    std::vector<std::size_t> first_unit{0};
+    for (const auto& s : b.segments)
+        first_unit.push_back(first_unit.back() + (s.len + kUnit - 1) / kUnit);
+    if (elements < (std::size_t{1} << 16)) n_threads = 1;  // not worth a thread
+    std::vector<char> bad(std::max(1, n_threads), 0);
+    parallel_for(first_unit.back(), n_threads, [&](std::size_t u0, std::size_t u1, int tid) {
+        for (std::size_t s = 0; s < b.segments.size(); ++s) {
+            const std::size_t a = std::max(u0, first_unit[s]), e = std::min(u1, first_unit[s + 1]);
+            if (a >= e) continue;
+            const std::size_t c0 = (a - first_unit[s]) * kUnit;
+            const std::size_t c1 = std::min(b.segments[s].len, (e - first_unit[s]) * kUnit);
+            bad[tid] |= fn(s, c0, c1);
+        }
+    });
+    return std::any_of(bad.begin(), bad.end(), [](char c) { return c != 0; });
 }
 
 // The element type of the first row (float32 or float64), for dispatch.

@@ -12,43 +12,23 @@
 #include "batch.hpp"
 #include "hierfed/dispatch.hpp"
 #include "hierfed/sorting_network.hpp"
-#include "hierfed/threads.hpp"
 
 namespace py = pybind11;
 
 namespace hierfed {
 namespace {
 
-constexpr std::size_t kUnit = 64;  // coordinates per work unit (a multiple of every lane count)
-
 // Runs the kernel over all segments, threads splitting the concatenated coordinates.
 template <class T>
 bool run(const Batch<T>& b, const CoordParams& p, int n_threads) {
-    std::vector<std::size_t> first_unit{0};
-    for (auto& s : b.segments) first_unit.push_back(first_unit.back() + (s.len + kUnit - 1) / kUnit);
-    const std::size_t units = first_unit.back();
     std::size_t elements = 0;
-    for (auto& s : b.segments) elements += s.len * static_cast<std::size_t>(b.n);
-    if (elements < (std::size_t{1} << 16)) n_threads = 1;  // not worth a thread
-    std::vector<char> bad(std::max(1, n_threads), 0);
-    parallel_for(units, n_threads, [&](std::size_t u0, std::size_t u1, int tid) {
-        for (std::size_t s = 0; s < b.segments.size(); ++s) {
-            std::size_t a = std::max(u0, first_unit[s]), e = std::min(u1, first_unit[s + 1]);
-            if (a >= e) continue;
-            const auto& seg = b.segments[s];
-            std::size_t c0 = (a - first_unit[s]) * kUnit;
-            std::size_t c1 = std::min(seg.len, (e - first_unit[s]) * kUnit);
-            bool r;
-            if constexpr (sizeof(T) == 4)
-                r = kernels().coordinatewise_f32(seg, c0, c1, p);
-            else
-                r = kernels().coordinatewise_f64(seg, c0, c1, p);
-            bad[tid] |= r;
-        }
+    for (const auto& s : b.segments) elements += s.len * static_cast<std::size_t>(b.n);
+    return over_coordinates(b, elements, n_threads, [&](std::size_t s, std::size_t c0, std::size_t c1) {
+        if constexpr (sizeof(T) == 4)
+            return kernels().coordinatewise_f32(b.segments[s], c0, c1, p);
+        else
+            return kernels().coordinatewise_f64(b.segments[s], c0, c1, p);
     });
-    for (char c : bad)
-        if (c) return true;
-    return false;
 }
 
 std::vector<double> checked_weights(const py::object& weights, int n) {

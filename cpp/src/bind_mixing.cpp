@@ -7,12 +7,9 @@
 
 #include "batch.hpp"
 #include "hierfed/dispatch.hpp"
-#include "hierfed/threads.hpp"
 
 namespace hierfed {
 namespace {
-
-constexpr std::size_t kUnit = 64;  // coordinates per work unit (a multiple of every lane count)
 
 template <class T>
 bool mix(const py::list& segments, py::array weights, const py::list& outs, int n_threads) {
@@ -49,32 +46,17 @@ bool mix(const py::list& segments, py::array weights, const py::list& outs, int 
         keep.push_back(o);
     }
     if (n_threads < 1) throw py::value_error("n_threads must be >= 1");
-    std::vector<std::size_t> first_unit{0};
     std::size_t elements = 0;
-    for (auto& s : b.segments) {
-        first_unit.push_back(first_unit.back() + (s.len + kUnit - 1) / kUnit);
-        elements += s.len * std::size_t(n) * std::size_t(m);
-    }
-    if (elements < (std::size_t{1} << 16)) n_threads = 1;
-    std::vector<char> bad(std::max(1, n_threads), 0);
+    for (const auto& s : b.segments) elements += s.len * std::size_t(n) * std::size_t(m);
     py::gil_scoped_release release;
-    parallel_for(first_unit.back(), n_threads, [&](std::size_t u0, std::size_t u1, int tid) {
-        for (std::size_t s = 0; s < b.segments.size(); ++s) {
-            const std::size_t a = std::max(u0, first_unit[s]), e = std::min(u1, first_unit[s + 1]);
-            if (a >= e) continue;
-            const auto& seg = b.segments[s];
-            const std::size_t c0 = (a - first_unit[s]) * kUnit;
-            const std::size_t c1 = std::min(seg.len, (e - first_unit[s]) * kUnit);
-            T* const* dst = out_ptrs.data() + s * std::size_t(m);
-            bool r;
-            if constexpr (sizeof(T) == 4)
-                r = kernels().mix_f32(seg.rows, n, w, wsum.data(), m, dst, c0, c1);
-            else
-                r = kernels().mix_f64(seg.rows, n, w, wsum.data(), m, dst, c0, c1);
-            bad[tid] |= r;
-        }
+    return over_coordinates(b, elements, n_threads, [&](std::size_t s, std::size_t c0, std::size_t c1) {
+        const auto& seg = b.segments[s];
+        T* const* dst = out_ptrs.data() + s * std::size_t(m);
+        if constexpr (sizeof(T) == 4)
+            return kernels().mix_f32(seg.rows, n, w, wsum.data(), m, dst, c0, c1);
+        else
+            return kernels().mix_f64(seg.rows, n, w, wsum.data(), m, dst, c0, c1);
     });
-    return std::any_of(bad.begin(), bad.end(), [](char c) { return c != 0; });
 }
 
 }  // namespace
