@@ -687,6 +687,35 @@ def _checked_address(row: Any, dtype: np.dtype[Any], length: int, where: str) ->
     return int(face["data"][0])
 
 
+def _segment_addresses(
+    rows: Rows, s: int, dtype: np.dtype[Any], length: int, ptrs: IntArray
+) -> None:
+    """Check segment ``s``'s rows and store their addresses at ``ptrs[s * n:]``.
+
+    Rows go to :func:`_row_addresses` in tuples of ``_ADDRESS_CHUNK`` (one compiled signature
+    per dtype); a tuple it cannot take (rows of mixed flags, non-arrays) falls back to checking
+    each row in Python. ``ptrs`` has room for a padded last tuple.
+    """
+    n = len(rows)
+    chunk = _ADDRESS_CHUNK
+    for row in rows:
+        if not isinstance(row, np.ndarray) or row.dtype != dtype:
+            raise ValueError(f"rows of segment {s} must be {dtype} arrays")
+    for q in range(0, n, chunk):
+        part = tuple(rows[q : q + chunk])
+        count = len(part)
+        if count < chunk:
+            part += (part[0],) * (chunk - count)
+        try:
+            ok = _row_addresses(part, count, length, ptrs, s * n + q)
+        except (NumbaError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            for i in range(count):
+                where = f"segments[{s}][{q + i}]"
+                ptrs[s * n + q + i] = _checked_address(part[i], dtype, length, where)
+
+
 def _addresses(
     segments: Sequence[Rows], outs: Sequence[FloatArray]
 ) -> tuple[int, IntArray, IntArray, IntArray]:
@@ -715,22 +744,7 @@ def _addresses(
         lens[s] = length
         if len(rows) != n:
             raise ValueError(f"segment {s} has {len(rows)} rows, segment 0 has {n}")
-        for row in rows:
-            if not isinstance(row, np.ndarray) or row.dtype != dtype:
-                raise ValueError(f"rows of segment {s} must be {dtype} arrays")
-        for q in range(0, n, chunk):
-            part = tuple(rows[q : q + chunk])
-            count = len(part)
-            if count < chunk:
-                part += (part[0],) * (chunk - count)
-            try:
-                ok = _row_addresses(part, count, length, ptrs, s * n + q)
-            except (NumbaError, TypeError, ValueError):
-                ok = False
-            if not ok:
-                for i in range(count):
-                    where = f"segments[{s}][{q + i}]"
-                    ptrs[s * n + q + i] = _checked_address(part[i], dtype, length, where)
+        _segment_addresses(rows, s, dtype, length, ptrs)
     return n, ptrs, optrs, lens
 
 
@@ -1258,24 +1272,8 @@ def _input_addresses(segments: Sequence[Rows]) -> tuple[int, IntArray, IntArray,
     chunk = _ADDRESS_CHUNK
     ptrs = np.empty(len(segments) * n + chunk, np.int64)  # room for a padded last tuple
     for s, rows in enumerate(segments):
-        for row in rows:
-            if not isinstance(row, np.ndarray) or row.dtype != dtype:
-                raise ValueError(f"rows of segment {s} must be {dtype} arrays")
-        length = rows[0].size
-        lens[s] = length
-        for q in range(0, n, chunk):
-            part = tuple(rows[q : q + chunk])
-            count = len(part)
-            if count < chunk:
-                part += (part[0],) * (chunk - count)
-            try:
-                ok = _row_addresses(part, count, length, ptrs, s * n + q)
-            except (NumbaError, TypeError, ValueError):
-                ok = False
-            if not ok:
-                for i in range(count):
-                    where = f"segments[{s}][{q + i}]"
-                    ptrs[s * n + q + i] = _checked_address(part[i], dtype, length, where)
+        lens[s] = rows[0].size
+        _segment_addresses(rows, s, dtype, int(lens[s]), ptrs)
     return n, ptrs, lens, dtype
 
 
