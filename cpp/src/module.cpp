@@ -9,6 +9,7 @@ namespace hierfed {
 void bind_coordinatewise(py::module_& m);
 void bind_distances(py::module_& m);
 void bind_privacy(py::module_& m);
+void bind_secagg(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -18,4 +19,5 @@ PYBIND11_MODULE(_core, m) {
     hierfed::bind_coordinatewise(m);
     hierfed::bind_distances(m);
     hierfed::bind_privacy(m);
+    hierfed::bind_secagg(m);
 }
