@@ -127,7 +127,7 @@ def _check_dropouts(dropouts: Any, ids: list[Hashable]) -> dict[Hashable, str]:
         if cid not in known:
             raise ValueError(f"dropouts names {cid!r}, which is not in inputs")
         if stage not in STAGES:
-            raise ValueError(f"dropouts[{cid!r}] must be one of {STAGES}, got {stage!r}")
+            raise ValueError(f"dropouts[{cid!r}] must be a stage, one of {STAGES}, got {stage!r}")
     return dict(dropouts)
 
 

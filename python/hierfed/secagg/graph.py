@@ -1,6 +1,7 @@
 """SecAgg+ communication graphs and the choice of degree ``k`` and threshold ``t``.
 
-Each client shares its keys with, and masks against, its ``k`` neighbours in a Harary graph
+Each client masks against its ``k`` neighbours, and shares its keys among them and itself
+(``k + 1`` holders), as in Bonawitz et al.; its neighbours are in a Harary graph
 ``H(n, k)`` (client ``i`` is joined to ``i +- 1, ..., i +- k/2`` modulo ``n``) whose labels are
 a random permutation derived from the session id, as in Bell et al. (CCS 2020). For small
 ``n``, or on request, the graph is complete (``k = n - 1``, the original SecAgg).
@@ -8,9 +9,9 @@ a random permutation derived from the session id, as in Bell et al. (CCS 2020). 
 ``(k, t)`` follow Bell et al.'s two conditions, with ``m = floor(gamma n)`` colluding clients
 (the server's allies) and dropout rate ``delta``:
 
-- security: no honest client has ``2t - k`` or more colluding neighbours (then the server can
-  never collect ``t`` shares of both its mask key and its self-mask seed), failure
-  probability ``n P[Hypergeom(n - 1, m, k) >= 2t - k] <= 2^-sigma``;
+- security: no honest client has ``2t - k - 1`` or more colluding neighbours (then the server
+  can never collect ``t`` shares of both its mask key and its self-mask seed), failure
+  probability ``n P[Hypergeom(n - 1, m, k) >= 2t - k - 1] <= 2^-sigma``;
 - correctness: every client keeps at least ``t`` live neighbours, failure probability
   ``n P[Binomial(k, delta) > k - t] <= 2^-eta``.
 
@@ -83,7 +84,7 @@ def _log2(x: float) -> float:
 
 
 def _bounds(n: int, k: int, t: int, colluders: int, delta: float) -> tuple[float, float]:
-    sec = n * _hypergeom_tail(n - 1, colluders, k, 2 * t - k)
+    sec = n * _hypergeom_tail(n - 1, colluders, k, 2 * t - k - 1)
     cor = n * _binom_tail(k, delta, k - t)
     return _log2(sec), _log2(cor)
 
@@ -111,7 +112,7 @@ def choose_parameters(
     colluders = min(n - 1, math.floor(collusion_fraction * n + 1e-9))
     if not complete:
         for k in range(2, n - 1, 2):
-            for t in range(k // 2 + 1, k + 1):
+            for t in range((k + 1) // 2 + 1, k + 1):
                 sec, cor = _bounds(n, k, t, colluders, dropout_rate)
                 if sec > -SECURITY_BITS:
                     continue
@@ -119,7 +120,7 @@ def choose_parameters(
                     return GraphParameters(n, k, t, False, sec, cor)
                 break  # a larger t only worsens correctness
     k = n - 1
-    for t in range(k // 2 + 1, k + 1):
+    for t in range((k + 1) // 2 + 1, k + 2):
         sec, cor = _bounds(n, k, t, colluders, dropout_rate)
         if sec <= -SECURITY_BITS:
             return GraphParameters(n, k, t, True, sec, cor)

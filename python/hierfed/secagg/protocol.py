@@ -94,6 +94,16 @@ class Client:
         self._stage = 0
         self._peers: dict[int, tuple[bytes, bytes]] = {}
         self._held: dict[int, msg.SharePlaintext] = {}
+        self._own: msg.SharePlaintext | None = None
+        self._aead_keys: dict[int, bytes] = {}
+
+    def _aead(self, v: int) -> bytes:
+        """The AES-GCM key shared with neighbour ``v`` (derived once)."""
+        key = self._aead_keys.get(v)
+        if key is None:
+            shared = _exchange(self._enc, self._peers[v][0])
+            key = self._aead_keys[v] = encryption_key(shared, self.session, self.index, v)
+        return key
 
     def _advance(self, expected: int, name: str) -> None:
         if self._stage != expected:
@@ -120,25 +130,27 @@ class Client:
         if mine not in r.entries:
             raise SecAggError(f"client {self.index}: the roster misstates this client's keys")
         self._peers = {i: (c, s) for i, c, s in r.entries if i in self.neighbours}
-        if len(self._peers) < self.t:
+        if len(self._peers) + 1 < self.t:
             raise SecAggError(
-                f"client {self.index}: {len(self._peers)} neighbours advertised, fewer than "
-                f"the threshold t={self.t}"
+                f"client {self.index}: {len(self._peers)} neighbours advertised; with this "
+                f"client that is fewer than the threshold t={self.t}"
             )
-        holders = sorted(self._peers)
+        holders = sorted([*self._peers, self.index])
         key_elems = shamir.bytes_to_elements(self._mask.private_bytes_raw())
         seed_elems = shamir.bytes_to_elements(self._seed)
         shares = shamir.split(key_elems + seed_elems, [h + 1 for h in holders], self.t)
         cts = []
         for v, share in zip(holders, shares, strict=True):
-            plain = msg.SharePlaintext(
+            p = msg.SharePlaintext(
                 self.index, v, share[: shamir.ELEMENTS], share[shamir.ELEMENTS :]
-            ).to_bytes()
-            key = encryption_key(
-                _exchange(self._enc, self._peers[v][0]), self.session, self.index, v
             )
+            if v == self.index:
+                self._own = p
+                continue
             nonce = os.urandom(msg.NONCE_BYTES)
-            data = AESGCM(key).encrypt(nonce, plain, _ad(self.session, self.index, v))
+            data = AESGCM(self._aead(v)).encrypt(
+                nonce, p.to_bytes(), _ad(self.session, self.index, v)
+            )
             cts.append(msg.Ciphertext(v, nonce, data))
         commitment = _commit(self._seed, self.session, self.index)
         return msg.ShareKeys(self.session, self.index, commitment, tuple(cts)).to_bytes()
@@ -154,11 +166,10 @@ class Client:
             v = ct.peer
             if v not in self._peers:
                 raise SecAggError(f"client {self.index}: a share from non-neighbour {v}")
-            key = encryption_key(
-                _exchange(self._enc, self._peers[v][0]), self.session, self.index, v
-            )
             try:
-                plain = AESGCM(key).decrypt(ct.nonce, ct.data, _ad(self.session, v, self.index))
+                plain = AESGCM(self._aead(v)).decrypt(
+                    ct.nonce, ct.data, _ad(self.session, v, self.index)
+                )
             except InvalidTag:
                 raise SecAggError(
                     f"client {self.index}: the share from {v} fails authentication"
@@ -167,10 +178,10 @@ class Client:
             if (p.sender, p.receiver) != (v, self.index):
                 raise SecAggError(f"client {self.index}: the share from {v} is misaddressed")
             self._held[v] = p
-        if len(self._held) < self.t:
+        if len(self._held) + 1 < self.t:
             raise SecAggError(
-                f"client {self.index}: {len(self._held)} neighbours shared keys, fewer than "
-                f"the threshold t={self.t}"
+                f"client {self.index}: {len(self._held)} neighbours shared keys; with this "
+                f"client that is fewer than the threshold t={self.t}"
             )
         v_arr = np.asarray(vector)
         if v_arr.dtype != np.uint32 or v_arr.ndim != 1:
@@ -207,13 +218,15 @@ class Client:
                 f"client {self.index}: the unmask request must classify exactly the "
                 f"neighbours that shared keys {sorted(self._held)}"
             )
-        out = []
+        assert self._own is not None
+        out = [(self.index, msg.SEED, self._own.seed_share)]  # this client is alive
         for v in sorted(self._held):
             p = self._held[v]
             if v in alive:
                 out.append((v, msg.SEED, p.seed_share))
             else:
                 out.append((v, msg.KEY, p.key_share))
+        out.sort()
         self._held.clear()  # never answer twice
         return msg.UnmaskResponse(self.session, self.index, tuple(out)).to_bytes()
 
@@ -370,7 +383,9 @@ class Server:
         m = msg.UnmaskResponse.from_bytes(data)
         self._sender(m.session, m.sender, self._responses, self._requests)
         q = self._requests[m.sender]
-        want = sorted([(v, msg.SEED) for v in q.alive] + [(v, msg.KEY) for v in q.dropped])
+        want = sorted(
+            [(v, msg.SEED) for v in (*q.alive, m.sender)] + [(v, msg.KEY) for v in q.dropped]
+        )
         if [(o, k) for o, k, _ in m.shares] != want:
             raise ValueError(f"client {m.sender} did not reveal the shares requested")
         self._responses[m.sender] = m

@@ -1,0 +1,304 @@
+"""SecAgg+ rounds: exact sums under dropouts, hardening against a malicious server and
+corrupted shares, uniformly masked vectors, and the secure_sum / SecureAggregator API."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from hierfed.secagg import (
+    Client,
+    SecAggConfig,
+    SecAggError,
+    SecureAggregator,
+    Server,
+    choose_parameters,
+    secure_sum,
+)
+from hierfed.secagg import messages as msg
+from hierfed.secagg.graph import neighbours
+
+
+class Round:
+    """A hand-driven round whose messages a test can drop or tamper with."""
+
+    def __init__(self, n: int, d: int = 64, *, complete: bool = False, seed: int = 0) -> None:
+        self.params = choose_parameters(n, complete=complete)
+        self.session = os.urandom(32)
+        self.graph = neighbours(self.params, self.session)
+        self.server = Server(self.session, self.params, self.graph)
+        self.clients = [Client(i, self.session, self.params, self.graph[i]) for i in range(n)]
+        rng = np.random.default_rng(seed)
+        self.x = rng.integers(0, 2**32, size=(n, d), dtype=np.uint32)
+        self.masked: dict[int, bytes] = {}
+
+    def to_masked(
+        self, drop_share: frozenset[int] = frozenset(), drop_input: frozenset[int] = frozenset()
+    ) -> dict[int, bytes]:
+        for c in self.clients:
+            self.server.receive_advertise(c.advertise())
+        roster = self.server.roster()
+        for i, c in enumerate(self.clients):
+            m = c.share_keys(roster)
+            if i not in drop_share:
+                self.server.receive_share_keys(m)
+        routed = self.server.route_shares()
+        for i, c in enumerate(self.clients):
+            if i in routed and i not in drop_input:
+                self.masked[i] = c.masked_input(routed[i], self.x[i])
+                self.server.receive_masked_input(self.masked[i])
+        return self.server.unmask_requests()
+
+    def expected(self, survivors: tuple[int, ...]) -> np.ndarray:
+        return self.x[list(survivors)].sum(axis=0, dtype=np.uint64).astype(np.uint32)
+
+
+def _exact(n: int, drops: dict[int, str], d: int = 50, **kw: object) -> None:
+    rng = np.random.default_rng(n)
+    x = {i: rng.integers(0, 2**32, size=d, dtype=np.uint32) for i in range(n)}
+    r = secure_sum(x, dropouts=drops, config=SecAggConfig(**kw))  # type: ignore[arg-type]
+    gone = {i for i, s in drops.items() if s != "unmask"}
+    assert r.survivors == tuple(i for i in range(n) if i not in gone)
+    want = np.zeros(d, np.uint64)
+    for i in r.survivors:
+        want += x[i]
+    np.testing.assert_array_equal(r.total, want.astype(np.uint32))
+    assert r.total.dtype == np.uint32
+
+
+@pytest.mark.parametrize("stage", ["share_keys", "masked_input", "unmask"])
+def test_exact_sum_with_drops_at_each_stage(stage: str) -> None:
+    _exact(10, {1: stage, 7: stage})
+
+
+def test_exact_sum_mixed_drops_and_every_backend(backend: str) -> None:
+    _exact(12, {0: "share_keys", 3: "masked_input", 5: "unmask", 8: "masked_input"})
+
+
+def test_exact_sum_no_drops_two_clients() -> None:
+    _exact(2, {})
+
+
+def test_up_to_n_minus_t_dropped() -> None:
+    t = choose_parameters(10).t
+    _exact(10, {i: "masked_input" for i in range(10 - t)})
+    with pytest.raises(SecAggError, match="fewer than t"):
+        _exact(10, {i: "masked_input" for i in range(10 - t + 1)})
+
+
+def test_sparse_graph_adjacent_neighbours_drop_together() -> None:
+    r = Round(50, d=40)
+    assert not r.params.complete
+    u = 0
+    v = r.graph[u][0]
+    w = next(x for x in r.graph[v] if x != u and x in r.graph[u])  # a triangle u, v, w
+    requests = r.to_masked(drop_input=frozenset({u, v, w}))
+    for i, q in requests.items():
+        r.server.receive_unmask_response(r.clients[i].unmask(q))
+    total, survivors = r.server.finalize()
+    assert {u, v, w}.isdisjoint(survivors) and len(survivors) == 47
+    np.testing.assert_array_equal(total, r.expected(survivors))
+
+
+def test_unmask_dropouts_leave_inputs_in() -> None:
+    r = Round(20)
+    requests = r.to_masked()
+    for i, q in requests.items():
+        if i % 4:
+            r.server.receive_unmask_response(r.clients[i].unmask(q))
+    total, survivors = r.server.finalize()
+    assert survivors == tuple(range(20))
+    np.testing.assert_array_equal(total, r.expected(survivors))
+
+
+def test_too_few_survivors_aborts_without_output() -> None:
+    r = Round(10)
+    requests = r.to_masked()
+    for i in list(requests)[:3]:  # t = 6 > 3 responders
+        r.server.receive_unmask_response(r.clients[i].unmask(requests[i]))
+    with pytest.raises(SecAggError, match="fewer than t"):
+        r.server.finalize()
+
+
+def test_client_refuses_peer_alive_and_dropped() -> None:
+    r = Round(6, complete=True)
+    requests = r.to_masked()
+    q = msg.UnmaskRequest.from_bytes(requests[0])
+    forged = replace(q, dropped=(q.alive[0],)).to_bytes()
+    with pytest.raises(SecAggError, match="both alive and dropped"):
+        r.clients[0].unmask(forged)
+
+
+def test_client_refuses_unknown_or_missing_peers() -> None:
+    r = Round(6, complete=True)
+    requests = r.to_masked(drop_share=frozenset({5}))
+    q = msg.UnmaskRequest.from_bytes(requests[0])
+    assert 5 not in q.alive + q.dropped
+    with pytest.raises(SecAggError, match="classify exactly"):
+        r.clients[0].unmask(replace(q, dropped=(5,)).to_bytes())
+    with pytest.raises(SecAggError, match="classify exactly"):
+        r.clients[1].unmask(replace(msg.UnmaskRequest.from_bytes(requests[1]), alive=()).to_bytes())
+
+
+def _corrupt(response: bytes, owner: int) -> bytes:
+    m = msg.UnmaskResponse.from_bytes(response)
+    shares = tuple(
+        (o, k, ((s[0] + 1) % (2**127 - 1), *s[1:])) if o == owner else (o, k, s)
+        for o, k, s in m.shares
+    )
+    return replace(m, shares=shares).to_bytes()
+
+
+@pytest.mark.parametrize("dropped_owner", [False, True])
+def test_corrupted_share_is_excluded(dropped_owner: bool) -> None:
+    r = Round(10)
+    requests = r.to_masked(drop_input=frozenset({4} if dropped_owner else ()))
+    owner = 4 if dropped_owner else 2
+    for i, q in requests.items():
+        resp = r.clients[i].unmask(q)
+        if i == 0:
+            resp = _corrupt(resp, owner)
+        r.server.receive_unmask_response(resp)
+    total, survivors = r.server.finalize()
+    np.testing.assert_array_equal(total, r.expected(survivors))
+
+
+def test_all_corrupted_shares_abort() -> None:
+    r = Round(8)
+    requests = r.to_masked()
+    for i, q in requests.items():
+        r.server.receive_unmask_response(_corrupt(r.clients[i].unmask(q), 3))
+    with pytest.raises(SecAggError, match="corrupted"):
+        r.server.finalize()
+
+
+def test_tampered_ciphertext_is_rejected() -> None:
+    r = Round(5, complete=True)
+    for c in r.clients:
+        r.server.receive_advertise(c.advertise())
+    roster = r.server.roster()
+    for c in r.clients:
+        r.server.receive_share_keys(c.share_keys(roster))
+    routed = r.server.route_shares()
+    m = msg.Shares.from_bytes(routed[0])
+    ct = m.ciphertexts[0]
+    bad = replace(ct, data=bytes([ct.data[0] ^ 1]) + ct.data[1:])
+    forged = replace(m, ciphertexts=(bad, *m.ciphertexts[1:])).to_bytes()
+    with pytest.raises(SecAggError, match="authentication"):
+        r.clients[0].masked_input(forged, r.x[0])
+
+
+def test_view_of_fewer_than_t_colluders_reveals_no_key() -> None:
+    r = Round(10)
+    t = r.params.t
+    for c in r.clients:
+        r.server.receive_advertise(c.advertise())
+    roster = r.server.roster()
+    for c in r.clients:
+        r.server.receive_share_keys(c.share_keys(roster))
+    routed = r.server.route_shares()
+    for i in range(t - 1):  # colluders 0 .. t-2 hand over what they hold of client 9
+        r.clients[i].masked_input(routed[i], r.x[i])
+    from hierfed.secagg import shamir
+
+    held = [(i + 1, r.clients[i]._held[9].key_share) for i in range(t - 1)]
+    public = X25519PrivateKey  # the real key is checked via its public key
+    target = msg.Roster.from_bytes(roster).entries[9][2]
+    guess = shamir.reconstruct([x for x, _ in held], [s for _, s in held])
+    try:
+        sk = shamir.elements_to_bytes(guess)
+    except ValueError:
+        return
+    assert public.from_private_bytes(sk).public_key().public_bytes_raw() != target
+
+
+def test_live_client_key_share_never_revealed() -> None:
+    r = Round(8)
+    requests = r.to_masked(drop_input=frozenset({2}))
+    for i, q in requests.items():
+        resp = msg.UnmaskResponse.from_bytes(r.clients[i].unmask(q))
+        for owner, kind, _ in resp.shares:
+            assert (kind == msg.KEY) == (owner == 2)
+
+
+def test_masked_vectors_are_uniform() -> None:
+    r = Round(6, d=1 << 14, complete=True)
+    r.x[:] = 0  # the worst case: all inputs equal
+    r.to_masked()
+    for m in r.masked.values():
+        words = np.frombuffer(msg.MaskedInput.from_bytes(m).words, "<u4")
+        counts = np.bincount(words >> 24, minlength=256)
+        chi2 = (((counts - words.size / 256) ** 2) / (words.size / 256)).sum()
+        assert chi2 < 360  # 255 degrees of freedom: p ~ 1e-4
+
+
+def test_float_sum_is_close_and_typed() -> None:
+    rng = np.random.default_rng(3)
+    x = {f"c{i}": rng.uniform(-0.5, 0.5, size=(3, 7)).astype(np.float32) for i in range(8)}
+    r = secure_sum(x, dropouts={"c2": "masked_input"})
+    want = sum(v.astype(np.float64) for k, v in x.items() if k != "c2")
+    assert r.total.dtype == np.float32 and r.total.shape == (3, 7)
+    assert r.bits is not None
+    assert np.abs(r.total - want).max() < 1e-6 + 8 * 2.0 / 2**r.bits  # + float32 rounding
+    assert "c2" in r.dropped
+
+
+def test_facade() -> None:
+    agg = SecureAggregator(SecAggConfig(clip=2.0))
+    for i in range(4):
+        agg.submit_share(i, np.full(5, 0.25 * i))
+    with pytest.raises(ValueError, match="already"):
+        agg.submit_share(0, np.zeros(5))
+    total = agg.finalize()
+    np.testing.assert_allclose(total, np.full(5, 1.5), atol=1e-6)
+    assert agg.last_result is not None and agg.last_result.survivors == (0, 1, 2, 3)
+
+    class Layer2Like:
+        clip_norm = 0.5
+
+    assert SecureAggregator(Layer2Like()).config.clip == 0.5
+    with pytest.raises(TypeError, match="config"):
+        SecureAggregator(object())
+
+
+@pytest.mark.parametrize(
+    ("inputs", "kw", "error", "match"),
+    [
+        ([np.zeros(3, np.uint32)] * 2, {}, TypeError, "inputs must be a mapping"),
+        ({0: np.zeros(3, np.uint32)}, {}, ValueError, "at least 2"),
+        ({0: np.zeros(3, np.uint32), 1: np.zeros(4, np.uint32)}, {}, ValueError, "shape"),
+        ({0: np.zeros(3, np.uint32), 1: np.zeros(3, np.float64)}, {}, ValueError, "dtype"),
+        ({0: np.zeros(3, np.int64), 1: np.zeros(3, np.int64)}, {}, TypeError, "dtype"),
+        ({0: np.zeros(3), 1: np.array([0, np.nan, 0])}, {}, ValueError, "inputs\\[1\\]"),
+        ({0: [1.0], 1: [2.0]}, {}, TypeError, "numpy array"),
+        ({0: np.zeros(3), 1: np.zeros(3)}, {"dropouts": {5: "unmask"}}, ValueError, "not in"),
+        ({0: np.zeros(3), 1: np.zeros(3)}, {"dropouts": {0: "late"}}, ValueError, "stage"),
+        ({0: np.zeros(3), 1: np.zeros(3)}, {"config": "x"}, TypeError, "SecAggConfig"),
+    ],
+)
+def test_bad_input(inputs: object, kw: dict[str, object], error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        secure_sum(inputs, **kw)  # type: ignore[arg-type]
+
+
+def test_bad_config() -> None:
+    with pytest.raises(ValueError, match="clip"):
+        SecAggConfig(clip=0.0)
+    with pytest.raises(ValueError, match="bits"):
+        SecAggConfig(bits=40)
+    with pytest.raises(ValueError, match="collusion_fraction"):
+        SecAggConfig(collusion_fraction=0.6)
+    with pytest.raises(ValueError, match="wrap"):
+        secure_sum({i: np.zeros(2) for i in range(3)}, config=SecAggConfig(bits=31))
+
+
+def test_out_of_order_calls_raise() -> None:
+    r = Round(3, complete=True)
+    with pytest.raises(SecAggError, match="out of order"):
+        r.clients[0].unmask(b"")
+    with pytest.raises(SecAggError, match="out of order"):
+        r.server.finalize()
