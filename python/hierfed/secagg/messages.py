@@ -62,6 +62,7 @@ NONCE_BYTES = 12
 MAX_ID = (1 << 32) - 1
 _HEADER = struct.Struct("<4sBBH32sI")
 _FE_BYTES = 16
+_OWNER_KIND = struct.Struct("<IB")
 SEED, KEY = 0, 1
 
 
@@ -424,11 +425,20 @@ class UnmaskResponse:
         if count * (5 + ELEMENTS * _FE_BYTES) != len(r.data) - r.at:
             raise ValueError("UNMASK_RESPONSE message: count does not match the body length")
         shares = []
-        for _ in range(count):
-            owner, kind = r.u32(), r.u8()
+        entry = 5 + ELEMENTS * _FE_BYTES
+        body = r.data
+        for at in range(r.at, r.at + count * entry, entry):
+            owner, kind = _OWNER_KIND.unpack_from(body, at)
             if kind not in (SEED, KEY):
                 raise ValueError(f"UNMASK_RESPONSE message: unknown share kind {kind}")
-            shares.append((owner, kind, tuple(r.fe() for _ in range(ELEMENTS))))
+            elems = tuple(
+                int.from_bytes(body[e : e + _FE_BYTES], "little")
+                for e in range(at + 5, at + entry, _FE_BYTES)
+            )
+            if max(elems) >= P:
+                raise ValueError("UNMASK_RESPONSE message holds a field element >= P")
+            shares.append((owner, kind, elems))
+        r.at += count * entry
         _increasing(tuple(s[0] for s in shares), "UNMASK_RESPONSE message")
         r.done()
         return cls(session, sender, tuple(shares))

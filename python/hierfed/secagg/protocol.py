@@ -294,10 +294,10 @@ class Server:
         self._stage = 0
         self._keys: dict[int, tuple[bytes, bytes]] = {}
         self._shared: dict[int, msg.ShareKeys] = {}
-        self._masked: dict[int, NDArray[np.uint32]] = {}
+        self._masked: set[int] = set()
+        self._total: NDArray[np.uint32] | None = None
         self._requests: dict[int, msg.UnmaskRequest] = {}
         self._responses: dict[int, msg.UnmaskResponse] = {}
-        self._length: int | None = None
 
     def _expect(self, stage: int, name: str) -> None:
         if self._stage != stage:
@@ -355,18 +355,22 @@ class Server:
         self._expect(2, "receive_masked_input")
         m = msg.MaskedInput.from_bytes(data)
         self._sender(m.session, m.sender, self._masked, self._shared)
-        d = len(m.words) // 4
-        if self._length is None:
-            self._length = d
-        elif d != self._length:
-            raise ValueError(f"client {m.sender} sent {d} values, others {self._length}")
-        self._masked[m.sender] = np.frombuffer(m.words, dtype="<u4").astype(np.uint32)
+        words = np.frombuffer(m.words, dtype="<u4")
+        if self._total is None:
+            self._total = words.astype(np.uint32)
+        elif words.size != self._total.size:
+            raise ValueError(
+                f"client {m.sender} sent {words.size} values, others {self._total.size}"
+            )
+        else:
+            self._total += words
+        self._masked.add(m.sender)
 
     def unmask_requests(self) -> dict[int, bytes]:
         """End of round 3: the UNMASK_REQUEST of each client that sent a masked input."""
         self._expect(2, "unmask_requests")
         self._stage = 3
-        alive = self._masked.keys()
+        alive = self._masked
         for u in alive:
             nb = sorted(self.neighbours[u] & self._shared.keys())
             self._requests[u] = msg.UnmaskRequest(
@@ -435,8 +439,7 @@ class Server:
                 shared = _exchange(sk, self._keys[w][1])
                 mask_keys.append(pair_key(shared, self.session, w, v))
                 negate.append(w < v)  # w added it when w < v: remove it
-        total = np.zeros(self._length or 0, np.uint32)
-        for u in survivors:
-            total += self._masked[u]
+        assert self._total is not None
+        total, self._total = self._total, None
         apply_masks(mask_keys, negate, total)
         return total, survivors

@@ -9,6 +9,8 @@ their shares).
 
 from __future__ import annotations
 
+import math
+import operator
 import secrets
 from collections.abc import Sequence
 
@@ -63,13 +65,10 @@ def split(elements: Sequence[int], holders: Sequence[int], threshold: int) -> li
     polys = [[e] + [secrets.randbelow(P) for _ in range(threshold - 1)] for e in elements]
     out = []
     for x in holders:
-        row = []
-        for coefs in polys:
-            acc = 0
-            for c in reversed(coefs):
-                acc = (acc * x + c) % P
-            row.append(acc)
-        out.append(tuple(row))
+        powers = [1] * threshold
+        for j in range(1, threshold):
+            powers[j] = powers[j - 1] * x % P
+        out.append(tuple(sum(map(operator.mul, coefs, powers)) % P for coefs in polys))
     return out
 
 
@@ -78,14 +77,18 @@ def lagrange_at_zero(xs: Sequence[int]) -> list[int]:
     below ``len(xs)``."""
     if len(set(xs)) != len(xs) or any(not 0 < x < P for x in xs):
         raise ValueError("share x-coordinates must be distinct integers in [1, P)")
-    coefs = []
-    for i, xi in enumerate(xs):
-        num, den = 1, 1
-        for j, xj in enumerate(xs):
-            if j != i:
-                num = num * xj % P
-                den = den * (xj - xi) % P
-        coefs.append(num * pow(den, -1, P) % P)
+    total = math.prod(xs)
+    nums = [total // xi % P for xi in xs]
+    dens = [math.prod([xj - xi for xj in xs if xj != xi]) % P for xi in xs]
+    # One inversion for all denominators (Montgomery's trick).
+    prefix = [1]
+    for den in dens:
+        prefix.append(prefix[-1] * den % P)
+    inv = pow(prefix[-1], -1, P)
+    coefs = [0] * len(xs)
+    for i in range(len(xs) - 1, -1, -1):
+        coefs[i] = nums[i] * (inv * prefix[i] % P) % P
+        inv = inv * dens[i] % P
     return coefs
 
 
