@@ -302,3 +302,29 @@ def test_out_of_order_calls_raise() -> None:
         r.clients[0].unmask(b"")
     with pytest.raises(SecAggError, match="out of order"):
         r.server.finalize()
+
+
+def test_weighted_sum_sends_wx_and_w() -> None:
+    rng = np.random.default_rng(5)
+    x = {i: rng.uniform(-1, 1, size=6) for i in range(6)}
+    w = {i: float(i) for i in range(6)}
+    cfg = SecAggConfig(max_weight=8.0)
+    r = secure_sum(x, weights=w, config=cfg, dropouts={1: "share_keys"})
+    want = sum(w[i] * x[i] for i in range(6) if i != 1)
+    assert r.bits is not None and r.total_weight is not None
+    np.testing.assert_allclose(r.total, want, atol=8 * 16 / 2**r.bits)
+    assert abs(r.total_weight - 14.0) < 8 * 16 / 2**r.bits
+    with pytest.raises(ValueError, match="max_weight"):
+        secure_sum(x, weights={**w, 0: 9.0}, config=cfg)
+    with pytest.raises(ValueError, match="exactly"):
+        secure_sum(x, weights={0: 1.0}, config=cfg)
+    with pytest.raises(TypeError, match="float inputs"):
+        secure_sum({0: np.zeros(2, np.uint32), 1: np.zeros(2, np.uint32)}, weights={0: 1, 1: 1})
+    agg = SecureAggregator(cfg)
+    agg.submit_share("a", np.ones(3), weight=2.0)
+    with pytest.raises(ValueError, match="every client"):
+        agg.submit_share("b", np.ones(3))
+    agg.submit_share("c", np.ones(3), weight=4.0)
+    np.testing.assert_allclose(agg.finalize(), np.full(3, 6.0), atol=1e-5)
+    assert agg.last_result is not None and agg.last_result.total_weight is not None
+    assert abs(agg.last_result.total_weight - 6.0) < 1e-5

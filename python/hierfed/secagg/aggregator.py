@@ -38,6 +38,9 @@ class SecAggConfig:
         Fraction of clients that may collude with the server (sets ``k`` and ``t``).
     complete_graph
         Use the complete graph (original SecAgg) instead of a sparse Harary graph.
+    max_weight
+        Largest weight of a weighted sum: clients send ``w x`` (clipped to
+        ``[-clip max_weight, clip max_weight]``) and ``w`` (in ``[0, max_weight]``).
     """
 
     clip: float = 1.0
@@ -45,6 +48,7 @@ class SecAggConfig:
     dropout_rate: float = 0.1
     collusion_fraction: float = 0.05
     complete_graph: bool = False
+    max_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.clip, bool) or not isinstance(self.clip, (int, float)):
@@ -57,7 +61,7 @@ class SecAggConfig:
             raise TypeError(f"bits must be an int or None, got {type(self.bits).__name__}")
         if self.bits is not None and not 1 <= self.bits <= 31:
             raise ValueError(f"bits must be in [1, 31], got {self.bits}")
-        for name in ("dropout_rate", "collusion_fraction"):
+        for name in ("dropout_rate", "collusion_fraction", "max_weight"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise TypeError(f"{name} must be a finite number, got {v!r}")
@@ -67,6 +71,8 @@ class SecAggConfig:
             raise ValueError(
                 f"collusion_fraction must be in [0, 0.5), got {self.collusion_fraction}"
             )
+        if not self.max_weight > 0:
+            raise ValueError(f"max_weight must be > 0, got {self.max_weight}")
         if not isinstance(self.complete_graph, bool):
             raise TypeError("complete_graph must be a bool")
 
@@ -76,7 +82,8 @@ class SecAggResult:
     """The outcome of :func:`secure_sum`.
 
     ``total`` is the sum of the survivors' inputs: uint32 mod 2^32 (exact) for uint32 inputs,
-    else floats of the inputs' dtype (clipped, stochastically rounded: unbiased).
+    else floats of the inputs' dtype (clipped, stochastically rounded: unbiased); with weights,
+    the weighted sum ``sum w x``, and ``total_weight`` is ``sum w`` over the survivors.
     """
 
     total: NDArray[Any]
@@ -84,6 +91,7 @@ class SecAggResult:
     dropped: tuple[Hashable, ...]
     params: GraphParameters
     bits: int | None = field(default=None)
+    total_weight: float | None = field(default=None)
 
 
 def _check_inputs(inputs: Any) -> tuple[list[Hashable], list[NDArray[Any]], np.dtype[Any]]:
@@ -131,11 +139,30 @@ def _check_dropouts(dropouts: Any, ids: list[Hashable]) -> dict[Hashable, str]:
     return dict(dropouts)
 
 
+def _check_weights(weights: Any, ids: list[Hashable], cap: float) -> list[float] | None:
+    if weights is None:
+        return None
+    if not isinstance(weights, Mapping):
+        raise TypeError(f"weights must be a mapping of id -> weight, got {type(weights).__name__}")
+    if set(weights) != set(ids):
+        raise ValueError("weights must name exactly the ids of inputs")
+    out = []
+    for cid in ids:
+        w = weights[cid]
+        if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)):
+            raise TypeError(f"weights[{cid!r}] must be a number, got {type(w).__name__}")
+        if not (math.isfinite(w) and 0 <= w <= cap):
+            raise ValueError(f"weights[{cid!r}] must be in [0, max_weight={cap}], got {w}")
+        out.append(float(w))
+    return out
+
+
 def secure_sum(
     inputs: Mapping[Hashable, NDArray[Any]],
     *,
     config: SecAggConfig | None = None,
     dropouts: Mapping[Hashable, str] | None = None,
+    weights: Mapping[Hashable, float] | None = None,
 ) -> SecAggResult:
     """Sum ``inputs`` with SecAgg+ run in process (every message serialised and parsed).
 
@@ -150,6 +177,9 @@ def secure_sum(
         shares), ``"masked_input"`` (shared keys, sent no input) or ``"unmask"`` (sent its
         input, never answered the unmask request). Its input is in the sum only in the last
         case.
+    weights
+        Client id -> weight in ``[0, config.max_weight]`` (float inputs only): each client
+        sends ``w x`` and ``w``, and the result holds ``sum w x`` and ``sum w``.
 
     Raises
     ------
@@ -163,6 +193,9 @@ def secure_sum(
     drops = _check_dropouts(dropouts, ids)
     n = len(ids)
     exact = dtype == np.uint32
+    ws = _check_weights(weights, ids, cfg.max_weight)
+    if exact and ws is not None:
+        raise TypeError("weights need float inputs; uint32 inputs are summed exactly")
     bits = (
         None
         if exact
@@ -194,6 +227,15 @@ def secure_sum(
         else:
             assert gen is not None and bits is not None
             vec = quantize.encode(arrays[i], cfg.clip, bits, gen)
+            if ws is not None:
+                w = ws[i]
+                wx = np.clip(arrays[i].astype(np.float64), -cfg.clip, cfg.clip) * w
+                vec = np.concatenate(
+                    [
+                        quantize.encode(wx, cfg.clip * cfg.max_weight, bits, gen),
+                        quantize.encode(np.array([w]), cfg.max_weight, bits, gen),
+                    ]
+                )
         server.receive_masked_input(c.masked_input(routed[i], vec))
     requests = server.unmask_requests()
     for u, request in requests.items():
@@ -206,8 +248,13 @@ def secure_sum(
     if exact:
         return SecAggResult(total.reshape(shape), survivors, dropped, params, None)
     assert bits is not None
-    floats = quantize.decode_sum(total, len(alive), cfg.clip, bits).astype(dtype)
-    return SecAggResult(floats.reshape(shape), survivors, dropped, params, bits)
+    if ws is None:
+        floats = quantize.decode_sum(total, len(alive), cfg.clip, bits).astype(dtype)
+        return SecAggResult(floats.reshape(shape), survivors, dropped, params, bits)
+    bound = cfg.clip * cfg.max_weight
+    floats = quantize.decode_sum(total[:-1], len(alive), bound, bits).astype(dtype)
+    weight = float(quantize.decode_sum(total[-1:], len(alive), cfg.max_weight, bits)[0])
+    return SecAggResult(floats.reshape(shape), survivors, dropped, params, bits, weight)
 
 
 class SecureAggregator:
@@ -229,19 +276,31 @@ class SecureAggregator:
                 f"config must be a SecAggConfig or have a clip_norm, got {type(config).__name__}"
             )
         self._shares: dict[Hashable, NDArray[Any]] = {}
+        self._weights: dict[Hashable, float] = {}
         self.last_result: SecAggResult | None = None
 
-    def submit_share(self, client_id: Hashable, share: NDArray[Any]) -> None:
-        """Queue ``client_id``'s input (copied) for the next :meth:`finalize`."""
+    def submit_share(
+        self, client_id: Hashable, share: NDArray[Any], weight: float | None = None
+    ) -> None:
+        """Queue ``client_id``'s input (copied) for the next :meth:`finalize`.
+
+        With a ``weight`` (in ``[0, config.max_weight]``) the round is a weighted sum, and
+        every client of the round must give one; ``last_result.total_weight`` is their sum.
+        """
         if client_id in self._shares:
             raise ValueError(f"client_id {client_id!r} already submitted a share this round")
         if not isinstance(share, np.ndarray):
             raise TypeError(f"share must be a numpy array, got {type(share).__name__}")
+        if (weight is None) != (len(self._weights) == 0) and self._shares:
+            raise ValueError("give a weight for every client of a round or for none")
         self._shares[client_id] = share.copy()
+        if weight is not None:
+            self._weights[client_id] = weight
 
     def finalize(self, dropouts: Mapping[Hashable, str] | None = None) -> NDArray[Any]:
         """Run the round and return the sum; the queue is emptied either way."""
         shares, self._shares = self._shares, {}
-        result = secure_sum(shares, config=self.config, dropouts=dropouts)
+        weights, self._weights = self._weights, {}
+        result = secure_sum(shares, config=self.config, dropouts=dropouts, weights=weights or None)
         self.last_result = result
         return result.total
