@@ -328,3 +328,22 @@ def test_weighted_sum_sends_wx_and_w() -> None:
     np.testing.assert_allclose(agg.finalize(), np.full(3, 6.0), atol=1e-5)
     assert agg.last_result is not None and agg.last_result.total_weight is not None
     assert abs(agg.last_result.total_weight - 6.0) < 1e-5
+
+
+def test_inconsistent_claims_cannot_expose_a_live_client() -> None:
+    # A malicious server tells some of client 0's holders that 0 is alive (seed shares) and
+    # the others that it dropped (key shares): with 2t > k + 1 it never gets t of both.
+    r = Round(10, complete=True)
+    t, k = r.params.t, r.params.k
+    assert 2 * t > k + 1
+    requests = r.to_masked()
+    seeds, keys = [], []
+    for i in range(1, 10):
+        q = msg.UnmaskRequest.from_bytes(requests[i])
+        if i % 2:
+            q = replace(q, alive=tuple(v for v in q.alive if v != 0), dropped=(0,))
+        resp = msg.UnmaskResponse.from_bytes(r.clients[i].unmask(q.to_bytes()))
+        for owner, kind, share in resp.shares:
+            if owner == 0:
+                (keys if kind == msg.KEY else seeds).append((i + 1, share))
+    assert len(keys) < t or len(seeds) + 1 < t  # + client 0's own seed share
