@@ -11,11 +11,13 @@ Rounds (Bonawitz et al. 2017; Bell et al. 2020), each client ``u`` having neighb
 3. masked input: ``u`` adds its self mask and, for each neighbour ``v`` that shared keys,
    ``+`` the pair mask if ``u < v`` else ``-``; all mod 2^32 in one fused kernel.
 4. unmask: the server names each live client's neighbours as alive or dropped; the client
-   reveals the seed share of a live one and the key share of a dropped one, never both
-   for one peer, and refuses a request naming a peer in both lists or any it holds no
-   share of. The server reconstructs, checks each seed against its commitment and each key
-   against its public key (so a corrupted share is found and left out, or the round aborts),
-   and removes the masks.
+   reveals its own seed share, the seed share of a live neighbour and the key share of a
+   dropped one, never both for one peer (and ``2t > k + 1 + colluders``, see
+   :mod:`.graph`, so even a server that tells different holders different stories never
+   gathers ``t`` shares of both); it refuses a request naming a peer in both lists, or any
+   it holds no share of. The server reconstructs, checks each seed against its commitment
+   and each key against its public key (so a corrupted share is found and left out, or the
+   round aborts), and removes the masks.
 
 Any condition that would give a wrong or insecure result raises :class:`SecAggError`.
 """
@@ -84,6 +86,12 @@ class Client:
     def __init__(
         self, index: int, session: bytes, params: GraphParameters, neighbours: Sequence[int]
     ) -> None:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < params.n:
+            raise ValueError(f"index must be an int in [0, {params.n}), got {index!r}")
+        if not isinstance(session, bytes) or len(session) != msg.SESSION_BYTES:
+            raise ValueError(f"session must be {msg.SESSION_BYTES} bytes")
+        if index in neighbours or any(not 0 <= v < params.n for v in neighbours):
+            raise ValueError("neighbours must be other clients' ids in [0, n)")
         self.index = index
         self.session = session
         self.t = params.t
@@ -287,6 +295,10 @@ class Server:
     def __init__(
         self, session: bytes, params: GraphParameters, neighbours: Sequence[Sequence[int]]
     ) -> None:
+        if not isinstance(session, bytes) or len(session) != msg.SESSION_BYTES:
+            raise ValueError(f"session must be {msg.SESSION_BYTES} bytes")
+        if len(neighbours) != params.n:
+            raise ValueError(f"neighbours must hold one list per client ({params.n})")
         self.session = session
         self.params = params
         self.neighbours = [frozenset(nb) for nb in neighbours]
