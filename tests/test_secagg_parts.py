@@ -165,3 +165,19 @@ def test_forged_bodies_raise() -> None:
     assert msg.SharePlaintext.from_bytes(p.to_bytes()) == p
     with pytest.raises(ValueError):
         msg.SharePlaintext.from_bytes(p.to_bytes()[:-1])
+
+
+@pytest.mark.parametrize("m", ALL, ids=lambda m: type(m).__name__)
+def test_random_damage_raises_value_error_or_parses(m: object) -> None:
+    cls = type(m)
+    data = bytearray(m.to_bytes())  # type: ignore[attr-defined]
+    rng = np.random.default_rng(len(data))
+    for _ in range(300):
+        bad = bytearray(data)
+        for at in rng.integers(0, len(bad), size=rng.integers(1, 4)):
+            bad[at] = int(rng.integers(0, 256))
+        try:
+            out = cls.from_bytes(bytes(bad))  # type: ignore[attr-defined]
+        except ValueError:
+            continue
+        assert out.to_bytes() == bytes(bad)  # whatever parses is a well-formed message
