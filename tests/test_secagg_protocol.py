@@ -259,8 +259,15 @@ def test_facade() -> None:
 
     class Layer2Like:
         clip_norm = 0.5
+        min_baskets = 3
 
-    assert SecureAggregator(Layer2Like()).config.clip == 0.5
+    layer2 = SecureAggregator(Layer2Like())
+    assert layer2.config.clip == 0.5
+    for i in range(3):
+        layer2.submit_share(i, np.zeros(2))
+    with pytest.raises(ValueError, match="min_baskets"):
+        layer2.finalize(dropouts={0: "masked_input"})
+    assert layer2.last_result is None
     with pytest.raises(TypeError, match="config"):
         SecureAggregator(object())
 

@@ -261,16 +261,19 @@ class SecureAggregator:
     """Collects clients' shares (their model updates) and reveals only their sum.
 
     ``config`` is a :class:`SecAggConfig`, or any object with a ``clip_norm`` attribute
-    (such as ``Layer2Config``), whose value becomes the per-coordinate clip.
+    (such as ``Layer2Config``), whose value becomes the per-coordinate clip; its
+    ``min_baskets``, if any, is the fewest surviving inputs :meth:`finalize` accepts.
     """
 
     def __init__(self, config: Any = None) -> None:
+        self.min_inputs = 2
         if config is None:
             self.config = SecAggConfig()
         elif isinstance(config, SecAggConfig):
             self.config = config
         elif hasattr(config, "clip_norm"):
             self.config = SecAggConfig(clip=float(config.clip_norm))
+            self.min_inputs = int(getattr(config, "min_baskets", 2))
         else:
             raise TypeError(
                 f"config must be a SecAggConfig or have a clip_norm, got {type(config).__name__}"
@@ -298,9 +301,18 @@ class SecureAggregator:
             self._weights[client_id] = weight
 
     def finalize(self, dropouts: Mapping[Hashable, str] | None = None) -> NDArray[Any]:
-        """Run the round and return the sum; the queue is emptied either way."""
+        """Run the round and return the sum; the queue is emptied either way.
+
+        Raises ValueError (no output) when fewer than ``min_inputs`` inputs survive.
+        """
         shares, self._shares = self._shares, {}
         weights, self._weights = self._weights, {}
+        self.last_result = None
         result = secure_sum(shares, config=self.config, dropouts=dropouts, weights=weights or None)
+        if len(result.survivors) < self.min_inputs:
+            raise ValueError(
+                f"only {len(result.survivors)} inputs survived, fewer than the minimum "
+                f"{self.min_inputs} (min_baskets): no aggregate is released"
+            )
         self.last_result = result
         return result.total
