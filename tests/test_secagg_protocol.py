@@ -140,8 +140,12 @@ def test_client_refuses_unknown_or_missing_peers() -> None:
     assert 5 not in q.alive + q.dropped
     with pytest.raises(SecAggError, match="classify exactly"):
         r.clients[0].unmask(replace(q, dropped=(5,)).to_bytes())
+    q1 = msg.UnmaskRequest.from_bytes(requests[1])
     with pytest.raises(SecAggError, match="classify exactly"):
-        r.clients[1].unmask(replace(msg.UnmaskRequest.from_bytes(requests[1]), alive=()).to_bytes())
+        r.clients[1].unmask(replace(q1, alive=q1.alive[1:]).to_bytes())
+    q2 = msg.UnmaskRequest.from_bytes(requests[2])
+    with pytest.raises(SecAggError, match="fewer than t"):
+        r.clients[2].unmask(replace(q2, alive=(), dropped=q2.alive).to_bytes())
 
 
 def _corrupt(response: bytes, owner: int) -> bytes:

@@ -20,6 +20,12 @@ Rounds (Bonawitz et al. 2017; Bell et al. 2020), each client ``u`` having neighb
    round aborts), and removes the masks.
 
 Any condition that would give a wrong or insecure result raises :class:`SecAggError`.
+
+Threat model: an honest-but-curious server and up to the configured fraction of colluding
+clients, plus the hardening above against a server that deviates. Clients are not
+authenticated (no PKI) and there is no signed consistency round (Bonawitz et al.'s fifth
+round), so a fully malicious server that falsely declares all honest neighbours of a client
+dropped (and discards their inputs) can still learn that client's input.
 """
 
 from __future__ import annotations
@@ -220,6 +226,11 @@ class Client:
             raise SecAggError(
                 f"client {self.index}: the server names {sorted(alive & dropped)} both alive "
                 "and dropped; revealing both shares would expose their input"
+            )
+        if len(alive) + 1 < self.t:
+            raise SecAggError(
+                f"client {self.index}: {len(alive)} live neighbours, with this client fewer "
+                f"than t={self.t}: too many dropped, refusing to unmask"
             )
         if alive | dropped != set(self._held):
             raise SecAggError(
