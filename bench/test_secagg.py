@@ -59,9 +59,9 @@ def timed_round(x: np.ndarray, drop: float = DROP) -> dict[str, Any]:
     clients = [cli(i, Client, i, session, params, graph[i]) for i in range(n)]
     for i, c in enumerate(clients):
         srv(server.receive_advertise, cli(i, c.advertise))
-    roster = srv(server.roster)
+    rosters = srv(server.rosters)
     for i, c in enumerate(clients):
-        srv(server.receive_share_keys, cli(i, c.share_keys, roster))
+        srv(server.receive_share_keys, cli(i, c.share_keys, rosters[i]))
     routed = srv(server.route_shares)
     dropped = set(range(0, n, round(1 / drop)))
     for i, c in enumerate(clients):

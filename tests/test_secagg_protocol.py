@@ -41,9 +41,9 @@ class Round:
     ) -> dict[int, bytes]:
         for c in self.clients:
             self.server.receive_advertise(c.advertise())
-        roster = self.server.roster()
+        rosters = self.server.rosters()
         for i, c in enumerate(self.clients):
-            m = c.share_keys(roster)
+            m = c.share_keys(rosters[i])
             if i not in drop_share:
                 self.server.receive_share_keys(m)
         routed = self.server.route_shares()
@@ -184,9 +184,9 @@ def test_tampered_ciphertext_is_rejected() -> None:
     r = Round(5, complete=True)
     for c in r.clients:
         r.server.receive_advertise(c.advertise())
-    roster = r.server.roster()
-    for c in r.clients:
-        r.server.receive_share_keys(c.share_keys(roster))
+    rosters = r.server.rosters()
+    for i, c in enumerate(r.clients):
+        r.server.receive_share_keys(c.share_keys(rosters[i]))
     routed = r.server.route_shares()
     m = msg.Shares.from_bytes(routed[0])
     ct = m.ciphertexts[0]
@@ -201,9 +201,9 @@ def test_view_of_fewer_than_t_colluders_reveals_no_key() -> None:
     t = r.params.t
     for c in r.clients:
         r.server.receive_advertise(c.advertise())
-    roster = r.server.roster()
-    for c in r.clients:
-        r.server.receive_share_keys(c.share_keys(roster))
+    rosters = r.server.rosters()
+    for i, c in enumerate(r.clients):
+        r.server.receive_share_keys(c.share_keys(rosters[i]))
     routed = r.server.route_shares()
     for i in range(t - 1):  # colluders 0 .. t-2 hand over what they hold of client 9
         r.clients[i].masked_input(routed[i], r.x[i])
@@ -211,7 +211,7 @@ def test_view_of_fewer_than_t_colluders_reveals_no_key() -> None:
 
     held = [(i + 1, r.clients[i]._held[9].key_share) for i in range(t - 1)]
     public = X25519PrivateKey  # the real key is checked via its public key
-    target = msg.Roster.from_bytes(roster).entries[9][2]
+    target = msg.Roster.from_bytes(rosters[9]).entries[-1][2]  # client 9's own entry
     guess = shamir.reconstruct([x for x, _ in held], [s for _, s in held])
     try:
         sk = shamir.elements_to_bytes(guess)

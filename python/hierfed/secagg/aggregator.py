@@ -212,9 +212,9 @@ def secure_sum(
 
     for c in clients:
         server.receive_advertise(c.advertise())
-    roster = server.roster()
+    rosters = server.rosters()
     for i, c in enumerate(clients):
-        message = c.share_keys(roster)
+        message = c.share_keys(rosters[i])
         if stage[i] != "share_keys":
             server.receive_share_keys(message)
     routed = server.route_shares()

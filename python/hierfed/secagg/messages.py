@@ -63,6 +63,7 @@ MAX_ID = (1 << 32) - 1
 _HEADER = struct.Struct("<4sBBH32sI")
 _FE_BYTES = 16
 _OWNER_KIND = struct.Struct("<IB")
+_PLAIN_HEAD = struct.Struct("<BII")
 SEED, KEY = 0, 1
 
 
@@ -335,13 +336,19 @@ class SharePlaintext:
     @classmethod
     def from_bytes(cls, data: bytes) -> SharePlaintext:
         """Parse strictly."""
-        r = _Reader(bytes(data), "share plaintext")
-        if r.u8() != VERSION:
+        raw = bytes(data)
+        if len(raw) != cls.SIZE:
+            raise ValueError(f"share plaintext must be {cls.SIZE} bytes, got {len(raw)}")
+        version, sender, receiver = _PLAIN_HEAD.unpack_from(raw)
+        if version != VERSION:
             raise ValueError("share plaintext: unsupported version")
-        sender, receiver = r.u32(), r.u32()
-        key = tuple(r.fe() for _ in range(ELEMENTS))
-        seed = tuple(r.fe() for _ in range(ELEMENTS))
-        r.done()
+        elems = tuple(
+            int.from_bytes(raw[at : at + _FE_BYTES], "little")
+            for at in range(_PLAIN_HEAD.size, cls.SIZE, _FE_BYTES)
+        )
+        if max(elems) >= P:
+            raise ValueError("share plaintext holds a field element >= P")
+        key, seed = elems[:ELEMENTS], elems[ELEMENTS:]
         return cls(sender, receiver, key, seed)
 
 

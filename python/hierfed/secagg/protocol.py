@@ -3,7 +3,7 @@
 Rounds (Bonawitz et al. 2017; Bell et al. 2020), each client ``u`` having neighbours ``N(u)``:
 
 1. advertise: ``u`` sends two X25519 public keys, one for encrypting shares and one for
-   masking; the server broadcasts the roster.
+   masking; the server sends each client the keys of its advertised neighbours.
 2. share keys: ``u`` draws a 32-byte self-mask seed, Shamir-shares it and its masking secret
    key among its advertised neighbours (threshold ``t``), encrypts each neighbour's shares
    with AES-GCM under an HKDF key of their X25519 secret (associated data: session, sender,
@@ -136,7 +136,7 @@ class Client:
         ).to_bytes()
 
     def share_keys(self, roster: bytes) -> bytes:
-        """Round 2: the SHARE_KEYS message, given the server's ROSTER."""
+        """Round 2: the SHARE_KEYS message, given this client's ROSTER from the server."""
         self._advance(1, "share_keys")
         r = msg.Roster.from_bytes(roster)
         self._check_session(r.session)
@@ -345,12 +345,17 @@ class Server:
         self._sender(m.session, m.sender, self._keys, None)
         self._keys[m.sender] = (m.enc_key, m.mask_key)
 
-    def roster(self) -> bytes:
-        """End of round 1: the ROSTER broadcast to every client."""
-        self._expect(0, "roster")
+    def rosters(self) -> dict[int, bytes]:
+        """End of round 1: each advertised client's ROSTER (its own and its advertised
+        neighbours' keys: O(k) per client, not O(n))."""
+        self._expect(0, "rosters")
         self._stage = 1
-        entries = tuple((i, *self._keys[i]) for i in sorted(self._keys))
-        return msg.Roster(self.session, entries).to_bytes()
+        out = {}
+        for u in sorted(self._keys):
+            ids = sorted((self.neighbours[u] & self._keys.keys()) | {u})
+            entries = tuple((i, *self._keys[i]) for i in ids)
+            out[u] = msg.Roster(self.session, entries).to_bytes()
+        return out
 
     def receive_share_keys(self, data: bytes) -> None:
         """Round 2: a client's SHARE_KEYS."""
