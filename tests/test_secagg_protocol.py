@@ -169,6 +169,7 @@ def test_corrupted_share_is_excluded(dropped_owner: bool) -> None:
         r.server.receive_unmask_response(resp)
     total, survivors = r.server.finalize()
     np.testing.assert_array_equal(total, r.expected(survivors))
+    assert r.server.corrupted_shares == [(0, owner)]  # holder 0's share, first tried, is named
 
 
 def test_all_corrupted_shares_abort() -> None:

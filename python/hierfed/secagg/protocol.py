@@ -256,11 +256,13 @@ def _recover(
     shares: list[tuple[int, tuple[int, ...]]],
     t: int,
     check: Callable[[bytes], bool],
-) -> bytes:
-    """The secret of ``owner`` from ``(x, share)`` pairs, checked by ``check``.
+) -> tuple[bytes, list[int]]:
+    """The secret of ``owner`` from ``(x, share)`` pairs, checked by ``check``, and the
+    x-coordinates of the shares found inconsistent with it.
 
     Tries the first ``t`` shares, then every cyclic window of ``t``, then random subsets;
-    a subset whose secret passes ``check`` is right (the check binds the secret).
+    a subset whose secret passes ``check`` is right (the check binds the secret). When the
+    first subset failed, every share outside the right one is checked against its polynomial.
     """
     if len(shares) < t:
         raise SecAggError(
@@ -283,7 +285,14 @@ def _recover(
         except ValueError:
             continue
         if check(secret):
-            return secret
+            bad = []
+            if subset != tuple(range(t)):
+                xs, ys = [x for x, _ in pick], [y for _, y in pick]
+                for i in set(range(m)) - set(subset):
+                    x, share = shares[i]
+                    if shamir.interpolate(xs, ys, x) != tuple(share):
+                        bad.append(x)
+            return secret, sorted(bad)
     raise SecAggError(
         f"the shares of client {owner}'s {what} do not reconstruct the committed value: "
         "shares are corrupted; aborting rather than returning a wrong sum"
@@ -321,6 +330,8 @@ class Server:
         self._total: NDArray[np.uint32] | None = None
         self._requests: dict[int, msg.UnmaskRequest] = {}
         self._responses: dict[int, msg.UnmaskResponse] = {}
+        self.corrupted_shares: list[tuple[int, int]] = []
+        """(holder, owner) of every revealed share found inconsistent (left out)."""
 
     def _expect(self, stage: int, name: str) -> None:
         if self._stage != stage:
@@ -447,7 +458,8 @@ class Server:
             def seed_ok(s: bytes, u: int = u, c: bytes = commitment) -> bool:
                 return _commit(s, self.session, u) == c
 
-            seed = _recover(u, "self-mask seed", seeds[u], t, seed_ok)
+            seed, bad = _recover(u, "self-mask seed", seeds[u], t, seed_ok)
+            self.corrupted_shares.extend((x - 1, u) for x in bad)
             mask_keys.append(self_key(seed, self.session, u))
             negate.append(True)
         dropped = sorted(set(self._shared) - set(survivors))
@@ -460,9 +472,9 @@ class Server:
             def key_ok(s: bytes, p: bytes = public) -> bool:
                 return _public(X25519PrivateKey.from_private_bytes(s)) == p
 
-            sk = X25519PrivateKey.from_private_bytes(
-                _recover(v, "masking key", keys.get(v, []), t, key_ok)
-            )
+            raw, bad = _recover(v, "masking key", keys.get(v, []), t, key_ok)
+            self.corrupted_shares.extend((x - 1, v) for x in bad)
+            sk = X25519PrivateKey.from_private_bytes(raw)
             for w in live:
                 shared = _exchange(sk, self._keys[w][1])
                 mask_keys.append(pair_key(shared, self.session, w, v))

@@ -14,7 +14,15 @@ import operator
 import secrets
 from collections.abc import Sequence
 
-__all__ = ["ELEMENTS", "P", "bytes_to_elements", "elements_to_bytes", "reconstruct", "split"]
+__all__ = [
+    "ELEMENTS",
+    "P",
+    "bytes_to_elements",
+    "elements_to_bytes",
+    "interpolate",
+    "reconstruct",
+    "split",
+]
 
 P = (1 << 127) - 1
 ELEMENTS = 3  # field elements per 32-byte secret
@@ -90,6 +98,23 @@ def lagrange_at_zero(xs: Sequence[int]) -> list[int]:
         coefs[i] = nums[i] * (inv * prefix[i] % P) % P
         inv = inv * dens[i] % P
     return coefs
+
+
+def interpolate(xs: Sequence[int], shares: Sequence[Sequence[int]], at: int) -> tuple[int, ...]:
+    """The elements' polynomials through ``shares`` (held by ``xs``), evaluated at ``at``."""
+    if len(set(xs)) != len(xs) or not xs:
+        raise ValueError("share x-coordinates must be distinct, and at least one")
+    out = [0] * len(shares[0])
+    for i, xi in enumerate(xs):
+        num, den = 1, 1
+        for j, xj in enumerate(xs):
+            if j != i:
+                num = num * (at - xj) % P
+                den = den * (xi - xj) % P
+        li = num * pow(den, -1, P) % P
+        for e, v in enumerate(shares[i]):
+            out[e] = (out[e] + li * v) % P
+    return tuple(out)
 
 
 def reconstruct(xs: Sequence[int], shares: Sequence[Sequence[int]]) -> tuple[int, ...]:
