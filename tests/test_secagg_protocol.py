@@ -9,6 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hierfed.secagg import (
     Client,
@@ -359,3 +361,45 @@ def test_inconsistent_claims_cannot_expose_a_live_client() -> None:
             if owner == 0:
                 (keys if kind == msg.KEY else seeds).append((i + 1, share))
     assert len(keys) < t or len(seeds) + 1 < t  # + client 0's own seed share
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(2, 12),
+    stages=st.lists(st.sampled_from([None, "share_keys", "masked_input", "unmask"]), max_size=12),
+)
+def test_any_dropout_pattern_is_exact_or_aborts(n: int, stages: list[str | None]) -> None:
+    drops = {i: s for i, s in enumerate(stages[:n]) if s is not None}
+    rng = np.random.default_rng(n)
+    x = {i: rng.integers(0, 2**32, size=17, dtype=np.uint32) for i in range(n)}
+    try:
+        r = secure_sum(x, dropouts=drops)
+    except SecAggError as exc:
+        assert "fewer than" in str(exc) or "no client sent" in str(exc)
+        return
+    assert r.survivors == tuple(i for i in range(n) if drops.get(i) in (None, "unmask"))
+    want = sum((x[i].astype(np.uint64) for i in r.survivors), np.zeros(17, np.uint64))
+    np.testing.assert_array_equal(r.total, want.astype(np.uint32))
+
+
+def test_server_rejects_bad_messages() -> None:
+    r = Round(4, complete=True)
+    ad = r.clients[0].advertise()
+    r.server.receive_advertise(ad)
+    with pytest.raises(ValueError, match="twice"):
+        r.server.receive_advertise(ad)
+    other = Client(1, os.urandom(32), r.params, r.graph[1])
+    with pytest.raises(ValueError, match="another session"):
+        r.server.receive_advertise(other.advertise())
+    with pytest.raises(ValueError):
+        r.server.receive_advertise(ad[:-1])
+    for c in r.clients[1:]:
+        r.server.receive_advertise(c.advertise())
+    rosters = r.server.rosters()
+    sk = msg.ShareKeys.from_bytes(r.clients[0].share_keys(rosters[0]))
+    with pytest.raises(ValueError, match="each advertised neighbour"):
+        r.server.receive_share_keys(replace(sk, ciphertexts=sk.ciphertexts[1:]).to_bytes())
+    with pytest.raises(SecAggError, match="out of order"):
+        r.server.receive_advertise(ad)
+    with pytest.raises(ValueError, match="index"):
+        Client(9, r.session, r.params, ())
