@@ -64,6 +64,7 @@ _HEADER = struct.Struct("<4sBBH32sI")
 _FE_BYTES = 16
 _OWNER_KIND = struct.Struct("<IB")
 _PLAIN_HEAD = struct.Struct("<BII")
+_CT_HEAD = struct.Struct("<II12s")
 SEED, KEY = 0, 1
 
 
@@ -241,23 +242,31 @@ class Ciphertext:
 
 def _pack_cts(cts: tuple[Ciphertext, ...]) -> bytes:
     _increasing(tuple(c.peer for c in cts), "ciphertexts")
-    return _u32(len(cts), "count") + b"".join(
-        _u32(c.peer, "peer")
-        + _u32(len(c.data), "ciphertext length")
-        + _fixed(c.nonce, NONCE_BYTES, "nonce")
-        + c.data
-        for c in cts
-    )
+    parts = [_u32(len(cts), "count")]
+    for c in cts:
+        if isinstance(c.peer, bool) or not isinstance(c.peer, int) or not 0 <= c.peer <= MAX_ID:
+            raise ValueError(f"peer must be an int in [0, 2^32), got {c.peer!r}")
+        parts.append(_CT_HEAD.pack(c.peer, len(c.data), _fixed(c.nonce, NONCE_BYTES, "nonce")))
+        parts.append(c.data)
+    return b"".join(parts)
 
 
 def _read_cts(r: _Reader) -> tuple[Ciphertext, ...]:
     count = r.u32()
-    if count > (len(r.data) - r.at) // (8 + NONCE_BYTES):
+    if count > (len(r.data) - r.at) // _CT_HEAD.size:
         raise ValueError(f"{r.what} is truncated")
     out = []
+    data, at, end = r.data, r.at, len(r.data)
     for _ in range(count):
-        peer, size = r.u32(), r.u32()
-        out.append(Ciphertext(peer, r.take(NONCE_BYTES), r.take(size)))
+        if at + _CT_HEAD.size > end:
+            raise ValueError(f"{r.what} is truncated")
+        peer, size, nonce = _CT_HEAD.unpack_from(data, at)
+        at += _CT_HEAD.size
+        if at + size > end:
+            raise ValueError(f"{r.what} is truncated")
+        out.append(Ciphertext(peer, nonce, data[at : at + size]))
+        at += size
+    r.at = at
     _increasing(tuple(c.peer for c in out), r.what)
     return tuple(out)
 
