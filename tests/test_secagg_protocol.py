@@ -403,3 +403,25 @@ def test_server_rejects_bad_messages() -> None:
         r.server.receive_advertise(ad)
     with pytest.raises(ValueError, match="index"):
         Client(9, r.session, r.params, ())
+
+
+def test_facade_list_models() -> None:
+    agg = SecureAggregator(SecAggConfig(clip=4.0))
+    for i in range(3):
+        agg.submit_share(i, [np.full((2, 3), float(i)), np.full(4, 1.0)])
+    with pytest.raises(ValueError, match="layout"):
+        agg.submit_share(9, [np.zeros((3, 2)), np.zeros(4)])
+    with pytest.raises(ValueError, match="layout"):
+        agg.submit_share(9, np.zeros(10))
+    out = agg.finalize()
+    assert isinstance(out, list) and [a.shape for a in out] == [(2, 3), (4,)]
+    np.testing.assert_allclose(out[0], 3.0, atol=1e-5)
+    np.testing.assert_allclose(out[1], 3.0, atol=1e-5)
+    with pytest.raises(TypeError, match="one dtype"):
+        agg.submit_share(0, [np.zeros(2), np.zeros(2, np.float32)])
+    with pytest.raises(TypeError, match="list of numpy arrays"):
+        agg.submit_share(0, "model")  # type: ignore[arg-type]
+    u = SecureAggregator()
+    u.submit_share("a", [np.array([2**32 - 1], np.uint32)])
+    u.submit_share("b", [np.array([3], np.uint32)])
+    assert u.finalize()[0][0] == 2  # exact mod 2^32

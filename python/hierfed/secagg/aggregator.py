@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -280,33 +280,61 @@ class SecureAggregator:
             )
         self._shares: dict[Hashable, NDArray[Any]] = {}
         self._weights: dict[Hashable, float] = {}
+        self._layout: tuple[tuple[int, ...], ...] | None = None  # shapes of a list share
         self.last_result: SecAggResult | None = None
 
     def submit_share(
-        self, client_id: Hashable, share: NDArray[Any], weight: float | None = None
+        self,
+        client_id: Hashable,
+        share: NDArray[Any] | Sequence[NDArray[Any]],
+        weight: float | None = None,
     ) -> None:
         """Queue ``client_id``'s input (copied) for the next :meth:`finalize`.
 
-        With a ``weight`` (in ``[0, config.max_weight]``) the round is a weighted sum, and
-        every client of the round must give one; ``last_result.total_weight`` is their sum.
+        ``share`` is an array, or a model as a list of arrays (Flower's NDArrays); every
+        client of a round gives the same shapes and dtype. With a ``weight`` (in
+        ``[0, config.max_weight]``) the round is a weighted sum, and every client of the round
+        must give one; ``last_result.total_weight`` is their sum.
         """
         if client_id in self._shares:
             raise ValueError(f"client_id {client_id!r} already submitted a share this round")
-        if not isinstance(share, np.ndarray):
-            raise TypeError(f"share must be a numpy array, got {type(share).__name__}")
         if (weight is None) != (len(self._weights) == 0) and self._shares:
             raise ValueError("give a weight for every client of a round or for none")
-        self._shares[client_id] = share.copy()
+        if isinstance(share, np.ndarray):
+            layout = None
+            flat = share.copy()
+        elif isinstance(share, Sequence) and share and not isinstance(share, (str, bytes)):
+            if not all(isinstance(a, np.ndarray) for a in share):
+                raise TypeError("share must be a numpy array or a list of numpy arrays")
+            if len({a.dtype for a in share}) != 1:
+                raise TypeError("the arrays of a list share must have one dtype")
+            layout = tuple(a.shape for a in share)
+            flat = np.concatenate([a.reshape(-1) for a in share])
+        else:
+            raise TypeError(
+                f"share must be a numpy array or a list of numpy arrays, got {type(share).__name__}"
+            )
+        if self._shares and layout != self._layout:
+            raise ValueError(
+                f"client_id {client_id!r}: share layout {layout} differs from the round's "
+                f"{self._layout} (None = a single array)"
+            )
+        self._layout = layout
+        self._shares[client_id] = flat
         if weight is not None:
             self._weights[client_id] = weight
 
-    def finalize(self, dropouts: Mapping[Hashable, str] | None = None) -> NDArray[Any]:
-        """Run the round and return the sum; the queue is emptied either way.
+    def finalize(
+        self, dropouts: Mapping[Hashable, str] | None = None
+    ) -> NDArray[Any] | list[NDArray[Any]]:
+        """Run the round and return the sum (a list of arrays for list shares); the queue is
+        emptied either way.
 
         Raises ValueError (no output) when fewer than ``min_inputs`` inputs survive.
         """
         shares, self._shares = self._shares, {}
         weights, self._weights = self._weights, {}
+        layout, self._layout = self._layout, None
         self.last_result = None
         result = secure_sum(shares, config=self.config, dropouts=dropouts, weights=weights or None)
         if len(result.survivors) < self.min_inputs:
@@ -315,4 +343,11 @@ class SecureAggregator:
                 f"{self.min_inputs} (min_baskets): no aggregate is released"
             )
         self.last_result = result
-        return result.total
+        if layout is None:
+            return result.total
+        out, at = [], 0
+        for shape in layout:
+            size = math.prod(shape)
+            out.append(result.total[at : at + size].reshape(shape))
+            at += size
+        return out
