@@ -240,7 +240,7 @@ def test_masked_vectors_are_uniform() -> None:
         words = np.frombuffer(msg.MaskedInput.from_bytes(m).words, "<u4")
         counts = np.bincount(words >> 24, minlength=256)
         chi2 = (((counts - words.size / 256) ** 2) / (words.size / 256)).sum()
-        assert chi2 < 360  # 255 degrees of freedom: p ~ 1e-4
+        assert chi2 < 420  # 255 degrees of freedom: p < 1e-8 (a bias gives ~1e6)
 
 
 def test_float_sum_is_close_and_typed() -> None:
