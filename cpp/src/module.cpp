@@ -10,6 +10,7 @@ void bind_coordinatewise(py::module_& m);
 void bind_distances(py::module_& m);
 void bind_mixing(py::module_& m);
 void bind_privacy(py::module_& m);
+void bind_secagg(py::module_& m);
 }
 
 PYBIND11_MODULE(_core, m) {
@@ -20,4 +21,5 @@ PYBIND11_MODULE(_core, m) {
     hierfed::bind_distances(m);
     hierfed::bind_mixing(m);
     hierfed::bind_privacy(m);
+    hierfed::bind_secagg(m);
 }

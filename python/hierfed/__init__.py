@@ -2,10 +2,11 @@
 
 The kernels run on the compiled C++ core when it is built, else on its numba twin, else on
 the numpy reference; :func:`backend` names the one in use. Differential privacy (noise,
-clipping, calibration, accounting, mechanisms) is in :mod:`hierfed.privacy`.
+clipping, calibration, accounting, mechanisms) is in :mod:`hierfed.privacy`; secure
+aggregation (SecAgg+) in :mod:`hierfed.secagg`.
 """
 
-from . import privacy
+from . import privacy, secagg
 from ._backend import backend, get_num_threads, set_num_threads
 from .aggregator import AggregationMethod, AggregationResult, aggregate
 from .center import centered_clipping, geometric_median
@@ -13,6 +14,7 @@ from .coordinatewise import mean, median, trimmed_mean
 from .distances import pairwise_sq_distances
 from .mixing import nearest_neighbor_mixing
 from .privacy import CentralDPMechanism, NoiseGenerator, clip_by_l2_norm, l2_norms
+from .secagg import SecureAggregator, secure_sum
 from .selection import bulyan, krum, krum_select, multi_krum
 
 __version__ = "0.1.0"
@@ -22,6 +24,7 @@ __all__ = [
     "AggregationResult",
     "CentralDPMechanism",
     "NoiseGenerator",
+    "SecureAggregator",
     "__version__",
     "aggregate",
     "backend",
@@ -39,6 +42,8 @@ __all__ = [
     "nearest_neighbor_mixing",
     "pairwise_sq_distances",
     "privacy",
+    "secagg",
+    "secure_sum",
     "set_num_threads",
     "trimmed_mean",
 ]

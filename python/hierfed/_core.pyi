@@ -112,3 +112,13 @@ def clip_by_l2(
     n_threads: int,
 ) -> None:
     """Sums of squares into ``sq``; rows with a normal sum scaled into ``outs``."""
+
+# ---- secure-aggregation masks (cpp/src/bind_secagg.cpp; definition in _kernels_numpy) -------
+
+def apply_masks(
+    keys: NDArray[np.uint32],
+    negate: NDArray[np.uint8],
+    out: NDArray[np.uint32],
+    n_threads: int,
+) -> None:
+    """Add (negate 0) or subtract (negate 1) each key's ChaCha20 keystream into ``out``."""

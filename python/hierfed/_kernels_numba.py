@@ -40,6 +40,7 @@ from numba.np.numpy_support import carray
 from numpy.typing import NDArray
 
 __all__ = [
+    "apply_masks",
     "chacha20_keystream",
     "chacha20_noise",
     "clip_by_l2",
@@ -2098,3 +2099,54 @@ def clip_by_l2(
 ) -> None:
     """Sums of squares into ``sq``; rows whose factor is known are scaled into ``outs``."""
     _clip(segments, outs, max_norm, margin, sq, n_threads)
+
+
+# ---- secure-aggregation masks (cpp/include/hierfed/masks.hpp) --------------------------------
+
+_MASK_NONCE = np.zeros(3, np.uint32)
+
+
+@_jit_parallel
+def _masks_kernel(keys: Any, negate: Any, out: Any, n_threads: int) -> None:
+    n = out.size
+    m = negate.size
+    sbs = (n + _SB_WORDS - 1) // _SB_WORDS
+    nch = max(1, min(sbs, n_threads))
+    for c in prange(nch):
+        x = np.empty((16, 16), np.uint32)
+        init = np.empty((16, 16), np.uint32)
+        acc = np.empty((16, 16), np.uint32)
+        nonce = np.zeros(3, np.uint32)
+        for sb in range(c * sbs // nch, (c + 1) * sbs // nch):
+            acc[:, :] = 0
+            for j in range(m):
+                _superblock(keys[8 * j : 8 * j + 8], nonce, 16 * sb, x, init)
+                if negate[j]:
+                    for w in range(16):
+                        for b in range(16):
+                            acc[w, b] = np.uint32(acc[w, b] - x[w, b])
+                else:
+                    for w in range(16):
+                        for b in range(16):
+                            acc[w, b] = np.uint32(acc[w, b] + x[w, b])
+            base = sb * _SB_WORDS
+            for i in range(min(_SB_WORDS, n - base)):
+                out[base + i] = np.uint32(out[base + i] + acc[i % 16, i // 16])
+
+
+def apply_masks(
+    keys: NDArray[np.uint32],
+    negate: NDArray[np.uint8],
+    out: NDArray[np.uint32],
+    n_threads: int = 1,
+) -> None:
+    """``out += sum_j (-1)^negate[j] keystream_j`` mod 2^32 (see the numpy reference)."""
+    if not (isinstance(negate, np.ndarray) and negate.dtype == np.uint8 and negate.ndim == 1):
+        raise ValueError("negate must be a 1-D uint8 array")
+    _check_words(keys, 8 * negate.size, "keys")
+    _check_out(out, (np.dtype(np.uint32),))
+    if -(-out.size // 16) > 1 << 32:
+        raise ValueError("out is longer than one keystream (2^36 words)")
+    if out.size and negate.size:
+        used = _noise_threads(n_threads, out.size * negate.size)
+        _masks_kernel(np.ascontiguousarray(keys), negate, out, used)

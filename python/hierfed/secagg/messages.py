@@ -1,0 +1,460 @@
+"""Wire format of the secure-aggregation messages (struct-based, never pickle).
+
+Every message is a 44-byte header followed by a body, all integers little-endian::
+
+    magic   4  b"HFSA"
+    version 1  1
+    type    1  see ``MessageType``
+    flags   2  0 (reserved)
+    session 32 the session id
+    length  4  body length in bytes (the message is exactly 44 + length bytes)
+
+Bodies (``u32`` = 4-byte unsigned, ``key`` = 32 bytes, ``fe`` = 16-byte field element < P):
+
+- ``ADVERTISE``: sender u32, encryption public key, masking public key (X25519).
+- ``ROSTER``: count u32, then count x (id u32, encryption key, masking key); ids increasing.
+- ``SHARE_KEYS``: sender u32, seed commitment (32-byte SHA-256), count u32, then count x
+  (receiver u32, ciphertext length u32, nonce 12, ciphertext); receivers increasing.
+- ``SHARES``: receiver u32 and entries as in ``SHARE_KEYS`` with the *sender* in each entry;
+  the server's routing of ciphertexts to their receiver.
+- ``MASKED_INPUT``: sender u32, length u32, length x u32 (the masked vector).
+- ``UNMASK_REQUEST``: receiver u32, count u32 + ids of live peers, count u32 + ids of dropped
+  peers; both increasing.
+- ``UNMASK_RESPONSE``: sender u32, count u32, then count x (owner u32, kind u8: 0 seed share,
+  1 key share, 3 fe); owners increasing.
+
+Share plaintexts (inside AES-GCM) are 105 bytes: version u8, sender u32, receiver u32, 3 fe of
+the masking key's share, 3 fe of the self-mask seed's share.
+
+Parsing is strict: wrong magic, version, type, flags, lengths, counts, orders or trailing
+bytes raise ValueError.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import struct
+from dataclasses import dataclass
+from typing import TypeVar
+
+from .shamir import ELEMENTS, P
+
+__all__ = [
+    "Advertise",
+    "Ciphertext",
+    "MaskedInput",
+    "MessageType",
+    "Roster",
+    "ShareKeys",
+    "SharePlaintext",
+    "Shares",
+    "UnmaskRequest",
+    "UnmaskResponse",
+    "peek_type",
+]
+
+MAGIC = b"HFSA"
+VERSION = 1
+SESSION_BYTES = 32
+KEY_BYTES = 32
+NONCE_BYTES = 12
+MAX_ID = (1 << 32) - 1
+_HEADER = struct.Struct("<4sBBH32sI")
+_FE_BYTES = 16
+_OWNER_KIND = struct.Struct("<IB")
+_PLAIN_HEAD = struct.Struct("<BII")
+_CT_HEAD = struct.Struct("<II12s")
+SEED, KEY = 0, 1
+
+
+class MessageType(enum.IntEnum):
+    """The message types of the protocol."""
+
+    ADVERTISE = 1
+    ROSTER = 2
+    SHARE_KEYS = 3
+    SHARES = 4
+    MASKED_INPUT = 5
+    UNMASK_REQUEST = 6
+    UNMASK_RESPONSE = 7
+
+
+class _Reader:
+    """Reads a body front to back; every read checks the bytes are there."""
+
+    def __init__(self, data: bytes, what: str) -> None:
+        self.data, self.at, self.what = data, 0, what
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.at + n > len(self.data):
+            raise ValueError(f"{self.what} is truncated")
+        out = self.data[self.at : self.at + n]
+        self.at += n
+        return out
+
+    def u32(self) -> int:
+        return int(struct.unpack("<I", self.take(4))[0])
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def fe(self) -> int:
+        v = int.from_bytes(self.take(_FE_BYTES), "little")
+        if v >= P:
+            raise ValueError(f"{self.what} holds a field element >= P")
+        return v
+
+    def ids(self) -> tuple[int, ...]:
+        count = self.u32()
+        if count > (len(self.data) - self.at) // 4:
+            raise ValueError(f"{self.what} is truncated")
+        out = tuple(self.u32() for _ in range(count))
+        _increasing(out, self.what)
+        return out
+
+    def done(self) -> None:
+        if self.at != len(self.data):
+            raise ValueError(f"{self.what} has {len(self.data) - self.at} trailing bytes")
+
+
+def _increasing(ids: tuple[int, ...], what: str) -> None:
+    if any(a >= b for a, b in itertools.pairwise(ids)):
+        raise ValueError(f"{what}: ids must be strictly increasing")
+
+
+def _u32(v: int, what: str) -> bytes:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_ID:
+        raise ValueError(f"{what} must be an int in [0, 2^32), got {v!r}")
+    return struct.pack("<I", v)
+
+
+def _fixed(b: bytes, size: int, what: str) -> bytes:
+    if not isinstance(b, bytes) or len(b) != size:
+        raise ValueError(f"{what} must be {size} bytes")
+    return b
+
+
+def _frame(kind: MessageType, session: bytes, body: bytes) -> bytes:
+    _fixed(session, SESSION_BYTES, "session")
+    return _HEADER.pack(MAGIC, VERSION, int(kind), 0, session, len(body)) + body
+
+
+def _unframe(data: bytes, kind: MessageType) -> tuple[bytes, _Reader]:
+    what = f"{kind.name} message"
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"a {what} must be bytes, got {type(data).__name__}")
+    raw = bytes(data)
+    if len(raw) < _HEADER.size:
+        raise ValueError(f"{what} is truncated (no complete header)")
+    magic, version, mtype, flags, session, length = _HEADER.unpack_from(raw)
+    if magic != MAGIC:
+        raise ValueError(f"{what}: bad magic {magic!r}")
+    if version != VERSION:
+        raise ValueError(f"{what}: unsupported version {version}")
+    if mtype != kind:
+        raise ValueError(f"expected a {what}, got type {mtype}")
+    if flags != 0:
+        raise ValueError(f"{what}: reserved flags must be 0")
+    if len(raw) != _HEADER.size + length:
+        raise ValueError(f"{what}: header says {length} body bytes, got {len(raw) - _HEADER.size}")
+    return session, _Reader(raw[_HEADER.size :], what)
+
+
+def peek_type(data: bytes) -> MessageType:
+    """The type of a message (header checks only)."""
+    raw = bytes(data)
+    if len(raw) < _HEADER.size or raw[:4] != MAGIC:
+        raise ValueError("not a secure-aggregation message")
+    try:
+        return MessageType(raw[5])
+    except ValueError:
+        raise ValueError(f"unknown message type {raw[5]}") from None
+
+
+M = TypeVar("M")
+
+
+@dataclass(frozen=True)
+class Advertise:
+    """A client's two X25519 public keys."""
+
+    session: bytes
+    sender: int
+    enc_key: bytes
+    mask_key: bytes
+
+    def to_bytes(self) -> bytes:
+        """The wire form."""
+        body = (
+            _u32(self.sender, "sender")
+            + _fixed(self.enc_key, KEY_BYTES, "enc_key")
+            + _fixed(self.mask_key, KEY_BYTES, "mask_key")
+        )
+        return _frame(MessageType.ADVERTISE, self.session, body)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Advertise:
+        """Parse strictly."""
+        session, r = _unframe(data, MessageType.ADVERTISE)
+        out = cls(session, r.u32(), r.take(KEY_BYTES), r.take(KEY_BYTES))
+        r.done()
+        return out
+
+
+@dataclass(frozen=True)
+class Roster:
+    """The advertised keys of every client that advertised, by id."""
+
+    session: bytes
+    entries: tuple[tuple[int, bytes, bytes], ...]
+
+    def to_bytes(self) -> bytes:
+        """The wire form."""
+        _increasing(tuple(e[0] for e in self.entries), "roster")
+        body = _u32(len(self.entries), "count") + b"".join(
+            _u32(i, "id") + _fixed(c, KEY_BYTES, "enc_key") + _fixed(s, KEY_BYTES, "mask_key")
+            for i, c, s in self.entries
+        )
+        return _frame(MessageType.ROSTER, self.session, body)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Roster:
+        """Parse strictly."""
+        session, r = _unframe(data, MessageType.ROSTER)
+        count = r.u32()
+        if count * (4 + 2 * KEY_BYTES) != len(r.data) - r.at:
+            raise ValueError("ROSTER message: count does not match the body length")
+        entries = tuple((r.u32(), r.take(KEY_BYTES), r.take(KEY_BYTES)) for _ in range(count))
+        _increasing(tuple(e[0] for e in entries), "ROSTER message")
+        r.done()
+        return cls(session, entries)
+
+
+@dataclass(frozen=True)
+class Ciphertext:
+    """One encrypted share: the peer (receiver or sender), the AES-GCM nonce and ciphertext."""
+
+    peer: int
+    nonce: bytes
+    data: bytes
+
+
+def _pack_cts(cts: tuple[Ciphertext, ...]) -> bytes:
+    _increasing(tuple(c.peer for c in cts), "ciphertexts")
+    parts = [_u32(len(cts), "count")]
+    for c in cts:
+        if isinstance(c.peer, bool) or not isinstance(c.peer, int) or not 0 <= c.peer <= MAX_ID:
+            raise ValueError(f"peer must be an int in [0, 2^32), got {c.peer!r}")
+        parts.append(_CT_HEAD.pack(c.peer, len(c.data), _fixed(c.nonce, NONCE_BYTES, "nonce")))
+        parts.append(c.data)
+    return b"".join(parts)
+
+
+def _read_cts(r: _Reader) -> tuple[Ciphertext, ...]:
+    count = r.u32()
+    if count > (len(r.data) - r.at) // _CT_HEAD.size:
+        raise ValueError(f"{r.what} is truncated")
+    out = []
+    data, at, end = r.data, r.at, len(r.data)
+    for _ in range(count):
+        if at + _CT_HEAD.size > end:
+            raise ValueError(f"{r.what} is truncated")
+        peer, size, nonce = _CT_HEAD.unpack_from(data, at)
+        at += _CT_HEAD.size
+        if at + size > end:
+            raise ValueError(f"{r.what} is truncated")
+        out.append(Ciphertext(peer, nonce, data[at : at + size]))
+        at += size
+    r.at = at
+    _increasing(tuple(c.peer for c in out), r.what)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class ShareKeys:
+    """A client's encrypted shares (one per neighbour) and its self-mask seed commitment."""
+
+    session: bytes
+    sender: int
+    commitment: bytes
+    ciphertexts: tuple[Ciphertext, ...]
+
+    def to_bytes(self) -> bytes:
+        """The wire form."""
+        body = (
+            _u32(self.sender, "sender")
+            + _fixed(self.commitment, 32, "commitment")
+            + _pack_cts(self.ciphertexts)
+        )
+        return _frame(MessageType.SHARE_KEYS, self.session, body)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ShareKeys:
+        """Parse strictly."""
+        session, r = _unframe(data, MessageType.SHARE_KEYS)
+        out = cls(session, r.u32(), r.take(32), _read_cts(r))
+        r.done()
+        return out
+
+
+@dataclass(frozen=True)
+class Shares:
+    """The ciphertexts addressed to ``receiver``, each entry naming its sender."""
+
+    session: bytes
+    receiver: int
+    ciphertexts: tuple[Ciphertext, ...]
+
+    def to_bytes(self) -> bytes:
+        """The wire form."""
+        body = _u32(self.receiver, "receiver") + _pack_cts(self.ciphertexts)
+        return _frame(MessageType.SHARES, self.session, body)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Shares:
+        """Parse strictly."""
+        session, r = _unframe(data, MessageType.SHARES)
+        out = cls(session, r.u32(), _read_cts(r))
+        r.done()
+        return out
+
+
+@dataclass(frozen=True)
+class SharePlaintext:
+    """The decrypted content of one ciphertext: shares of a key and a seed."""
+
+    sender: int
+    receiver: int
+    key_share: tuple[int, ...]
+    seed_share: tuple[int, ...]
+
+    SIZE = 1 + 8 + 2 * ELEMENTS * _FE_BYTES
+
+    def to_bytes(self) -> bytes:
+        """The plaintext form (105 bytes)."""
+        if len(self.key_share) != ELEMENTS or len(self.seed_share) != ELEMENTS:
+            raise ValueError(f"shares hold {ELEMENTS} field elements")
+        return (
+            bytes([VERSION])
+            + _u32(self.sender, "sender")
+            + _u32(self.receiver, "receiver")
+            + b"".join(e.to_bytes(_FE_BYTES, "little") for e in self.key_share + self.seed_share)
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SharePlaintext:
+        """Parse strictly."""
+        raw = bytes(data)
+        if len(raw) != cls.SIZE:
+            raise ValueError(f"share plaintext must be {cls.SIZE} bytes, got {len(raw)}")
+        version, sender, receiver = _PLAIN_HEAD.unpack_from(raw)
+        if version != VERSION:
+            raise ValueError("share plaintext: unsupported version")
+        elems = tuple(
+            int.from_bytes(raw[at : at + _FE_BYTES], "little")
+            for at in range(_PLAIN_HEAD.size, cls.SIZE, _FE_BYTES)
+        )
+        if max(elems) >= P:
+            raise ValueError("share plaintext holds a field element >= P")
+        key, seed = elems[:ELEMENTS], elems[ELEMENTS:]
+        return cls(sender, receiver, key, seed)
+
+
+@dataclass(frozen=True)
+class MaskedInput:
+    """A client's masked vector (uint32 words, little-endian on the wire)."""
+
+    session: bytes
+    sender: int
+    words: bytes  # 4 bytes per entry, little-endian
+
+    def to_bytes(self) -> bytes:
+        """The wire form."""
+        if len(self.words) % 4:
+            raise ValueError("words must hold whole uint32 values")
+        body = _u32(self.sender, "sender") + _u32(len(self.words) // 4, "length") + self.words
+        return _frame(MessageType.MASKED_INPUT, self.session, body)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> MaskedInput:
+        """Parse strictly."""
+        session, r = _unframe(data, MessageType.MASKED_INPUT)
+        sender, count = r.u32(), r.u32()
+        if 4 * count != len(r.data) - r.at:
+            raise ValueError("MASKED_INPUT message: length does not match the body")
+        out = cls(session, sender, r.take(4 * count))
+        r.done()
+        return out
+
+
+@dataclass(frozen=True)
+class UnmaskRequest:
+    """The server's claim of which of ``receiver``'s neighbours are alive and dropped."""
+
+    session: bytes
+    receiver: int
+    alive: tuple[int, ...]
+    dropped: tuple[int, ...]
+
+    def to_bytes(self) -> bytes:
+        """The wire form."""
+        body = _u32(self.receiver, "receiver")
+        for name, ids in (("alive", self.alive), ("dropped", self.dropped)):
+            _increasing(ids, name)
+            body += _u32(len(ids), "count") + b"".join(_u32(i, name) for i in ids)
+        return _frame(MessageType.UNMASK_REQUEST, self.session, body)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> UnmaskRequest:
+        """Parse strictly."""
+        session, r = _unframe(data, MessageType.UNMASK_REQUEST)
+        out = cls(session, r.u32(), r.ids(), r.ids())
+        r.done()
+        return out
+
+
+@dataclass(frozen=True)
+class UnmaskResponse:
+    """Shares revealed by ``sender``: (owner, kind, share), kind 0 seed, 1 key."""
+
+    session: bytes
+    sender: int
+    shares: tuple[tuple[int, int, tuple[int, ...]], ...]
+
+    def to_bytes(self) -> bytes:
+        """The wire form."""
+        _increasing(tuple(s[0] for s in self.shares), "owners")
+        body = _u32(self.sender, "sender") + _u32(len(self.shares), "count")
+        for owner, kind, share in self.shares:
+            if kind not in (SEED, KEY) or len(share) != ELEMENTS:
+                raise ValueError("a revealed share has kind 0 or 1 and 3 field elements")
+            body += _u32(owner, "owner") + bytes([kind])
+            body += b"".join(e.to_bytes(_FE_BYTES, "little") for e in share)
+        return _frame(MessageType.UNMASK_RESPONSE, self.session, body)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> UnmaskResponse:
+        """Parse strictly."""
+        session, r = _unframe(data, MessageType.UNMASK_RESPONSE)
+        sender, count = r.u32(), r.u32()
+        if count * (5 + ELEMENTS * _FE_BYTES) != len(r.data) - r.at:
+            raise ValueError("UNMASK_RESPONSE message: count does not match the body length")
+        shares = []
+        entry = 5 + ELEMENTS * _FE_BYTES
+        body = r.data
+        for at in range(r.at, r.at + count * entry, entry):
+            owner, kind = _OWNER_KIND.unpack_from(body, at)
+            if kind not in (SEED, KEY):
+                raise ValueError(f"UNMASK_RESPONSE message: unknown share kind {kind}")
+            elems = tuple(
+                int.from_bytes(body[e : e + _FE_BYTES], "little")
+                for e in range(at + 5, at + entry, _FE_BYTES)
+            )
+            if max(elems) >= P:
+                raise ValueError("UNMASK_RESPONSE message holds a field element >= P")
+            shares.append((owner, kind, elems))
+        r.at += count * entry
+        _increasing(tuple(s[0] for s in shares), "UNMASK_RESPONSE message")
+        r.done()
+        return cls(session, sender, tuple(shares))
