@@ -64,6 +64,45 @@ def test_parameters_meet_the_bounds(n: int) -> None:
     assert p.t <= p.k + 1
     if not p.complete:
         assert p.log2_correctness_failure <= -20 and p.k % 2 == 0 and p.k < n - 1
+    assert p.log2_connectivity_failure <= -40
+
+
+def _survivors_connected(n: int, w: int, removed: set[int]) -> bool:
+    """Whether the ring positions not removed stay connected with jumps 1..w (BFS)."""
+    alive = [i for i in range(n) if i not in removed]
+    if not alive:
+        return True
+    seen, todo = {alive[0]}, [alive[0]]
+    while todo:
+        i = todo.pop()
+        for step in range(1, w + 1):
+            for j in ((i + step) % n, (i - step) % n):
+                if j not in removed and j not in seen:
+                    seen.add(j)
+                    todo.append(j)
+    return len(seen) == len(alive)
+
+
+def test_connectivity_bound_holds_where_splits_are_common() -> None:
+    """The split bound against simulation on a sparse ring that does split (n=40, k=8)."""
+    import math
+    import random
+
+    from hierfed.secagg.graph import _log2_split
+
+    n, k, colluders, delta = 40, 8, 4, 0.3
+    bound = 2.0 ** _log2_split(n, k, colluders, delta)
+    assert bound < 0.6  # informative here (about 0.57)
+    rng = random.Random(7)
+    trials, splits = 4000, 0
+    for _ in range(trials):
+        positions = rng.sample(range(n), n)
+        removed = set(positions[:colluders])
+        removed |= {q for q in positions[colluders:] if rng.random() < delta}
+        splits += not _survivors_connected(n, k // 2, removed)
+    rate = splits / trials
+    assert rate > 0.02  # the regime really splits (about 6%), so the comparison means something
+    assert rate <= bound + 4 * math.sqrt(rate * (1 - rate) / trials)
 
 
 def test_harary_graph_is_regular_and_symmetric() -> None:

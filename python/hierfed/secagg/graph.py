@@ -19,11 +19,14 @@ The smallest even ``k`` admitting such a ``t`` is used, with the smallest such `
 dropouts tolerated).
 
 Bell et al. also require the honest survivors' subgraph to stay connected (else the server
-learns the sums of its components). ``H(n, k)`` is ``k``-vertex-connected, so removing fewer
-than ``k`` clients (dropped or colluding) never splits it: this holds at n = 100 with the
-default rates (15 removed, k = 46) but not at n = 1000 (150 removed, k = 82), where the
-random relabelling makes a split unlikely without the 2^-40 bound of their analysis (which
-asks for a larger ``k``).
+learns the sums of its components). In ``H(n, k)`` (jumps ``1 .. w``, ``w = k/2``) a removed set
+splits the survivors only if it holds two disjoint runs of ``w`` consecutive positions (each
+arc between two separated survivors must be cut by a full run). With ``r`` of the ``n``
+positions removed at random (the colluders and the dropped; positions are random through the
+session's relabelling), two given runs are removed with probability at most
+``(r / n)^(2w)``, so ``P[split] <= sum_r P[r removed] min(1, n^2 (r / n)^(2w))``, with ``r``
+the ``m`` colluders plus ``Binomial(n - m, delta)`` dropped and no split at all below ``k``
+removed (``H(n, k)`` is ``k``-vertex-connected). This third bound must be ``<= 2^-sigma`` too.
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ CORRECTNESS_BITS = 20
 class GraphParameters:
     """Degree ``k``, threshold ``t``, whether the graph is complete, and the bounds met.
 
-    ``log2_security_failure`` and ``log2_correctness_failure`` are the log2 of the union
-    bounds of the module docstring (``-inf`` when the event is impossible).
+    ``log2_security_failure``, ``log2_correctness_failure`` and
+    ``log2_connectivity_failure`` are the log2 of the bounds of the module docstring (``-inf``
+    when the event is impossible).
     """
 
     n: int
@@ -52,6 +56,7 @@ class GraphParameters:
     complete: bool
     log2_security_failure: float
     log2_correctness_failure: float
+    log2_connectivity_failure: float = -math.inf
 
 
 def _log_comb(a: int, b: int) -> float:
@@ -90,6 +95,31 @@ def _log2(x: float) -> float:
     return math.log2(x) if x > 0 else -math.inf
 
 
+def _log2_split(n: int, k: int, colluders: int, delta: float) -> float:
+    """log2 of the bound on the honest survivors' subgraph of ``H(n, k)`` splitting."""
+    w = k // 2
+    honest = n - colluders
+    total = 0.0
+    for dropped in range(honest + 1):
+        removed = colluders + dropped
+        if removed < k:
+            continue  # k-vertex-connected: fewer than k removed never split it
+        if delta <= 0.0:
+            break
+        if delta >= 1.0 and dropped < honest:
+            continue
+        log_pmf = (
+            _log_comb(honest, dropped)
+            + dropped * math.log(delta)
+            + (honest - dropped) * math.log1p(-delta)
+            if 0.0 < delta < 1.0
+            else 0.0
+        )
+        log_split = min(0.0, 2 * math.log(n) + 2 * w * math.log(removed / n))
+        total += math.exp(log_pmf + log_split)
+    return _log2(total)
+
+
 def _bounds(n: int, k: int, t: int, colluders: int, delta: float) -> tuple[float, float]:
     sec = n * _hypergeom_tail(n - 1, colluders, k, 2 * t - k - 1)
     cor = n * _binom_tail(k, delta, k - t)
@@ -124,8 +154,10 @@ def choose_parameters(
                 if sec > -SECURITY_BITS:
                     continue
                 if cor <= -CORRECTNESS_BITS:
-                    return GraphParameters(n, k, t, False, sec, cor)
-                break  # a larger t only worsens correctness
+                    split = _log2_split(n, k, colluders, dropout_rate)
+                    if split <= -SECURITY_BITS:
+                        return GraphParameters(n, k, t, False, sec, cor, split)
+                break  # a larger t only worsens correctness (and a split needs a larger k)
     k = n - 1
     for t in range((k + 1) // 2 + 1, k + 2):
         sec, cor = _bounds(n, k, t, colluders, dropout_rate)
