@@ -24,17 +24,26 @@ struct Batch {
     int n = 0;
 };
 
+// A 1-D contiguous numpy array of element type T (writeable when `write`), or a clear error.
 template <class T>
-py::array checked_array(py::handle obj, const std::string& what, std::size_t len, bool write) {
+py::array checked(py::handle obj, const std::string& what, bool write) {
     if (!py::isinstance<py::array>(obj)) throw py::type_error(what + " must be a numpy array");
     auto arr = py::reinterpret_borrow<py::array>(obj);
     if (!arr.dtype().is(py::dtype::of<T>()))
         throw py::type_error(what + " has the wrong dtype");
-    if (arr.ndim() != 1 || static_cast<std::size_t>(arr.shape(0)) != len)
-        throw py::value_error(what + " must be 1-D of length " + std::to_string(len));
-    if (len > 1 && arr.strides(0) != static_cast<py::ssize_t>(sizeof(T)))
+    if (arr.ndim() != 1) throw py::value_error(what + " must be 1-D");
+    if (arr.shape(0) > 1 && arr.strides(0) != static_cast<py::ssize_t>(sizeof(T)))
         throw py::value_error(what + " must be contiguous");
     if (write && !arr.writeable()) throw py::value_error(what + " must be writeable");
+    return arr;
+}
+
+// checked<T>, and of length `len`.
+template <class T>
+py::array checked_array(py::handle obj, const std::string& what, std::size_t len, bool write) {
+    auto arr = checked<T>(obj, what, write);
+    if (static_cast<std::size_t>(arr.shape(0)) != len)
+        throw py::value_error(what + " must be 1-D of length " + std::to_string(len));
     return arr;
 }
 

@@ -3,8 +3,6 @@
 // memory), arrays are kept alive by references held in C++, and the GIL is released while the
 // kernels run. The Python layer (hierfed.privacy) validates user input; these checks are the
 // last line of defence.
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
 
 #include <cmath>
 #include <cstdint>
@@ -12,6 +10,7 @@
 #include <vector>
 
 #include "hierfed/privacy_dispatch.hpp"
+#include "batch.hpp"
 #include "hierfed/threads.hpp"
 
 namespace py = pybind11;
@@ -22,19 +21,6 @@ namespace {
 constexpr std::size_t kMinParallel = std::size_t{1} << 15;  // values below which one thread
 constexpr double kTinySquares = 0x1p-900;  // sums below this are redone with scaling (Python)
 constexpr double kTinyFactor = 0x1p-900;   // factors below this are applied by Python
-
-template <class T>
-py::array checked(py::handle obj, const std::string& what, bool write) {
-    if (!py::isinstance<py::array>(obj)) throw py::type_error(what + " must be a numpy array");
-    auto arr = py::reinterpret_borrow<py::array>(obj);
-    if (!arr.dtype().is(py::dtype::of<T>()))
-        throw py::type_error(what + " has the wrong dtype");
-    if (arr.ndim() != 1) throw py::value_error(what + " must be 1-D");
-    if (arr.shape(0) > 1 && arr.strides(0) != static_cast<py::ssize_t>(sizeof(T)))
-        throw py::value_error(what + " must be contiguous");
-    if (write && !arr.writeable()) throw py::value_error(what + " must be writeable");
-    return arr;
-}
 
 ChaChaKey make_key(const py::object& key, const py::object& nonce) {
     auto k = checked<std::uint32_t>(key, "key", false);

@@ -1,8 +1,6 @@
 // Python binding of the secure-aggregation masks kernel. Every argument is checked here (the
 // kernel writes raw memory) and the GIL is released while it runs; hierfed.secagg validates
 // user input, these checks are the last line of defence.
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
 
 #include <cstdint>
 #include <cstring>
@@ -10,6 +8,7 @@
 
 #include "hierfed/dispatch.hpp"
 #include "hierfed/masks.hpp"
+#include "batch.hpp"
 #include "hierfed/threads.hpp"
 
 namespace py = pybind11;
@@ -39,19 +38,6 @@ const SecaggKernelSet& secagg_kernels() {
 namespace {
 
 constexpr std::size_t kMinParallelWords = std::size_t{1} << 15;  // key-words below: one thread
-
-template <class T>
-py::array checked(py::handle obj, const std::string& what, bool write) {
-    if (!py::isinstance<py::array>(obj)) throw py::type_error(what + " must be a numpy array");
-    auto arr = py::reinterpret_borrow<py::array>(obj);
-    if (!arr.dtype().is(py::dtype::of<T>()))
-        throw py::type_error(what + " has the wrong dtype");
-    if (arr.ndim() != 1) throw py::value_error(what + " must be 1-D");
-    if (arr.shape(0) > 1 && arr.strides(0) != static_cast<py::ssize_t>(sizeof(T)))
-        throw py::value_error(what + " must be contiguous");
-    if (write && !arr.writeable()) throw py::value_error(what + " must be writeable");
-    return arr;
-}
 
 void apply_masks(const py::object& keys, const py::object& negate, const py::object& out,
                  int n_threads) {
