@@ -114,14 +114,15 @@ def multi_krum(
 def _multi_krum(
     upd: Updates, f: Any, m: Any = None, weights: Any = None, *, check_finite: bool = True
 ) -> Selection:
+    f = check_f(f, upd.n, 2, "krum")
     w = as_weights(weights, upd.n)
-    _, scores = _krum_select(upd, f, check_finite)
     if m is None:
-        m = upd.n - int(f)
+        m = upd.n - f
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)):
         raise TypeError(f"m must be an int or None, got {type(m).__name__}")
     if not 1 <= m <= upd.n:
         raise ValueError(f"m must satisfy 1 <= m <= n (n={upd.n}), got {m}")
+    _, scores = _krum_select(upd, f, check_finite)  # parameters first, then the distances
     chosen = tuple(sorted(int(i) for i in np.argsort(scores, kind="stable")[:m]))
     return mean_of(upd, chosen, w), chosen
 
