@@ -270,7 +270,7 @@ inline void around_median_lanes(const T* const* rows, std::size_t j, const Coord
     using VD = simd::Vec<double>;
     constexpr int W = simd::Lanes<T>::value;
     constexpr int WD = simd::Lanes<double>::value;
-    using Part = typename simd::VectorOf<T, WD * sizeof(T)>::type;
+    using Part = simd::VecOfDoubleLanes<T>;
     const int n = p.n, keep = p.k, m = (n - 1) / 2;
     const std::size_t off = std::size_t(h) * WD;
     auto widen = [](const T* at) { return __builtin_convertvector(load<Part>(at), VD); };

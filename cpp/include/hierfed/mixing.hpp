@@ -16,11 +16,9 @@ namespace hierfed::HIERFED_ISA {
 
 namespace mixing {
 
-// One native float64 vector of coordinates, and the same count of T.
+// One native float64 vector of coordinates.
 using VN = simd::Vec<double>;
 constexpr int kLanes = simd::Lanes<double>::value;
-template <class T>
-using Part = typename simd::VectorOf<T, kLanes * sizeof(T)>::type;
 
 // Outputs o0 .. o0 + R - 1 at coordinate `c` from the widened tile (R accumulators in
 // registers, rows added in index order).
@@ -34,7 +32,7 @@ inline void outputs(const VN* tile, int n, const double* w, const double* wsum, 
             acc[q] = acc[q] + simd::splat<VN>(w[std::size_t(o0 + q) * n + i]) * x;
     }
     for (int q = 0; q < R; ++q)
-        simd::store(outs[o0 + q] + c, __builtin_convertvector(acc[q] / wsum[o0 + q], Part<T>));
+        simd::store(outs[o0 + q] + c, __builtin_convertvector(acc[q] / wsum[o0 + q], simd::VecOfDoubleLanes<T>));
 }
 
 }  // namespace mixing
@@ -44,7 +42,7 @@ inline void outputs(const VN* tile, int n, const double* w, const double* wsum, 
 template <class T>
 inline bool mix_range(const T* const* rows, int n, const double* w, const double* wsum, int m,
                       T* const* outs, std::size_t c0, std::size_t c1) {
-    using P = mixing::Part<T>;
+    using P = simd::VecOfDoubleLanes<T>;
     constexpr int W = mixing::kLanes;
     constexpr int R = 8;
     std::vector<mixing::VN> tile(n);

@@ -36,6 +36,11 @@ using Vec = typename VectorOf<T, HIERFED_VECTOR_BYTES>::type;
 template <class T>
 using VecD = typename VectorOf<double, 8 * Lanes<T>::value>::type;
 
+// As many T lanes as one native float64 vector: widened to float64 they fill one register,
+// where compares and selects stay single instructions (GCC scalarises them on wider vectors).
+template <class T>
+using VecOfDoubleLanes = typename VectorOf<T, Lanes<double>::value * sizeof(T)>::type;
+
 // Integer lanes of the same size and count as Vec<T>: comparison masks and row indices.
 template <class T>
 using Int = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
