@@ -18,7 +18,7 @@ import pytest
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import hierfed
-from bench import peers
+from bench import memory, peers
 from hierfed import _backend
 
 SLOW_S = 0.3  # calls at least this slow get SLOW_ROUNDS rounds
@@ -117,5 +117,41 @@ def run_timed(benchmark: Any) -> Callable[[Callable[[], Any], peers.Config], Any
         benchmark.extra_info.update(rounds=rounds, cold_cache=cold, load1=os.getloadavg()[0])
         benchmark.pedantic(call, setup=setup, rounds=rounds, iterations=1, warmup_rounds=0)
         return out
+
+    return run
+
+
+@pytest.fixture
+def time_case(
+    benchmark: Any,
+    data_for: Callable[[peers.Config], peers.Data],
+    run_timed: Callable[[Callable[[], Any], peers.Config], Any],
+) -> Callable[[peers.Config, str, peers.Impl], None]:
+    """``time_case(cfg, op, impl)``: one entry of a group, shared by the suites.
+
+    Skips an implementation that cannot run (or would take far too long) here; times it on
+    ``cfg``'s input after a warm-up; records size, threads and (where ``cfg.memory``) peak
+    extra memory; checks its answer against the reference (the Gram floor has none; an
+    unchecked peer's error is only recorded).
+    """
+
+    def run(cfg: peers.Config, op: str, impl: peers.Impl) -> None:
+        reason = impl.unavailable() or impl.too_slow(cfg)
+        if reason:
+            pytest.skip(reason)
+        benchmark.group = cfg.group(op)
+        benchmark.extra_info.update(op=op, threads=peers.threads(), **cfg.info(), **impl.info())
+        peers.warm_up(op, impl, cfg)
+        data = data_for(cfg)
+        with impl.active():
+            out = run_timed(impl.make(data), cfg)
+        if cfg.memory and memory.enabled():
+            benchmark.extra_info.update(memory.measure(cfg, op, impl.name))
+        if impl.computes == peers.GRAM:
+            return  # the Gram matrix: a cost baseline, not an answer
+        err = peers.max_abs_err(out, impl.reference(op, data), op)
+        benchmark.extra_info["max_abs_err"] = err
+        ok = not impl.checked or err <= peers.tolerance(cfg.dtype, op)
+        assert ok, f"{impl.name} differs from the reference by {err}"
 
     return run

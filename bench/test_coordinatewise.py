@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench import memory, peers
+from bench import peers
 
 CASES = [
     pytest.param(cfg, op, impl, id=f"{op}-{cfg.label}-{impl.name}")
@@ -22,26 +22,6 @@ CASES = [
 
 
 @pytest.mark.parametrize(("cfg", "op", "impl"), CASES)
-def test_coordinatewise(
-    benchmark: Any,
-    data_for: Any,
-    run_timed: Any,
-    cfg: peers.Config,
-    op: str,
-    impl: peers.Impl,
-) -> None:
+def test_coordinatewise(time_case: Any, cfg: peers.Config, op: str, impl: peers.Impl) -> None:
     """Time ``impl`` computing ``op``; check its answer; record size, memory and error."""
-    reason = impl.unavailable()
-    if reason:
-        pytest.skip(reason)
-    benchmark.group = cfg.group(op)
-    benchmark.extra_info.update(op=op, threads=peers.threads(), **cfg.info(), **impl.info())
-    peers.warm_up(op, impl, cfg)
-    data = data_for(cfg)
-    with impl.active():
-        out = run_timed(impl.make(data), cfg)
-    err = peers.max_abs_err(out, impl.reference(op, data))
-    benchmark.extra_info["max_abs_err"] = err
-    if cfg.memory and memory.enabled():
-        benchmark.extra_info.update(memory.measure(cfg, op, impl.name))
-    assert err <= peers.tolerance(cfg.dtype), f"{impl.name} differs from the reference by {err}"
+    time_case(cfg, op, impl)
