@@ -10,7 +10,8 @@ Groups (2 threads by default, ``HIERFED_BENCH_THREADS``):
 - ``discrete_gaussian 1e6 sigma=3``: exact CKS samples against rounding numpy normals (not
   exact; a speed reference only); ``samples_per_s`` is recorded.
 - ``clip n=50 d=1e6 float32``: ``clip_by_l2_norm`` (new output, and into a preallocated
-  ``out=``) against the floor ``np.mean(X, axis=0)`` and the usual numpy clipping.
+  ``out=``) against the floor ``np.mean(X, axis=0)``, the new-output floor ``X.copy()`` and
+  the usual numpy clipping.
 """
 
 from __future__ import annotations
@@ -157,6 +158,11 @@ def clip_input() -> np.ndarray:
 
 def test_clip_floor(benchmark: Any, clip_input: np.ndarray) -> None:
     _run(benchmark, "clip n=50 d=1e6 float32", "np.mean (floor)", lambda: clip_input.mean(axis=0))
+
+
+def test_clip_copy_floor(benchmark: Any, clip_input: np.ndarray) -> None:
+    """The floor of any clipping that returns a new array: one read, one freshly faulted write."""
+    _run(benchmark, "clip n=50 d=1e6 float32", "X.copy() (new-output floor)", clip_input.copy)
 
 
 def test_clip_numpy(benchmark: Any, clip_input: np.ndarray) -> None:
