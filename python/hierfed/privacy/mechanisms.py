@@ -252,9 +252,19 @@ class CentralDPMechanism:
         """sigma / sensitivity."""
         return self.sigma / self.sensitivity
 
-    def add_noise(self, x: Any, *, in_place: bool = False) -> Any:
-        """The aggregate ``x`` plus N(0, sigma^2) noise; records one round."""
-        out = _noised_copy(x, _NORMAL, self.sigma, self.generator, in_place)
+    def add_noise(self, x: Any, *, in_place: bool = False, sensitivity: float | None = None) -> Any:
+        """The aggregate ``x`` plus N(0, sigma^2) noise; records one round.
+
+        ``sensitivity`` overrides the mechanism's for this release only: the noise becomes
+        ``noise_multiplier * sensitivity``, the same privacy per release (it depends on the
+        ratio alone), for aggregates whose sensitivity changes from round to round.
+        """
+        scale = (
+            self.sigma
+            if sensitivity is None
+            else self.noise_multiplier * _checks.positive(sensitivity, "sensitivity")
+        )
+        out = _noised_copy(x, _NORMAL, scale, self.generator, in_place)
         self.accountant.step(self.noise_multiplier, self.sample_rate)
         self.rounds += 1
         return out

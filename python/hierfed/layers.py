@@ -1,0 +1,604 @@
+"""Two-layer aggregation (spec/layers.md): robust per basket, then secure and private across.
+
+Layer 1 (:class:`Layer1Aggregator`) runs any :class:`~hierfed.AggregationMethod` over one
+basket's updates and may add local Gaussian noise, calibrated to the rule's sensitivity
+(:mod:`hierfed.sensitivity`) over updates clipped to ``local_clip_norm``; it yields a
+:class:`BasketModel`. Layer 2 (:class:`Layer2Aggregator`) clips every basket model to
+``clip_norm``, weights them (by size, uniformly or by confidence), sums them with secure
+aggregation when asked and there are at least two, adds central DP noise and reports the
+privacy spent over all rounds; it yields a :class:`GlobalMetaModel`.
+
+Neighbouring relation of both layers' noise: one input (a client's update in Layer 1, a
+basket's model in Layer 2) replaced by any other, the count and the weights public.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._inputs import as_updates
+from .aggregator import AggregationMethod, aggregate
+from .coordinatewise import mean
+from .privacy import (
+    CentralDPMechanism,
+    GaussianMechanism,
+    NoiseGenerator,
+    RDPAccountant,
+    analytic_gaussian_sigma,
+    clip_by_l2_norm,
+    l2_norms,
+)
+from .secagg import SecAggConfig, SecureAggregator
+from .sensitivity import aggregate_sensitivity
+
+__all__ = [
+    "BasketModel",
+    "CentralDPMechanism",
+    "GlobalMetaModel",
+    "Layer1Aggregator",
+    "Layer1Config",
+    "Layer2Aggregator",
+    "Layer2Config",
+    "SecureAggregator",
+    "Weighting",
+    "simple_average",
+    "weighted_average",
+]
+
+_TAKES_WEIGHTS = {
+    AggregationMethod.MEAN,
+    AggregationMethod.TRIMMED_MEAN,
+    AggregationMethod.MEDIAN,
+    AggregationMethod.MULTI_KRUM,
+    AggregationMethod.BULYAN,
+    AggregationMethod.GEOMETRIC_MEDIAN,
+}
+_PER_F = {AggregationMethod.KRUM: 2, AggregationMethod.MULTI_KRUM: 2, AggregationMethod.BULYAN: 4}
+
+
+def _positive(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be finite and > 0, got {value}")
+    return float(value)
+
+
+def _count(value: Any, name: str, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < least:
+        raise ValueError(f"{name} must be >= {least}, got {value}")
+    return value
+
+
+def _probability(value: Any, name: str) -> float:
+    x = _positive(value, name)
+    if x >= 1:
+        raise ValueError(f"{name} must be in (0, 1), got {x}")
+    return x
+
+
+@dataclass
+class Layer1Config:
+    """Settings of the robust aggregation inside a basket.
+
+    Attributes
+    ----------
+    aggregation_method
+        The rule (any :class:`~hierfed.AggregationMethod`).
+    trim_alpha
+        The trimmed mean's ``trim_ratio``.
+    min_updates
+        Updates a basket buffers before its aggregation triggers (at least the rule's own
+        minimum, e.g. ``2f + 3`` for Krum, is needed to aggregate at all).
+    apply_local_noise
+        Clip updates to ``local_clip_norm`` and add Gaussian noise to the basket model.
+    method_params
+        Further parameters of the rule, e.g. ``{"f": 2}`` for Krum or Bulyan, ``{"tau": 1.0}``
+        for centered clipping (whose ``center`` defaults to the basket's previous model).
+    pre
+        ``"nnm"`` for nearest-neighbour mixing before the rule (needs ``f``).
+    expected_contributors
+        The count at which a basket model has confidence 1 (default ``min_updates``).
+    local_clip_norm
+        L2 norm every update is clipped to when local noise is on.
+    local_epsilon, local_delta
+        Per-release (epsilon, delta) of the local noise (analytic Gaussian calibration).
+    local_noise_multiplier
+        Noise standard deviation over sensitivity; overrides ``local_epsilon``/``local_delta``.
+    """
+
+    aggregation_method: AggregationMethod = AggregationMethod.TRIMMED_MEAN
+    trim_alpha: float = 0.1
+    min_updates: int = 3
+    apply_local_noise: bool = True
+    method_params: dict[str, Any] = field(default_factory=dict)
+    pre: str | None = None
+    expected_contributors: int | None = None
+    local_clip_norm: float = 1.0
+    local_epsilon: float = 1.0
+    local_delta: float = 1e-5
+    local_noise_multiplier: float | None = None
+
+    def __post_init__(self) -> None:
+        self.aggregation_method = AggregationMethod(self.aggregation_method)
+        if isinstance(self.trim_alpha, bool) or not isinstance(self.trim_alpha, (int, float)):
+            raise TypeError("trim_alpha must be a number")
+        if not 0 <= self.trim_alpha < 0.5:
+            raise ValueError(f"trim_alpha must be in [0, 0.5), got {self.trim_alpha}")
+        _count(self.min_updates, "min_updates", 1)
+        if not isinstance(self.apply_local_noise, bool):
+            raise TypeError("apply_local_noise must be a bool")
+        if not isinstance(self.method_params, Mapping):
+            raise TypeError("method_params must be a dict of the rule's parameters")
+        if self.pre is not None and self.pre != "nnm":
+            raise ValueError(f"pre must be None or 'nnm', got {self.pre!r}")
+        if self.expected_contributors is not None:
+            _count(self.expected_contributors, "expected_contributors", 1)
+        _positive(self.local_clip_norm, "local_clip_norm")
+        _positive(self.local_epsilon, "local_epsilon")
+        _probability(self.local_delta, "local_delta")
+        if self.local_noise_multiplier is not None:
+            _positive(self.local_noise_multiplier, "local_noise_multiplier")
+
+    @property
+    def noise_multiplier(self) -> float:
+        """The local noise's standard deviation over the rule's sensitivity."""
+        if self.local_noise_multiplier is not None:
+            return float(self.local_noise_multiplier)
+        return analytic_gaussian_sigma(self.local_epsilon, self.local_delta, 1.0)
+
+    def min_inputs(self) -> int:
+        """The fewest updates the rule (with its ``f``) can aggregate."""
+        per_f = _PER_F.get(self.aggregation_method)
+        f = self.method_params.get("f")
+        if per_f is not None and isinstance(f, int):
+            return per_f * f + 3
+        return 1
+
+
+@dataclass
+class BasketModel:
+    """A basket's aggregate for one round.
+
+    ``confidence = min(1, n_contributors / expected_contributors)``.
+    """
+
+    basket_id: str
+    aggregate: np.ndarray[Any, Any]
+    n_contributors: int
+    round_id: int
+    timestamp: float
+    confidence: float
+
+
+class Layer1Aggregator:
+    """Aggregates the updates of one basket at a time into a :class:`BasketModel`.
+
+    Parameters
+    ----------
+    config
+        A :class:`Layer1Config` (default settings when ``None``).
+    generator
+        Source of the local noise (default: a fresh secure :class:`~hierfed.NoiseGenerator`).
+    clock
+        Gives :attr:`BasketModel.timestamp` (default ``time.time``).
+
+    The local noise spent per basket is accounted (RDP, composed over that basket's
+    releases): :meth:`privacy_spent`. :attr:`last_stats` holds the stats of spec/layers.md for
+    the last call.
+    """
+
+    def __init__(
+        self,
+        config: Layer1Config | None = None,
+        *,
+        generator: NoiseGenerator | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = Layer1Config() if config is None else config
+        if not isinstance(self.config, Layer1Config):
+            raise TypeError(f"config must be a Layer1Config, got {type(config).__name__}")
+        self.generator = NoiseGenerator() if generator is None else generator
+        self.clock = clock
+        self.last_stats: dict[str, Any] = {}
+        self._accountants: dict[str, RDPAccountant] = {}
+        self._previous: dict[str, np.ndarray[Any, Any]] = {}
+
+    def _params(self, n: int, weights: Any) -> dict[str, Any]:
+        cfg = self.config
+        params = dict(cfg.method_params)
+        rule = cfg.aggregation_method
+        if rule is AggregationMethod.TRIMMED_MEAN and "n_trim" not in params:
+            params.setdefault("trim_ratio", cfg.trim_alpha)
+        if weights is not None and rule in _TAKES_WEIGHTS:
+            params["weights"] = weights
+        return params
+
+    def aggregate(
+        self,
+        updates: Sequence[Any] | np.ndarray[Any, Any],
+        weights: Sequence[float] | np.ndarray[Any, Any] | None = None,
+        *,
+        basket_id: str = "",
+        round_id: int = 0,
+        expected_contributors: int | None = None,
+    ) -> BasketModel | None:
+        """The basket model of ``updates`` (``None`` when there are none).
+
+        Parameters
+        ----------
+        updates
+            An ``(n, d)`` array or a sequence of ``n`` arrays of one shape (read in place).
+        weights
+            Optional non-negative weight per update (e.g. staleness weights); rules without
+            weights (Krum, centered clipping) ignore them (``last_stats["weights_used"]``).
+        basket_id, round_id
+            Recorded in the model.
+        expected_contributors
+            Overrides the config's for the confidence (e.g. the basket's member count).
+        """
+        cfg = self.config
+        if len(updates) == 0:
+            self.last_stats = {"basket_id": basket_id, "n_updates": 0}
+            return None
+        upd = as_updates(updates)
+        if upd.kind == "models":
+            raise TypeError("Layer 1 takes flat updates (one array each); flatten per-layer models")
+        rule = cfg.aggregation_method
+        n = upd.n
+        if n < cfg.min_inputs():
+            raise ValueError(
+                f"{rule.value} with f={cfg.method_params.get('f')} needs at least "
+                f"{cfg.min_inputs()} updates; basket {basket_id!r} has {n}"
+            )
+        inputs: Any = updates
+        if cfg.apply_local_noise:
+            inputs = clip_by_l2_norm(updates, cfg.local_clip_norm)
+        params = self._params(n, weights)
+        center_norm = 0.0
+        if rule is AggregationMethod.CENTERED_CLIPPING and "center" not in params:
+            shape = upd.shapes[0]
+            previous = self._previous.get(basket_id)
+            ok = previous is not None and previous.shape == shape and previous.dtype == upd.dtype
+            params["center"] = previous if ok else np.zeros(shape, upd.dtype)
+        if "center" in params:
+            center_norm = float(np.linalg.norm(np.asarray(params["center"], np.float64)))
+        result = aggregate(inputs, rule, cfg.pre, **params)
+        agg = np.asarray(result.aggregate)
+        sigma = sensitivity = 0.0
+        if cfg.apply_local_noise:
+            sensitivity = aggregate_sensitivity(
+                rule,
+                n,
+                cfg.local_clip_norm,
+                weights=params.get("weights"),
+                pre=cfg.pre,
+                center_norm=center_norm,
+                **{k: v for k, v in params.items() if k in ("trim_ratio", "n_trim", "f")},
+            )
+            z = cfg.noise_multiplier
+            sigma = z * sensitivity
+            GaussianMechanism(sigma, sensitivity, generator=self.generator).add_noise(
+                agg, in_place=True
+            )
+            self._accountants.setdefault(basket_id, RDPAccountant()).step(z)
+        self._previous[basket_id] = agg
+        expected = expected_contributors or cfg.expected_contributors or cfg.min_updates
+        self.last_stats = {
+            "basket_id": basket_id,
+            "n_updates": n,
+            "aggregation_method": rule.value,
+            "outliers_removed": len(result.outliers_removed),
+            "local_noise_added": cfg.apply_local_noise,
+            "local_noise_sigma": sigma,
+            "local_sensitivity": sensitivity,
+            "weights_used": "weights" in params,
+            "selected": result.selected,
+        }
+        return BasketModel(
+            basket_id=basket_id,
+            aggregate=agg,
+            n_contributors=n,
+            round_id=round_id,
+            timestamp=float(self.clock()),
+            confidence=min(1.0, n / expected),
+        )
+
+    def privacy_spent(self, basket_id: str, delta: float | None = None) -> tuple[float, float]:
+        """(epsilon, delta) of the local noise of every release of ``basket_id`` so far."""
+        target = self.config.local_delta if delta is None else delta
+        acc = self._accountants.get(basket_id)
+        if acc is None:
+            return 0.0, 0.0
+        return acc.get_epsilon(target), float(target)
+
+
+class Weighting(str, Enum):
+    """How Layer 2 weights basket models."""
+
+    SIZE = "size"
+    UNIFORM = "uniform"
+    CONFIDENCE = "confidence"
+
+
+@dataclass
+class Layer2Config:
+    """Settings of the aggregation across baskets.
+
+    Attributes
+    ----------
+    use_secure_aggregation
+        Sum the basket models with SecAgg+ (when at least two take part).
+    central_dp_epsilon, central_dp_delta
+        Per-round (epsilon, delta) of the central noise (analytic Gaussian); ``None`` for
+        epsilon turns central DP off. ``central_dp_delta`` is also the delta at which
+        ``privacy_spent`` is reported.
+    clip_norm
+        L2 norm every basket model is clipped to (bounds the sensitivity).
+    min_baskets
+        Basket models the global trigger waits for.
+    weight_by_size
+        Weight by ``n_contributors`` (else uniformly), unless ``weighting`` says otherwise.
+    weighting
+        ``"size"``, ``"uniform"`` or ``"confidence"``; ``None`` follows ``weight_by_size``.
+    central_dp_noise_multiplier
+        Noise standard deviation over sensitivity per round; overrides ``central_dp_epsilon``
+        (the form for many rounds; the accountant composes them).
+    """
+
+    use_secure_aggregation: bool = True
+    central_dp_epsilon: float | None = 1.0
+    central_dp_delta: float = 1e-5
+    clip_norm: float = 1.0
+    min_baskets: int = 2
+    weight_by_size: bool = True
+    weighting: Weighting | str | None = None
+    central_dp_noise_multiplier: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("use_secure_aggregation", "weight_by_size"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool")
+        if self.central_dp_epsilon is not None:
+            _positive(self.central_dp_epsilon, "central_dp_epsilon")
+        _probability(self.central_dp_delta, "central_dp_delta")
+        _positive(self.clip_norm, "clip_norm")
+        _count(self.min_baskets, "min_baskets", 1)
+        if self.weighting is not None:
+            try:
+                self.weighting = Weighting(self.weighting)
+            except ValueError:
+                known = ", ".join(w.value for w in Weighting)
+                raise ValueError(
+                    f"weighting must be one of {known}; got {self.weighting!r}"
+                ) from None
+        if self.central_dp_noise_multiplier is not None:
+            _positive(self.central_dp_noise_multiplier, "central_dp_noise_multiplier")
+
+    @property
+    def scheme(self) -> Weighting:
+        """The weighting in force."""
+        if self.weighting is not None:
+            return Weighting(self.weighting)
+        return Weighting.SIZE if self.weight_by_size else Weighting.UNIFORM
+
+    @property
+    def central_dp(self) -> bool:
+        """Whether central noise is added."""
+        return self.central_dp_epsilon is not None or self.central_dp_noise_multiplier is not None
+
+
+@dataclass
+class GlobalMetaModel:
+    """The global aggregate of one Layer 2 round.
+
+    ``privacy_spent`` is the central DP (epsilon, delta) over all rounds so far.
+    """
+
+    aggregate: np.ndarray[Any, Any]
+    n_baskets: int
+    n_clients_total: int
+    round_id: int
+    timestamp: float
+    privacy_spent: tuple[float, float]
+
+
+def _raw_weights(models: list[BasketModel], scheme: Weighting) -> NDArray[np.float64]:
+    if scheme is Weighting.SIZE:
+        raw = [float(m.n_contributors) for m in models]
+    elif scheme is Weighting.CONFIDENCE:
+        raw = [float(m.confidence) for m in models]
+    else:
+        raw = [1.0] * len(models)
+    w = np.asarray(raw, dtype=np.float64)
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"basket weights ({scheme.value}) must be finite and >= 0, got {raw}")
+    if w.sum() <= 0:
+        raise ValueError(f"every basket model has weight zero ({scheme.value})")
+    normalised: NDArray[np.float64] = w / w.sum()
+    return normalised
+
+
+def _check_models(basket_models: Any) -> list[BasketModel]:
+    if isinstance(basket_models, (str, bytes)) or not isinstance(basket_models, Sequence):
+        raise TypeError("basket_models must be a sequence of BasketModel (or None)")
+    models = []
+    for i, m in enumerate(basket_models):
+        if m is None:
+            continue
+        if not isinstance(m, BasketModel):
+            raise TypeError(f"basket_models[{i}] must be a BasketModel or None")
+        if m.n_contributors > 0:
+            models.append(m)
+    if not models:
+        raise ValueError("no basket model to aggregate (all None or empty)")
+    first = np.asarray(models[0].aggregate)
+    for m in models:
+        a = np.asarray(m.aggregate)
+        if a.shape != first.shape or a.dtype != first.dtype:
+            raise ValueError(
+                f"basket {m.basket_id!r}: aggregate {a.shape} {a.dtype} differs from "
+                f"{models[0].basket_id!r}'s {first.shape} {first.dtype}"
+            )
+        if a.dtype not in (np.float32, np.float64):
+            raise TypeError(f"basket {m.basket_id!r}: aggregates must be float32 or float64")
+    return models
+
+
+class Layer2Aggregator:
+    """Combines basket models into a :class:`GlobalMetaModel`, round after round.
+
+    Each round: basket models that are ``None`` or empty are skipped; the rest are clipped to
+    ``clip_norm`` (L2) and weighted (normalised weights ``w``, public); their weighted sum is
+    computed with SecAgg+ when ``use_secure_aggregation`` and at least two take part (each
+    basket submits ``w_i x_i``; a basket dropping out of the protocol leaves the survivors'
+    weights renormalised); then central Gaussian noise of standard deviation
+    ``z * 2 clip_norm max(w)`` (the replace-one sensitivity of the weighted sum) is added, and
+    the accountant records the round.
+
+    Parameters
+    ----------
+    config
+        A :class:`Layer2Config`.
+    generator
+        Noise source (default: a fresh secure :class:`~hierfed.NoiseGenerator`).
+    accountant
+        Accountant of the central noise (default :class:`~hierfed.privacy.RDPAccountant`).
+    clock
+        Gives :attr:`GlobalMetaModel.timestamp` (default ``time.time``).
+    """
+
+    def __init__(
+        self,
+        config: Layer2Config | None = None,
+        *,
+        generator: NoiseGenerator | None = None,
+        accountant: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = Layer2Config() if config is None else config
+        if not isinstance(self.config, Layer2Config):
+            raise TypeError(f"config must be a Layer2Config, got {type(config).__name__}")
+        cfg = self.config
+        self.mechanism: CentralDPMechanism | None = None
+        if cfg.central_dp_noise_multiplier is not None:
+            self.mechanism = CentralDPMechanism.from_noise_multiplier(
+                cfg.central_dp_noise_multiplier,
+                cfg.central_dp_delta,
+                generator=generator,
+                accountant=accountant,
+            )
+        elif cfg.central_dp_epsilon is not None:
+            self.mechanism = CentralDPMechanism(
+                cfg.central_dp_epsilon,
+                cfg.central_dp_delta,
+                1.0,
+                generator=generator,
+                accountant=accountant,
+            )
+        self.clock = clock
+        self.rounds = 0
+        self.last_stats: dict[str, Any] = {}
+
+    def privacy_spent(self) -> tuple[float, float]:
+        """Central (epsilon, delta) over every round so far; (0, 0) without central DP."""
+        return (0.0, 0.0) if self.mechanism is None else self.mechanism.privacy_spent()
+
+    def aggregate(
+        self,
+        basket_models: Sequence[BasketModel | None],
+        secure_agg_coordinator: SecureAggregator | None = None,
+    ) -> GlobalMetaModel:
+        """The global model of ``basket_models``.
+
+        Parameters
+        ----------
+        basket_models
+            This round's basket models; ``None`` and empty ones are skipped.
+        secure_agg_coordinator
+            The :class:`SecureAggregator` to run the sum (default: one made from the config,
+            clipping coordinates to ``clip_norm``, which clipped models never exceed).
+        """
+        cfg = self.config
+        models = _check_models(basket_models)
+        w = _raw_weights(models, cfg.scheme)
+        arrays = [np.asarray(m.aggregate) for m in models]
+        norms = l2_norms(arrays)
+        clipped = clip_by_l2_norm(arrays, cfg.clip_norm)
+        secure = cfg.use_secure_aggregation and len(models) >= 2
+        survivors = list(range(len(models)))
+        if secure:
+            coordinator = secure_agg_coordinator or SecureAggregator(
+                SecAggConfig(clip=cfg.clip_norm)
+            )
+            for i, x in enumerate(clipped):
+                coordinator.submit_share(i, (x * w[i]).astype(x.dtype, copy=False))
+            total = np.asarray(coordinator.finalize())
+            assert coordinator.last_result is not None
+            alive = set(coordinator.last_result.survivors)
+            survivors = [i for i in survivors if i in alive]
+            agg = (total / w[survivors].sum()).astype(arrays[0].dtype)
+        else:
+            agg = weighted_average(clipped, w)
+        sensitivity = 2.0 * cfg.clip_norm * float(w[survivors].max() / w[survivors].sum())
+        sigma = 0.0
+        if self.mechanism is not None:
+            agg = self.mechanism.add_noise(agg, in_place=True, sensitivity=sensitivity)
+            sigma = self.mechanism.noise_multiplier * sensitivity
+        spent = self.privacy_spent()
+        kept = [models[i] for i in survivors]
+        round_id = self.rounds
+        self.rounds += 1
+        n_clients = sum(m.n_contributors for m in kept)
+        self.last_stats = {
+            "n_baskets": len(kept),
+            "n_clients_total": n_clients,
+            "secure_agg_used": secure,
+            "central_dp_epsilon": cfg.central_dp_epsilon if self.mechanism else None,
+            "round_id": round_id,
+            "privacy_spent": spent,
+            "noise_sigma": sigma,
+            "sensitivity": sensitivity,
+            "basket_ids": [m.basket_id for m in models],
+            "weights": [float(x) for x in w],
+            "baskets_clipped": int(np.sum(norms > cfg.clip_norm)),
+            "baskets_dropped": [
+                models[i].basket_id for i in range(len(models)) if i not in survivors
+            ],
+        }
+        return GlobalMetaModel(
+            aggregate=agg,
+            n_baskets=len(kept),
+            n_clients_total=n_clients,
+            round_id=round_id,
+            timestamp=float(self.clock()),
+            privacy_spent=spent,
+        )
+
+
+def _aggregates(basket_models: Sequence[BasketModel | np.ndarray[Any, Any]]) -> list[Any]:
+    return [m.aggregate if isinstance(m, BasketModel) else m for m in basket_models]
+
+
+def weighted_average(
+    basket_models: Sequence[BasketModel | np.ndarray[Any, Any]], weights: ArrayLike
+) -> np.ndarray[Any, Any]:
+    """sum w_i x_i / sum w_i over basket models (or arrays); no clipping, no noise."""
+    return np.asarray(mean(_aggregates(basket_models), weights=weights))
+
+
+def simple_average(
+    basket_models: Sequence[BasketModel | np.ndarray[Any, Any]],
+) -> np.ndarray[Any, Any]:
+    """The unweighted mean of basket models (or arrays); no clipping, no noise."""
+    return np.asarray(mean(_aggregates(basket_models)))

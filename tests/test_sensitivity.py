@@ -1,0 +1,136 @@
+"""The sensitivity bounds hold: no pair of neighbouring inputs moves an aggregate further.
+
+For each rule, random and adversarial datasets of updates clipped to C are compared with the
+same dataset with one update replaced (by its negation, a far point on the sphere, a copy of
+another, zero); the aggregates' distance must never exceed ``aggregate_sensitivity``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hierfed import AggregationMethod, aggregate, clip_by_l2_norm
+from hierfed.sensitivity import aggregate_sensitivity
+
+C = 1.5
+
+RULES = [
+    (AggregationMethod.MEAN, {}),
+    (AggregationMethod.TRIMMED_MEAN, {"trim_ratio": 0.2}),
+    (AggregationMethod.MEDIAN, {}),
+    (AggregationMethod.KRUM, {"f": 1}),
+    (AggregationMethod.MULTI_KRUM, {"f": 1}),
+    (AggregationMethod.BULYAN, {"f": 1}),
+    (AggregationMethod.GEOMETRIC_MEDIAN, {}),
+    (AggregationMethod.CENTERED_CLIPPING, {"tau": 0.5, "n_iter": 3}),
+]
+
+
+def _replacements(x: np.ndarray, i: int, rng: np.random.Generator) -> list[np.ndarray]:
+    far = rng.normal(size=x.shape[1])
+    far *= C / np.linalg.norm(far)
+    return [-x[i], far, x[(i + 1) % len(x)], np.zeros(x.shape[1]), C * np.eye(x.shape[1])[0]]
+
+
+def _run(
+    x: np.ndarray,
+    rule: AggregationMethod,
+    params: dict,
+    weights: np.ndarray | None,
+    pre: str | None,
+) -> np.ndarray:
+    p = dict(params)
+    if rule is AggregationMethod.CENTERED_CLIPPING:
+        p["center"] = np.full(x.shape[1], 0.1)
+    elif weights is not None and rule not in (AggregationMethod.KRUM,):
+        p["weights"] = weights
+    return np.asarray(aggregate(x, rule, pre, **p).aggregate, dtype=np.float64)
+
+
+def _worst_move(rule, params, n, d, seed, weighted, pre=None) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    x = clip_by_l2_norm(rng.normal(size=(n, d)) * rng.uniform(0.1, 3, size=(n, 1)), C)
+    w = rng.uniform(0.5, 2.0, n) if weighted else None
+    if rule is AggregationMethod.KRUM:
+        w = None
+    bound = aggregate_sensitivity(
+        rule,
+        n,
+        C,
+        weights=w if rule is not AggregationMethod.CENTERED_CLIPPING else None,
+        pre=pre,
+        center_norm=0.1 * np.sqrt(d),
+        **{k: v for k, v in params.items() if k in ("trim_ratio", "f")},
+    )
+    base = _run(x, rule, params, w, pre)
+    worst = 0.0
+    for i in range(n):
+        for y in _replacements(x, i, rng):
+            x2 = x.copy()
+            x2[i] = y
+            worst = max(worst, float(np.linalg.norm(_run(x2, rule, params, w, pre) - base)))
+    return worst, bound
+
+
+@pytest.mark.parametrize(("rule", "params"), RULES, ids=[r.value for r, _ in RULES])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_bound_holds_on_random_and_adversarial_neighbours(rule, params, weighted) -> None:
+    for seed in range(3):
+        worst, bound = _worst_move(rule, params, 9, 4, seed, weighted)
+        assert worst <= bound * (1 + 1e-9), (rule, seed, worst, bound)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(5, 12), d=st.integers(1, 5), seed=st.integers(0, 2**31))
+def test_trimmed_mean_bound_holds(n: int, d: int, seed: int) -> None:
+    worst, bound = _worst_move(
+        AggregationMethod.TRIMMED_MEAN, {"trim_ratio": 0.2}, n, d, seed, False
+    )
+    assert worst <= bound * (1 + 1e-9)
+
+
+def test_trimmed_mean_bound_is_attained() -> None:
+    """2C/(n-2k) is tight: moving one kept value from -C to C on one coordinate."""
+    n, k = 5, 1
+    x = np.zeros((n, 1))
+    x[0, 0] = -C
+    y = x.copy()
+    y[0, 0] = C
+    got = abs(
+        aggregate(y, "trimmed_mean", n_trim=k).aggregate[0]
+        - aggregate(x, "trimmed_mean", n_trim=k).aggregate[0]
+    )
+    # -C is trimmed on the low side, C on the high side: one value moves out, a 0 moves in
+    assert aggregate_sensitivity("trimmed_mean", n, C, n_trim=k) == pytest.approx(2 * C / 3)
+    assert got <= 2 * C / 3
+
+
+def test_after_mixing_the_box_bound_is_used() -> None:
+    worst, bound = _worst_move(
+        AggregationMethod.TRIMMED_MEAN, {"trim_ratio": 0.2, "f": 1}, 9, 3, 0, False, pre="nnm"
+    )
+    assert bound == pytest.approx(2 * C * 3)
+    assert worst <= bound
+
+
+def test_equal_weights_count_as_unweighted() -> None:
+    assert aggregate_sensitivity("mean", 10, 1.0, weights=[0.9] * 10) == pytest.approx(0.2)
+    assert aggregate_sensitivity("trimmed_mean", 10, 1.0, weights=[2.0] * 10) == pytest.approx(
+        2 / 8
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ((AggregationMethod.MEAN, 0, 1.0), ValueError),
+        (("mean", 3, -1.0), ValueError),
+        (("nope", 3, 1.0), ValueError),
+    ],
+)
+def test_bad_arguments(args, error) -> None:
+    with pytest.raises(error):
+        aggregate_sensitivity(*args)
