@@ -7,6 +7,7 @@ concurrent use from 8 threads.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import sys
@@ -59,6 +60,38 @@ def invariants(manager: BasketManager) -> None:
 def spec_manager() -> BasketManager:
     manager = BasketManager(config=BasketConfig(min_clients=3, max_clients=50))
     return manager
+
+
+def test_spec_data_structures() -> None:
+    assert BasketConfig() == BasketConfig(
+        min_clients=3, max_clients=100, stale_threshold=600.0, allow_cross_domain=False
+    )
+    client_fields = [f.name for f in dataclasses.fields(ClientInfo)]
+    assert client_fields == [
+        "client_id",
+        "domain_id",
+        "basket_id",
+        "features",
+        "joined_at",
+        "last_active",
+        "n_updates",
+        "trust_score",
+    ]
+    basket_fields = [f.name for f in dataclasses.fields(BasketInfo)]
+    assert basket_fields[:6] == [
+        "basket_id",
+        "domain_id",
+        "status",
+        "clients",
+        "created_at",
+        "last_activity",
+    ]
+    assert {s.name: s.value for s in BasketStatus} == {
+        "FORMING": "forming",
+        "ACTIVE": "active",
+        "STALE": "stale",
+        "DISBANDED": "disbanded",
+    }
 
 
 def test_spec_initialization() -> None:
@@ -641,6 +674,7 @@ def test_state_round_trip() -> None:
         (lambda s: s.pop("counters"), "counters"),
         (lambda s: s["config"].update(min_clients=0), "min_clients"),
         (lambda s: s["baskets"][0].update(status="gone"), "status"),
+        (lambda s: s["config"].update(max_clients=1, min_clients=1), "exceeds max_clients"),
     ],
 )
 def test_bad_state(edit: Any, match: str) -> None:

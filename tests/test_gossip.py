@@ -93,10 +93,17 @@ def test_single_client_is_a_no_op() -> None:
     assert gossip.sample_peer(basket, "c00000") is None
 
 
-def test_empty_basket() -> None:
+def test_empty_basket_and_empty_values() -> None:
     manager = BasketManager()
     basket = manager.create_basket("d")
     assert GossipProtocol(manager).average(basket, {}) == {}
+    manager, basket, ids = basket_of(3)
+    out = GossipProtocol(manager).average(basket, {c: np.zeros(0) for c in ids})
+    assert all(v.shape == (0,) for v in out.values())
+    scalars = GossipProtocol(manager, seed=0).average(
+        basket, {c: float(i) for i, c in enumerate(ids)}
+    )
+    assert all(v.shape == () and abs(float(v) - 1.0) <= 1e-6 * 2 for v in scalars.values())
 
 
 def test_fixed_rounds_and_shapes() -> None:
@@ -135,6 +142,8 @@ def test_bad_values() -> None:
         gossip.average(basket, good, rounds=-1)
     with pytest.raises(ValueError, match="tol"):
         gossip.average(basket, good, tol=0.0)
+    with pytest.raises(TypeError, match="tol"):
+        gossip.average(basket, good, tol="small")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="manager"):
         GossipProtocol(object())  # type: ignore[arg-type]
 

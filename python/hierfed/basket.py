@@ -24,8 +24,10 @@ Assignment (``add_client``, spec logic 1-4)
     client has a fingerprint and some candidates hold fingerprints of the domain, the client
     joins the candidate whose domain centroid is nearest (squared Euclidean); otherwise the
     fullest candidate, so baskets reach ``min_clients`` quickly. Ties go to the older basket.
-    When every basket of the domain is full a new basket is created; when the domain has no
-    basket, the cross-domain rule applies, else its first basket is created.
+    Stale baskets are candidates like any other (the join revives them). When every basket of
+    the domain is full a new basket is created; when the domain has no basket, the
+    cross-domain rule applies, else its first basket is created. Cost: O(baskets of the
+    domain) per client; lookups by client or basket id are O(1).
 
 Cross-domain (``allow_cross_domain=True``)
     A client whose domain has no live basket yet joins the fullest basket of another domain
@@ -188,13 +190,16 @@ class ClientInfo:
         """Field-wise equality; fingerprints compare by value."""
         if not isinstance(other, ClientInfo):
             return NotImplemented
-        mine, theirs = dataclasses.astuple(self), dataclasses.astuple(other)
         if self.features is None or other.features is None:
             if self.features is not other.features:
                 return False
         elif not np.array_equal(self.features, other.features):
             return False
-        return mine[:3] + mine[4:] == theirs[:3] + theirs[4:]
+        return all(
+            getattr(self, f.name) == getattr(other, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "features"
+        )
 
     __hash__ = None  # type: ignore[assignment]  # mutable, like every eq dataclass
 
@@ -782,6 +787,8 @@ class BasketManager:
             basket = manager._baskets[raw["basket_id"]]
             if basket.clients != set(raw["clients"]):
                 raise ValueError(f"state's basket {basket.basket_id!r} disagrees with its clients")
+            if len(basket.clients) > config.max_clients:
+                raise ValueError(f"state's basket {basket.basket_id!r} exceeds max_clients")
             basket.last_activity = raw["last_activity"]
         manager._counters = dict(counters)
         return manager

@@ -22,6 +22,7 @@ remains); a member that joined starts in the next round, once it is given a valu
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -74,7 +75,7 @@ class PushSumState:
 
     def spread(self) -> float:
         """Largest per-coordinate range of the estimates (0.0 for fewer than two members)."""
-        if len(self.members) < 2:
+        if len(self.members) < 2 or self.x.shape[1] == 0:
             return 0.0
         est = self.x / self.w[:, None]
         return float(np.max(est.max(axis=0) - est.min(axis=0)))
@@ -166,7 +167,8 @@ class GossipProtocol:
             raise ValueError(f"values must all have one shape, got {sorted(shapes)}")
         shape = shapes.pop() if shapes else ()
         size = int(np.prod(shape))
-        x = np.array([vals[m].reshape(size) for m in order], dtype=np.float64).reshape(-1, size)
+        x = np.array([vals[m].reshape(size) for m in order], dtype=np.float64)
+        x = x.reshape(len(order), size)
         scale = float(np.abs(x).max()) if x.size else 0.0
         self.manager.touch_basket(basket_id)
         return PushSumState(basket_id, order, x, np.ones(len(order)), shape, scale)
@@ -253,8 +255,10 @@ class GossipProtocol:
             raise TypeError(f"rounds must be an int or None, got {type(rounds).__name__}")
         if rounds is not None and rounds < 0:
             raise ValueError(f"rounds must be >= 0, got {rounds}")
-        if not (isinstance(tol, (int, float)) and tol > 0):
-            raise ValueError(f"tol must be a number > 0, got {tol!r}")
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)):
+            raise TypeError(f"tol must be a number, got {type(tol).__name__}")
+        if not (math.isfinite(tol) and tol > 0):
+            raise ValueError(f"tol must be a finite number > 0, got {tol!r}")
         state = self.start(basket_id, values)
         while (state.rounds < rounds) if rounds is not None else not state.converged(tol):
             if rounds is None and state.rounds >= max_rounds:
