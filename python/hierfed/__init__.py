@@ -9,9 +9,11 @@ aggregation (SecAgg+) in :mod:`hierfed.secagg`.
 from . import privacy, secagg
 from ._backend import backend, get_num_threads, set_num_threads
 from .aggregator import AggregationMethod, AggregationResult, aggregate
+from .basket import BasketConfig, BasketInfo, BasketManager, BasketStatus, ClientInfo
 from .center import centered_clipping, geometric_median
 from .coordinatewise import mean, median, trimmed_mean
 from .distances import pairwise_sq_distances
+from .gossip import GossipProtocol
 from .mixing import nearest_neighbor_mixing
 from .privacy import CentralDPMechanism, NoiseGenerator, clip_by_l2_norm, l2_norms
 from .secagg import SecureAggregator, secure_sum
@@ -22,7 +24,13 @@ __version__ = "0.1.0"
 __all__ = [
     "AggregationMethod",
     "AggregationResult",
+    "BasketConfig",
+    "BasketInfo",
+    "BasketManager",
+    "BasketStatus",
     "CentralDPMechanism",
+    "ClientInfo",
+    "GossipProtocol",
     "NoiseGenerator",
     "SecureAggregator",
     "__version__",
