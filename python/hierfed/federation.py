@@ -1,0 +1,578 @@
+"""The hierarchical federation: clients in baskets, buffered updates, two-layer rounds.
+
+:class:`HierarchicalFederation` registers clients through a
+:class:`~hierfed.basket.BasketManager`, buffers their updates (one copy each) with their
+staleness, and runs the triggers of spec/layers.md:
+
+- basket trigger: a basket with ``layer1.min_updates`` buffered updates (and at least what
+  its rule needs) is aggregated by Layer 1 into a basket model; :meth:`poll` also aggregates
+  baskets whose oldest buffered update waited ``basket_timeout`` seconds;
+- global trigger: basket models from ``layer2.min_baskets`` distinct baskets are combined by
+  Layer 2; the global model moves by ``server_learning_rate`` times the global aggregate and
+  the version increases by one.
+
+Bad updates (unknown client, wrong shape or dtype, non-finite values, a second update from a
+client in one round, a base version from the future) raise ``ValueError``/``TypeError`` and
+are counted in :meth:`get_stats`; they never reach a buffer. Updates staler than
+``max_staleness`` are dropped (``submit_update`` returns ``False``) and counted. A client that
+leaves loses its buffered update (spec/basket.md); a client that joins takes part from its
+first update. Every method holds one lock: the federation is safe to drive from many threads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import _checkpoint
+from .basket import BasketConfig, BasketManager
+from .layers import (
+    BasketModel,
+    GlobalMetaModel,
+    Layer1Aggregator,
+    Layer1Config,
+    Layer2Aggregator,
+    Layer2Config,
+)
+from .privacy import NoiseGenerator, RDPAccountant
+from .staleness import StalenessFunction, staleness_function
+
+__all__ = ["FederationConfig", "HierarchicalFederation", "PendingUpdate", "UpdateBuffer"]
+
+
+@dataclass
+class FederationConfig:
+    """Settings of a :class:`HierarchicalFederation`.
+
+    Attributes
+    ----------
+    basket, layer1, layer2
+        The baskets' and the two layers' settings.
+    staleness
+        A preset of :func:`~hierfed.staleness.staleness_function` or a callable
+        ``staleness -> weight``; ``staleness_params`` go to the preset.
+    max_staleness
+        Updates (and basket models) staler than this are dropped; ``None`` keeps all.
+    basket_timeout
+        Seconds after which :meth:`HierarchicalFederation.poll` aggregates a basket holding
+        fewer than ``min_updates`` updates; ``None`` waits for ``min_updates``.
+    auto_aggregate
+        Run the triggers inside :meth:`HierarchicalFederation.submit_update`.
+    server_learning_rate
+        The global model moves by this times each global aggregate.
+    """
+
+    basket: BasketConfig = field(default_factory=BasketConfig)
+    layer1: Layer1Config = field(default_factory=Layer1Config)
+    layer2: Layer2Config = field(default_factory=Layer2Config)
+    staleness: str | StalenessFunction = "exponential"
+    staleness_params: dict[str, Any] = field(default_factory=dict)
+    max_staleness: int | None = None
+    basket_timeout: float | None = None
+    auto_aggregate: bool = True
+    server_learning_rate: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name, kind in (
+            ("basket", BasketConfig),
+            ("layer1", Layer1Config),
+            ("layer2", Layer2Config),
+        ):
+            if not isinstance(getattr(self, name), kind):
+                raise TypeError(f"{name} must be a {kind.__name__}")
+        staleness_function(self.staleness, **self.staleness_params)
+        if self.max_staleness is not None and (
+            isinstance(self.max_staleness, bool)
+            or not isinstance(self.max_staleness, int)
+            or self.max_staleness < 0
+        ):
+            raise ValueError(
+                f"max_staleness must be None or an int >= 0, got {self.max_staleness!r}"
+            )
+        if self.basket_timeout is not None and not (
+            isinstance(self.basket_timeout, (int, float)) and self.basket_timeout > 0
+        ):
+            raise ValueError(f"basket_timeout must be None or > 0, got {self.basket_timeout!r}")
+        lr = self.server_learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr):
+            raise ValueError(f"server_learning_rate must be a finite number, got {lr!r}")
+
+
+@dataclass
+class PendingUpdate:
+    """A buffered update: the federation's own copy and where it came from."""
+
+    client_id: str
+    basket_id: str
+    update: np.ndarray[Any, Any]
+    base_version: int
+    staleness: int
+    received_at: float
+
+
+class UpdateBuffer:
+    """Buffered updates by basket, at most one per client (not locked: the federation locks)."""
+
+    def __init__(self) -> None:
+        self._by_basket: dict[str, dict[str, PendingUpdate]] = {}
+        self._basket_of: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._basket_of)
+
+    def __contains__(self, client_id: object) -> bool:
+        return client_id in self._basket_of
+
+    def add(self, p: PendingUpdate) -> None:
+        """Buffer ``p`` (its client must have none buffered)."""
+        if p.client_id in self._basket_of:
+            raise ValueError(f"client {p.client_id!r} already has a buffered update")
+        self._by_basket.setdefault(p.basket_id, {})[p.client_id] = p
+        self._basket_of[p.client_id] = p.basket_id
+
+    def count(self, basket_id: str) -> int:
+        """Number of updates buffered for ``basket_id``."""
+        return len(self._by_basket.get(basket_id, ()))
+
+    def baskets(self) -> list[str]:
+        """Baskets holding buffered updates."""
+        return [b for b, ps in self._by_basket.items() if ps]
+
+    def oldest(self, basket_id: str) -> float:
+        """Arrival time of the basket's oldest buffered update (inf when none)."""
+        return min(
+            (p.received_at for p in self._by_basket.get(basket_id, {}).values()), default=math.inf
+        )
+
+    def pop_basket_updates(self, basket_id: str) -> list[PendingUpdate]:
+        """Remove and return the basket's buffered updates, in arrival order."""
+        ps = list(self._by_basket.pop(basket_id, {}).values())
+        for p in ps:
+            del self._basket_of[p.client_id]
+        return ps
+
+    def drop_client(self, client_id: str) -> PendingUpdate | None:
+        """Remove and return the client's buffered update, if any."""
+        basket = self._basket_of.pop(client_id, None)
+        return None if basket is None else self._by_basket[basket].pop(client_id)
+
+    def move(self, client_id: str, basket_id: str) -> None:
+        """Re-file the client's buffered update under ``basket_id`` (after a split)."""
+        p = self.drop_client(client_id)
+        if p is not None:
+            self.add(dataclasses.replace(p, basket_id=basket_id))
+
+    def all(self) -> list[PendingUpdate]:
+        """Every buffered update."""
+        return [p for ps in self._by_basket.values() for p in ps.values()]
+
+
+class HierarchicalFederation:
+    """A two-layer federation driven by clients' updates.
+
+    Parameters
+    ----------
+    config
+        A :class:`FederationConfig`.
+    initial_model
+        The global model's starting point (a 1-D or N-D float array); updates must have its
+        shape and dtype. Without it, the first accepted update fixes them and the model starts
+        at zero.
+    clock
+        Time source for staleness of baskets, timeouts and timestamps (default
+        ``time.monotonic``); inject one for tests and simulations.
+    generator
+        Noise source of both layers (default: secure, keyed from the OS).
+    seed
+        Seed of the basket manager's random splits.
+    """
+
+    def __init__(
+        self,
+        config: FederationConfig | None = None,
+        *,
+        initial_model: ArrayLike | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        generator: NoiseGenerator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.config = FederationConfig() if config is None else config
+        if not isinstance(self.config, FederationConfig):
+            raise TypeError(f"config must be a FederationConfig, got {type(config).__name__}")
+        cfg = self.config
+        self.clock = clock
+        self.manager = BasketManager(cfg.basket, clock=clock, seed=seed)
+        gen = NoiseGenerator() if generator is None else generator
+        self.layer1 = Layer1Aggregator(cfg.layer1, generator=gen, clock=clock)
+        self.layer2 = Layer2Aggregator(cfg.layer2, generator=gen, clock=clock)
+        self._weight = staleness_function(cfg.staleness, **cfg.staleness_params)
+        self._lock = threading.RLock()
+        self.buffer = UpdateBuffer()
+        self.version = 0
+        self.model: np.ndarray[Any, Any] | None = None
+        if initial_model is not None:
+            self.model = _float_array(initial_model, "initial_model").copy()
+        self.latest: GlobalMetaModel | None = None
+        self._basket_models: dict[str, list[BasketModel]] = {}
+        self._contributed: set[str] = set()
+        self._stats: dict[str, Any] = _fresh_stats()
+
+    # ---- clients -------------------------------------------------------------------------
+
+    def register_client(
+        self, client_id: str, domain_id: str, features: ArrayLike | None = None
+    ) -> str:
+        """Add a client (spec/basket.md's assignment); returns its basket id."""
+        with self._lock:
+            return self.manager.add_client(client_id, domain_id, features)
+
+    def remove_client(self, client_id: str) -> bool:
+        """Remove a client; its buffered update is dropped. ``False`` for an unknown id."""
+        with self._lock:
+            if self.buffer.drop_client(client_id) is not None:
+                self._stats["dropped_on_leave"] += 1
+            self._contributed.discard(client_id)
+            return self.manager.remove_client(client_id)
+
+    # ---- updates -------------------------------------------------------------------------
+
+    def _reject(self, reason: str, exc: Exception) -> Exception:
+        self._stats["rejected"][reason] = self._stats["rejected"].get(reason, 0) + 1
+        return exc
+
+    def _check_update(self, client_id: str, update: Any) -> np.ndarray[Any, Any]:
+        if not isinstance(update, np.ndarray):
+            raise self._reject(
+                "type",
+                TypeError(
+                    f"update of {client_id!r} must be a numpy array, got {type(update).__name__}"
+                ),
+            )
+        if update.dtype not in (np.float32, np.float64):
+            raise self._reject(
+                "dtype",
+                TypeError(
+                    f"update of {client_id!r} has dtype {update.dtype}; need float32 or float64"
+                ),
+            )
+        if self.model is not None and (
+            update.shape != self.model.shape or update.dtype != self.model.dtype
+        ):
+            raise self._reject(
+                "shape",
+                ValueError(
+                    f"update of {client_id!r} has shape {update.shape} {update.dtype}; the model "
+                    f"is {self.model.shape} {self.model.dtype}"
+                ),
+            )
+        copy = np.array(update, copy=True, order="C")
+        if not np.isfinite(copy).all():
+            raise self._reject(
+                "non_finite", ValueError(f"update of {client_id!r} holds NaN or infinity")
+            )
+        return copy
+
+    def submit_update(
+        self, client_id: str, update: np.ndarray[Any, Any], base_version: int
+    ) -> bool:
+        """Buffer ``client_id``'s ``update``, computed from global version ``base_version``.
+
+        Returns ``True`` when buffered, ``False`` when dropped as staler than
+        ``max_staleness``. With ``auto_aggregate`` the basket and global triggers run here.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Unknown client, bad base version, wrong type/dtype/shape, non-finite values, or a
+            second update from the client in this round (nothing is buffered).
+        """
+        with self._lock:
+            basket_id = self.manager.get_client_basket(client_id)
+            if basket_id is None:
+                raise self._reject("unknown_client", ValueError(f"unknown client_id {client_id!r}"))
+            if isinstance(base_version, bool) or not isinstance(base_version, (int, np.integer)):
+                raise self._reject("base_version", TypeError("base_version must be an int"))
+            if not 0 <= base_version <= self.version:
+                raise self._reject(
+                    "base_version",
+                    ValueError(f"base_version must be in [0, {self.version}], got {base_version}"),
+                )
+            if client_id in self.buffer or client_id in self._contributed:
+                raise self._reject(
+                    "duplicate",
+                    ValueError(
+                        f"client {client_id!r} already submitted an update in round {self.version}"
+                    ),
+                )
+            copy = self._check_update(client_id, update)
+            staleness = self.version - int(base_version)
+            if self.config.max_staleness is not None and staleness > self.config.max_staleness:
+                self._stats["dropped_stale"] += 1
+                return False
+            if self.model is None:
+                self.model = np.zeros_like(copy)
+            self.buffer.add(
+                PendingUpdate(
+                    client_id, basket_id, copy, int(base_version), staleness, self.clock()
+                )
+            )
+            self._contributed.add(client_id)
+            self.manager.record_update(client_id)
+            self._stats["accepted"] += 1
+            ready = self.config.auto_aggregate and self._ready(basket_id, timeouts=False)
+            if ready and self.aggregate_basket(basket_id) is not None:
+                self.aggregate_global()
+            return True
+
+    # ---- triggers ------------------------------------------------------------------------
+
+    def _rehome(self) -> None:
+        """File buffered updates under their clients' current baskets (after splits)."""
+        for p in self.buffer.all():
+            now = self.manager.get_client_basket(p.client_id)
+            if now is not None and now != p.basket_id:
+                self.buffer.move(p.client_id, now)
+
+    def _ready(self, basket_id: str, timeouts: bool) -> bool:
+        n = self.buffer.count(basket_id)
+        if n < self.config.layer1.min_inputs():
+            return False
+        if n >= self.config.layer1.min_updates:
+            return True
+        timeout = self.config.basket_timeout
+        return (
+            timeouts
+            and timeout is not None
+            and self.clock() - self.buffer.oldest(basket_id) >= timeout
+        )
+
+    def poll(self) -> GlobalMetaModel | None:
+        """Run both triggers, timeouts included; the global model if a round completed."""
+        with self._lock:
+            self._rehome()
+            for b in self.buffer.baskets():
+                if self._ready(b, timeouts=True):
+                    self.aggregate_basket(b)
+            return self.aggregate_global()
+
+    def aggregate_basket(self, basket_id: str) -> BasketModel | None:
+        """Layer 1 over the basket's buffered updates (``None`` when it has none, or fewer
+        than its rule needs, in which case they stay buffered)."""
+        with self._lock:
+            if self.buffer.count(basket_id) < max(1, self.config.layer1.min_inputs()):
+                return None
+            pending = self.buffer.pop_basket_updates(basket_id)
+            weights = [self._weight(p.staleness) for p in pending]
+            members = len(self.manager.get_basket_clients(basket_id))
+            model = self.layer1.aggregate(
+                [p.update for p in pending],
+                weights,
+                basket_id=basket_id,
+                round_id=self.version,
+                expected_contributors=max(members, 1),
+            )
+            if model is None:
+                return None
+            self._basket_models.setdefault(basket_id, []).append(model)
+            if self.manager.get_basket(basket_id) is not None:
+                self.manager.touch_basket(basket_id)
+            self._stats["basket_aggregations"] += 1
+            self._stats["aggregated_updates"] += model.n_contributors
+            self._stats["last_layer1"] = _plain(self.layer1.last_stats)
+            return model
+
+    def aggregate_global(self, *, force: bool = False) -> GlobalMetaModel | None:
+        """Layer 2 over the stored basket models when ``min_baskets`` baskets have one (any
+        number >= 1 with ``force``); returns the new global model or ``None``."""
+        with self._lock:
+            need = 1 if force else self.config.layer2.min_baskets
+            models = self._fresh_basket_models()
+            if len({m.basket_id for m in models}) < need or not models:
+                return None
+            self._basket_models = {}
+            global_model = self.layer2.aggregate(models)
+            assert self.model is not None
+            lr = self.config.server_learning_rate
+            self.model = (self.model + lr * global_model.aggregate).astype(self.model.dtype)
+            self.version += 1
+            self._contributed = set()
+            self.latest = global_model
+            self._stats["global_rounds"] += 1
+            self._stats["last_layer2"] = _plain(self.layer2.last_stats)
+            return global_model
+
+    def _fresh_basket_models(self) -> list[BasketModel]:
+        """Stored basket models, with confidence scaled by their staleness; too stale ones
+        dropped."""
+        out = []
+        limit = self.config.max_staleness
+        for ms in self._basket_models.values():
+            for m in ms:
+                s = self.version - m.round_id
+                if limit is not None and s > limit:
+                    self._stats["dropped_stale_baskets"] += 1
+                    continue
+                out.append(dataclasses.replace(m, confidence=m.confidence * self._weight(s)))
+        if limit is not None:
+            self._basket_models = {
+                b: [m for m in ms if self.version - m.round_id <= limit]
+                for b, ms in self._basket_models.items()
+            }
+        return out
+
+    def flush(self) -> GlobalMetaModel | None:
+        """Aggregate every basket with buffered updates, then a global round over whatever
+        basket models exist (even fewer than ``min_baskets``)."""
+        with self._lock:
+            self._rehome()
+            for b in self.buffer.baskets():
+                self.aggregate_basket(b)
+            return self.aggregate_global(force=True)
+
+    # ---- reporting -----------------------------------------------------------------------
+
+    def privacy_spent(self) -> tuple[float, float]:
+        """Central (epsilon, delta) over all global rounds."""
+        with self._lock:
+            return self.layer2.privacy_spent()
+
+    def get_stats(self) -> dict[str, Any]:
+        """Counters of the federation, the manager's stats and the last layers' stats."""
+        with self._lock:
+            stats = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self._stats.items()}
+            stats.update(
+                version=self.version,
+                buffered_updates=len(self.buffer),
+                pending_basket_models=sum(len(v) for v in self._basket_models.values()),
+                privacy_spent=self.layer2.privacy_spent(),
+                baskets=self.manager.get_stats(),
+            )
+            return stats
+
+    # ---- checkpoints ---------------------------------------------------------------------
+
+    def checkpoint(self, path: str | PathLike[str]) -> None:
+        """Write the whole state atomically to ``path`` (one ``.npz`` with a JSON document).
+
+        Every update acknowledged before the call is in the file once it returns; a crash
+        while writing leaves the previous checkpoint intact.
+        """
+        with self._lock:
+            arrays: dict[str, Any] = {}
+            if self.model is not None:
+                arrays["model"] = self.model
+            pending = []
+            for i, p in enumerate(self.buffer.all()):
+                arrays[f"pending_{i}"] = p.update
+                pending.append(
+                    {
+                        "client_id": p.client_id,
+                        "basket_id": p.basket_id,
+                        "base_version": p.base_version,
+                        "staleness": p.staleness,
+                        "received_at": p.received_at,
+                    }
+                )
+            models = []
+            for i, m in enumerate(m for ms in self._basket_models.values() for m in ms):
+                arrays[f"basket_model_{i}"] = m.aggregate
+                models.append(
+                    {
+                        f.name: getattr(m, f.name)
+                        for f in dataclasses.fields(m)
+                        if f.name != "aggregate"
+                    }
+                )
+            state = {
+                "format": 1,
+                "version": self.version,
+                "has_model": self.model is not None,
+                "pending": pending,
+                "basket_models": models,
+                "contributed": sorted(self._contributed),
+                "stats": self._stats,
+                "manager": self.manager.state_dict(),
+                "layer2_rounds": self.layer2.rounds,
+                "layer2_history": _history(
+                    self.layer2.mechanism.accountant if self.layer2.mechanism else None
+                ),
+                "layer1_history": {b: _history(a) for b, a in self.layer1._accountants.items()},
+            }
+            _checkpoint.write(path, state, arrays)
+
+    def restore(self, path: str | PathLike[str]) -> None:
+        """Replace this federation's state with the checkpoint at ``path`` (written by
+        :meth:`checkpoint` under the same configuration)."""
+        state, arrays = _checkpoint.read(path)
+        if state.get("format") != 1:
+            raise ValueError(f"unknown checkpoint format {state.get('format')!r}")
+        with self._lock:
+            self.manager = BasketManager.from_state(state["manager"], clock=self.clock)
+            self.version = int(state["version"])
+            self.model = arrays["model"].copy() if state["has_model"] else None
+            self.buffer = UpdateBuffer()
+            for i, p in enumerate(state["pending"]):
+                self.buffer.add(PendingUpdate(update=arrays[f"pending_{i}"].copy(), **p))
+            self._basket_models = {}
+            for i, m in enumerate(state["basket_models"]):
+                model = BasketModel(aggregate=arrays[f"basket_model_{i}"].copy(), **m)
+                self._basket_models.setdefault(model.basket_id, []).append(model)
+            self._contributed = set(state["contributed"])
+            self._stats = state["stats"]
+            self.layer2.rounds = int(state["layer2_rounds"])
+            if self.layer2.mechanism is not None:
+                self.layer2.mechanism.accountant = _replay(state["layer2_history"])
+                self.layer2.mechanism.rounds = len(state["layer2_history"])
+            self.layer1._accountants = {b: _replay(h) for b, h in state["layer1_history"].items()}
+
+
+def _history(acc: Any) -> list[list[float]]:
+    if acc is None:
+        return []
+    if not isinstance(acc, RDPAccountant):
+        raise TypeError("checkpoints keep RDPAccountant histories only")
+    return [[z, q, n] for z, q, n in acc.history]
+
+
+def _replay(history: list[list[float]]) -> RDPAccountant:
+    acc = RDPAccountant()
+    for z, q, n in history:
+        acc.step(z, q, int(n))
+    return acc
+
+
+def _plain(stats: dict[str, Any]) -> Any:
+    """``stats`` as JSON gives it back (tuples as lists), as a checkpoint restores it."""
+    return json.loads(json.dumps(stats))
+
+
+def _fresh_stats() -> dict[str, Any]:
+    return {
+        "accepted": 0,
+        "rejected": {},
+        "dropped_stale": 0,
+        "dropped_stale_baskets": 0,
+        "dropped_on_leave": 0,
+        "basket_aggregations": 0,
+        "aggregated_updates": 0,
+        "global_rounds": 0,
+    }
+
+
+def _float_array(x: ArrayLike, name: str) -> np.ndarray[Any, Any]:
+    a = np.asarray(x)
+    if a.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} holds NaN or infinity")
+    return a
