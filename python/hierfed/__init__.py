@@ -3,7 +3,9 @@
 The kernels run on the compiled C++ core when it is built, else on its numba twin, else on
 the numpy reference; :func:`backend` names the one in use. Differential privacy (noise,
 clipping, calibration, accounting, mechanisms) is in :mod:`hierfed.privacy`; secure
-aggregation (SecAgg+) in :mod:`hierfed.secagg`.
+aggregation (SecAgg+) in :mod:`hierfed.secagg`. Baskets (:mod:`hierfed.basket`), the two
+aggregation layers (:mod:`hierfed.layers`) and the federation that drives them
+(:mod:`hierfed.federation`) sit on top.
 """
 
 from . import privacy, secagg
@@ -13,7 +15,16 @@ from .basket import BasketConfig, BasketInfo, BasketManager, BasketStatus, Clien
 from .center import centered_clipping, geometric_median
 from .coordinatewise import mean, median, trimmed_mean
 from .distances import pairwise_sq_distances
+from .federation import FederationConfig, HierarchicalFederation
 from .gossip import GossipProtocol
+from .layers import (
+    BasketModel,
+    GlobalMetaModel,
+    Layer1Aggregator,
+    Layer1Config,
+    Layer2Aggregator,
+    Layer2Config,
+)
 from .mixing import nearest_neighbor_mixing
 from .privacy import CentralDPMechanism, NoiseGenerator, clip_by_l2_norm, l2_norms
 from .secagg import SecureAggregator, secure_sum
@@ -27,10 +38,18 @@ __all__ = [
     "BasketConfig",
     "BasketInfo",
     "BasketManager",
+    "BasketModel",
     "BasketStatus",
     "CentralDPMechanism",
     "ClientInfo",
+    "FederationConfig",
+    "GlobalMetaModel",
     "GossipProtocol",
+    "HierarchicalFederation",
+    "Layer1Aggregator",
+    "Layer1Config",
+    "Layer2Aggregator",
+    "Layer2Config",
     "NoiseGenerator",
     "SecureAggregator",
     "__version__",

@@ -159,7 +159,7 @@ class Layer1Config:
 
     def min_inputs(self) -> int:
         """The fewest updates the rule (with its ``f``) can aggregate."""
-        per_f = _PER_F.get(self.aggregation_method)
+        per_f = _PER_F.get(AggregationMethod(self.aggregation_method))
         f = self.method_params.get("f")
         if per_f is not None and isinstance(f, int):
             return per_f * f + 3
@@ -217,7 +217,7 @@ class Layer1Aggregator:
     def _params(self, n: int, weights: Any) -> dict[str, Any]:
         cfg = self.config
         params = dict(cfg.method_params)
-        rule = cfg.aggregation_method
+        rule = AggregationMethod(cfg.aggregation_method)
         if rule is AggregationMethod.TRIMMED_MEAN and "n_trim" not in params:
             params.setdefault("trim_ratio", cfg.trim_alpha)
         if weights is not None and rule in _TAKES_WEIGHTS:
@@ -254,7 +254,7 @@ class Layer1Aggregator:
         upd = as_updates(updates)
         if upd.kind == "models":
             raise TypeError("Layer 1 takes flat updates (one array each); flatten per-layer models")
-        rule = cfg.aggregation_method
+        rule = AggregationMethod(cfg.aggregation_method)
         n = upd.n
         if n < cfg.min_inputs():
             raise ValueError(
