@@ -533,12 +533,13 @@ class BasketManager:
         """
         _check_id(client_id, "client_id")
         with self._lock:
-            client = self._clients.pop(client_id, None)
-            if client is None:
+            if client_id not in self._clients:
                 return False
+            now = self._now()  # before any change: a failing clock leaves the state intact
+            client = self._clients.pop(client_id)
             assert client.basket_id is not None
             basket = self._baskets[client.basket_id]
-            self._detach(client, basket, self._now())
+            self._detach(client, basket, now)
             if not basket.clients:
                 self._retire(basket)
             if client.features is not None:
