@@ -392,3 +392,73 @@ def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path) -> None:
         fed.submit_update(f"c{i}", np.full(4, float(i)), 0)
     fed.flush()
     np.testing.assert_allclose(fed.model, np.full(4, trimmed_mean(np.arange(8.0)[:, None], 0.1)[0]))
+
+
+def test_spec_aggregation_flow_examples() -> None:
+    """spec/layers.md's trigger functions, as written, over a federation's parts."""
+    fed = _fed(_config(min_updates=100, min_baskets=2))
+    for dom in ("x", "y"):
+        for i in range(3):
+            fed.register_client(f"{dom}{i}", dom)
+            fed.submit_update(f"{dom}{i}", _u(i + (dom == "y") * 10), 0)
+    buffer, layer1, layer2, config = fed.buffer, fed.layer1, fed.layer2, fed.config.layer2
+    stored: dict[str, object] = {}
+    distributed = []
+
+    def store_basket_model(basket_id, model):
+        stored[basket_id] = model
+
+    def get_all_basket_models():
+        return list(stored.values())
+
+    def distribute_to_clients(model):
+        distributed.append(model)
+
+    def aggregate_basket(basket_id):
+        updates = buffer.pop_basket_updates(basket_id)
+
+        # Compute staleness weights
+        weights = [0.9**u.staleness for u in updates]
+
+        # Aggregate
+        basket_model = layer1.aggregate([u.update for u in updates], weights)
+
+        store_basket_model(basket_id, basket_model)
+
+    def aggregate_global():
+        basket_models = get_all_basket_models()
+
+        if len(basket_models) < config.min_baskets:
+            return None
+
+        global_model = layer2.aggregate(basket_models)
+        distribute_to_clients(global_model)
+
+        return global_model
+
+    first = fed.manager.get_client_basket("x0")
+    aggregate_basket(first)
+    assert aggregate_global() is None
+    aggregate_basket(fed.manager.get_client_basket("y0"))
+    out = aggregate_global()
+    assert out is not None and distributed == [out] and out.n_clients_total == 6
+    want = (
+        trimmed_mean([_u(i) for i in range(3)], 0.1)
+        + trimmed_mean([_u(i + 10) for i in range(3)], 0.1)
+    ) / 2
+    np.testing.assert_allclose(out.aggregate, want)
+    layer1_keys = {
+        "basket_id",
+        "n_updates",
+        "aggregation_method",
+        "outliers_removed",
+        "local_noise_added",
+    }
+    layer2_keys = {
+        "n_baskets",
+        "n_clients_total",
+        "secure_agg_used",
+        "central_dp_epsilon",
+        "round_id",
+    }
+    assert layer1_keys <= set(layer1.last_stats) and layer2_keys <= set(layer2.last_stats)
