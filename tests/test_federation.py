@@ -462,3 +462,19 @@ def test_spec_aggregation_flow_examples() -> None:
         "round_id",
     }
     assert layer1_keys <= set(layer1.last_stats) and layer2_keys <= set(layer2.last_stats)
+
+
+def test_autosave_keeps_every_acknowledged_update(tmp_path) -> None:
+    path = tmp_path / "auto.npz"
+    cfg = _config(min_updates=3, min_baskets=1, checkpoint_path=path)
+    fed = _fed(cfg)
+    for c in "abcde":
+        fed.register_client(c, "x")
+    for i, c in enumerate("abcd"):
+        assert fed.submit_update(c, _u(i), fed.version)
+        restored = _fed(cfg)
+        restored.restore(path)  # as if the process died right after the acknowledgement
+        assert _state(restored) == _state(fed)
+    assert fed.version == 1 and len(fed.buffer) == 1
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        _config(checkpoint_every=0)
