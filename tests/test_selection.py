@@ -272,3 +272,25 @@ def test_subnormal_middle_values(backend):
     out = [np.empty(1)]
     assert not _backend.kernels().mean_around_median([list(x)], out, 1, None, 1)
     assert out[0][0] == 3 * u  # the median itself, not 4u
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(17, 70),
+    d=st.integers(1, 4),
+    levels=st.integers(2, 1000),
+    dup=st.integers(1, 4),
+    seed=st.integers(0, 2**31),
+    f_frac=st.floats(0, 1),
+)
+def test_fast_bulyan_rounds_choose_as_the_reference(n, d, levels, dup, seed, f_frac) -> None:
+    """Sorted rows and running scores pick exactly what re-sorting every round picks, also on
+    integer data full of ties and on duplicated updates."""
+    from hierfed._krum_rounds import bulyan_selection, reference_selection
+
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, levels, size=(-(-n // dup), d)).astype(np.float64)
+    x = np.repeat(base, dup, axis=0)[:n] * rng.choice([1e-3, 1.0, 1e3])
+    f = int(f_frac * ((n - 3) // 4))
+    dist = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    assert bulyan_selection(dist, f) == reference_selection(dist, f)

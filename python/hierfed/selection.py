@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._inputs import Aggregate, Updates, as_updates, as_weights
+from ._krum_rounds import bulyan_selection
 from .coordinatewise import mean_of, raise_if_zero_weight, run_kernel, subset_weights
 from .distances import pairwise
 
@@ -148,18 +149,6 @@ def bulyan(updates: Any, f: int, weights: Any = None, *, check_finite: bool = Tr
         Raise ValueError naming the first update that holds NaN or infinity.
     """
     return _bulyan(as_updates(updates), f, weights, check_finite=check_finite)[0]
-
-
-def bulyan_selection(dist: NDArray[np.float64], f: int) -> list[int]:
-    """Bulyan's ``n - 2f`` choices in order: Krum rounds on the updates not yet chosen."""
-    remaining = list(range(dist.shape[0]))
-    chosen = []
-    for _ in range(dist.shape[0] - 2 * f):
-        sub = dist[np.ix_(remaining, remaining)]
-        winner = remaining[int(np.argmin(krum_scores(sub, max(1, len(remaining) - f - 2))))]
-        chosen.append(winner)
-        remaining.remove(winner)
-    return chosen
 
 
 def _bulyan(upd: Updates, f: Any, weights: Any = None, *, check_finite: bool = True) -> Selection:
