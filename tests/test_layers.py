@@ -366,3 +366,16 @@ def test_extreme_staleness_lowers_confidence_weight() -> None:
         0.0,
         abs_tol=0.01 * float(np.linalg.norm(fresh.aggregate)),
     )
+
+
+@pytest.mark.parametrize("method", ["krum", "mean", "median"])
+def test_layer1_never_touches_the_callers_updates(method: str) -> None:
+    ups = np.stack(_updates(9))
+    before = ups.copy()
+    params = {"f": 1} if method == "krum" else {}
+    layer1 = Layer1Aggregator(
+        Layer1Config(aggregation_method=method, method_params=params), generator=_gen()
+    )
+    model = layer1.aggregate(ups)
+    np.testing.assert_array_equal(ups, before)
+    assert model is not None and not np.shares_memory(model.aggregate, ups)

@@ -214,7 +214,7 @@ class Layer1Aggregator:
         self._accountants: dict[str, RDPAccountant] = {}
         self._previous: dict[str, np.ndarray[Any, Any]] = {}
 
-    def _params(self, n: int, weights: Any) -> dict[str, Any]:
+    def _params(self, weights: Any) -> dict[str, Any]:
         cfg = self.config
         params = dict(cfg.method_params)
         rule = AggregationMethod(cfg.aggregation_method)
@@ -264,7 +264,7 @@ class Layer1Aggregator:
         inputs: Any = updates
         if cfg.apply_local_noise:
             inputs = clip_by_l2_norm(updates, cfg.local_clip_norm)
-        params = self._params(n, weights)
+        params = self._params(weights)
         center_norm = 0.0
         if rule is AggregationMethod.CENTERED_CLIPPING and "center" not in params:
             shape = upd.shapes[0]
