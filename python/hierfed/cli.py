@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,83 +39,100 @@ def _rule_param(text: str) -> tuple[str, Any]:
     return key.strip(), parsed
 
 
+def _option(group: Any, name: str, help: str = "", **kw: Any) -> None:
+    """Add ``--name`` for config field ``name``; the help ends with the field's default."""
+    from .simulation.config import SimulationConfig
+
+    default = SimulationConfig.__dataclass_fields__[name].default
+    if isinstance(default, bool):
+        shown = "on" if default else "off"
+    elif default is None:
+        shown = "none"
+    else:
+        shown = str(default)
+    text = f"{help} (default: {shown})" if help else f"default: {shown}"
+    group.add_argument("--" + name.replace("_", "-"), help=text, **kw)
+
+
 def _add_simulate(sub: Any) -> argparse.ArgumentParser:
+    from .aggregator import AggregationMethod
     from .simulation.attacks import ATTACKS
     from .simulation.config import PLACEMENTS, SETUPS
     from .simulation.datasets import BUILTIN
     from .simulation.models import MODELS
     from .staleness import PRESETS
 
-    rules = ("mean", "trimmed_mean", "median", "krum", "multi_krum", "bulyan")
-    rules += ("geometric_median", "centered_clipping")
     p: argparse.ArgumentParser = sub.add_parser(
         "simulate",
         help="run a hierarchical federation on real data under attack",
-        description=(
+        description=textwrap.fill(
             "Simulate a hierarchical, Byzantine-robust, differentially private federation on "
             "a bundled dataset (or your .npz) and report accuracy, privacy spent and time. "
-            "Without arguments: digits, 75 clients in 5 domain baskets, 20%% of them sending "
+            "Without arguments: digits, 75 clients in 5 domain baskets, 20% of them sending "
             "scaled sign-flipped updates; FedAvg, flat robust, hierarchical robust and "
             "hierarchical robust + DP + secure aggregation compared, each with and without "
-            "the attack."
+            "the attack. Settings: defaults < --config FILE.toml < options.",
+            78,
         ),
+        epilog=(
+            "examples:\n"
+            "  hierfed simulate --out results\n"
+            "  hierfed simulate --rule bulyan --attack alie --placement concentrated\n"
+            "  hierfed simulate --setup hierarchical --secure-aggregation --central-epsilon 50\n"
+            "  hierfed simulate --config study.toml --seed 3"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=_SUPPRESS,
     )
     p.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file")
-    p.add_argument("--out", metavar="DIR", help="write results.json and accuracy.png here")
+    _option(p, "out", "write results.json and accuracy.png into DIR", metavar="DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    f, i, o = float, int, _option
     g = p.add_argument_group("data and model")
-    g.add_argument(
-        "--dataset",
-        metavar="NAME|FILE.npz",
-        help=f"{', '.join(BUILTIN)} or a .npz with X, y[, domain]",
-    )
-    g.add_argument("--model", choices=MODELS)
-    g.add_argument("--hidden", type=int, metavar="N", help="hidden units of the mlp")
-    g.add_argument("--dirichlet-alpha", type=float, metavar="A", help="label skew across domains")
-    g.add_argument(
-        "--domain-shift", type=float, metavar="S", help="per-domain feature offset (std)"
-    )
-    g.add_argument("--test-fraction", type=float, metavar="F")
+    o(g, "dataset", f"{', '.join(BUILTIN)} or a .npz with X, y[, domain]", metavar="NAME|FILE")
+    o(g, "model", choices=MODELS)
+    o(g, "hidden", "hidden units of the mlp", type=i, metavar="N")
+    o(g, "dirichlet_alpha", "label skew across domains (smaller: more skew)", type=f, metavar="A")
+    o(g, "domain_shift", "std of each domain's feature offset", type=f, metavar="S")
+    o(g, "test_fraction", "held-out share", type=f, metavar="F")
     g = p.add_argument_group("federation")
-    g.add_argument("--rounds", type=int, metavar="N")
-    g.add_argument("--clients", type=int, metavar="N")
-    g.add_argument("--domains", type=int, metavar="N")
-    g.add_argument("--clients-per-basket", type=int, metavar="N")
-    g.add_argument("--local-epochs", type=int, metavar="N")
-    g.add_argument("--batch-size", type=int, metavar="N")
-    g.add_argument("--learning-rate", type=float, metavar="LR")
-    g.add_argument(
-        "--clip-norm", type=float, metavar="C", help="L2 bound of an update and of a basket model"
-    )
-    g.add_argument("--server-learning-rate", type=float, metavar="LR")
-    g.add_argument("--staleness", choices=PRESETS, help="weighting of stragglers' late updates")
-    g.add_argument(
-        "--stragglers",
-        type=float,
-        metavar="P",
-        help="chance an honest client delivers a round late",
-    )
-    g.add_argument("--seed", type=int, metavar="N")
+    o(g, "rounds", type=i, metavar="N")
+    o(g, "clients", type=i, metavar="N")
+    o(g, "domains", type=i, metavar="N")
+    o(g, "clients_per_basket", "most clients in one basket", type=i, metavar="N")
+    o(g, "local_epochs", type=i, metavar="N")
+    o(g, "batch_size", type=i, metavar="N")
+    o(g, "learning_rate", "clients' SGD step", type=f, metavar="LR")
+    o(g, "clip_norm", "L2 bound of a client update and of a basket model", type=f, metavar="C")
+    o(g, "server_learning_rate", type=f, metavar="LR")
+    o(g, "staleness", "weighting of stragglers' late updates", choices=PRESETS)
+    o(g, "stragglers", "chance an honest client delivers a round late", type=f, metavar="P")
+    o(g, "seed", type=i, metavar="N")
     g = p.add_argument_group("attack")
-    g.add_argument("--attack", choices=ATTACKS)
-    g.add_argument("--byzantine-fraction", type=float, metavar="F")
-    g.add_argument(
-        "--attack-strength",
-        type=float,
+    o(g, "attack", choices=ATTACKS)
+    o(g, "byzantine_fraction", type=f, metavar="F")
+    o(
+        g,
+        "attack_strength",
+        "sign_flip scale (4), gaussian sigma (1), ipm epsilon (0.1), alie z (from n and f)",
+        type=f,
         metavar="X",
-        help="sign_flip scale, gaussian sigma, ipm epsilon, alie z",
     )
-    g.add_argument(
-        "--placement",
-        choices=PLACEMENTS,
-        help="attackers spread over domains or concentrated in one",
-    )
+    o(g, "placement", "attackers spread over the domains or concentrated", choices=PLACEMENTS)
     g = p.add_argument_group("aggregation")
-    g.add_argument("--rule", choices=rules, help="Layer 1 rule (and the flat robust rule)")
-    g.add_argument("--trim-ratio", type=float, metavar="R")
-    g.add_argument(
-        "--f", type=int, metavar="F", help="Byzantine updates per basket for krum/multi_krum/bulyan"
+    o(
+        g,
+        "rule",
+        "Layer 1 rule, also the flat robust rule",
+        choices=[m.value for m in AggregationMethod],
+    )
+    o(g, "trim_ratio", "trimmed mean's share cut at each end", type=f, metavar="R")
+    o(
+        g,
+        "f",
+        "Byzantine updates per basket for krum, multi_krum, bulyan (none: most allowed)",
+        type=i,
+        metavar="F",
     )
     g.add_argument(
         "--rule-param",
@@ -123,21 +141,27 @@ def _add_simulate(sub: Any) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a further rule parameter, e.g. tau=1.0 (repeatable)",
     )
-    g.add_argument(
-        "--compare", action=argparse.BooleanOptionalAction, help="run the four setups (default)"
+    o(
+        g,
+        "compare",
+        "run the four setups, with and without the attack",
+        action=argparse.BooleanOptionalAction,
     )
-    g.add_argument("--setup", choices=SETUPS, help="run only this setup")
-    g.add_argument(
-        "--secure-aggregation", action=argparse.BooleanOptionalAction, help="SecAgg+ across baskets"
+    o(g, "setup", "run only this setup", choices=SETUPS)
+    o(
+        g,
+        "secure_aggregation",
+        "SecAgg+ across baskets (hierarchical setup)",
+        action=argparse.BooleanOptionalAction,
     )
-    g.add_argument("--target-accuracy", type=float, metavar="A")
-    g = p.add_argument_group("differential privacy (epsilon: total over the run)")
-    g.add_argument("--central-epsilon", type=float, metavar="EPS")
-    g.add_argument("--central-noise-multiplier", type=float, metavar="Z")
-    g.add_argument("--central-delta", type=float, metavar="D")
-    g.add_argument("--local-epsilon", type=float, metavar="EPS")
-    g.add_argument("--local-noise-multiplier", type=float, metavar="Z")
-    g.add_argument("--local-delta", type=float, metavar="D")
+    o(g, "target_accuracy", "accuracy whose first round is reported", type=f, metavar="A")
+    g = p.add_argument_group("differential privacy (an epsilon is the total over the run)")
+    o(g, "central_epsilon", "Layer 2 noise calibrated to this", type=f, metavar="EPS")
+    o(g, "central_noise_multiplier", "Layer 2 noise per round", type=f, metavar="Z")
+    o(g, "central_delta", type=f, metavar="D")
+    o(g, "local_epsilon", "Layer 1 noise calibrated to this", type=f, metavar="EPS")
+    o(g, "local_noise_multiplier", "Layer 1 noise per round", type=f, metavar="Z")
+    o(g, "local_delta", type=f, metavar="D")
     return p
 
 
@@ -209,7 +233,7 @@ def _run(config: Any, simulation: Any, show: bool) -> int:
     progress_mod = require("rich.progress")
     console = console_mod.Console()
     if not console.is_terminal:
-        console = console_mod.Console(width=max(console.width, 120))
+        console = console_mod.Console(width=max(console.width, 130))
     errors = console_mod.Console(stderr=True)
     total = len(plan(config)) * config.rounds
     columns = (

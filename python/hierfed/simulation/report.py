@@ -108,7 +108,10 @@ def rich_table(study: StudyResult) -> Any:
     table_mod = require("rich.table")
     table = table_mod.Table(title=title(study), title_justify="left")
     for i, h in enumerate(headers(study)):
-        table.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
+        if i == 0:
+            table.add_column(h, justify="left", overflow="fold", ratio=1)
+        else:
+            table.add_column(h, justify="right", no_wrap=True, min_width=len(h))
     for row in table_rows(study):
         table.add_row(*row)
     return table

@@ -175,13 +175,30 @@ class Simulation:
         self.flat_f: int | None = None
         if self.f is not None:
             self.flat_f = min(self.f * len(self.baskets), self._flat_cap(n))
+        self._check_rule(min(sizes))
         self.byzantine = self._place_byzantine(config.n_byzantine)
         self.basket_of = {c: b for b, members in self.baskets.items() for c in members}
+
+    def _check_rule(self, n: int) -> None:
+        """Run the rule once on ``n`` dummy updates so bad parameters fail before any round."""
+        cfg = self.config
+        params: dict[str, Any] = dict(cfg.rule_params)
+        if self.f is not None:
+            params["f"] = self.f
+        if cfg.rule == "trimmed_mean":
+            params["trim_ratio"] = cfg.trim_ratio
+        if cfg.rule == "centered_clipping":
+            params["center"] = np.zeros(2)
+        try:
+            aggregate(np.zeros((n, 2)), cfg.rule, **params)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"rule {cfg.rule} with {sorted(params)}: {exc}") from None
 
     # ---- layout --------------------------------------------------------------------------
 
     def _domain_sizes(self) -> list[int]:
-        return np.bincount(self.data.client_domain, minlength=len(self.data.domain_names)).tolist()
+        counts = np.bincount(self.data.client_domain, minlength=len(self.data.domain_names))
+        return [int(k) for k in counts]
 
     def _flat_cap(self, n: int) -> int:
         per = {"krum": 2, "multi_krum": 2, "bulyan": 4}[self.config.rule]
@@ -231,7 +248,10 @@ class Simulation:
 
     # ---- one client ------------------------------------------------------------------------
 
-    def _train(self, theta: FloatArray, c: int, t: int, *, flip: bool = False) -> FloatArray:
+    def client_update(self, theta: FloatArray, c: int, t: int, *, flip: bool = False) -> FloatArray:
+        """Client ``c``'s honest update from ``theta`` in round ``t`` (labels flipped when
+        ``flip``): :func:`~hierfed.simulation.models.local_sgd` with a generator seeded by
+        the seed, ``t`` and ``c``."""
         cfg = self.config
         y = self.data.client_y[c]
         if flip:
@@ -248,7 +268,7 @@ class Simulation:
             rng=np.random.default_rng([cfg.seed, _TAG_SGD, t, c]),
         )
 
-    def _attack(
+    def byzantine_updates(
         self,
         theta: FloatArray,
         t: int,
@@ -257,13 +277,33 @@ class Simulation:
         delivered: dict[int, tuple[FloatArray, int]],
         groups: dict[str, list[int]],
     ) -> dict[int, FloatArray]:
-        """The Byzantine clients' updates of round ``t``."""
+        """The updates the ``byzantine`` clients send in round ``t``.
+
+        Parameters
+        ----------
+        theta
+            The round's global model.
+        t
+            The round.
+        attack
+            The attack (see :mod:`hierfed.simulation.attacks`).
+        byzantine
+            The attackers sending this round.
+        delivered
+            The honest updates of the round (client -> (update, base version)).
+        groups
+            The aggregation groups (name -> clients): ALIE and IPM use the honest updates
+            delivered in the attacker's group (all honest updates when it has fewer than two)
+            and the group's counts.
+        """
         strength = self.config.strength
         out: dict[int, FloatArray] = {}
         if attack in ("sign_flip", "label_flip"):
             for c in byzantine:
-                g = self._train(theta, c, t, flip=attack == "label_flip")
-                out[c] = attacks.sign_flip(g, float(strength)) if attack == "sign_flip" else g
+                g = self.client_update(theta, c, t, flip=attack == "label_flip")
+                out[c] = (
+                    attacks.sign_flip(g, float(strength or 0.0)) if attack == "sign_flip" else g
+                )
             return out
         if attack == "gaussian":
             for c in byzantine:
@@ -294,7 +334,7 @@ class Simulation:
         """A short human name of ``setup``."""
         rule = self.config.rule
         return {
-            "fedavg": "FedAvg (flat mean)",
+            "fedavg": "FedAvg",
             "flat": f"flat {rule}",
             "hierarchical": f"hierarchical {rule}",
             "hierarchical_dp": f"hierarchical {rule} + DP + SecAgg",
@@ -400,13 +440,13 @@ class Simulation:
                 busy = c in delivered or (fed is not None and self.ids[c] in fed.buffer)
                 if busy or c in byz:
                     continue
-                update = self._train(model, c, t)
+                update = self.client_update(model, c, t)
                 if late[c] < cfg.stragglers:
                     in_flight[c] = (update, version)
                 else:
                     delivered[c] = (update, version)
             bad = [c for c in byz if not (fed is not None and self.ids[c] in fed.buffer)]
-            for c, u in self._attack(model, t, attack, bad, delivered, groups).items():
+            for c, u in self.byzantine_updates(model, t, attack, bad, delivered, groups).items():
                 delivered[c] = (u, version)
             if fed is not None:
                 self._clock = float(t)
