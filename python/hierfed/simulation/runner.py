@@ -296,7 +296,8 @@ class Simulation:
             delivered in the attacker's group (all honest updates when it has fewer than two)
             and the group's counts.
         """
-        strength = self.config.strength
+        given = self.config.attack_strength if attack == self.config.attack else None
+        strength = given if given is not None else attacks.DEFAULT_STRENGTH[attack]
         out: dict[int, FloatArray] = {}
         if attack in ("sign_flip", "label_flip"):
             for c in byzantine:
@@ -321,7 +322,7 @@ class Simulation:
             ref = np.array(honest if len(honest) >= 2 else everyone)
             n = len(honest) + len(byz)
             if attack == "alie":
-                vec = attacks.alie(ref, n, len(byz), self.config.attack_strength)
+                vec = attacks.alie(ref, n, len(byz), given)
             else:
                 vec = attacks.ipm(ref, float(strength or 0.0))
             for c in byz:
