@@ -177,3 +177,17 @@ def test_command_runs_as_a_module_and_as_the_console_script() -> None:
     if script is not None:  # installed with pip: the [project.scripts] entry point
         help_text = subprocess.run([script, "simulate", "--help"], capture_output=True, text=True)
         assert help_text.returncode == 0 and "--clients-per-basket" in help_text.stdout
+
+
+@pytest.mark.parametrize("missing", ["sklearn", "rich"])
+def test_missing_extra_names_it(
+    missing: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in list(sys.modules):
+        if name == missing or name.startswith(missing + "."):
+            monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, missing, None)
+    assert cli.main(["simulate", "--rounds", "1", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert 'pip install "hierfed[simulate]"' in err
+    assert {"sklearn": "scikit-learn", "rich": "rich"}[missing] in err
