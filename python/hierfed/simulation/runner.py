@@ -28,7 +28,6 @@ randomness (by design it takes no seed), which perturbs results by about
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -404,6 +403,71 @@ class Simulation:
     def _init(self) -> FloatArray:
         return self.model.init(np.random.default_rng([self.config.seed, _TAG_INIT]))
 
+    def _collect(
+        self,
+        t: int,
+        model: FloatArray,
+        version: int,
+        attack: str,
+        byz: list[int],
+        groups: dict[str, list[int]],
+        in_flight: dict[int, tuple[FloatArray, int]],
+        fed: HierarchicalFederation | None,
+    ) -> tuple[dict[int, tuple[FloatArray, int]], dict[int, tuple[FloatArray, int]]]:
+        """Round ``t``'s deliveries (client -> (update, base version)) and the stragglers'
+        updates left for the next round.
+
+        Last round's stragglers deliver first; an honest client that is idle trains on
+        ``model`` and delivers now or, with probability ``stragglers``, next round; a client
+        whose update still waits in a basket's buffer sits the round out; the attackers
+        send last, knowing the honest deliveries.
+        """
+        cfg = self.config
+        delivered, late_next = dict(in_flight), {}
+        draws = np.random.default_rng([cfg.seed, _TAG_STRAGGLE, t]).random(self.data.n_clients)
+
+        def waiting(c: int) -> bool:
+            return fed is not None and self.ids[c] in fed.buffer
+
+        for c in range(self.data.n_clients):
+            if c in delivered or c in byz or waiting(c):
+                continue
+            update = self.client_update(model, c, t)
+            if draws[c] < cfg.stragglers:
+                late_next[c] = (update, version)
+            else:
+                delivered[c] = (update, version)
+        senders = [c for c in byz if not waiting(c)]
+        for c, u in self.byzantine_updates(model, t, attack, senders, delivered, groups).items():
+            delivered[c] = (u, version)
+        return delivered, late_next
+
+    def _flat_step(
+        self,
+        setup: str,
+        theta: FloatArray,
+        delivered: dict[int, tuple[FloatArray, int]],
+        version: int,
+        center: FloatArray | None,
+    ) -> FloatArray:
+        """The flat server's aggregate of ``delivered`` (stale ones weighted)."""
+        cfg = self.config
+        rule = "mean" if setup == "fedavg" else cfg.rule
+        weight = staleness_function(cfg.staleness)
+        order = sorted(delivered)
+        ups = np.array([delivered[c][0] for c in order])
+        w = np.array([weight(version - delivered[c][1]) for c in order])
+        params: dict[str, Any] = {} if rule == "mean" else dict(cfg.rule_params)
+        if rule == "trimmed_mean":
+            params["trim_ratio"] = cfg.trim_ratio
+        if self.flat_f is not None and setup == "flat":
+            params["f"] = min(self.flat_f, self._flat_cap(len(order)))
+        if rule == "centered_clipping":
+            params["center"] = np.zeros_like(theta) if center is None else center
+        if rule in _TAKES_WEIGHTS and not np.all(w == 1.0):
+            params["weights"] = w
+        return np.asarray(aggregate(ups, rule, **params).aggregate, dtype=np.float64)
+
     def run(
         self, setup: str, attack: str | None = None, progress: Progress | None = None
     ) -> RunResult:
@@ -415,85 +479,40 @@ class Simulation:
         cfg = self.config
         attack = cfg.attack if attack is None else attack
         byz = sorted(self.byzantine) if attack != "none" else []
-        hier = setup.startswith("hierarchical")
         fed: HierarchicalFederation | None = None
-        details: dict[str, Any] = {}
-        if hier:
+        if setup.startswith("hierarchical"):
             fed, details = self._federation(setup)
             groups = {b: list(m) for b, m in self.baskets.items()}
         else:
             groups = {"all": list(range(self.data.n_clients))}
             details = {"f": self.flat_f if setup == "flat" else None}
-        rule = "mean" if setup == "fedavg" else cfg.rule
-        weight = staleness_function(cfg.staleness)
         theta = self._init()
         center: FloatArray | None = None
         in_flight: dict[int, tuple[FloatArray, int]] = {}
         history: list[RoundMetrics] = []
         for t in range(cfg.rounds):
             start = time.perf_counter()
-            version = fed.version if fed is not None else t
-            model = fed.model if fed is not None else theta
-            assert model is not None
-            delivered, in_flight = dict(in_flight), {}
-            late = np.random.default_rng([cfg.seed, _TAG_STRAGGLE, t]).random(self.data.n_clients)
-            for c in range(self.data.n_clients):
-                busy = c in delivered or (fed is not None and self.ids[c] in fed.buffer)
-                if busy or c in byz:
-                    continue
-                update = self.client_update(model, c, t)
-                if late[c] < cfg.stragglers:
-                    in_flight[c] = (update, version)
-                else:
-                    delivered[c] = (update, version)
-            bad = [c for c in byz if not (fed is not None and self.ids[c] in fed.buffer)]
-            for c, u in self.byzantine_updates(model, t, attack, bad, delivered, groups).items():
-                delivered[c] = (u, version)
+            version = t if fed is None else fed.version
+            delivered, in_flight = self._collect(
+                t, theta, version, attack, byz, groups, in_flight, fed
+            )
             if fed is not None:
                 self._clock = float(t)
                 for c in sorted(delivered):
-                    u, base = delivered[c]
-                    fed.submit_update(self.ids[c], u, base)
+                    fed.submit_update(self.ids[c], *delivered[c])
                 fed.flush()
-                theta = fed.model if fed.model is not None else theta
+                assert fed.model is not None
+                theta = fed.model
             else:
-                order = sorted(delivered)
-                ups = np.array([delivered[c][0] for c in order])
-                w = np.array([weight(version - delivered[c][1]) for c in order])
-                params: dict[str, Any] = {}
-                if rule != "mean":
-                    params.update(cfg.rule_params)
-                if rule == "trimmed_mean":
-                    params["trim_ratio"] = cfg.trim_ratio
-                if self.flat_f is not None and setup == "flat":
-                    params["f"] = min(self.flat_f, self._flat_cap(len(order)))
-                if rule == "centered_clipping":
-                    params["center"] = np.zeros_like(theta) if center is None else center
-                if rule in _TAKES_WEIGHTS and not np.all(w == 1.0):
-                    params["weights"] = w
-                agg = np.asarray(aggregate(ups, rule, **params).aggregate, dtype=np.float64)
-                center = agg
-                theta = theta + cfg.server_learning_rate * agg
+                center = self._flat_step(setup, theta, delivered, version, center)
+                theta = theta + cfg.server_learning_rate * center
             acc, loss = accuracy(self.model, theta, self.data.x_test, self.data.y_test)
-            eps = fed.privacy_spent()[0] if fed is not None else 0.0
-            local = self._local_epsilon(fed)
-            history.append(
-                RoundMetrics(
-                    t + 1,
-                    acc,
-                    loss if math.isfinite(loss) else float("inf"),
-                    eps,
-                    local,
-                    time.perf_counter() - start,
-                )
-            )
+            eps = 0.0 if fed is None else fed.privacy_spent()[0]
+            seconds = time.perf_counter() - start
+            history.append(RoundMetrics(t + 1, acc, loss, eps, self._local_epsilon(fed), seconds))
             if progress is not None:
                 progress()
-        spent = fed.privacy_spent() if fed is not None else (0.0, 0.0)
-        local_spent = (
-            self._local_epsilon(fed),
-            cfg.local_delta if self._local_epsilon(fed) > 0 else 0.0,
-        )
+        local = self._local_epsilon(fed)
         if fed is not None:
             stats = fed.get_stats()
             details.update(
@@ -502,7 +521,15 @@ class Simulation:
                 rejected=stats["rejected"],
             )
         details["byzantine_clients"] = len(byz)
-        return RunResult(setup, self.label(setup), attack, history, spent, local_spent, details)
+        return RunResult(
+            setup,
+            self.label(setup),
+            attack,
+            history,
+            (0.0, 0.0) if fed is None else fed.privacy_spent(),
+            (local, cfg.local_delta if local > 0 else 0.0),
+            details,
+        )
 
     def _local_epsilon(self, fed: HierarchicalFederation | None) -> float:
         if fed is None or not fed.layer1.config.apply_local_noise:
