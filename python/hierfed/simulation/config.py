@@ -1,0 +1,348 @@
+"""The simulation's settings: one validated dataclass, from defaults, a TOML file and options.
+
+Every field of :class:`SimulationConfig` is also a key of the TOML file given to
+``hierfed simulate --config FILE`` (at the top level or under a ``[simulate]`` table; ``-``
+and ``_`` are interchangeable) and an option of the command (``--clients-per-basket`` for
+``clients_per_basket``). Options override the file, which overrides the defaults. Bad values
+raise ``ValueError``/``TypeError`` naming the field and the rule broken.
+
+The defaults are the embedded run of ``hierfed simulate`` without arguments: digits, 75
+clients in 5 domains (one basket of 15 each), a fifth of them Byzantine, spread over the
+domains, sending scaled sign-flipped updates; the four configurations compared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..aggregator import AggregationMethod
+from ..staleness import PRESETS
+from .attacks import ATTACKS, DEFAULT_STRENGTH
+from .datasets import BUILTIN
+from .models import MODELS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "DEFAULT_CENTRAL_NOISE_MULTIPLIER",
+    "PLACEMENTS",
+    "SETUPS",
+    "SimulationConfig",
+    "load_toml",
+]
+
+SETUPS = ("fedavg", "flat", "hierarchical", "hierarchical_dp")
+PLACEMENTS = ("spread", "concentrated")
+# Central noise of the hierarchical_dp setup when no central DP option is given.
+DEFAULT_CENTRAL_NOISE_MULTIPLIER = 0.2
+_SELECTION = {"krum": 2, "multi_krum": 2, "bulyan": 4}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass
+class SimulationConfig:
+    """Everything one ``hierfed simulate`` run needs.
+
+    Attributes
+    ----------
+    dataset
+        ``digits``, ``breast_cancer``, ``wine`` or a path to a ``.npz`` with ``X``, ``y`` and
+        optionally ``domain`` (see :mod:`hierfed.simulation.datasets`).
+    model, hidden
+        ``logreg`` (multinomial logistic regression) or ``mlp`` (one hidden layer of
+        ``hidden`` tanh units).
+    rounds
+        Global rounds.
+    clients, domains, clients_per_basket
+        Clients, spread evenly over the domains; each domain's clients fill baskets of at
+        most ``clients_per_basket`` in turn (the basket manager's assignment).
+    dirichlet_alpha, domain_shift, test_fraction
+        The non-IID split: label skew, per-domain feature offset (std, standardised units),
+        held-out fraction.
+    local_epochs, batch_size, learning_rate
+        Each client's local SGD per round.
+    clip_norm
+        L2 bound of a client's update: honest clients clip their delta to it, Layer 1's local
+        DP clips every update to it and Layer 2 clips every basket model to it.
+    server_learning_rate
+        The global model moves by this times the aggregate.
+    byzantine_fraction, attack, attack_strength, placement
+        Share of Byzantine clients, their attack (``none``, ``sign_flip``, ``gaussian``,
+        ``label_flip``, ``alie``, ``ipm``), its strength (``None``: the attack's default, see
+        :mod:`hierfed.simulation.attacks`), and ``spread`` (evenly over the baskets of all
+        domains) or ``concentrated`` (filling the first domain's baskets first).
+    rule, trim_ratio, f, rule_params
+        The robust rule (Layer 1 in hierarchical setups, the server's in the flat one), the
+        trimmed mean's ratio, the ``f`` of Krum/Multi-Krum/Bulyan (``None``: the most the
+        smallest basket allows, ``(n - 3) // 4`` for Bulyan, ``(n - 3) // 2`` for Krum) and
+        further parameters (e.g. ``tau`` of centered clipping).
+    compare
+        Run the four setups (flat FedAvg, flat robust, hierarchical robust, hierarchical
+        robust + DP + secure aggregation), each with the attack and without it.
+    setup
+        The one setup to run when not comparing: ``fedavg``, ``flat``, ``hierarchical`` or
+        ``hierarchical_dp``.
+    secure_aggregation
+        Sum basket models with SecAgg+ in the ``hierarchical`` setup (``hierarchical_dp``
+        always does).
+    central_epsilon, central_noise_multiplier, central_delta
+        Central DP of Layer 2: a total epsilon for the whole run (the per-round noise is
+        calibrated so that the RDP accountant reaches it after ``rounds`` rounds) or a
+        per-round noise multiplier; at most one. ``hierarchical_dp`` without either uses
+        noise multiplier ``DEFAULT_CENTRAL_NOISE_MULTIPLIER``.
+    local_epsilon, local_noise_multiplier, local_delta
+        Layer 1's local DP per basket, the same way (off when neither is given).
+    staleness, stragglers
+        Staleness weighting (``exponential``, ``constant``, ``polynomial``, ``sqrt``,
+        ``hinge``) of the updates of stragglers: each round each honest client independently
+        straggles with probability ``stragglers``, computing its update on this round's
+        model and delivering it one round late.
+    target_accuracy
+        The accuracy whose first round the table reports.
+    seed
+        Seeds the split, the clients' SGD, the attackers, the stragglers and the noise.
+    out
+        Directory for ``results.json`` and ``accuracy.png`` (``None``: write nothing).
+    """
+
+    dataset: str = "digits"
+    model: str = "logreg"
+    hidden: int = 32
+    rounds: int = 30
+    clients: int = 75
+    domains: int = 5
+    clients_per_basket: int = 15
+    dirichlet_alpha: float = 1.0
+    domain_shift: float = 0.5
+    test_fraction: float = 0.25
+    local_epochs: int = 1
+    batch_size: int = 8
+    learning_rate: float = 0.1
+    clip_norm: float = 0.5
+    server_learning_rate: float = 1.0
+    byzantine_fraction: float = 0.2
+    attack: str = "sign_flip"
+    attack_strength: float | None = None
+    placement: str = "spread"
+    rule: str = "trimmed_mean"
+    trim_ratio: float = 0.2
+    f: int | None = None
+    rule_params: dict[str, Any] = field(default_factory=dict)
+    compare: bool = True
+    setup: str = "hierarchical"
+    secure_aggregation: bool = False
+    central_epsilon: float | None = None
+    central_noise_multiplier: float | None = None
+    central_delta: float = 1e-5
+    local_epsilon: float | None = None
+    local_noise_multiplier: float | None = None
+    local_delta: float = 1e-5
+    staleness: str = "exponential"
+    stragglers: float = 0.0
+    target_accuracy: float = 0.8
+    seed: int = 0
+    out: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ---- validation ----------------------------------------------------------------------
+
+    def _int(self, name: str, least: int) -> None:
+        v = getattr(self, name)
+        if not _is_int(v) or v < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {v!r}")
+
+    def _num(self, name: str, low: float, high: float, *, open_low: bool = False) -> None:
+        v = getattr(self, name)
+        ok = _is_num(v) and (v > low if open_low else v >= low) and v <= high
+        if not ok:
+            bracket = "(" if open_low else "["
+            raise ValueError(f"{name} must be a number in {bracket}{low}, {high}], got {v!r}")
+
+    def _choice(self, name: str, choices: tuple[str, ...]) -> None:
+        v = getattr(self, name)
+        if v not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}; got {v!r}")
+
+    def _optional(self, name: str, low: float, high: float) -> None:
+        if getattr(self, name) is not None:
+            self._num(name, low, high, open_low=True)
+
+    def validate(self) -> None:
+        """Raise ``ValueError``/``TypeError`` naming the first field that breaks its rule."""
+        if not isinstance(self.dataset, str) or not (
+            self.dataset in BUILTIN or self.dataset.endswith(".npz")
+        ):
+            raise ValueError(
+                f"dataset must be one of {', '.join(BUILTIN)} or a path to a .npz file; "
+                f"got {self.dataset!r}"
+            )
+        self._choice("model", MODELS)
+        for name, least in (
+            ("hidden", 1),
+            ("rounds", 1),
+            ("clients", 2),
+            ("domains", 1),
+            ("clients_per_basket", 1),
+            ("local_epochs", 1),
+            ("batch_size", 1),
+            ("seed", 0),
+        ):
+            self._int(name, least)
+        if self.domains > self.clients:
+            raise ValueError(f"domains ({self.domains}) must not exceed clients ({self.clients})")
+        self._num("dirichlet_alpha", 0.0, math.inf, open_low=True)
+        self._num("domain_shift", 0.0, math.inf)
+        self._num("test_fraction", 0.0, 0.9, open_low=True)
+        self._num("learning_rate", 0.0, math.inf, open_low=True)
+        self._num("clip_norm", 0.0, math.inf, open_low=True)
+        self._num("server_learning_rate", 0.0, math.inf, open_low=True)
+        self._num("byzantine_fraction", 0.0, 0.9)
+        self._choice("attack", ATTACKS)
+        if self.attack_strength is not None:
+            if DEFAULT_STRENGTH[self.attack] is None and self.attack != "alie":
+                raise ValueError(f"attack {self.attack!r} takes no attack_strength")
+            self._num("attack_strength", -math.inf, math.inf)
+        self._choice("placement", PLACEMENTS)
+        self._choice("rule", tuple(m.value for m in AggregationMethod))
+        self._num("trim_ratio", 0.0, 0.49)
+        if self.f is not None:
+            self._int("f", 0)
+            if self.rule not in _SELECTION:
+                raise ValueError(f"f applies to krum, multi_krum and bulyan, not {self.rule!r}")
+        if not isinstance(self.rule_params, dict) or not all(
+            isinstance(k, str) for k in self.rule_params
+        ):
+            raise TypeError("rule_params must be a table of parameter names to values")
+        for key in ("f", "weights", "trim_ratio", "center"):
+            if key in self.rule_params:
+                raise ValueError(f"rule_params must not set {key!r} (use its own option)")
+        for name in ("compare", "secure_aggregation"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        self._choice("setup", SETUPS)
+        self._optional("central_epsilon", 0.0, math.inf)
+        self._optional("central_noise_multiplier", 0.0, math.inf)
+        self._optional("local_epsilon", 0.0, math.inf)
+        self._optional("local_noise_multiplier", 0.0, math.inf)
+        self._num("central_delta", 0.0, 0.5, open_low=True)
+        self._num("local_delta", 0.0, 0.5, open_low=True)
+        for kind in ("central", "local"):
+            if (
+                getattr(self, f"{kind}_epsilon") is not None
+                and getattr(self, f"{kind}_noise_multiplier") is not None
+            ):
+                raise ValueError(f"give {kind}_epsilon or {kind}_noise_multiplier, not both")
+        if not self.compare and self.setup in ("fedavg", "flat") and self.uses_dp:
+            raise ValueError(f"DP options need a hierarchical setup, not {self.setup!r}")
+        self._choice("staleness", PRESETS)
+        self._num("stragglers", 0.0, 0.9)
+        self._num("target_accuracy", 0.0, 1.0)
+        if self.out is not None and not isinstance(self.out, str):
+            raise TypeError(f"out must be a directory path, got {self.out!r}")
+
+    # ---- derived values ------------------------------------------------------------------
+
+    @property
+    def uses_dp(self) -> bool:
+        """Whether any DP option is set."""
+        return any(
+            getattr(self, k) is not None
+            for k in (
+                "central_epsilon",
+                "central_noise_multiplier",
+                "local_epsilon",
+                "local_noise_multiplier",
+            )
+        )
+
+    @property
+    def strength(self) -> float | None:
+        """The attack's strength in force."""
+        return (
+            self.attack_strength
+            if self.attack_strength is not None
+            else DEFAULT_STRENGTH[self.attack]
+        )
+
+    @property
+    def n_byzantine(self) -> int:
+        """Number of Byzantine clients (``round(fraction * clients)``; none without attack)."""
+        if self.attack == "none":
+            return 0
+        return round(self.byzantine_fraction * self.clients)
+
+    def f_for(self, n: int) -> int | None:
+        """The ``f`` for a rule over ``n`` inputs: the option, else the most ``n`` allows."""
+        per = _SELECTION.get(self.rule)
+        if per is None:
+            return None
+        if self.f is not None:
+            return self.f
+        return max((n - 3) // per, 0)
+
+    def min_inputs(self, f: int | None) -> int:
+        """The fewest inputs the rule needs with ``f``."""
+        per = _SELECTION.get(self.rule)
+        return 1 if per is None or f is None else per * f + 3
+
+    def replace(self, **changes: Any) -> SimulationConfig:
+        """A validated copy with ``changes``."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as plain JSON values."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """Every settable key."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def load_toml(path: str) -> dict[str, Any]:
+    """The settings in TOML file ``path``: top-level keys or a ``[simulate]`` table.
+
+    Raises
+    ------
+    ValueError
+        A missing or malformed file, or an unknown key (the known ones are listed).
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"config file {path!r} does not exist")
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {path}: {exc}") from None
+    if "simulate" in doc:
+        table = doc.pop("simulate")
+        if not isinstance(table, dict) or doc:
+            raise ValueError(f"config file {path}: put every key under [simulate] or none")
+        doc = table
+    known = SimulationConfig.field_names()
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise ValueError(
+                f"config file {path}: unknown key {key!r}; known keys: {', '.join(known)}"
+            )
+        out[name] = value
+    return out

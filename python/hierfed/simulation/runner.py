@@ -1,0 +1,548 @@
+"""One simulated federation run: a setup, an attack, rounds of local SGD and aggregation.
+
+Setups (same clients, data, attackers and seed for all of them):
+
+- ``fedavg``: flat; the server takes the plain mean of every client's update.
+- ``flat``: flat; the server runs the robust rule over every client's update, with ``f``
+  times the number of baskets as its ``f`` (the same total tolerance as the hierarchy), at
+  most what the number of clients allows.
+- ``hierarchical``: a :class:`~hierfed.HierarchicalFederation`: the rule in every basket
+  (Layer 1), basket models clipped to ``clip_norm`` and averaged by size (Layer 2), with the
+  config's DP and secure aggregation options.
+- ``hierarchical_dp``: the same plus secure aggregation and central DP (the config's, or
+  noise multiplier ``DEFAULT_CENTRAL_NOISE_MULTIPLIER`` when none is given).
+
+A round: every client starts from the global model of this round; honest clients run
+:func:`~hierfed.simulation.models.local_sgd`; stragglers deliver their update one round late
+(weighted by the staleness function); Byzantine clients never straggle and send the attack's
+update, which ALIE and IPM compute from the honest updates delivered in the same aggregation
+group (the attacker's basket in hierarchical setups, all clients in flat ones). Then the
+updates are aggregated, the global model moves, and the test accuracy is measured.
+
+Determinism: every random draw comes from a generator seeded by the config's seed and the
+draw's role, round and client, so two runs of one config give the same numbers; secure
+aggregation's fixed-point encoding rounds stochastically from the operating system's
+randomness (by design it takes no seed), which perturbs results by about
+``clip_norm * 2**-28`` per coordinate and round.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..aggregator import AggregationMethod, aggregate
+from ..basket import BasketConfig, BasketManager
+from ..federation import FederationConfig, HierarchicalFederation
+from ..layers import Layer1Config, Layer2Config
+from ..privacy import NoiseGenerator, RDPAccountant
+from ..staleness import staleness_function
+from . import attacks
+from .config import DEFAULT_CENTRAL_NOISE_MULTIPLIER, SimulationConfig
+from .datasets import FederatedData
+from .models import Model, accuracy, local_sgd, make_model
+
+__all__ = ["RoundMetrics", "RunResult", "Simulation", "noise_multiplier_for_epsilon"]
+
+FloatArray = NDArray[np.float64]
+Progress = Callable[[], None]
+
+_TAG_INIT, _TAG_SGD, _TAG_STRAGGLE, _TAG_ATTACK, _TAG_BYZ = 11, 12, 13, 14, 15
+_TAKES_WEIGHTS = {"mean", "trimmed_mean", "median", "multi_krum", "bulyan", "geometric_median"}
+
+
+def noise_multiplier_for_epsilon(epsilon: float, delta: float, steps: int) -> float:
+    """The Gaussian noise multiplier whose ``steps``-fold composition (RDP, no subsampling)
+    spends ``epsilon`` at ``delta``: the smallest such value to 1e-4 relative."""
+
+    def spent(z: float) -> float:
+        acc = RDPAccountant()
+        acc.step(z, 1.0, steps)
+        return acc.get_epsilon(delta)
+
+    lo, hi = 1e-3, 1.0
+    while spent(hi) > epsilon:
+        lo, hi = hi, hi * 2.0
+        if hi > 1e6:
+            raise ValueError(f"epsilon={epsilon} is out of reach over {steps} rounds")
+    while hi - lo > 1e-4 * hi:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if spent(mid) > epsilon else (lo, mid)
+    return hi
+
+
+@dataclass
+class RoundMetrics:
+    """What one round gives: test accuracy and loss, central and local epsilon so far, time."""
+
+    round: int
+    accuracy: float
+    loss: float
+    epsilon: float
+    local_epsilon: float
+    seconds: float
+
+
+@dataclass
+class RunResult:
+    """One setup under one attack."""
+
+    setup: str
+    label: str
+    attack: str
+    rounds: list[RoundMetrics]
+    privacy_spent: tuple[float, float]
+    local_privacy_spent: tuple[float, float]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def final_accuracy(self) -> float:
+        """Test accuracy after the last round."""
+        return self.rounds[-1].accuracy
+
+    @property
+    def best_accuracy(self) -> float:
+        """Best test accuracy over the rounds."""
+        return max(r.accuracy for r in self.rounds)
+
+    def rounds_to(self, target: float) -> int | None:
+        """First round (1-based) reaching ``target`` accuracy, or ``None``."""
+        return next((r.round for r in self.rounds if r.accuracy >= target), None)
+
+    @property
+    def seconds_per_round(self) -> float:
+        """Mean wall time of a round."""
+        return float(np.mean([r.seconds for r in self.rounds]))
+
+    def to_dict(self, target: float) -> dict[str, Any]:
+        """A JSON-ready summary with the per-round metrics."""
+        return {
+            "setup": self.setup,
+            "label": self.label,
+            "attack": self.attack,
+            "final_accuracy": self.final_accuracy,
+            "best_accuracy": self.best_accuracy,
+            "rounds_to_target": self.rounds_to(target),
+            "seconds_per_round": self.seconds_per_round,
+            "privacy_spent": {"epsilon": self.privacy_spent[0], "delta": self.privacy_spent[1]},
+            "local_privacy_spent": {
+                "epsilon": self.local_privacy_spent[0],
+                "delta": self.local_privacy_spent[1],
+            },
+            "details": self.details,
+            "rounds": [vars(r) for r in self.rounds],
+        }
+
+
+class Simulation:
+    """The clients, their baskets and the attackers of one config and dataset.
+
+    Parameters
+    ----------
+    config
+        The settings.
+    data
+        The federated split (:func:`~hierfed.simulation.datasets.make_federated`).
+
+    Raises
+    ------
+    ValueError
+        A basket too small for the rule with its ``f``.
+    """
+
+    def __init__(self, config: SimulationConfig, data: FederatedData) -> None:
+        self.config = config
+        self.data = data
+        self.model: Model = make_model(config.model, data.n_features, data.n_classes, config.hidden)
+        self.ids = [f"client_{i}" for i in range(data.n_clients)]
+        self.baskets = self._plan_baskets()
+        sizes = [len(m) for m in self.baskets.values()]
+        self.f = config.f_for(min(sizes))
+        need = config.min_inputs(self.f)
+        if min(sizes) < need:
+            raise ValueError(
+                f"{config.rule} with f={self.f} needs at least {need} clients per basket; the "
+                f"smallest basket has {min(sizes)} (clients per domain "
+                f"{self._domain_sizes()}, clients_per_basket={config.clients_per_basket})"
+            )
+        n = data.n_clients
+        self.flat_f: int | None = None
+        if self.f is not None:
+            self.flat_f = min(self.f * len(self.baskets), self._flat_cap(n))
+        self._check_rule(min(sizes))
+        self.byzantine = self._place_byzantine(config.n_byzantine)
+        self.basket_of = {c: b for b, members in self.baskets.items() for c in members}
+
+    def _check_rule(self, n: int) -> None:
+        """Run the rule once on ``n`` dummy updates so bad parameters fail before any round."""
+        cfg = self.config
+        params: dict[str, Any] = dict(cfg.rule_params)
+        if self.f is not None:
+            params["f"] = self.f
+        if cfg.rule == "trimmed_mean":
+            params["trim_ratio"] = cfg.trim_ratio
+        if cfg.rule == "centered_clipping":
+            params["center"] = np.zeros(2)
+        try:
+            aggregate(np.zeros((n, 2)), cfg.rule, **params)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"rule {cfg.rule} with {sorted(params)}: {exc}") from None
+
+    # ---- layout --------------------------------------------------------------------------
+
+    def _domain_sizes(self) -> list[int]:
+        counts = np.bincount(self.data.client_domain, minlength=len(self.data.domain_names))
+        return [int(k) for k in counts]
+
+    def _flat_cap(self, n: int) -> int:
+        per = {"krum": 2, "multi_krum": 2, "bulyan": 4}[self.config.rule]
+        return max((n - 3) // per, 0)
+
+    def _manager_config(self) -> BasketConfig:
+        return BasketConfig(min_clients=1, max_clients=self.config.clients_per_basket)
+
+    def _register(self, register: Callable[[str, str], str]) -> dict[str, list[int]]:
+        baskets: dict[str, list[int]] = {}
+        for i, cid in enumerate(self.ids):
+            domain = self.data.domain_names[int(self.data.client_domain[i])]
+            baskets.setdefault(register(cid, domain), []).append(i)
+        return baskets
+
+    def _plan_baskets(self) -> dict[str, list[int]]:
+        """Basket id -> member client indices, as the basket manager assigns them."""
+        manager = BasketManager(self._manager_config(), clock=lambda: 0.0, seed=self.config.seed)
+        return self._register(lambda cid, dom: manager.add_client(cid, dom))
+
+    def _place_byzantine(self, count: int) -> frozenset[int]:
+        """``count`` Byzantine clients: spread over baskets in proportion to their sizes
+        (largest remainders, ties to the earlier basket), or filling the baskets of the first
+        domains first; inside a basket, drawn at random."""
+        if count == 0:
+            return frozenset()
+        rng = np.random.default_rng([self.config.seed, _TAG_BYZ])
+        members = list(self.baskets.values())
+        sizes = np.array([len(m) for m in members], dtype=np.float64)
+        if self.config.placement == "spread":
+            quota = sizes * count / sizes.sum()
+            take = np.floor(quota).astype(int)
+            for j in np.argsort(-(quota - take), kind="stable")[: count - int(take.sum())]:
+                take[j] += 1
+        else:
+            take = np.zeros(len(members), dtype=int)
+            left = count
+            for j in sorted(
+                range(len(members)), key=lambda j: min(self.data.client_domain[members[j]])
+            ):
+                take[j] = min(left, len(members[j]))
+                left -= int(take[j])
+        chosen: list[int] = []
+        for m, k in zip(members, take, strict=True):
+            chosen.extend(int(c) for c in rng.choice(m, size=int(k), replace=False))
+        return frozenset(chosen)
+
+    # ---- one client ------------------------------------------------------------------------
+
+    def client_update(self, theta: FloatArray, c: int, t: int, *, flip: bool = False) -> FloatArray:
+        """Client ``c``'s honest update from ``theta`` in round ``t`` (labels flipped when
+        ``flip``): :func:`~hierfed.simulation.models.local_sgd` with a generator seeded by
+        the seed, ``t`` and ``c``."""
+        cfg = self.config
+        y = self.data.client_y[c]
+        if flip:
+            y = attacks.flip_labels(y, self.data.n_classes)
+        return local_sgd(
+            self.model,
+            theta,
+            self.data.client_x[c],
+            y,
+            epochs=cfg.local_epochs,
+            batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate,
+            clip_norm=cfg.clip_norm,
+            rng=np.random.default_rng([cfg.seed, _TAG_SGD, t, c]),
+        )
+
+    def byzantine_updates(
+        self,
+        theta: FloatArray,
+        t: int,
+        attack: str,
+        byzantine: list[int],
+        delivered: dict[int, tuple[FloatArray, int]],
+        groups: dict[str, list[int]],
+    ) -> dict[int, FloatArray]:
+        """The updates the ``byzantine`` clients send in round ``t``.
+
+        Parameters
+        ----------
+        theta
+            The round's global model.
+        t
+            The round.
+        attack
+            The attack (see :mod:`hierfed.simulation.attacks`).
+        byzantine
+            The attackers sending this round.
+        delivered
+            The honest updates of the round (client -> (update, base version)).
+        groups
+            The aggregation groups (name -> clients): ALIE and IPM use the honest updates
+            delivered in the attacker's group (all honest updates when it has fewer than two)
+            and the group's counts.
+        """
+        given = self.config.attack_strength if attack == self.config.attack else None
+        strength = given if given is not None else attacks.DEFAULT_STRENGTH[attack]
+        out: dict[int, FloatArray] = {}
+        if attack in ("sign_flip", "label_flip"):
+            for c in byzantine:
+                g = self.client_update(theta, c, t, flip=attack == "label_flip")
+                out[c] = (
+                    attacks.sign_flip(g, float(strength or 0.0)) if attack == "sign_flip" else g
+                )
+            return out
+        if attack == "gaussian":
+            for c in byzantine:
+                rng = np.random.default_rng([self.config.seed, _TAG_ATTACK, t, c])
+                out[c] = attacks.gaussian(self.model.n_params, float(strength or 0.0), rng)
+            return out
+        everyone = [u for c, (u, _) in delivered.items() if c not in self.byzantine]
+        for members in groups.values():
+            byz = [c for c in members if c in byzantine]
+            if not byz:
+                continue
+            honest = [
+                delivered[c][0] for c in members if c in delivered and c not in self.byzantine
+            ]
+            ref = np.array(honest if len(honest) >= 2 else everyone)
+            n = len(honest) + len(byz)
+            if attack == "alie":
+                vec = attacks.alie(ref, n, len(byz), given)
+            else:
+                vec = attacks.ipm(ref, float(strength or 0.0))
+            for c in byz:
+                out[c] = vec
+        return out
+
+    # ---- a run ---------------------------------------------------------------------------
+
+    def label(self, setup: str) -> str:
+        """A short human name of ``setup``."""
+        rule = self.config.rule
+        return {
+            "fedavg": "FedAvg",
+            "flat": f"flat {rule}",
+            "hierarchical": f"hierarchical {rule}",
+            "hierarchical_dp": f"hierarchical {rule} + DP + SecAgg",
+        }[setup]
+
+    def _federation(self, setup: str) -> tuple[HierarchicalFederation, dict[str, Any]]:
+        cfg = self.config
+        dp = setup == "hierarchical_dp"
+        z_central = cfg.central_noise_multiplier
+        if cfg.central_epsilon is not None:
+            z_central = noise_multiplier_for_epsilon(
+                cfg.central_epsilon, cfg.central_delta, cfg.rounds
+            )
+        if dp and z_central is None:
+            z_central = DEFAULT_CENTRAL_NOISE_MULTIPLIER
+        z_local = cfg.local_noise_multiplier
+        if cfg.local_epsilon is not None:
+            z_local = noise_multiplier_for_epsilon(cfg.local_epsilon, cfg.local_delta, cfg.rounds)
+        params: dict[str, Any] = dict(cfg.rule_params)
+        if self.f is not None:
+            params["f"] = self.f
+        secure = dp or cfg.secure_aggregation
+        fed_cfg = FederationConfig(
+            basket=self._manager_config(),
+            layer1=Layer1Config(
+                aggregation_method=AggregationMethod(cfg.rule),
+                trim_alpha=cfg.trim_ratio,
+                min_updates=cfg.clients_per_basket,
+                apply_local_noise=z_local is not None,
+                method_params=params,
+                local_clip_norm=cfg.clip_norm,
+                local_delta=cfg.local_delta,
+                local_noise_multiplier=z_local,
+            ),
+            layer2=Layer2Config(
+                use_secure_aggregation=secure,
+                central_dp_epsilon=None,
+                central_dp_delta=cfg.central_delta,
+                clip_norm=cfg.clip_norm,
+                min_baskets=len(self.baskets),
+                central_dp_noise_multiplier=z_central,
+            ),
+            staleness=cfg.staleness,
+            auto_aggregate=False,
+            server_learning_rate=cfg.server_learning_rate,
+        )
+        self._clock = 0.0
+        fed = HierarchicalFederation(
+            fed_cfg,
+            initial_model=self._init(),
+            clock=lambda: self._clock,
+            generator=NoiseGenerator(seed=cfg.seed, secure=False),
+            seed=cfg.seed,
+        )
+        got = self._register(fed.register_client)
+        if got != self.baskets:  # pragma: no cover - the manager is deterministic
+            raise RuntimeError("the federation assigned baskets differently from the plan")
+        info = {
+            "secure_aggregation": secure,
+            "central_noise_multiplier": z_central,
+            "local_noise_multiplier": z_local,
+            "f": self.f,
+        }
+        return fed, info
+
+    def _init(self) -> FloatArray:
+        return self.model.init(np.random.default_rng([self.config.seed, _TAG_INIT]))
+
+    def _collect(
+        self,
+        t: int,
+        model: FloatArray,
+        version: int,
+        attack: str,
+        byz: list[int],
+        groups: dict[str, list[int]],
+        in_flight: dict[int, tuple[FloatArray, int]],
+        fed: HierarchicalFederation | None,
+    ) -> tuple[dict[int, tuple[FloatArray, int]], dict[int, tuple[FloatArray, int]]]:
+        """Round ``t``'s deliveries (client -> (update, base version)) and the stragglers'
+        updates left for the next round.
+
+        Last round's stragglers deliver first; an honest client that is idle trains on
+        ``model`` and delivers now or, with probability ``stragglers``, next round; a client
+        whose update still waits in a basket's buffer sits the round out; the attackers
+        send last, knowing the honest deliveries.
+        """
+        cfg = self.config
+        delivered, late_next = dict(in_flight), {}
+        draws = np.random.default_rng([cfg.seed, _TAG_STRAGGLE, t]).random(self.data.n_clients)
+
+        def waiting(c: int) -> bool:
+            return fed is not None and self.ids[c] in fed.buffer
+
+        for c in range(self.data.n_clients):
+            if c in delivered or c in byz or waiting(c):
+                continue
+            update = self.client_update(model, c, t)
+            if draws[c] < cfg.stragglers:
+                late_next[c] = (update, version)
+            else:
+                delivered[c] = (update, version)
+        senders = [c for c in byz if not waiting(c)]
+        for c, u in self.byzantine_updates(model, t, attack, senders, delivered, groups).items():
+            delivered[c] = (u, version)
+        return delivered, late_next
+
+    def _flat_step(
+        self,
+        setup: str,
+        theta: FloatArray,
+        delivered: dict[int, tuple[FloatArray, int]],
+        version: int,
+        center: FloatArray | None,
+    ) -> FloatArray:
+        """The flat server's aggregate of ``delivered`` (stale ones weighted)."""
+        cfg = self.config
+        rule = "mean" if setup == "fedavg" else cfg.rule
+        weight = staleness_function(cfg.staleness)
+        order = sorted(delivered)
+        ups = np.array([delivered[c][0] for c in order])
+        w = np.array([weight(version - delivered[c][1]) for c in order])
+        params: dict[str, Any] = {} if rule == "mean" else dict(cfg.rule_params)
+        if rule == "trimmed_mean":
+            params["trim_ratio"] = cfg.trim_ratio
+        if self.flat_f is not None and setup == "flat":
+            params["f"] = min(self.flat_f, self._flat_cap(len(order)))
+        if rule == "centered_clipping":
+            params["center"] = np.zeros_like(theta) if center is None else center
+        if rule in _TAKES_WEIGHTS and not np.all(w == 1.0):
+            params["weights"] = w
+        return np.asarray(aggregate(ups, rule, **params).aggregate, dtype=np.float64)
+
+    def run(
+        self, setup: str, attack: str | None = None, progress: Progress | None = None
+    ) -> RunResult:
+        """Run ``setup`` for ``config.rounds`` rounds under ``attack`` (default: the config's;
+        ``"none"``: every client honest).
+
+        ``progress`` is called after every round.
+        """
+        cfg = self.config
+        attack = cfg.attack if attack is None else attack
+        byz = sorted(self.byzantine) if attack != "none" else []
+        fed: HierarchicalFederation | None = None
+        if setup.startswith("hierarchical"):
+            fed, details = self._federation(setup)
+            groups = {b: list(m) for b, m in self.baskets.items()}
+        else:
+            groups = {"all": list(range(self.data.n_clients))}
+            details = {"f": self.flat_f if setup == "flat" else None}
+        theta = self._init()
+        center: FloatArray | None = None
+        in_flight: dict[int, tuple[FloatArray, int]] = {}
+        history: list[RoundMetrics] = []
+        for t in range(cfg.rounds):
+            start = time.perf_counter()
+            version = t if fed is None else fed.version
+            delivered, in_flight = self._collect(
+                t, theta, version, attack, byz, groups, in_flight, fed
+            )
+            if fed is not None:
+                self._clock = float(t)
+                for c in sorted(delivered):
+                    fed.submit_update(self.ids[c], *delivered[c])
+                fed.flush()
+                assert fed.model is not None
+                theta = fed.model
+            else:
+                center = self._flat_step(setup, theta, delivered, version, center)
+                theta = theta + cfg.server_learning_rate * center
+            acc, loss = accuracy(self.model, theta, self.data.x_test, self.data.y_test)
+            eps = 0.0 if fed is None else fed.privacy_spent()[0]
+            seconds = time.perf_counter() - start
+            history.append(RoundMetrics(t + 1, acc, loss, eps, self._local_epsilon(fed), seconds))
+            if progress is not None:
+                progress()
+        local = self._local_epsilon(fed)
+        if fed is not None:
+            stats = fed.get_stats()
+            details.update(
+                global_rounds=stats["global_rounds"],
+                basket_aggregations=stats["basket_aggregations"],
+                rejected=stats["rejected"],
+            )
+        details["byzantine_clients"] = len(byz)
+        return RunResult(
+            setup,
+            self.label(setup),
+            attack,
+            history,
+            (0.0, 0.0) if fed is None else fed.privacy_spent(),
+            (local, cfg.local_delta if local > 0 else 0.0),
+            details,
+        )
+
+    def _local_epsilon(self, fed: HierarchicalFederation | None) -> float:
+        if fed is None or not fed.layer1.config.apply_local_noise:
+            return 0.0
+        return max(fed.layer1.privacy_spent(b)[0] for b in self.baskets)
+
+    def layout(self) -> dict[str, Any]:
+        """Baskets with their sizes and Byzantine members, for the report."""
+        return {
+            b: {
+                "domain": self.data.domain_names[int(self.data.client_domain[m[0]])],
+                "clients": len(m),
+                "byzantine": sum(c in self.byzantine for c in m),
+            }
+            for b, m in self.baskets.items()
+        }

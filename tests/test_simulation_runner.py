@@ -1,0 +1,141 @@
+"""Simulation runner and study: determinism, layouts, setups, stragglers, DP calibration."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hierfed.privacy import RDPAccountant
+from hierfed.simulation.config import SimulationConfig
+from hierfed.simulation.runner import Simulation, noise_multiplier_for_epsilon
+from hierfed.simulation.study import plan, prepare, run_study
+
+SMALL = dict(
+    dataset="wine",
+    clients=20,
+    domains=2,
+    clients_per_basket=10,
+    rounds=4,
+    batch_size=8,
+    learning_rate=0.1,
+)
+
+
+def _sim(**kw: object) -> Simulation:
+    return prepare(SimulationConfig(**{**SMALL, **kw}))  # type: ignore[arg-type]
+
+
+def _curve(run: object) -> list[tuple[float, float, float]]:
+    return [(m.accuracy, m.loss, m.epsilon) for m in run.rounds]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("setup", ["fedavg", "flat", "hierarchical"])
+def test_two_runs_of_one_seed_are_identical(setup: str) -> None:
+    a = _sim(stragglers=0.2).run(setup)
+    b = _sim(stragglers=0.2).run(setup)
+    assert _curve(a) == _curve(b)
+    c = _sim(stragglers=0.2, seed=1).run(setup)
+    assert _curve(a) != _curve(c)
+
+
+def test_dp_run_with_secure_aggregation_repeats_up_to_its_rounding() -> None:
+    # SecAgg's stochastic rounding takes no seed (by design); everything else is seeded
+    a = _sim().run("hierarchical_dp")
+    b = _sim().run("hierarchical_dp")
+    assert [m.accuracy for m in a.rounds] == [m.accuracy for m in b.rounds]
+    assert np.allclose([m.loss for m in a.rounds], [m.loss for m in b.rounds], rtol=1e-6)
+    assert a.privacy_spent == b.privacy_spent and a.privacy_spent[0] > 0
+    assert a.details["secure_aggregation"] and a.details["central_noise_multiplier"] == 0.2
+
+
+def test_placement_spread_and_concentrated() -> None:
+    cfg = dict(dataset="digits", clients=75, domains=5, clients_per_basket=15, rounds=1)
+    spread = _sim(**cfg).layout()
+    assert [b["byzantine"] for b in spread.values()] == [3, 3, 3, 3, 3]
+    conc = _sim(**cfg, placement="concentrated").layout()
+    assert [b["byzantine"] for b in conc.values()] == [15, 0, 0, 0, 0]
+    assert list(conc) == [f"domain{d}_basket_0" for d in range(5)]
+    none = _sim(**cfg, attack="none")
+    assert not none.byzantine
+
+
+def test_baskets_follow_clients_per_basket_and_f_defaults() -> None:
+    sim = _sim(dataset="digits", clients=40, domains=2, clients_per_basket=11, rule="bulyan")
+    sizes = [len(m) for m in sim.baskets.values()]
+    assert sizes == [11, 9, 11, 9]
+    assert sim.f == (9 - 3) // 4 == 1
+    assert sim.flat_f == 4  # f times the baskets, within (40 - 3) // 4
+    with pytest.raises(ValueError, match="needs at least 11 clients per basket"):
+        _sim(dataset="digits", clients=40, domains=2, clients_per_basket=11, rule="bulyan", f=2)
+
+
+def test_hierarchical_run_goes_through_the_federation() -> None:
+    run = _sim().run("hierarchical")
+    assert run.details["global_rounds"] == 4
+    assert run.details["basket_aggregations"] == 8
+    assert run.details["rejected"] == {}
+    assert run.final_accuracy > 0.8
+
+
+def test_stragglers_deliver_late_and_nothing_is_rejected() -> None:
+    run = _sim(stragglers=0.5, staleness="polynomial").run("hierarchical")
+    assert run.details["rejected"] == {}
+    assert run.details["global_rounds"] == 4
+
+
+def test_attack_free_twin_has_no_byzantine_clients() -> None:
+    sim = _sim()
+    attacked, clean = sim.run("fedavg"), sim.run("fedavg", "none")
+    assert attacked.details["byzantine_clients"] == 4 and clean.details["byzantine_clients"] == 0
+    assert clean.final_accuracy > attacked.final_accuracy
+
+
+def test_local_and_central_epsilon_calibrated_over_the_run() -> None:
+    run = _sim(local_epsilon=30.0, central_epsilon=80.0, secure_aggregation=False).run(
+        "hierarchical"
+    )
+    assert run.privacy_spent[0] == pytest.approx(80.0, rel=1e-3)
+    assert run.local_privacy_spent[0] == pytest.approx(30.0, rel=1e-3)
+    assert run.rounds[-1].epsilon == pytest.approx(80.0, rel=1e-3)
+    assert run.rounds[0].epsilon < run.rounds[-1].epsilon
+
+
+def test_noise_multiplier_for_epsilon_inverts_the_accountant() -> None:
+    z = noise_multiplier_for_epsilon(8.0, 1e-5, 30)
+    acc = RDPAccountant()
+    acc.step(z, 1.0, 30)
+    assert acc.get_epsilon(1e-5) == pytest.approx(8.0, rel=1e-3)
+    acc = RDPAccountant()
+    acc.step(z * 0.99, 1.0, 30)
+    assert acc.get_epsilon(1e-5) > 8.0
+
+
+def test_study_plan_and_results_document() -> None:
+    cfg = SimulationConfig(**{**SMALL, "rounds": 2})  # type: ignore[arg-type]
+    assert plan(cfg) == [
+        (s, a)
+        for s in ("fedavg", "flat", "hierarchical", "hierarchical_dp")
+        for a in ("sign_flip", "none")
+    ]
+    assert plan(cfg.replace(attack="none")) == [
+        (s, "none") for s in ("fedavg", "flat", "hierarchical", "hierarchical_dp")
+    ]
+    assert plan(cfg.replace(compare=False, setup="flat")) == [("flat", "sign_flip")]
+    seen: list[tuple[str, str, int]] = []
+    study = run_study(cfg, on_round=lambda label, attack, r: seen.append((label, attack, r)))
+    assert len(seen) == 16 and seen[0] == ("FedAvg", "sign_flip", 1)
+    doc = study.to_dict()
+    json.dumps(doc, allow_nan=False)
+    assert doc["config"]["dataset"] == "wine" and len(doc["runs"]) == 8
+    first = doc["runs"][0]
+    assert set(first) >= {"final_accuracy", "best_accuracy", "rounds_to_target", "privacy_spent"}
+    assert len(first["rounds"]) == 2 and set(first["rounds"][0]) >= {"accuracy", "epsilon"}
+    assert doc["attack"] == {
+        "name": "sign_flip",
+        "strength": 4.0,
+        "byzantine_clients": 4,
+        "placement": "spread",
+    }
+    assert len(study.pairs()) == 4 and all(clean is not None for _, clean in study.pairs())
