@@ -379,3 +379,34 @@ def test_layer1_never_touches_the_callers_updates(method: str) -> None:
     model = layer1.aggregate(ups)
     np.testing.assert_array_equal(ups, before)
     assert model is not None and not np.shares_memory(model.aggregate, ups)
+
+
+def test_layer2_robust_rule_outvotes_a_captured_basket() -> None:
+    honest = [_model(b, 5, i, 0.05) for i, b in enumerate("abcd")]
+    captured = BasketModel("evil", -50 * honest[0].aggregate, 5, 0, 0.0, 1.0)
+    cfg = _plain(robust_method="median", clip_norm=10.0)
+    out = Layer2Aggregator(cfg).aggregate([*honest, captured])
+    clipped = clip_by_l2_norm(np.stack([m.aggregate for m in [*honest, captured]]), 10.0)
+    np.testing.assert_allclose(out.aggregate, np.median(clipped, axis=0))
+    mean_out = Layer2Aggregator(_plain(clip_norm=10.0)).aggregate([*honest, captured])
+    honest_mean = np.mean([m.aggregate for m in honest], axis=0)
+    assert (
+        np.linalg.norm(out.aggregate - honest_mean)
+        < np.linalg.norm(mean_out.aggregate - honest_mean) / 5
+    )
+
+
+def test_layer2_robust_rule_noise_uses_its_sensitivity() -> None:
+    cfg = Layer2Config(
+        use_secure_aggregation=False,
+        robust_method="trimmed_mean",
+        robust_params={"trim_ratio": 0.2},
+        central_dp_epsilon=1.0,
+        clip_norm=1.0,
+    )
+    layer2 = Layer2Aggregator(cfg, generator=_gen())
+    layer2.aggregate([_model(b, 3, i) for i, b in enumerate("abcde")])
+    assert layer2.last_stats["sensitivity"] == pytest.approx(2 * 1.0 / (5 - 2))
+    assert layer2.last_stats["robust_method"] == "trimmed_mean"
+    with pytest.raises(ValueError, match="secure aggregation"):
+        Layer2Config(robust_method="median")

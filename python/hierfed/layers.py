@@ -265,27 +265,16 @@ class Layer1Aggregator:
         if cfg.apply_local_noise:
             inputs = clip_by_l2_norm(updates, cfg.local_clip_norm)
         params = self._params(weights)
-        center_norm = 0.0
         if rule is AggregationMethod.CENTERED_CLIPPING and "center" not in params:
             shape = upd.shapes[0]
             previous = self._previous.get(basket_id)
             ok = previous is not None and previous.shape == shape and previous.dtype == upd.dtype
             params["center"] = previous if ok else np.zeros(shape, upd.dtype)
-        if "center" in params:
-            center_norm = float(np.linalg.norm(np.asarray(params["center"], np.float64)))
         result = aggregate(inputs, rule, cfg.pre, **params)
         agg = np.asarray(result.aggregate)
         sigma = sensitivity = 0.0
         if cfg.apply_local_noise:
-            sensitivity = aggregate_sensitivity(
-                rule,
-                n,
-                cfg.local_clip_norm,
-                weights=params.get("weights"),
-                pre=cfg.pre,
-                center_norm=center_norm,
-                **{k: v for k, v in params.items() if k in ("trim_ratio", "n_trim", "f")},
-            )
+            sensitivity = aggregate_sensitivity(rule, n, cfg.local_clip_norm, pre=cfg.pre, **params)
             z = cfg.noise_multiplier
             sigma = z * sensitivity
             GaussianMechanism(sigma, sensitivity, generator=self.generator).add_noise(
@@ -354,6 +343,12 @@ class Layer2Config:
     central_dp_noise_multiplier
         Noise standard deviation over sensitivity per round; overrides ``central_dp_epsilon``
         (the form for many rounds; the accountant composes them).
+    robust_method, robust_params
+        A robust rule across the (clipped) basket models instead of their weighted mean, with
+        its parameters (e.g. ``"median"``, or ``"trimmed_mean"`` with ``{"trim_ratio": 0.2}``):
+        a basket taken over by attackers is then outvoted. It needs the basket models in the
+        clear, so it excludes secure aggregation; central noise is calibrated to the rule's
+        sensitivity (:mod:`hierfed.sensitivity`).
     """
 
     use_secure_aggregation: bool = True
@@ -364,8 +359,19 @@ class Layer2Config:
     weight_by_size: bool = True
     weighting: Weighting | str | None = None
     central_dp_noise_multiplier: float | None = None
+    robust_method: AggregationMethod | str | None = None
+    robust_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.robust_method is not None:
+            self.robust_method = AggregationMethod(self.robust_method)
+            if self.use_secure_aggregation:
+                raise ValueError(
+                    "robust_method needs the basket models in the clear; secure aggregation "
+                    "reveals only their sum: set use_secure_aggregation=False"
+                )
+        if not isinstance(self.robust_params, Mapping):
+            raise TypeError("robust_params must be a dict of the rule's parameters")
         for name in ("use_secure_aggregation", "weight_by_size"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool")
@@ -548,9 +554,17 @@ class Layer2Aggregator:
             alive = set(coordinator.last_result.survivors)
             survivors = [i for i in survivors if i in alive]
             agg = (total / w[survivors].sum()).astype(arrays[0].dtype)
+            sensitivity = 2.0 * cfg.clip_norm * float(w[survivors].max() / w[survivors].sum())
+        elif cfg.robust_method is not None:
+            rule = AggregationMethod(cfg.robust_method)
+            params = dict(cfg.robust_params)
+            if rule in _TAKES_WEIGHTS:
+                params["weights"] = w
+            agg = np.asarray(aggregate(clipped, rule, **params).aggregate)
+            sensitivity = aggregate_sensitivity(rule, len(models), cfg.clip_norm, **params)
         else:
             agg = weighted_average(clipped, w)
-        sensitivity = 2.0 * cfg.clip_norm * float(w[survivors].max() / w[survivors].sum())
+            sensitivity = 2.0 * cfg.clip_norm * float(w.max())
         sigma = 0.0
         if self.mechanism is not None:
             agg = self.mechanism.add_noise(agg, in_place=True, sensitivity=sensitivity)
@@ -564,6 +578,9 @@ class Layer2Aggregator:
             "n_baskets": len(kept),
             "n_clients_total": n_clients,
             "secure_agg_used": secure,
+            "robust_method": None
+            if cfg.robust_method is None
+            else AggregationMethod(cfg.robust_method).value,
             "central_dp_epsilon": cfg.central_dp_epsilon if self.mechanism else None,
             "round_id": round_id,
             "privacy_spent": spent,

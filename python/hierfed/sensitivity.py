@@ -66,9 +66,10 @@ def aggregate_sensitivity(
     pre
         ``"nnm"`` when nearest-neighbour mixing runs first.
     center_norm
-        For centered clipping: the norm of its starting point.
+        For centered clipping: the norm of its starting point (or pass ``center``).
     **params
-        The rule's parameters (``trim_ratio``/``n_trim``, ``f``).
+        The rule's parameters (``trim_ratio``/``n_trim``, ``f``, ``center``; others are
+        ignored).
     """
     rule = AggregationMethod(method)
     if n < 1:
@@ -98,6 +99,9 @@ def aggregate_sensitivity(
     ):
         return 2.0 * c
     if rule is AggregationMethod.CENTERED_CLIPPING:
+        if params.get("center") is not None:
+            center = np.asarray(params["center"], dtype=np.float64)
+            center_norm = max(float(center_norm), float(np.linalg.norm(center)))
         return 2.0 * max(c, float(center_norm))
     if rule is AggregationMethod.BULYAN and w is None:
         f = int(params["f"])
