@@ -20,6 +20,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from ._interop import dlpack_view
+
 FloatArray = NDArray[np.floating[Any]]
 Aggregate = FloatArray | list[FloatArray]
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -92,10 +94,7 @@ def _as_array(x: Any, where: str) -> FloatArray:
     if isinstance(x, np.ndarray):
         arr = x
     elif hasattr(x, "__dlpack__") and not isinstance(x, (list, tuple)):
-        try:
-            arr = np.from_dlpack(x)
-        except (TypeError, RuntimeError, BufferError):
-            arr = np.asarray(x)
+        arr = dlpack_view(x, where)
     else:
         try:
             arr = np.asarray(x)
