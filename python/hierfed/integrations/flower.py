@@ -33,14 +33,13 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
+from flwr.supercore import log
 
 from ..federation import FederationConfig, HierarchicalFederation
 from ..privacy import NoiseGenerator
 from ._rounds import FederationRounds
 
 __all__ = ["HierarchicalStrategy", "domain_of"]
-
-log = logging.getLogger("hierfed.integrations")
 
 PREFIX = "hierfed."
 
@@ -136,7 +135,8 @@ train_metrics_aggr_fn, evaluate_metrics_aggr_fn
     def summary(self) -> None:
         """Log the hierarchy's settings, then FedAvg's sampling settings."""
         cfg = self.rounds.config
-        log.info(
+        log(
+            logging.INFO,
             "hierfed: domain baskets by %r; Layer 1 %s %s; Layer 2 clip %.3g, %s weights, "
             "secure aggregation %s, central DP %s",
             self.domain_key,
@@ -171,7 +171,7 @@ train_metrics_aggr_fn, evaluate_metrics_aggr_fn
         try:
             metrics: MetricRecord = self.train_metrics_aggr_fn(contents, self.weighted_by_key)
         except (KeyError, TypeError, ValueError) as exc:  # replies with different metrics
-            log.warning("hierfed: client train metrics not aggregated: %s", exc)
+            log(logging.WARNING, "hierfed: client train metrics not aggregated: %s", exc)
             return MetricRecord()
         if self.domain_key in metrics:
             del metrics[self.domain_key]
@@ -189,7 +189,12 @@ train_metrics_aggr_fn, evaluate_metrics_aggr_fn
             try:
                 arrays = _named_arrays(msg.content, self.arrayrecord_key)
             except (TypeError, ValueError) as exc:
-                log.warning("hierfed: reply of %s has unreadable arrays: %s", client_id, exc)
+                log(
+                    logging.WARNING,
+                    "hierfed: reply of %s has unreadable arrays: %s",
+                    client_id,
+                    exc,
+                )
                 arrays = {}
             if self.rounds.submit(client_id, domain, arrays) is None:
                 accepted.append(msg.content)
