@@ -140,3 +140,30 @@ def test_layer2_clips_basket_models() -> None:
     # clinic's median 5 in 9 coordinates has norm 15: clipped to 10 (5 -> 10/3)
     assert metrics["hierfed.baskets-clipped"] == 1
     np.testing.assert_allclose(arrays["w"].numpy(), (2 + 10 / 3) / 2, rtol=1e-5)
+
+
+def test_legacy_strategy_runs_the_same_hierarchy() -> None:
+    from types import SimpleNamespace
+
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+
+    from hierfed.integrations.flower_legacy import LegacyHierarchicalStrategy
+
+    def weighted(metrics: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+        total = sum(n for n, _ in metrics)
+        return {"train-loss": sum(n * m["train-loss"] for n, m in metrics) / total}
+
+    strategy = LegacyHierarchicalStrategy(_config(), fit_metrics_aggregation_fn=weighted)
+    strategy.rounds.start_round({"0": GLOBAL["w"], "1": GLOBAL["b"]})  # what configure_fit does
+    results = []
+    for node in range(1, 7):
+        params = ndarrays_to_parameters([GLOBAL["w"] + node, GLOBAL["b"] + node])
+        domain = "bank" if node <= 3 else 7.0  # a string or a number
+        res = FitRes(Status(Code.OK, ""), params, 10, {"domain": domain, "train-loss": 1.0})
+        results.append((SimpleNamespace(cid=f"c{node}"), res))
+    params, metrics = strategy.aggregate_fit(1, results, [])
+    w, b = parameters_to_ndarrays(params)
+    np.testing.assert_allclose(w, np.full((2, 3), 3.5), atol=1e-6)
+    assert metrics["hierfed.baskets"] == 2 and metrics["train-loss"] == 1.0
+    assert strategy.federation is not None
+    assert strategy.federation.manager.get_client("c4").domain_id == "7"
