@@ -164,6 +164,7 @@ def test_legacy_strategy_runs_the_same_hierarchy() -> None:
     params, metrics = strategy.aggregate_fit(1, results, [])
     w, b = parameters_to_ndarrays(params)
     np.testing.assert_allclose(w, np.full((2, 3), 3.5), atol=1e-6)
+    np.testing.assert_allclose(b, np.full(3, 3.5), atol=1e-6)
     assert metrics["hierfed.baskets"] == 2 and metrics["train-loss"] == 1.0
     assert strategy.federation is not None
     assert strategy.federation.manager.get_client("c4").domain_id == "7"
