@@ -19,7 +19,11 @@ app = ServerApp()
 def federation_config(cfg: dict[str, Any]) -> FederationConfig:
     """The federation the run config describes (one basket per domain at this size)."""
     epsilon = float(cfg["central-dp-epsilon"])
-    params = {"trim_ratio": float(cfg["trim-ratio"])} if cfg["rule"] == "trimmed_mean" else {}
+    params: dict[str, Any] = {}
+    if cfg["rule"] == "trimmed_mean":
+        params["trim_ratio"] = float(cfg["trim-ratio"])
+    elif cfg["rule"] in ("krum", "multi_krum", "bulyan"):
+        params["f"] = int(cfg["f"])  # Byzantine nodes tolerated per basket
     return FederationConfig(
         layer1=Layer1Config(
             aggregation_method=str(cfg["rule"]),

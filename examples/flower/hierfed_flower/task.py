@@ -25,6 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "lr": 0.5,
     "rule": "trimmed_mean",
     "trim-ratio": 0.2,
+    "f": 0,
     "clip-norm": 10.0,
     "secure-aggregation": True,
     "central-dp-epsilon": 0.0,  # 0 turns central DP off
