@@ -7,7 +7,8 @@ Accepted ``updates`` (DESIGN.md, "Inputs and outputs"):
 - a sequence of ``n`` models, each a list of arrays with the same shapes (Flower's NDArrays);
   the answer is then a list of arrays of those shapes.
 
-Torch/JAX CPU tensors and other DLPack or ``__array__`` objects are viewed without a copy.
+Torch/JAX CPU tensors and other DLPack or ``__array__`` objects are viewed without a copy
+(:mod:`hierfed._interop` answers torch and JAX input in the caller's type).
 A row is copied only when it is not contiguous in memory (e.g. ``X[:, ::2]``).
 """
 
