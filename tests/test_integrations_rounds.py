@@ -179,3 +179,19 @@ def test_call_order_is_enforced() -> None:
         rounds.finish_round()
     with pytest.raises(TypeError, match="FederationConfig"):
         FederationRounds(object())  # type: ignore[arg-type]
+
+
+def test_federation_discard_buffered_lets_clients_submit_again() -> None:
+    fed = HierarchicalFederation(
+        dataclasses.replace(_config(), auto_aggregate=False), initial_model=np.zeros(4)
+    )
+    for cid in ("a", "b"):
+        fed.register_client(cid, "bank")
+        fed.submit_update(cid, np.ones(4), base_version=0)
+    with pytest.raises(ValueError, match="already submitted"):
+        fed.submit_update("a", np.ones(4), base_version=0)
+    assert fed.discard_buffered() == 2 and len(fed.buffer) == 0
+    assert fed.get_stats()["dropped_unaggregated"] == 2
+    assert fed.submit_update("a", np.full(4, 2.0), base_version=0)
+    fed.flush()
+    assert fed.model is not None and np.allclose(fed.model, 2.0)
