@@ -7,7 +7,8 @@ Accepted ``updates`` (DESIGN.md, "Inputs and outputs"):
 - a sequence of ``n`` models, each a list of arrays with the same shapes (Flower's NDArrays);
   the answer is then a list of arrays of those shapes.
 
-Torch/JAX CPU tensors and other DLPack or ``__array__`` objects are viewed without a copy.
+Torch/JAX CPU tensors and other DLPack or ``__array__`` objects are viewed without a copy
+(:mod:`hierfed._interop` answers torch and JAX input in the caller's type).
 A row is copied only when it is not contiguous in memory (e.g. ``X[:, ::2]``).
 """
 
@@ -19,6 +20,8 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
+
+from ._interop import dlpack_view
 
 FloatArray = NDArray[np.floating[Any]]
 Aggregate = FloatArray | list[FloatArray]
@@ -92,10 +95,7 @@ def _as_array(x: Any, where: str) -> FloatArray:
     if isinstance(x, np.ndarray):
         arr = x
     elif hasattr(x, "__dlpack__") and not isinstance(x, (list, tuple)):
-        try:
-            arr = np.from_dlpack(x)
-        except (TypeError, RuntimeError, BufferError):
-            arr = np.asarray(x)
+        arr = dlpack_view(x, where)
     else:
         try:
             arr = np.asarray(x)

@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any
 
 from ._inputs import Aggregate, Updates, as_updates
+from ._interop import tensor_io
 from .center import _centered_clipping, _geometric_median, centered_clipping, geometric_median
 from .coordinatewise import _mean, _median, _trimmed_mean, mean, median, trimmed_mean
 from .mixing import mix
@@ -91,6 +92,7 @@ _RULES: dict[AggregationMethod, tuple[Callable[..., Any], Rule]] = {
 _PRE = ("nnm",)
 
 
+@tensor_io("updates")
 def aggregate(
     updates: Any,
     method: AggregationMethod | str = AggregationMethod.MEAN,

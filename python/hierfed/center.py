@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ._inputs import Aggregate, FloatArray, Updates, as_point, as_updates, as_weights
+from ._interop import tensor_io
 from .coordinatewise import run_flat
 from .distances import to_point
 
@@ -34,6 +35,7 @@ def _count(value: Any, name: str) -> int:
     return int(value)
 
 
+@tensor_io("updates")
 def geometric_median(
     updates: Any,
     weights: Any = None,
@@ -94,6 +96,7 @@ def _geometric_median(
     return upd.wrap(z)
 
 
+@tensor_io("updates", "center")
 def centered_clipping(
     updates: Any, center: Any, tau: float, n_iter: int = 1, *, check_finite: bool = True
 ) -> Aggregate:

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from . import _backend
 from ._inputs import Aggregate, FloatArray, Updates, as_updates, as_weights
+from ._interop import tensor_io
 
 __all__ = [
     "mean",
@@ -53,6 +54,7 @@ def run_kernel(name: str, upd: Updates, check_finite: bool, *args: Any) -> Aggre
     return upd.wrap(run_flat(name, upd, check_finite, *args))
 
 
+@tensor_io("updates")
 def mean(updates: Any, weights: Any = None, *, check_finite: bool = True) -> Aggregate:
     """Weighted coordinate-wise mean ``sum(w_i x_i) / sum(w_i)``, accumulated in float64.
 
@@ -92,6 +94,7 @@ def _n_trim(n: int, trim_ratio: Any, n_trim: Any) -> int:
     return int(ratio * n)  # as scipy.stats.trim_mean: floor(trim_ratio * n)
 
 
+@tensor_io("updates")
 def trimmed_mean(
     updates: Any,
     trim_ratio: float | None = None,
@@ -163,6 +166,7 @@ def mean_of(upd: Updates, indices: Sequence[int], weights: Any) -> Aggregate:
     return _mean(upd.take(indices), sub)
 
 
+@tensor_io("updates")
 def median(updates: Any, weights: Any = None, *, check_finite: bool = True) -> Aggregate:
     """Coordinate-wise (weighted) median.
 

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from . import _backend
 from ._inputs import FloatArray, Updates, as_updates
+from ._interop import tensor_io
 
 __all__ = ["pairwise_sq_distances"]
 
@@ -87,6 +88,7 @@ def pairwise(upd: Updates, check_finite: bool = True) -> NDArray[np.float64]:
     return out
 
 
+@tensor_io("updates")
 def pairwise_sq_distances(updates: Any, *, check_finite: bool = True) -> NDArray[np.float64]:
     """Squared Euclidean distances between all pairs of updates, exact to float rounding.
 

@@ -453,6 +453,22 @@ class HierarchicalFederation:
                 self.aggregate_basket(b)
             return self.aggregate_global(force=True)
 
+    def discard_buffered(self) -> int:
+        """Drop every buffered update and let its client submit again in this version.
+
+        For synchronous rounds (the Flower strategy): updates a round could not use (their
+        basket held fewer than its rule needs) do not linger into the next round. Counted as
+        ``dropped_unaggregated`` in :meth:`get_stats`; returns how many were dropped.
+        """
+        with self._lock:
+            pending = self.buffer.all()
+            for p in pending:
+                self.buffer.drop_client(p.client_id)
+                self._contributed.discard(p.client_id)
+            key = "dropped_unaggregated"
+            self._stats[key] = self._stats.get(key, 0) + len(pending)
+            return len(pending)
+
     # ---- reporting -----------------------------------------------------------------------
 
     def privacy_spent(self) -> tuple[float, float]:
@@ -577,6 +593,7 @@ def _fresh_stats() -> dict[str, Any]:
         "dropped_stale": 0,
         "dropped_stale_baskets": 0,
         "dropped_on_leave": 0,
+        "dropped_unaggregated": 0,
         "basket_aggregations": 0,
         "aggregated_updates": 0,
         "global_rounds": 0,

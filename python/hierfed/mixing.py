@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 from . import _backend
 from ._inputs import FloatArray, Updates, as_updates
+from ._interop import tensor_io
 from .distances import pairwise
 
 __all__ = ["nearest_neighbor_mixing"]
@@ -59,6 +60,7 @@ def mix(upd: Updates, f: Any, check_finite: bool = True) -> Updates:
     return Updates([list(out) for out in outs], upd.shapes, upd.kind, upd.n, upd.dtype)
 
 
+@tensor_io("updates")
 def nearest_neighbor_mixing(updates: Any, f: int, *, check_finite: bool = True) -> Any:
     """Replace each update by the mean of its ``n - f`` nearest updates, itself included.
 

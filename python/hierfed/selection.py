@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._inputs import Aggregate, Updates, as_updates, as_weights
+from ._interop import tensor_io
 from ._krum_rounds import bulyan_selection
 from .coordinatewise import mean_of, raise_if_zero_weight, run_kernel, subset_weights
 from .distances import pairwise
@@ -48,6 +49,7 @@ def _krum_select(upd: Updates, f: Any, check_finite: bool) -> tuple[int, NDArray
     return int(np.argmin(scores)), scores
 
 
+@tensor_io("updates")
 def krum_select(
     updates: Any, f: int, *, check_finite: bool = True
 ) -> tuple[int, NDArray[np.float64]]:
@@ -73,6 +75,7 @@ def krum_select(
     return _krum_select(as_updates(updates), f, check_finite)
 
 
+@tensor_io("updates")
 def krum(updates: Any, f: int, *, check_finite: bool = True) -> Aggregate:
     """The update Krum chooses (a copy), shaped like one input update; see :func:`krum_select`."""
     return _krum(as_updates(updates), f, check_finite=check_finite)[0]
@@ -83,6 +86,7 @@ def _krum(upd: Updates, f: Any, *, check_finite: bool = True) -> Selection:
     return upd.copy_of(index), (index,)
 
 
+@tensor_io("updates")
 def multi_krum(
     updates: Any,
     f: int,
@@ -128,6 +132,7 @@ def _multi_krum(
     return mean_of(upd, chosen, w), chosen
 
 
+@tensor_io("updates")
 def bulyan(updates: Any, f: int, weights: Any = None, *, check_finite: bool = True) -> Aggregate:
     """Bulyan (El Mhamdi et al. 2018) over Krum.
 

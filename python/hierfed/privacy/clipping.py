@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from .. import _backend
 from .._inputs import FloatArray, Updates, as_updates
+from .._interop import tensor_io
 from . import _checks
 
 __all__ = ["clip_by_l2_norm", "l2_norms"]
@@ -59,6 +60,7 @@ def _special_rows(upd: Updates, sq: NDArray[np.float64], check_finite: bool) -> 
     return rows
 
 
+@tensor_io("updates")
 def l2_norms(updates: Any, *, check_finite: bool = True) -> NDArray[np.float64]:
     """The L2 norm of every update, shape ``(n,)``, float64.
 
@@ -134,6 +136,7 @@ def _check_out(upd: Updates, out: Any) -> None:
             _check_array(layer, upd.shapes[j], upd.dtype, f"out[{i}][{j}]")
 
 
+@tensor_io("updates", "out")
 def clip_by_l2_norm(
     updates: Any,
     max_norm: float,

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .._interop import tensor_io
 from . import _checks
 from .accountant import PLDAccountant, RDPAccountant
 from .calibration import analytic_gaussian_sigma, gaussian_delta, laplace_scale
@@ -130,6 +131,7 @@ class GaussianMechanism:
                 hi = mid
         return hi
 
+    @tensor_io("x")
     def add_noise(self, x: Any, *, in_place: bool = False) -> Any:
         """``x`` + N(0, sigma^2) noise: an array (or list of arrays, a per-layer model).
 
@@ -171,6 +173,7 @@ class LaplaceMechanism:
         """sensitivity / scale (inf without noise)."""
         return math.inf if self.scale == 0 else self.sensitivity / self.scale
 
+    @tensor_io("x")
     def add_noise(self, x: Any, *, in_place: bool = False) -> Any:
         """``x`` + Laplace noise (a copy unless ``in_place``)."""
         return _noised_copy(x, _LAPLACE, self.scale, self.generator, in_place)
@@ -252,6 +255,7 @@ class CentralDPMechanism:
         """sigma / sensitivity."""
         return self.sigma / self.sensitivity
 
+    @tensor_io("x")
     def add_noise(self, x: Any, *, in_place: bool = False, sensitivity: float | None = None) -> Any:
         """The aggregate ``x`` plus N(0, sigma^2) noise; records one round.
 

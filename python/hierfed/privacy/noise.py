@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .._interop import tensor_io
 from . import _checks
 from .rng import _LAPLACE, _NORMAL, NoiseGenerator
 
@@ -42,6 +43,7 @@ def _add(x: Any, kind: int, scale: float, generator: NoiseGenerator | None) -> A
     return x
 
 
+@tensor_io("x", writes="x")
 def add_gaussian_noise(x: Any, sigma: float, generator: NoiseGenerator | None = None) -> Any:
     """Add ``N(0, sigma^2)`` noise to every value of ``x`` in place and return ``x``.
 
@@ -61,6 +63,7 @@ def add_gaussian_noise(x: Any, sigma: float, generator: NoiseGenerator | None = 
     return _add(x, _NORMAL, _checks.non_negative(sigma, "sigma"), generator)
 
 
+@tensor_io("x", writes="x")
 def add_laplace_noise(x: Any, scale: float, generator: NoiseGenerator | None = None) -> Any:
     """Add Laplace(0, ``scale``) noise to every value of ``x`` in place and return ``x``."""
     return _add(x, _LAPLACE, _checks.non_negative(scale, "scale"), generator)

@@ -1,0 +1,1 @@
+"""hierfed on Flower: softmax regression on scikit-learn's digits over domain baskets."""
