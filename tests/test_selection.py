@@ -276,7 +276,7 @@ def test_subnormal_middle_values(backend):
 
 @settings(max_examples=60, deadline=None)
 @given(
-    n=st.integers(17, 70),
+    n=st.integers(97, 140),
     d=st.integers(1, 4),
     levels=st.integers(2, 1000),
     dup=st.integers(1, 4),

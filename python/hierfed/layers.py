@@ -251,11 +251,10 @@ class Layer1Aggregator:
         if len(updates) == 0:
             self.last_stats = {"basket_id": basket_id, "n_updates": 0}
             return None
-        upd = as_updates(updates)
-        if upd.kind == "models":
+        if isinstance(updates, Sequence) and isinstance(updates[0], (list, tuple)):
             raise TypeError("Layer 1 takes flat updates (one array each); flatten per-layer models")
         rule = AggregationMethod(cfg.aggregation_method)
-        n = upd.n
+        n = len(updates)
         if n < cfg.min_inputs():
             raise ValueError(
                 f"{rule.value} with f={cfg.method_params.get('f')} needs at least "
@@ -266,6 +265,7 @@ class Layer1Aggregator:
             inputs = clip_by_l2_norm(updates, cfg.local_clip_norm)
         params = self._params(weights)
         if rule is AggregationMethod.CENTERED_CLIPPING and "center" not in params:
+            upd = as_updates(updates)
             shape = upd.shapes[0]
             previous = self._previous.get(basket_id)
             ok = previous is not None and previous.shape == shape and previous.dtype == upd.dtype
