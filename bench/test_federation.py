@@ -134,7 +134,7 @@ def test_flat_bulyan(benchmark: Any, bulyan_updates: np.ndarray) -> None:
     f = (N_BULYAN - 3) // 4
     _info(benchmark, f"flat bulyan f={f}")
     out = benchmark.pedantic(
-        lambda: bulyan(bulyan_updates, f), rounds=1, iterations=1, warmup_rounds=0
+        lambda: bulyan(bulyan_updates, f), rounds=5, iterations=1, warmup_rounds=1
     )
     assert out.shape == (D,)
 
