@@ -1,0 +1,196 @@
+"""The oracle: every call runs on the backend under test and on the numpy reference.
+
+Acceptable outcomes (issue 9): the same result as the numpy reference (to float rounding,
+selections exactly), or a ValueError/TypeError on both. Anything else raises ``WrongResult``
+(or lets the unexpected exception through): the driver counts it as a failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from hierfed import _backend
+
+ACCEPTED = (ValueError, TypeError)
+STATS = {"results": 0, "errors": 0, "undefined": 0}  # outcomes checked (for the run summary)
+
+
+class WrongResult(AssertionError):
+    """The backend under test disagrees with the numpy reference (or with a stated property)."""
+
+
+@dataclasses.dataclass
+class Outcome:
+    """A call's result, or the accepted exception it raised."""
+
+    value: Any = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def run(fn: Callable[[], Any]) -> Outcome:
+    """Call ``fn``; an accepted exception is an outcome, any other one propagates."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Outcome(value=fn())
+    except ACCEPTED as exc:
+        return Outcome(error=exc)
+
+
+def on(backend: str, fn: Callable[[], Any]) -> Outcome:
+    """:func:`run` with ``backend`` active."""
+    with _backend.using(backend):
+        return run(fn)
+
+
+def _checked_distances(fast: Any, ref: Any) -> Callable[..., None]:
+    """``pairwise_sq_distances`` of ``fast``, checked against ``ref`` entry by entry."""
+
+    def pairwise(segments: Any, out: Any, *args: Any) -> None:
+        expected = np.empty_like(out)
+        ref.pairwise_sq_distances(segments, expected, *args)
+        fast.pairwise_sq_distances(segments, out, *args)
+        f32 = segments[0][0].dtype == np.float32
+        # hierfed.distances redoes overflowed (and, for float32, tiny) sums in float64
+        redo = ~np.isfinite(out) | ~np.isfinite(expected)
+        if f32:
+            redo |= out < sum(rows[0].size for rows in segments) * 2.0**-100
+        close = np.isclose(out, expected, rtol=2e-6 if f32 else 1e-10, atol=0) | redo
+        if not close.all():
+            i, j = np.argwhere(~close)[0]
+            raise WrongResult(f"distance [{i}, {j}]: {out[i, j]!r} != {expected[i, j]!r}")
+
+    return pairwise
+
+
+def reference(backend: str, fn: Callable[[], Any]) -> Outcome:
+    """:func:`run` on the numpy reference, but with the squared distances of ``backend``.
+
+    The fast kernels sum float32 distances by a fixed recipe (relative error below 1e-6, the
+    same bits on every fast backend); the reference sums in float64. Near-ties between Krum
+    scores may therefore be broken differently, which is not an error. So the reference takes
+    the backend's distances, after checking them against its own to that tolerance, and the
+    selection logic and every other kernel run as the reference defines them.
+    """
+    ref = _backend._load("numpy")
+    hybrid = types.SimpleNamespace(**vars(ref))
+    if backend != "numpy":
+        hybrid.pairwise_sq_distances = _checked_distances(_backend._load(backend), ref)
+    saved = _backend._active_name, _backend._active
+    _backend._active_name, _backend._active = "numpy", hybrid  # type: ignore[assignment]
+    try:
+        return run(fn)
+    finally:
+        _backend._active_name, _backend._active = saved
+
+
+def rtol_for(*inputs: Any) -> float:
+    """Relative tolerance for results computed from ``inputs`` (float32 or float64 data)."""
+    leaves = _leaves(list(inputs))
+    if any(isinstance(x, np.ndarray) and x.dtype == np.float32 for x in leaves):
+        return 1e-5
+    return 1e-10
+
+
+def _leaves(x: Any) -> list[Any]:
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return [v for f in dataclasses.fields(x) for v in _leaves(getattr(x, f.name))]
+    if isinstance(x, (list, tuple)):
+        return [v for item in x for v in _leaves(item)]
+    return [x]
+
+
+def same(got: Any, want: Any, rtol: float, atol: float, where: str = "result") -> None:
+    """Structural equality; arrays equal in shape and dtype and close in value (NaN == NaN)."""
+    if dataclasses.is_dataclass(want) and not isinstance(want, type):
+        if type(got) is not type(want):
+            raise WrongResult(f"{where}: type {type(got).__name__} != {type(want).__name__}")
+        for f in dataclasses.fields(want):
+            same(getattr(got, f.name), getattr(want, f.name), rtol, atol, f"{where}.{f.name}")
+        return
+    if isinstance(want, (list, tuple)):
+        if type(got) is not type(want) or len(got) != len(want):
+            raise WrongResult(f"{where}: {type(got).__name__}/{len(got)} != {len(want)}")
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            same(g, w, rtol, atol, f"{where}[{i}]")
+        return
+    if isinstance(want, np.ndarray):
+        if not isinstance(got, np.ndarray) or got.shape != want.shape or got.dtype != want.dtype:
+            raise WrongResult(
+                f"{where}: {getattr(got, 'shape', None)} {getattr(got, 'dtype', type(got))} "
+                f"!= {want.shape} {want.dtype}"
+            )
+        if want.dtype.kind in "fc":
+            ok = np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True) | (got == want)
+            if not ok.all():
+                i = np.flatnonzero(~ok.ravel())[0]
+                raise WrongResult(
+                    f"{where}: element {i}: {got.ravel()[i]!r} != {want.ravel()[i]!r} "
+                    f"(rtol {rtol}, atol {atol})"
+                )
+        elif not np.array_equal(got, want):
+            raise WrongResult(f"{where}: integer arrays differ")
+        return
+    if isinstance(want, float) and isinstance(got, float):
+        if not (got == want or np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)):
+            raise WrongResult(f"{where}: {got!r} != {want!r}")
+        return
+    if got != want:
+        raise WrongResult(f"{where}: {got!r} != {want!r}")
+
+
+def scale_of(*inputs: Any) -> float:
+    """The largest finite magnitude among the float arrays of ``inputs`` (1 if none)."""
+    top = 0.0
+    for leaf in _leaves(list(inputs)):
+        if isinstance(leaf, np.ndarray) and leaf.dtype.kind == "f" and leaf.size:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                a = np.abs(leaf.astype(np.float64))
+            a = a[np.isfinite(a)]
+            if a.size:
+                top = max(top, float(a.max()))
+    return top or 1.0
+
+
+def agree(
+    got: Outcome, want: Outcome, rtol: float, scale: float = 1.0, undefined: bool = False
+) -> None:
+    """The backend under test agrees with the reference: same error class, or close results.
+
+    ``undefined``: the documented result is undefined (non-finite input with
+    ``check_finite=False``); only a crash or a non-accepted exception counts then.
+    """
+    if undefined:
+        STATS["undefined"] += 1
+        return
+    STATS["results" if got.ok else "errors"] += 1
+    if got.ok != want.ok:
+        raise WrongResult(
+            f"backend {'returned' if got.ok else f'raised {got.error!r}'} but the reference "
+            f"{'returned' if want.ok else f'raised {want.error!r}'}"
+        )
+    if not got.ok:
+        if type(got.error) is not type(want.error):
+            raise WrongResult(f"error {got.error!r} but the reference raised {want.error!r}")
+        return
+    same(got.value, want.value, rtol, rtol * scale)
+
+
+def has_nonfinite(*inputs: Any) -> bool:
+    """Whether any float array among ``inputs`` holds a NaN or an infinity."""
+    for leaf in _leaves(list(inputs)):
+        if isinstance(leaf, np.ndarray) and leaf.dtype.kind in "fc":
+            if not np.isfinite(leaf).all():
+                return True
+    return False
