@@ -1,7 +1,7 @@
 """The oracle: every call runs on the backend under test and on the numpy reference.
 
 Acceptable outcomes (issue 9): the same result as the numpy reference (to float rounding,
-selections exactly), or a ValueError/TypeError on both. Anything else raises ``WrongResult``
+selections exactly), or a ValueError/TypeError on both. Anything else raises ``WrongResultError``
 (or lets the unexpected exception through): the driver counts it as a failure.
 """
 
@@ -21,7 +21,7 @@ ACCEPTED = (ValueError, TypeError)
 STATS = {"results": 0, "errors": 0, "undefined": 0}  # outcomes checked (for the run summary)
 
 
-class WrongResult(AssertionError):
+class WrongResultError(AssertionError):
     """The backend under test disagrees with the numpy reference (or with a stated property)."""
 
 
@@ -68,7 +68,7 @@ def _checked_distances(fast: Any, ref: Any) -> Callable[..., None]:
         close = np.isclose(out, expected, rtol=2e-6 if f32 else 1e-10, atol=0) | redo
         if not close.all():
             i, j = np.argwhere(~close)[0]
-            raise WrongResult(f"distance [{i}, {j}]: {out[i, j]!r} != {expected[i, j]!r}")
+            raise WrongResultError(f"distance [{i}, {j}]: {out[i, j]!r} != {expected[i, j]!r}")
 
     return pairwise
 
@@ -114,19 +114,19 @@ def same(got: Any, want: Any, rtol: float, atol: float, where: str = "result") -
     """Structural equality; arrays equal in shape and dtype and close in value (NaN == NaN)."""
     if dataclasses.is_dataclass(want) and not isinstance(want, type):
         if type(got) is not type(want):
-            raise WrongResult(f"{where}: type {type(got).__name__} != {type(want).__name__}")
+            raise WrongResultError(f"{where}: type {type(got).__name__} != {type(want).__name__}")
         for f in dataclasses.fields(want):
             same(getattr(got, f.name), getattr(want, f.name), rtol, atol, f"{where}.{f.name}")
         return
     if isinstance(want, (list, tuple)):
         if type(got) is not type(want) or len(got) != len(want):
-            raise WrongResult(f"{where}: {type(got).__name__}/{len(got)} != {len(want)}")
+            raise WrongResultError(f"{where}: {type(got).__name__}/{len(got)} != {len(want)}")
         for i, (g, w) in enumerate(zip(got, want, strict=True)):
             same(g, w, rtol, atol, f"{where}[{i}]")
         return
     if isinstance(want, np.ndarray):
         if not isinstance(got, np.ndarray) or got.shape != want.shape or got.dtype != want.dtype:
-            raise WrongResult(
+            raise WrongResultError(
                 f"{where}: {getattr(got, 'shape', None)} {getattr(got, 'dtype', type(got))} "
                 f"!= {want.shape} {want.dtype}"
             )
@@ -134,19 +134,19 @@ def same(got: Any, want: Any, rtol: float, atol: float, where: str = "result") -
             ok = np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True) | (got == want)
             if not ok.all():
                 i = np.flatnonzero(~ok.ravel())[0]
-                raise WrongResult(
+                raise WrongResultError(
                     f"{where}: element {i}: {got.ravel()[i]!r} != {want.ravel()[i]!r} "
                     f"(rtol {rtol}, atol {atol})"
                 )
         elif not np.array_equal(got, want):
-            raise WrongResult(f"{where}: integer arrays differ")
+            raise WrongResultError(f"{where}: integer arrays differ")
         return
     if isinstance(want, float) and isinstance(got, float):
         if not (got == want or np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True)):
-            raise WrongResult(f"{where}: {got!r} != {want!r}")
+            raise WrongResultError(f"{where}: {got!r} != {want!r}")
         return
     if got != want:
-        raise WrongResult(f"{where}: {got!r} != {want!r}")
+        raise WrongResultError(f"{where}: {got!r} != {want!r}")
 
 
 def scale_of(*inputs: Any) -> float:
@@ -176,13 +176,13 @@ def agree(
         return
     STATS["results" if got.ok else "errors"] += 1
     if got.ok != want.ok:
-        raise WrongResult(
+        raise WrongResultError(
             f"backend {'returned' if got.ok else f'raised {got.error!r}'} but the reference "
             f"{'returned' if want.ok else f'raised {want.error!r}'}"
         )
     if not got.ok:
         if type(got.error) is not type(want.error):
-            raise WrongResult(f"error {got.error!r} but the reference raised {want.error!r}")
+            raise WrongResultError(f"error {got.error!r} but the reference raised {want.error!r}")
         return
     same(got.value, want.value, rtol, rtol * scale)
 
@@ -190,7 +190,6 @@ def agree(
 def has_nonfinite(*inputs: Any) -> bool:
     """Whether any float array among ``inputs`` holds a NaN or an infinity."""
     for leaf in _leaves(list(inputs)):
-        if isinstance(leaf, np.ndarray) and leaf.dtype.kind in "fc":
-            if not np.isfinite(leaf).all():
-                return True
+        if isinstance(leaf, np.ndarray) and leaf.dtype.kind in "fc" and not np.isfinite(leaf).all():
+            return True
     return False

@@ -59,7 +59,7 @@ def values(data: Data, shape: tuple[int, ...], dt: np.dtype[Any]) -> np.ndarray[
     with np.errstate(all="ignore"):
         if dt.kind in "fc":
             return x.reshape(shape).astype(dt)
-        if dt == object:
+        if dt.kind == "O":
             return x.reshape(shape).astype(object)
         return np.nan_to_num(x).clip(-100, 100).reshape(shape).astype(dt)
 
@@ -68,7 +68,7 @@ def layout(data: Data, a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """The same values in C order, Fortran order, strided, reversed, unaligned or read-only."""
     kind = data.int(0, 9)
     if kind == 1 and a.ndim >= 1:
-        out = np.empty(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)[..., ::2]
+        out = np.empty((*a.shape[:-1], 2 * a.shape[-1]), a.dtype)[..., ::2]
         out[...] = a
         return out
     if kind == 2:
@@ -76,15 +76,20 @@ def layout(data: Data, a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     if kind == 3 and a.ndim >= 1:
         return a[::-1].copy()[::-1]
     if kind == 4 and a.dtype.kind in "fiu" and a.dtype.itemsize > 1:
-        raw = np.zeros(a.nbytes + 1, np.uint8)
-        out = raw[1:].view(a.dtype).reshape(a.shape)
-        out[...] = a
-        return out
+        return layout_unaligned(a)
     if kind == 5:
         b = a.copy()
         b.flags.writeable = False
         return b
     return np.ascontiguousarray(a)
+
+
+def layout_unaligned(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """A C-contiguous copy of ``a`` at an odd address."""
+    raw = np.zeros(a.nbytes + 1, np.uint8)
+    out = raw[1:].view(a.dtype).reshape(a.shape)
+    out[...] = a
+    return out
 
 
 def shape(data: Data) -> tuple[int, ...]:
@@ -172,3 +177,19 @@ def real(data: Data) -> Any:
     if kind == 8:
         return data.pick((np.float32(0.5), np.int64(3), 2))
     return data.pick((None, "1", True, [1.0], 1j))
+
+
+def clone(x: Any) -> Any:
+    """A deep copy of arrays and lists of arrays that keeps each array's writeable flag."""
+    if isinstance(x, np.ndarray):
+        y = x.copy()
+        if not x.flags.c_contiguous:  # strided like x
+            y = np.empty((*x.shape, 2), x.dtype)[..., 0]
+            y[...] = x
+        if not x.flags.aligned:
+            y = layout_unaligned(y)
+        y.flags.writeable = x.flags.writeable
+        return y
+    if isinstance(x, (list, tuple)):
+        return type(x)(clone(v) for v in x)
+    return x

@@ -37,9 +37,9 @@ def _point(data: Data, u: Any) -> Any:
 def _params(data: Data, method: str, n: int) -> dict[str, Any]:
     """Keyword parameters for ``method``: mostly valid, sometimes not."""
     p: dict[str, Any] = {}
-    if method in ("mean", "median", "multi_krum", "bulyan", "geometric_median", "trimmed_mean"):
-        if data.int(0, 1):
-            p["weights"] = _gen.weights(data, n)
+    weighted = ("mean", "median", "multi_krum", "bulyan", "geometric_median", "trimmed_mean")
+    if method in weighted and data.int(0, 1):
+        p["weights"] = _gen.weights(data, n)
     if method == "trimmed_mean":
         if data.int(0, 3) == 0:
             p["n_trim"] = _gen.count(data, n // 2)
@@ -77,10 +77,7 @@ def check(data: Data, call: Callable[[Any, dict[str, Any]], Any], method: str) -
     """Decode updates and parameters, run ``call`` on both backends, compare."""
     u = _gen.updates(data)
     n = _gen.n_of(u) if not isinstance(u, np.ndarray) or u.ndim else 0
-    if method == "centered_clipping":
-        params = _centered(data, u)
-    else:
-        params = _params(data, method, n)
+    params = _centered(data, u) if method == "centered_clipping" else _params(data, method, n)
     if data.chance(20):  # a parameter the rule does not take
         params[data.pick(("f", "weights", "bogus", "m"))] = 1
     undefined = params.get("check_finite", True) is False and has_nonfinite(u, params)

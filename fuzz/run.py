@@ -166,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         return child(ns.child, ns.runs, ns.seconds, ns.seed, ns.artifacts)
     if ns.replay:
         return replay(ns.replay, ns.targets[0])
-    names = [
-        t for t in targets() if not ns.targets or any(t.startswith(p) for p in ns.targets)
-    ]
+    names = [t for t in targets() if not ns.targets or any(t.startswith(p) for p in ns.targets)]
     if ns.list:
         print("\n".join(names))
         return 0
