@@ -135,7 +135,7 @@ def test_clip_in_place_and_into_out(backend: str, rng: np.random.Generator) -> N
     np.testing.assert_array_equal(dest, want)
     with pytest.raises(ValueError, match="out must have shape"):
         clip_by_l2_norm(x, 1.0, out=np.empty((4, 32)))
-    with pytest.raises(ValueError, match="C-contiguous and writeable"):
+    with pytest.raises(ValueError, match="C-contiguous, aligned and writeable"):
         clip_by_l2_norm(x, 1.0, out=np.empty((4, 66))[:, ::2])
     with pytest.raises(ValueError, match="out must be a list of 4"):
         clip_by_l2_norm(list(x), 1.0, out=[np.empty(33)])

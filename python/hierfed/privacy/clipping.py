@@ -127,8 +127,8 @@ def _check_array(a: Any, shape: tuple[int, ...], dtype: np.dtype[Any], where: st
         raise ValueError(
             f"{where} must have shape {shape} and dtype {dtype}, got {a.shape} {a.dtype}"
         )
-    if not a.flags.c_contiguous or not a.flags.writeable:
-        raise ValueError(f"{where} must be C-contiguous and writeable")
+    if not (a.flags.c_contiguous and a.flags.aligned and a.flags.writeable):
+        raise ValueError(f"{where} must be C-contiguous, aligned and writeable")
 
 
 def _check_out(upd: Updates, out: Any) -> None:
