@@ -34,6 +34,13 @@ def _point(data: Data, u: Any) -> Any:
     return _gen.values(data, np.shape(like), np.dtype(np.float64))
 
 
+def _iterations(data: Data) -> Any:
+    """An iteration count: bad types and values, but never 2**70 (that is a real request
+    for 2**70 iterations, not a bug)."""
+    n = _gen.count(data, 3)
+    return 3 if isinstance(n, int) and n > 1000 else n
+
+
 def _params(data: Data, method: str, n: int) -> dict[str, Any]:
     """Keyword parameters for ``method``: mostly valid, sometimes not."""
     p: dict[str, Any] = {}
@@ -55,7 +62,7 @@ def _params(data: Data, method: str, n: int) -> dict[str, Any]:
         if data.int(0, 1):
             p["eps"] = data.pick((1e-8, 1e-3, 1.0)) if data.int(0, 3) else _gen.real(data)
         if data.int(0, 1):
-            p["max_iter"] = data.int(1, 8) if data.int(0, 3) else _gen.count(data, 3)
+            p["max_iter"] = data.int(1, 8) if data.int(0, 3) else _iterations(data)
         if data.int(0, 1):
             p["tol"] = data.pick((1e-6, 1e-2, 0.5)) if data.int(0, 3) else _gen.real(data)
     if data.chance(8):
@@ -67,7 +74,7 @@ def _centered(data: Data, u: Any) -> dict[str, Any]:
     p: dict[str, Any] = {"center": _point(data, u)}
     p["tau"] = data.pick((0.1, 1.0, 10.0, 1e9)) if data.int(0, 3) else _gen.real(data)
     if data.int(0, 1):
-        p["n_iter"] = data.int(1, 4) if data.int(0, 3) else _gen.count(data, 3)
+        p["n_iter"] = data.int(1, 4) if data.int(0, 3) else _iterations(data)
     if data.chance(8):
         p["check_finite"] = False
     return p

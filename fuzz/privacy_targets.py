@@ -213,12 +213,13 @@ def _uint32(make: Any, data: Data) -> Callable[[], Any]:
 
 
 def _spawn(make: Any, data: Data) -> Callable[[], Any]:
-    n = data.int(0, 20) if data.int(0, 5) else _gen.count(data, 3)
+    n = data.int(0, 5) if data.int(0, 5) else _gen.count(data, 40)
 
     def call() -> Any:
         gen = make()
         children = gen.spawn(n)
-        return [c.random_uint32(4) for c in children], gen.random_uint32(2)
+        keys = [c._key for c in children]  # every child's key; the first two draw
+        return keys, [c.random_uint32(4) for c in children[:2]], gen.random_uint32(2)
 
     return call
 

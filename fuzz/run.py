@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import faulthandler
 import hashlib
 import importlib
 import os
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+TIMEOUT = 120  # seconds one input may take before it counts as a hang
 MODULES = ("aggregator", "privacy", "secagg")
 
 
@@ -73,9 +75,15 @@ def child_random(name: str, runs: int, seconds: float, seed: int, artifacts: Pat
     rnd = random.Random(f"{seed}:{name}")
     start = time.monotonic()
     done = 0
+    # The input in flight, for a post-mortem when the process dies (a sanitizer abort or a
+    # hang: faulthandler then prints every thread's stack and exits).
+    current = artifacts / f"{name.replace(':', '-')}.current"
+    artifacts.mkdir(parents=True, exist_ok=True)
     while (runs <= 0 or done < runs) and (seconds <= 0 or time.monotonic() - start < seconds):
         raw = rnd.randbytes(rnd.choice((16, 64, 256, 1024, 4096)))
         done += 1
+        current.write_bytes(raw)
+        faulthandler.dump_traceback_later(TIMEOUT, exit=True)
         try:
             target(Data(raw))
         except Exception:
@@ -83,6 +91,9 @@ def child_random(name: str, runs: int, seconds: float, seed: int, artifacts: Pat
             path = _save(artifacts, name, raw)
             print(f"RESULT {name} runs={done} failures=1 input={path}", flush=True)
             return 1
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+    current.unlink()
     from _compare import STATS
 
     checked = " ".join(f"{k}={v}" for k, v in STATS.items())
@@ -97,7 +108,10 @@ def child_atheris(name: str, runs: int, seconds: float, seed: int, artifacts: Pa
 
     target = targets(instrument=True)[name]
 
+    current = artifacts / f"{name.replace(':', '-')}.current"
+
     def one_input(raw: bytes) -> None:
+        current.write_bytes(raw)  # for a post-mortem of a sanitizer abort
         target(Data(raw))
 
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -107,6 +121,8 @@ def child_atheris(name: str, runs: int, seconds: float, seed: int, artifacts: Pa
         "-max_len=4096",
         f"-artifact_prefix={artifacts}/{name.replace(':', '-')}-",
         "-print_final_stats=1",
+        f"-timeout={TIMEOUT}",
+        "-rss_limit_mb=8192",
     ]
     if runs > 0:
         args.append(f"-runs={runs}")
@@ -143,6 +159,9 @@ def _one(name: str, ns: argparse.Namespace) -> tuple[str, int, int, float, str]:
         execs = re.findall(r"#(\d+)\s", out)
         runs = int(execs[-1]) if execs else 0
     failed = proc.returncode != 0
+    if failed:
+        ns.artifacts.mkdir(parents=True, exist_ok=True)
+        (ns.artifacts / f"{name.replace(':', '-')}.log").write_text(out)
     return name, runs, int(failed), elapsed, out if failed else ""
 
 
