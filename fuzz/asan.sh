@@ -8,10 +8,11 @@
 # CPython's own allocations at exit would be reported (tests/test_leaks.py and valgrind cover
 # leaks). Every ASan or UBSan report aborts the process: the command then fails.
 # Needs: cmake, ninja and pybind11 importable by `python` (PYTHON overrides), g++.
+# HIERFED_ASAN_BUILD overrides the build directory (default build/asan).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 py="${PYTHON:-python}"
-build="$root/build/asan"
+build="${HIERFED_ASAN_BUILD:-$root/build/asan}"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DHIERFED_SANITIZE=address,undefined -DPython_EXECUTABLE="$(command -v "$py")" \
   -Dpybind11_DIR="$("$py" -m pybind11 --cmakedir)" > "$build.cmake.log"
