@@ -175,6 +175,13 @@ def agree(
         STATS["undefined"] += 1
         return
     STATS["results" if got.ok else "errors"] += 1
+    if got.ok and not want.ok and "overflows float64" in str(want.error):
+        # The reference sums in numpy's pairwise order, whose partial sums can overflow
+        # where the kernels' ordered sums stay finite: a finite answer is then not an error.
+        if has_nonfinite(got.value):
+            raise WrongResultError("non-finite result where the reference overflowed")
+        STATS["reference_overflow"] = STATS.get("reference_overflow", 0) + 1
+        return
     if got.ok != want.ok:
         raise WrongResultError(
             f"backend {'returned' if got.ok else f'raised {got.error!r}'} but the reference "
