@@ -113,15 +113,16 @@ def updates(data: Data, n_max: int = 12) -> Any:
     form = data.int(0, 5)
     if form == 0:  # one (n, ...) array
         return layout(data, values(data, (n, *shape(data)), dt))
-    if form <= 3:  # a list of n arrays of one shape
-        s = shape(data)
-        rows = [layout(data, values(data, s, dt)) for _ in range(n)]
+    if form <= 3:  # a list of n arrays of one shape (values drawn at once: faster)
+        block = values(data, (n, *shape(data)), dt)
+        rows = [layout(data, block[i, ...]) for i in range(n)]
         if n and data.chance(20):  # one of another shape or dtype
             i = data.int(0, n - 1)
             rows[i] = values(data, shape(data), dtype(data))
         return rows if data.int(0, 3) else tuple(rows)
     shapes = [shape(data) for _ in range(data.int(1, 3))]  # per-layer models
-    models = [[layout(data, values(data, s, dt)) for s in shapes] for _ in range(n)]
+    layers = [values(data, (n, *s), dt) for s in shapes]
+    models = [[layout(data, layer[i, ...]) for layer in layers] for i in range(n)]
     if n and data.chance(20):
         models[data.int(0, n - 1)].pop()
     return models
