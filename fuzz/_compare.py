@@ -74,19 +74,73 @@ def _checked_distances(fast: Any, ref: Any) -> Callable[..., None]:
     return pairwise
 
 
+def _close_or_raise(got: Any, want: Any, rtol: float, atol: float, what: str) -> None:
+    ok = np.isclose(got, want, rtol=rtol, atol=atol, equal_nan=True) | (got == want)
+    if not ok.all():
+        i = np.flatnonzero(~np.asarray(ok).ravel())[0]
+        raise WrongResultError(f"{what}: {got.ravel()[i]!r} != {want.ravel()[i]!r}")
+
+
+def _top(segments: Any) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tops = [float(np.max(np.abs(r), initial=0.0)) for rows in segments for r in rows]
+    finite = [t for t in tops if np.isfinite(t)]
+    return max(finite, default=0.0)
+
+
+def _checked_mix(fast: Any, ref: Any) -> Callable[..., bool]:
+    """``mix_rows`` of ``fast``, each mean checked against ``ref`` to rounding."""
+
+    def mix_rows(segments: Any, weights: Any, outs: Any, *args: Any) -> bool:
+        expected = [np.empty_like(o) for o in outs]
+        ref.mix_rows(segments, weights, expected, *args)
+        seen = bool(fast.mix_rows(segments, weights, outs, *args))
+        rtol = 1e-6 if outs[0].dtype == np.float32 else 1e-12
+        _close_or_raise(
+            np.concatenate([o.ravel() for o in outs]),
+            np.concatenate([e.ravel() for e in expected]),
+            rtol,
+            rtol * _top(segments),
+            "mixed update",
+        )
+        return seen
+
+    return mix_rows
+
+
+def _checked_to_point(fast: Any, ref: Any) -> Callable[..., None]:
+    """``sq_distances_to`` of ``fast``, checked against ``ref`` to rounding."""
+
+    def sq_distances_to(segments: Any, point: Any, out: Any, *args: Any) -> None:
+        expected = np.empty_like(out)
+        ref.sq_distances_to(segments, point, expected, *args)
+        fast.sq_distances_to(segments, point, out, *args)
+        f32 = segments[0][0].dtype == np.float32
+        _close_or_raise(out, expected, 2e-6 if f32 else 1e-10, 0.0, "distance to the point")
+
+    return sq_distances_to
+
+
 def reference(backend: str, fn: Callable[[], Any]) -> Outcome:
-    """:func:`run` on the numpy reference, but with the squared distances of ``backend``.
+    """:func:`run` on the numpy reference, but with some sums of ``backend``.
 
     The fast kernels sum float32 distances by a fixed recipe (relative error below 1e-6, the
-    same bits on every fast backend); the reference sums in float64. Near-ties between Krum
-    scores may therefore be broken differently, which is not an error. So the reference takes
-    the backend's distances, after checking them against its own to that tolerance, and the
-    selection logic and every other kernel run as the reference defines them.
+    same bits on every fast backend) and the reference in float64; every backend's float64
+    sums round differently in the last bits. Rules that decide on those sums (Krum scores,
+    the neighbours and mixed updates of NNM, Bulyan's values closest to the median, the
+    stopping test of the geometric median) may therefore break near-ties differently, which is
+    not an error. So the reference takes the backend's squared distances, distances to a point
+    and mixed updates, after checking each against its own to that rounding, and every
+    selection, decision and other kernel runs as the reference defines them.
     """
     ref = _backend._load("numpy")
     hybrid = types.SimpleNamespace(**vars(ref))
     if backend != "numpy":
-        hybrid.pairwise_sq_distances = _checked_distances(_backend._load(backend), ref)
+        fast = _backend._load(backend)
+        hybrid.pairwise_sq_distances = _checked_distances(fast, ref)
+        hybrid.mix_rows = _checked_mix(fast, ref)
+        hybrid.sq_distances_to = _checked_to_point(fast, ref)
     saved = _backend._active_name, _backend._active
     _backend._active_name, _backend._active = "numpy", hybrid  # type: ignore[assignment]
     try:
