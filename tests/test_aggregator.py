@@ -502,6 +502,31 @@ def test_an_aggregate_that_overflows_float64_raises(backend, name):
         getattr(hierfed, name)(x, **({"n_trim": 0} if name == "trimmed_mean" else {}))
 
 
+def test_an_overflow_to_nan_raises_too(backend):
+    """Found by fuzzing: sums overflowing both ways (+inf and -inf partial sums, here in
+    numpy's pairwise summation) give NaN, which the overflow check (inf only) let through."""
+    x = np.array(
+        [1.4854047048601453e308, 1.2983614815909792e308, 9.6608678034422533e307,
+         7.1440393780222297e307, 5.2673734521433691e306, 3.6733684130780992e307,
+         -1.5194627823819746e308, 1.3888713944678897e308, -1.2159566548882981e308,
+         7.0427246261810246e307, -7.6158568783377194e307]
+    ).reshape(11, 1)  # fmt: skip
+    for check_finite in (True, False):
+        with pytest.raises(ValueError, match=r"overflows float64"):
+            hierfed.trimmed_mean(x, 0.1, check_finite=check_finite)
+    w = np.ones(11)
+    w[0] = 0.0  # zero weights (a NaN may then be 0/0); weights scaled below 1: no overflow
+    kept = np.sort(x[:, 0])[1:-1]
+    kept_w = np.array([w[int(np.flatnonzero(x[:, 0] == v)[0])] for v in kept])
+    want = math.fsum(kept_w * (kept / 4)) / kept_w.sum() * 4
+    try:
+        got = hierfed.trimmed_mean(x, 0.1, weights=w)
+    except ValueError as exc:  # the reference's pairwise sums may overflow on the way
+        assert backend == "numpy" and "overflows float64" in str(exc)
+    else:
+        np.testing.assert_allclose(got, [want], rtol=1e-12)
+
+
 def test_median_near_the_float64_maximum_does_not_overflow(backend):
     """The two middle values are halved before they are added."""
     x = np.array([[1.5e308], [1.7e308], [1.5e308], [1.7e308]])

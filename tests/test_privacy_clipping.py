@@ -135,7 +135,7 @@ def test_clip_in_place_and_into_out(backend: str, rng: np.random.Generator) -> N
     np.testing.assert_array_equal(dest, want)
     with pytest.raises(ValueError, match="out must have shape"):
         clip_by_l2_norm(x, 1.0, out=np.empty((4, 32)))
-    with pytest.raises(ValueError, match="C-contiguous and writeable"):
+    with pytest.raises(ValueError, match="C-contiguous, aligned and writeable"):
         clip_by_l2_norm(x, 1.0, out=np.empty((4, 66))[:, ::2])
     with pytest.raises(ValueError, match="out must be a list of 4"):
         clip_by_l2_norm(list(x), 1.0, out=[np.empty(33)])
@@ -157,6 +157,19 @@ def test_extreme_magnitudes(backend: str) -> None:
     np.testing.assert_array_equal(clip_by_l2_norm(zeros, 1.0), zeros)
     f32 = np.full((1, 10), np.finfo(np.float32).max, np.float32)
     assert np.isfinite(l2_norms(f32)).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("max_norm", [5e-324, 1e-323, 3e-320, 1.4e-45, 1e-44, 1e-40, 1e-38])
+def test_subnormal_max_norm_is_never_exceeded(backend: str, dtype: Any, max_norm: float) -> None:
+    """Found by fuzzing: rounding to subnormal outputs is absolute, not relative, so a tiny
+    max_norm gave updates whose exact norm exceeded it (5e-324: two values of 5e-324)."""
+    rows = np.array([[1.0, 1.0], [1.0, -3.0], [1e-30, 0.0]]).astype(dtype)
+    wide = np.full((2, 100), 0.5, dtype)
+    for x in (rows, wide, np.full((1, 2), 3e-323)):
+        clipped = clip_by_l2_norm(x.astype(dtype) if x.dtype != dtype else x, max_norm)
+        for i in range(x.shape[0]):
+            assert exact_norm([clipped[i]]) <= Fraction(max_norm) ** 2, (x[i], clipped[i])
 
 
 def test_bad_input(backend: str) -> None:

@@ -220,3 +220,15 @@ def test_random_damage_raises_value_error_or_parses(m: object) -> None:
         except ValueError:
             continue
         assert out.to_bytes() == bytes(bad)  # whatever parses is a well-formed message
+
+
+@pytest.mark.parametrize("parse", [msg.peek_type, msg.SharePlaintext.from_bytes])
+@pytest.mark.parametrize("blob", [2**45, 105, [1, 2], "HFSA", None])
+def test_parsers_refuse_what_is_not_bytes(parse: object, blob: object) -> None:
+    """Found by fuzzing: peek_type and SharePlaintext.from_bytes called bytes(x) on anything,
+    so an int asked for that many zero bytes (2**45: MemoryError) and a list forged bytes."""
+    with pytest.raises(TypeError, match="must be bytes"):
+        parse(blob)  # type: ignore[operator]
+    p = msg.SharePlaintext(1, 2, (1, 2, 3), (4, 5, 6)).to_bytes()
+    assert msg.SharePlaintext.from_bytes(bytearray(p)).sender == 1
+    assert msg.peek_type(memoryview(ALL[0].to_bytes())) == msg.MessageType.ADVERTISE  # type: ignore[attr-defined]

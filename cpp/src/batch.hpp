@@ -16,6 +16,13 @@ namespace hierfed {
 
 namespace py = pybind11;
 
+// Whether the array's data is aligned for its element type: the kernels read and write it
+// through T*, which for a misaligned address is undefined behaviour (UBSan reports it; aligned
+// SIMD loads would fault). numpy makes such arrays from byte buffers at odd offsets.
+inline bool aligned(const py::array& arr) {
+    return (arr.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
+}
+
 template <class T>
 struct Batch {
     std::vector<py::object> keep_alive;
@@ -34,6 +41,7 @@ py::array checked(py::handle obj, const std::string& what, bool write) {
     if (arr.ndim() != 1) throw py::value_error(what + " must be 1-D");
     if (arr.shape(0) > 1 && arr.strides(0) != static_cast<py::ssize_t>(sizeof(T)))
         throw py::value_error(what + " must be contiguous");
+    if (!aligned(arr)) throw py::value_error(what + " must be aligned (copy it)");
     if (write && !arr.writeable()) throw py::value_error(what + " must be writeable");
     return arr;
 }

@@ -35,8 +35,8 @@ std::vector<double> checked_weights(const py::object& weights, int n) {
     std::vector<double> w;
     if (weights.is_none()) return w;
     auto arr = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(weights);
-    if (!arr || arr.ndim() != 1 || arr.shape(0) != n)
-        throw py::value_error("weights must be a 1-D float64 array of length n");
+    if (!arr || arr.ndim() != 1 || arr.shape(0) != n || !aligned(arr))
+        throw py::value_error("weights must be an aligned 1-D float64 array of length n");
     w.assign(arr.data(), arr.data() + n);
     return w;
 }

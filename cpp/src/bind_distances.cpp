@@ -21,7 +21,8 @@ void check_threads(int n_threads) {
 double* checked_matrix(py::array out, int n) {
     if (!out.dtype().is(py::dtype::of<double>())) throw py::type_error("out must be float64");
     if (out.ndim() != 2 || out.shape(0) != n ||
-        out.shape(1) != n || !(out.flags() & py::array::c_style) || !out.writeable())
+        out.shape(1) != n || !(out.flags() & py::array::c_style) || !out.writeable() ||
+        !aligned(out))
         throw py::value_error("out must be a writeable C-contiguous (n, n) float64 array, n = " +
                               std::to_string(n));
     return static_cast<double*>(out.mutable_data());
@@ -91,8 +92,8 @@ void to_point(const py::list& segments, const py::list& point, py::array out,
     const int n = b.n;
     if (!out.dtype().is(py::dtype::of<double>())) throw py::type_error("out must be float64");
     if (out.ndim() != 1 || out.shape(0) != n ||
-        !(out.flags() & py::array::c_style) || !out.writeable())
-        throw py::value_error("out must be a writeable 1-D float64 array of length n");
+        !(out.flags() & py::array::c_style) || !out.writeable() || !aligned(out))
+        throw py::value_error("out must be a writeable aligned 1-D float64 array of length n");
     check_threads(n_threads);
     double* d = static_cast<double*>(out.mutable_data());
     std::size_t elements = 0;

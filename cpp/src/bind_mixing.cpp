@@ -17,7 +17,7 @@ bool mix(const py::list& segments, py::array weights, const py::list& outs, int 
     const int n = b.n;
     if (!weights.dtype().is(py::dtype::of<double>())) throw py::type_error("weights must be float64");
     if (weights.ndim() != 2 || weights.shape(1) != n || weights.shape(0) < 1 ||
-        !(weights.flags() & py::array::c_style))
+        !(weights.flags() & py::array::c_style) || !aligned(weights))
         throw py::value_error("weights must be a C-contiguous (m, n) array, n = " + std::to_string(n));
     const int m = static_cast<int>(weights.shape(0));
     const double* w = static_cast<const double*>(weights.data());
@@ -39,7 +39,7 @@ bool mix(const py::list& segments, py::array weights, const py::list& outs, int 
         if (!o.dtype().is(py::dtype::of<T>())) throw py::type_error("outs must have the rows' dtype");
         if (o.ndim() != 2 || o.shape(0) != m ||
             static_cast<std::size_t>(o.shape(1)) != b.segments[s].len ||
-            !(o.flags() & py::array::c_style) || !o.writeable())
+            !(o.flags() & py::array::c_style) || !o.writeable() || !aligned(o))
             throw py::value_error("outs[" + std::to_string(s) + "] must be a writeable C-contiguous (m, len) array");
         T* base = static_cast<T*>(o.mutable_data());
         for (int q = 0; q < m; ++q) out_ptrs.push_back(base + std::size_t(q) * b.segments[s].len);

@@ -9,7 +9,7 @@ Accepted ``updates`` (DESIGN.md, "Inputs and outputs"):
 
 Torch/JAX CPU tensors and other DLPack or ``__array__`` objects are viewed without a copy
 (:mod:`hierfed._interop` answers torch and JAX input in the caller's type).
-A row is copied only when it is not contiguous in memory (e.g. ``X[:, ::2]``).
+A row is copied only when it is not contiguous in memory (e.g. ``X[:, ::2]``) or misaligned.
 """
 
 from __future__ import annotations
@@ -116,8 +116,11 @@ def _as_array(x: Any, where: str) -> FloatArray:
 
 
 def _flat_row(arr: FloatArray) -> FloatArray:
-    """1-D C-contiguous view of ``arr``; a copy only when its memory is strided."""
-    return arr.reshape(-1) if arr.flags.c_contiguous else np.ascontiguousarray(arr).reshape(-1)
+    """1-D C-contiguous, aligned view of ``arr``; a copy only when its memory is strided or
+    misaligned (an array over a byte buffer at an odd offset: the kernels read it as T*)."""
+    if arr.flags.c_contiguous and arr.flags.aligned:
+        return arr.reshape(-1)
+    return np.require(arr, requirements=["C", "A"]).reshape(-1)
 
 
 def _is_model(x: Any) -> bool:
@@ -278,5 +281,5 @@ def as_point(point: Any, upd: Updates, name: str) -> list[FloatArray]:
         if not np.isfinite(layer).all():
             raise ValueError(f"{where} contains a non-finite value (nan or inf)")
         if layer.size:
-            parts.append(np.ascontiguousarray(layer, dtype=upd.dtype).reshape(-1))
+            parts.append(np.require(layer, upd.dtype, ["C", "A"]).reshape(-1))
     return parts

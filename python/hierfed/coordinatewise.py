@@ -40,13 +40,27 @@ def run_flat(name: str, upd: Updates, check_finite: bool, *args: Any) -> list[Fl
     saw_nonfinite = kernel(upd.segments, outs, *args, _backend.get_num_threads())
     if saw_nonfinite and check_finite:
         raise upd.nonfinite_error()
-    if not saw_nonfinite and upd.dtype == np.float64 and any(np.isinf(o).any() for o in outs):
+    if not saw_nonfinite and upd.dtype == np.float64 and _overflowed(outs, args):
         # float32 input cannot overflow the float64 sums; float64 near its maximum can.
         raise ValueError(
             f"updates: the {name.replace('_', ' ')} overflows float64 "
             "(values near 1.8e308); rescale the updates"
         )
     return outs
+
+
+def _overflowed(outs: list[FloatArray], args: tuple[Any, ...]) -> bool:
+    """Whether finite input gave a non-finite float64 result: an overflowing sum.
+
+    Sums that overflow both ways (partial sums of +inf and -inf, e.g. in separate SIMD lanes
+    or summation blocks) give NaN, not inf. A NaN is also the documented result of a
+    coordinate whose kept weights are all zero (0/0), which only zero weights can cause: the
+    caller reports that one (:func:`raise_if_zero_weight`).
+    """
+    if any(np.isinf(o).any() for o in outs):
+        return True
+    zero_weight = any(isinstance(a, np.ndarray) and not a.all() for a in args)
+    return not zero_weight and any(np.isnan(o).any() for o in outs)
 
 
 def run_kernel(name: str, upd: Updates, check_finite: bool, *args: Any) -> Aggregate:

@@ -37,6 +37,20 @@ def _margin(upd: Updates) -> float:
     return unit_out + 2.0 * (_NORM_BLOCK / 32 + 16 + blocks + len(upd.segments)) * 2.0**-53
 
 
+def _target(bound: float, upd: Updates) -> float:
+    """The norm clipped updates are scaled to: ``bound`` less what subnormal results may add.
+
+    The margin covers relative rounding; a result in the subnormal range is rounded by up to
+    half the smallest subnormal of the output dtype instead, which over ``d`` values adds up
+    to ``sqrt(d)`` times that to the norm. Without this, a tiny ``max_norm`` (say 5e-324)
+    gave updates whose norm exceeded it. At 0 (a bound below that slack) clipped updates
+    become zero.
+    """
+    d = sum(math.prod(shape) for shape in upd.shapes)
+    smallest = 2.0**-149 if upd.dtype == np.float32 else 2.0**-1074
+    return max(0.0, math.nextafter(bound - math.sqrt(d) * smallest, 0.0))
+
+
 def _row(upd: Updates, i: int) -> list[FloatArray]:
     return [rows[i] for rows in upd.segments]
 
@@ -115,8 +129,8 @@ def _check_array(a: Any, shape: tuple[int, ...], dtype: np.dtype[Any], where: st
         raise ValueError(
             f"{where} must have shape {shape} and dtype {dtype}, got {a.shape} {a.dtype}"
         )
-    if not a.flags.c_contiguous or not a.flags.writeable:
-        raise ValueError(f"{where} must be C-contiguous and writeable")
+    if not (a.flags.c_contiguous and a.flags.aligned and a.flags.writeable):
+        raise ValueError(f"{where} must be C-contiguous, aligned and writeable")
 
 
 def _check_out(upd: Updates, out: Any) -> None:
@@ -149,7 +163,9 @@ def clip_by_l2_norm(
 
     The factor ``max_norm / (norm (1 + m))`` carries a slack ``m`` (about 6e-8 for float32,
     1e-13 for float64) that covers every rounding, so the exact norm of each returned update
-    is at most ``max_norm``: the L2 sensitivity the Gaussian mechanism assumes really holds.
+    is at most ``max_norm``: the L2 sensitivity the Gaussian mechanism assumes really holds
+    (down to subnormal ``max_norm``, where the target is lowered by what rounding to
+    subnormal values can add).
     Updates within ``max_norm`` (less the slack) are returned unchanged.
 
     Parameters
@@ -174,8 +190,9 @@ def clip_by_l2_norm(
     The clipped updates in the input's form (an ``(n, *shape)`` array, a list of arrays or a
     list of models), and the norms if ``return_norms``.
     """
-    bound = _checks.positive(max_norm, "max_norm")
+    _checks.positive(max_norm, "max_norm")
     upd = as_updates(updates)
+    bound = _target(float(max_norm), upd)
     result, out_rows = _outputs(upd, out)
     sq = np.empty(upd.n, np.float64)
     margin = _margin(upd)

@@ -34,10 +34,10 @@ def _add(x: Any, kind: int, scale: float, generator: NoiseGenerator | None) -> A
     if not isinstance(gen, NoiseGenerator):
         raise TypeError(f"generator must be a NoiseGenerator, got {type(gen).__name__}")
     for a in _arrays(x):
-        if a.flags.c_contiguous:
+        if a.flags.c_contiguous and a.flags.aligned:
             gen._noise_into(a.reshape(-1), kind, 0.0, scale, accumulate=True)
         else:  # the same values: the sum is formed in float64 and rounded once
-            tmp = np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
+            tmp = np.require(a, np.float64, ["C", "A"]).reshape(-1)  # a copy
             gen._noise_into(tmp, kind, 0.0, scale, accumulate=True)
             a[...] = tmp.reshape(a.shape)
     return x

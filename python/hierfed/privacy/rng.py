@@ -236,7 +236,7 @@ class NoiseGenerator:
             raise TypeError(f"out has dtype {out.dtype}, expected {dtype}")
         if not out.flags.writeable:
             raise ValueError("out must be writeable")
-        if out.flags.c_contiguous:
+        if out.flags.c_contiguous and out.flags.aligned:
             return out.reshape(-1), None
         return np.empty(out.size, dtype), out
 

@@ -140,11 +140,20 @@ def _frame(kind: MessageType, session: bytes, body: bytes) -> bytes:
     return _HEADER.pack(MAGIC, VERSION, int(kind), 0, session, len(body)) + body
 
 
-def _unframe(data: bytes, kind: MessageType) -> tuple[bytes, _Reader]:
-    what = f"{kind.name} message"
+def _raw(data: bytes, what: str) -> bytes:
+    """``data`` (bytes, bytearray or memoryview) as bytes, or TypeError naming ``what``.
+
+    Never ``bytes(data)`` of anything else: ``bytes(2**40)`` allocates a terabyte of zeros
+    and ``bytes([1, 2])`` forges a message from a list.
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"a {what} must be bytes, got {type(data).__name__}")
-    raw = bytes(data)
+    return bytes(data)
+
+
+def _unframe(data: bytes, kind: MessageType) -> tuple[bytes, _Reader]:
+    what = f"{kind.name} message"
+    raw = _raw(data, what)
     if len(raw) < _HEADER.size:
         raise ValueError(f"{what} is truncated (no complete header)")
     magic, version, mtype, flags, session, length = _HEADER.unpack_from(raw)
@@ -163,7 +172,7 @@ def _unframe(data: bytes, kind: MessageType) -> tuple[bytes, _Reader]:
 
 def peek_type(data: bytes) -> MessageType:
     """The type of a message (header checks only)."""
-    raw = bytes(data)
+    raw = _raw(data, "message")
     if len(raw) < _HEADER.size or raw[:4] != MAGIC:
         raise ValueError("not a secure-aggregation message")
     try:
@@ -345,7 +354,7 @@ class SharePlaintext:
     @classmethod
     def from_bytes(cls, data: bytes) -> SharePlaintext:
         """Parse strictly."""
-        raw = bytes(data)
+        raw = _raw(data, "share plaintext")
         if len(raw) != cls.SIZE:
             raise ValueError(f"share plaintext must be {cls.SIZE} bytes, got {len(raw)}")
         version, sender, receiver = _PLAIN_HEAD.unpack_from(raw)
