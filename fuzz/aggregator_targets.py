@@ -96,7 +96,11 @@ def check(data: Data, call: Callable[[Any, dict[str, Any]], Any], method: str) -
     finally:
         hierfed.set_num_threads(saved)
     want = reference(_backend.backend(), lambda: call(u, copy.deepcopy(params)))
-    agree(got, want, rtol_for(u), scale_of(u, params.get("center")), undefined)
+    rtol = rtol_for(u)
+    if method == "geometric_median":
+        # up to max_iter Weiszfeld steps, each on means that round differently per backend
+        rtol = max(rtol, 1e-6)
+    agree(got, want, rtol, scale_of(u, params.get("center")), undefined)
 
 
 def _aggregate_target(method: str) -> Target:
