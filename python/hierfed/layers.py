@@ -14,7 +14,6 @@ basket's model in Layer 2) replaced by any other, the count and the weights publ
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from .privacy import (
     GaussianMechanism,
     NoiseGenerator,
     RDPAccountant,
+    _checks,
     analytic_gaussian_sigma,
     clip_by_l2_norm,
     l2_norms,
@@ -62,29 +62,6 @@ _TAKES_WEIGHTS = {
     AggregationMethod.GEOMETRIC_MEDIAN,
 }
 _PER_F = {AggregationMethod.KRUM: 2, AggregationMethod.MULTI_KRUM: 2, AggregationMethod.BULYAN: 4}
-
-
-def _positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be finite and > 0, got {value}")
-    return float(value)
-
-
-def _count(value: Any, name: str, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < least:
-        raise ValueError(f"{name} must be >= {least}, got {value}")
-    return value
-
-
-def _probability(value: Any, name: str) -> float:
-    x = _positive(value, name)
-    if x >= 1:
-        raise ValueError(f"{name} must be in (0, 1), got {x}")
-    return x
 
 
 @dataclass
@@ -135,7 +112,7 @@ class Layer1Config:
             raise TypeError("trim_alpha must be a number")
         if not 0 <= self.trim_alpha < 0.5:
             raise ValueError(f"trim_alpha must be in [0, 0.5), got {self.trim_alpha}")
-        _count(self.min_updates, "min_updates", 1)
+        _checks.count(self.min_updates, "min_updates", 1)
         if not isinstance(self.apply_local_noise, bool):
             raise TypeError("apply_local_noise must be a bool")
         if not isinstance(self.method_params, Mapping):
@@ -143,12 +120,12 @@ class Layer1Config:
         if self.pre is not None and self.pre != "nnm":
             raise ValueError(f"pre must be None or 'nnm', got {self.pre!r}")
         if self.expected_contributors is not None:
-            _count(self.expected_contributors, "expected_contributors", 1)
-        _positive(self.local_clip_norm, "local_clip_norm")
-        _positive(self.local_epsilon, "local_epsilon")
-        _probability(self.local_delta, "local_delta")
+            _checks.count(self.expected_contributors, "expected_contributors", 1)
+        _checks.positive(self.local_clip_norm, "local_clip_norm")
+        _checks.positive(self.local_epsilon, "local_epsilon")
+        _checks.probability_open(self.local_delta, "local_delta")
         if self.local_noise_multiplier is not None:
-            _positive(self.local_noise_multiplier, "local_noise_multiplier")
+            _checks.positive(self.local_noise_multiplier, "local_noise_multiplier")
 
     @property
     def noise_multiplier(self) -> float:
@@ -376,10 +353,10 @@ class Layer2Config:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool")
         if self.central_dp_epsilon is not None:
-            _positive(self.central_dp_epsilon, "central_dp_epsilon")
-        _probability(self.central_dp_delta, "central_dp_delta")
-        _positive(self.clip_norm, "clip_norm")
-        _count(self.min_baskets, "min_baskets", 1)
+            _checks.positive(self.central_dp_epsilon, "central_dp_epsilon")
+        _checks.probability_open(self.central_dp_delta, "central_dp_delta")
+        _checks.positive(self.clip_norm, "clip_norm")
+        _checks.count(self.min_baskets, "min_baskets", 1)
         if self.weighting is not None:
             try:
                 self.weighting = Weighting(self.weighting)
@@ -389,7 +366,7 @@ class Layer2Config:
                     f"weighting must be one of {known}; got {self.weighting!r}"
                 ) from None
         if self.central_dp_noise_multiplier is not None:
-            _positive(self.central_dp_noise_multiplier, "central_dp_noise_multiplier")
+            _checks.positive(self.central_dp_noise_multiplier, "central_dp_noise_multiplier")
 
     @property
     def scheme(self) -> Weighting:
