@@ -93,19 +93,19 @@ def test_trimmed_mean_bound_holds(n: int, d: int, seed: int) -> None:
 
 
 def test_trimmed_mean_bound_is_attained() -> None:
-    """2C/(n-2k) is tight: moving one kept value from -C to C on one coordinate."""
+    """2C/(n-2k) is tight: with the others at -C, -C, C, C, one value moving from -C to C
+    moves the kept middle from (-C, -C, C) to (-C, C, C)."""
     n, k = 5, 1
-    x = np.zeros((n, 1))
-    x[0, 0] = -C
+    x = np.array([[-C], [-C], [-C], [C], [C]])
     y = x.copy()
     y[0, 0] = C
     got = abs(
         aggregate(y, "trimmed_mean", n_trim=k).aggregate[0]
         - aggregate(x, "trimmed_mean", n_trim=k).aggregate[0]
     )
-    # -C is trimmed on the low side, C on the high side: one value moves out, a 0 moves in
-    assert aggregate_sensitivity("trimmed_mean", n, C, n_trim=k) == pytest.approx(2 * C / 3)
-    assert got <= 2 * C / 3
+    bound = aggregate_sensitivity("trimmed_mean", n, C, n_trim=k)
+    assert bound == pytest.approx(2 * C / 3)
+    assert got == pytest.approx(bound)
 
 
 def test_after_mixing_the_box_bound_is_used() -> None:
