@@ -37,6 +37,7 @@ from .privacy import (
     l2_norms,
 )
 from .secagg import SecAggConfig, SecureAggregator
+from .selection import BULYAN_PER_F, KRUM_PER_F, min_updates
 from .sensitivity import aggregate_sensitivity
 
 __all__ = [
@@ -61,7 +62,11 @@ _TAKES_WEIGHTS = {
     AggregationMethod.BULYAN,
     AggregationMethod.GEOMETRIC_MEDIAN,
 }
-_PER_F = {AggregationMethod.KRUM: 2, AggregationMethod.MULTI_KRUM: 2, AggregationMethod.BULYAN: 4}
+_PER_F = {
+    AggregationMethod.KRUM: KRUM_PER_F,
+    AggregationMethod.MULTI_KRUM: KRUM_PER_F,
+    AggregationMethod.BULYAN: BULYAN_PER_F,
+}
 
 
 @dataclass
@@ -139,7 +144,7 @@ class Layer1Config:
         per_f = _PER_F.get(AggregationMethod(self.aggregation_method))
         f = self.method_params.get("f")
         if per_f is not None and isinstance(f, int):
-            return per_f * f + 3
+            return min_updates(per_f, f)
         return 1
 
 

@@ -23,13 +23,22 @@ __all__ = ["bulyan", "krum", "krum_select", "multi_krum"]
 Selection = tuple[Aggregate, tuple[int, ...]]
 
 
+KRUM_PER_F = 2  # Krum and Multi-Krum need n >= 2f + 3
+BULYAN_PER_F = 4  # Bulyan needs n >= 4f + 3
+
+
+def min_updates(per_f: int, f: int) -> int:
+    """The fewest updates a rule needing ``n >= per_f*f + 3`` accepts for ``f``."""
+    return per_f * f + 3
+
+
 def check_f(f: Any, n: int, per_f: int, rule: str) -> int:
     """Validate the number ``f`` of Byzantine updates: an int >= 0 with ``n >= per_f*f + 3``."""
     if isinstance(f, bool) or not isinstance(f, (int, np.integer)):
         raise TypeError(f"f must be an int, got {type(f).__name__}")
     if f < 0:
         raise ValueError(f"f must be >= 0, got {f}")
-    need = per_f * int(f) + 3
+    need = min_updates(per_f, int(f))
     if n < need:
         raise ValueError(f"{rule} needs n >= {per_f}f + 3 = {need} updates for f={f}; got n={n}")
     return int(f)
@@ -44,7 +53,7 @@ def krum_scores(dist: NDArray[np.float64], n_neighbours: int) -> NDArray[np.floa
 
 
 def _krum_select(upd: Updates, f: Any, check_finite: bool) -> tuple[int, NDArray[np.float64]]:
-    f = check_f(f, upd.n, 2, "krum")
+    f = check_f(f, upd.n, KRUM_PER_F, "krum")
     scores = krum_scores(pairwise(upd, check_finite), upd.n - f - 2)
     return int(np.argmin(scores)), scores
 
@@ -119,7 +128,7 @@ def multi_krum(
 def _multi_krum(
     upd: Updates, f: Any, m: Any = None, weights: Any = None, *, check_finite: bool = True
 ) -> Selection:
-    f = check_f(f, upd.n, 2, "krum")
+    f = check_f(f, upd.n, KRUM_PER_F, "krum")
     w = as_weights(weights, upd.n)
     if m is None:
         m = upd.n - f
@@ -157,7 +166,7 @@ def bulyan(updates: Any, f: int, weights: Any = None, *, check_finite: bool = Tr
 
 
 def _bulyan(upd: Updates, f: Any, weights: Any = None, *, check_finite: bool = True) -> Selection:
-    f = check_f(f, upd.n, 4, "bulyan")
+    f = check_f(f, upd.n, BULYAN_PER_F, "bulyan")
     w = as_weights(weights, upd.n)
     chosen = tuple(sorted(bulyan_selection(pairwise(upd, check_finite), f)))
     beta = len(chosen) - 2 * f
