@@ -143,7 +143,8 @@ def replay(path: str, name: str) -> int:
 
 
 def _one(name: str, ns: argparse.Namespace) -> tuple[str, int, int, float, str]:
-    """Run a child for ``name``: (name, runs, failures, seconds, its output on failure)."""
+    """Run a child for ``name``: (name, runs, failures, seconds, its output on failure, or
+    else how many results were checked against the reference)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name]
     cmd += ["--engine", ns.engine, "--runs", str(ns.runs), "--seconds", str(ns.seconds)]
     cmd += ["--seed", str(ns.seed), "--artifacts", str(ns.artifacts)]
@@ -162,7 +163,9 @@ def _one(name: str, ns: argparse.Namespace) -> tuple[str, int, int, float, str]:
     if failed:
         ns.artifacts.mkdir(parents=True, exist_ok=True)
         (ns.artifacts / f"{name.replace(':', '-')}.log").write_text(out)
-    return name, runs, int(failed), elapsed, out if failed else ""
+    checked = re.search(r"results=(\d+)", out)
+    note = out if failed else f"{int(checked.group(1)) if checked else 0:9d} results checked"
+    return name, runs, int(failed), elapsed, note
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,9 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, runs, failed, elapsed, out in pool.map(lambda t: _one(t, ns), names):
             total += runs
             failures += failed
-            print(f"{name:45s} {runs:9d} inputs {elapsed:7.1f} s  {'FAIL' if failed else 'ok'}")
-            if failed:
-                print(out[-6000:])
+            status = "FAIL" if failed else "ok"
+            print(f"{name:45s} {runs:9d} inputs {elapsed:7.1f} s  {status}  {out[-6000:]}")
             sys.stdout.flush()
     print(f"{len(names)} targets, {total} inputs, {failures} failing targets")
     return 1 if failures else 0
