@@ -7,8 +7,8 @@ one batch and not the next. So the test takes the smallest growth over three bat
 10,000 calls per batch and 64 KB of slack it catches anything losing more than 7 bytes a call
 (one kept `object()` a call, 16 bytes, grows each batch by 160 KB here; a kept array, a buffer
 never freed or an exception path that skips a release, by far more). The numpy reference
-backend, pure Python and far slower, runs 3,000 calls a batch (10,000 with the warm-up), so it catches more than 22 bytes a
-call (any kept numpy array, 112 bytes and up).
+backend, pure Python and far slower, runs 3,000 calls a batch (10,000 with the warm-up), so it
+catches more than 22 bytes a call (any kept numpy array, 112 bytes and up).
 
 Not run under AddressSanitizer (fuzz/asan.sh): its quarantine holds freed memory on purpose.
 """
