@@ -245,8 +245,12 @@ COS_C = tuple((-1.0) ** (j + 1) / math.factorial(2 * j + 2) for j in range(9))
 DG_CAP = 1 << 62  # bound of the discrete Gaussian's integers (see noise.hpp)
 
 
+_SHIFTS = {n: (np.uint32(n), np.uint32(32 - n)) for n in (7, 8, 12, 16)}
+
+
 def _rotl(v: NDArray[np.uint32], n: int) -> NDArray[np.uint32]:
-    return (v << np.uint32(n)) | (v >> np.uint32(32 - n))
+    left, right = _SHIFTS[n]
+    return (v << left) | (v >> right)
 
 
 def chacha20_blocks(
@@ -261,27 +265,35 @@ def chacha20_blocks(
     state[4:12] = np.asarray(key, np.uint32)[:, None]
     state[12] = ((counter + np.arange(n_blocks, dtype=np.uint64)) & _M32).astype(np.uint32)
     state[13:16] = np.asarray(nonce, np.uint32)[:, None]
-    x = state.copy()
+    # The rows of the 4x4 state, each holding its 4 words for every block: a column round is
+    # one quarter round on whole rows, a diagonal round the same on rows b, c, d turned left
+    # by 1, 2, 3 words (so word i of each row lines up with diagonal i).
+    a, b, c, d = (state[4 * r : 4 * r + 4].copy() for r in range(4))
 
-    def quarter(a: int, b: int, c: int, d: int) -> None:
-        x[a] += x[b]
-        x[d] = _rotl(x[d] ^ x[a], 16)
-        x[c] += x[d]
-        x[b] = _rotl(x[b] ^ x[c], 12)
-        x[a] += x[b]
-        x[d] = _rotl(x[d] ^ x[a], 8)
-        x[c] += x[d]
-        x[b] = _rotl(x[b] ^ x[c], 7)
+    def quarter(
+        a: NDArray[np.uint32], b: NDArray[np.uint32], c: NDArray[np.uint32], d: NDArray[np.uint32]
+    ) -> tuple[NDArray[np.uint32], ...]:
+        a += b
+        d ^= a
+        d = _rotl(d, 16)
+        c += d
+        b ^= c
+        b = _rotl(b, 12)
+        a += b
+        d ^= a
+        d = _rotl(d, 8)
+        c += d
+        b ^= c
+        b = _rotl(b, 7)
+        return a, b, c, d
 
+    left = [np.roll(np.arange(4), -k) for k in range(4)]  # word order of a row turned left k
+    right = [np.roll(np.arange(4), k) for k in range(4)]
     for _ in range(10):
-        quarter(0, 4, 8, 12)
-        quarter(1, 5, 9, 13)
-        quarter(2, 6, 10, 14)
-        quarter(3, 7, 11, 15)
-        quarter(0, 5, 10, 15)
-        quarter(1, 6, 11, 12)
-        quarter(2, 7, 8, 13)
-        quarter(3, 4, 9, 14)
+        a, b, c, d = quarter(a, b, c, d)
+        a, b, c, d = quarter(a, b[left[1]], c[left[2]], d[left[3]])
+        b, c, d = b[right[1]], c[right[2]], d[right[3]]
+    x = np.concatenate((a, b, c, d))
     return np.ascontiguousarray((x + state).T)
 
 
