@@ -69,7 +69,6 @@ Concurrency
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -80,27 +79,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import _checks
 from ._basket_split import random_halves, two_means
 
 __all__ = ["BasketConfig", "BasketInfo", "BasketManager", "BasketStatus", "ClientInfo"]
 
 STATE_VERSION = 1
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return float(value)
 
 
 def _check_id(value: Any, name: str) -> str:
@@ -153,14 +137,14 @@ class BasketConfig:
 
     def validate(self) -> None:
         """Raise ``TypeError``/``ValueError`` naming the first field that breaks its rule."""
-        _check_int(self.min_clients, "min_clients", 1)
-        _check_int(self.max_clients, "max_clients", 1)
+        _checks.count(self.min_clients, "min_clients", 1)
+        _checks.count(self.max_clients, "max_clients", 1)
         if self.max_clients < self.min_clients:
             raise ValueError(
                 f"max_clients must be >= min_clients, got max_clients={self.max_clients} "
                 f"< min_clients={self.min_clients}"
             )
-        _check_positive(self.stale_threshold, "stale_threshold")
+        _checks.positive(self.stale_threshold, "stale_threshold")
         if not isinstance(self.allow_cross_domain, bool):
             raise TypeError(
                 f"allow_cross_domain must be a bool, got {type(self.allow_cross_domain).__name__}"
@@ -298,7 +282,7 @@ class BasketManager:
         if not callable(clock):
             raise TypeError(f"clock must be callable, got {type(clock).__name__}")
         if seed is not None:
-            _check_int(seed, "seed", 0)
+            _checks.count(seed, "seed", 0)
         self._config = dataclasses.replace(config)
         self._clock = clock
         self._entropy = int(np.random.SeedSequence(seed).entropy)  # type: ignore[arg-type]
@@ -634,14 +618,9 @@ class BasketManager:
 
     def set_trust_score(self, client_id: str, trust_score: float) -> None:
         """Set a client's trust score, a finite number >= 0 (an extension)."""
-        if isinstance(trust_score, bool) or not isinstance(
-            trust_score, (int, float, np.integer, np.floating)
-        ):
-            raise TypeError(f"trust_score must be a number, got {type(trust_score).__name__}")
-        if not (math.isfinite(trust_score) and trust_score >= 0):
-            raise ValueError(f"trust_score must be finite and >= 0, got {trust_score}")
+        score = _checks.non_negative(trust_score, "trust_score")
         with self._lock:
-            self._client(client_id).trust_score = float(trust_score)
+            self._client(client_id).trust_score = score
 
     # ------------------------------------------------------------------ queries
     def get_basket(self, basket_id: str) -> BasketInfo | None:
@@ -685,7 +664,7 @@ class BasketManager:
         if threshold is None:
             limit = self._config.stale_threshold
         else:
-            limit = _check_positive(threshold, "threshold")
+            limit = _checks.positive(threshold, "threshold")
         with self._lock:
             now = self._now()
             return [b for b in self._live if now - self._baskets[b].last_activity >= limit]

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from . import _checks
 from ._inputs import as_updates
 from .aggregator import AggregationMethod, aggregate
 from .coordinatewise import mean
@@ -31,7 +32,6 @@ from .privacy import (
     GaussianMechanism,
     NoiseGenerator,
     RDPAccountant,
-    _checks,
     analytic_gaussian_sigma,
     clip_by_l2_norm,
     l2_norms,

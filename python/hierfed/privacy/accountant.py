@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from . import _checks
+from .. import _checks
 from ._special import log_erfc
 
 __all__ = ["DEFAULT_ORDERS", "PLDAccountant", "RDPAccountant", "compute_rdp", "rdp_to_epsilon"]

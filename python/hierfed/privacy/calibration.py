@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from . import _checks
+from .. import _checks
 from ._special import log_ndtr
 
 __all__ = [

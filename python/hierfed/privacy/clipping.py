@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .. import _backend
+from .. import _backend, _checks
 from .._inputs import FloatArray, Updates, as_updates
 from .._interop import tensor_io
-from . import _checks
 
 __all__ = ["clip_by_l2_norm", "l2_norms"]
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import _checks
 from .._interop import tensor_io
-from . import _checks
 from .accountant import PLDAccountant, RDPAccountant
 from .calibration import analytic_gaussian_sigma, gaussian_delta, laplace_scale
 from .noise import _add

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import _checks
 from .._interop import tensor_io
-from . import _checks
 from .rng import _LAPLACE, _NORMAL, NoiseGenerator
 
 __all__ = ["add_gaussian_noise", "add_laplace_noise"]

@@ -21,8 +21,7 @@ from typing import Any, NoReturn
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from .. import _backend
-from . import _checks
+from .. import _backend, _checks
 
 __all__ = ["NoiseGenerator", "chacha20_keystream", "discrete_gaussian_parameters"]
 

@@ -1,4 +1,4 @@
-"""Argument checks shared by the privacy modules: clear errors naming the argument."""
+"""Argument checks shared across hierfed: clear errors naming the argument and the rule broken."""
 
 from __future__ import annotations
 
