@@ -273,18 +273,13 @@ def chacha20_blocks(
     def quarter(
         a: NDArray[np.uint32], b: NDArray[np.uint32], c: NDArray[np.uint32], d: NDArray[np.uint32]
     ) -> tuple[NDArray[np.uint32], ...]:
-        a += b
-        d ^= a
-        d = _rotl(d, 16)
-        c += d
-        b ^= c
-        b = _rotl(b, 12)
-        a += b
-        d ^= a
-        d = _rotl(d, 8)
-        c += d
-        b ^= c
-        b = _rotl(b, 7)
+        for d_shift, b_shift in ((16, 12), (8, 7)):
+            a += b
+            d ^= a
+            d = _rotl(d, d_shift)
+            c += d
+            b ^= c
+            b = _rotl(b, b_shift)
         return a, b, c, d
 
     left = [np.roll(np.arange(4), -k) for k in range(4)]  # word order of a row turned left k
