@@ -11,12 +11,12 @@ import dataclasses
 import json
 import random
 import sys
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
+from threads import run_in_threads
 
 from hierfed import BasketConfig, BasketInfo, BasketManager, BasketStatus, ClientInfo
 from hierfed._basket_split import random_halves, two_means
@@ -702,45 +702,34 @@ def test_eight_threads() -> None:
     manager = BasketManager(BasketConfig(min_clients=2, max_clients=6), seed=0)
     n_threads, per_thread = 8, 200
     updates: list[dict[str, int]] = [{} for _ in range(n_threads)]
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(n_threads)
 
     def work(t: int) -> None:
         rnd = random.Random(t)
         mine: list[str] = []
-        try:
-            barrier.wait()
-            for i in range(per_thread):
-                cid = f"t{t}_{i}"
-                domain = f"d{rnd.randrange(3)}"
-                feats = [rnd.random(), rnd.random()] if domain == "d0" else None
-                manager.add_client(cid, domain, features=feats)
-                mine.append(cid)
-                updates[t][cid] = 0
-                for _ in range(rnd.randrange(4)):
-                    victim = rnd.choice(mine)
-                    manager.record_update(victim)
-                    updates[t][victim] += 1
-                manager.touch_client(rnd.choice(mine))
-                basket = manager.get_client_basket(rnd.choice(mine))
-                if basket is not None:
-                    manager.touch_basket(basket)
-                if rnd.random() < 0.3:
-                    gone = mine.pop(rnd.randrange(len(mine)))
-                    assert manager.remove_client(gone)
-                    del updates[t][gone]
-                if rnd.random() < 0.05 and basket is not None:
-                    manager.disband_basket(basket)
-                invariants_light(manager)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for i in range(per_thread):
+            cid = f"t{t}_{i}"
+            domain = f"d{rnd.randrange(3)}"
+            feats = [rnd.random(), rnd.random()] if domain == "d0" else None
+            manager.add_client(cid, domain, features=feats)
+            mine.append(cid)
+            updates[t][cid] = 0
+            for _ in range(rnd.randrange(4)):
+                victim = rnd.choice(mine)
+                manager.record_update(victim)
+                updates[t][victim] += 1
+            manager.touch_client(rnd.choice(mine))
+            basket = manager.get_client_basket(rnd.choice(mine))
+            if basket is not None:
+                manager.touch_basket(basket)
+            if rnd.random() < 0.3:
+                gone = mine.pop(rnd.randrange(len(mine)))
+                assert manager.remove_client(gone)
+                del updates[t][gone]
+            if rnd.random() < 0.05 and basket is not None:
+                manager.disband_basket(basket)
+            invariants_light(manager)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert not errors, errors
+    run_in_threads(work, n_threads)
     invariants(manager)
     expected = {cid: n for per in updates for cid, n in per.items()}
     assert manager.get_stats()["n_clients"] == len(expected)

@@ -5,12 +5,12 @@ backend; changing ``hierfed.set_num_threads`` while calls run is safe and change
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
+from threads import run_in_threads
 
 import hierfed
 from hierfed import privacy
@@ -76,33 +76,15 @@ def _hammer(
 ) -> list[tuple[str, Any]]:
     """Every call ``rounds`` times from each of 8 threads (each in its own order)."""
     results: list[list[tuple[str, Any]]] = [[] for _ in range(N_THREADS)]
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(N_THREADS + (during is not None))
     names = list(calls)
-    done = threading.Event()
 
     def worker(t: int) -> None:
-        try:
-            order = np.random.default_rng(t).permutation(len(names))
-            barrier.wait()
-            for _ in range(rounds):
-                for i in order:
-                    results[t].append((names[i], calls[names[i]]()))
-        except BaseException as exc:  # reported in the main thread
-            errors.append(exc)
+        order = np.random.default_rng(t).permutation(len(names))
+        for _ in range(rounds):
+            for i in order:
+                results[t].append((names[i], calls[names[i]]()))
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(N_THREADS)]
-    for th in threads:
-        th.start()
-    if during is not None:
-        barrier.wait()
-        while any(th.is_alive() for th in threads):
-            during()
-    for th in threads:
-        th.join()
-    done.set()
-    if errors:
-        raise errors[0]
+    run_in_threads(worker, N_THREADS, during)
     return [item for per in results for item in per]
 
 
