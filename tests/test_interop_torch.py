@@ -137,3 +137,10 @@ def test_bad_tensors_are_named() -> None:
         hierfed.median([torch.ones(3), torch.ones(4)])
     with pytest.raises(ValueError, match=r"updates\[2\] contains a non-finite"):
         hierfed.trimmed_mean(torch.tensor([[0.0], [1.0], [float("nan")]]))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_is_refused_with_a_torch_idiom(dtype: str) -> None:
+    x = torch.ones((3, 4), dtype=getattr(torch, dtype))
+    with pytest.raises(TypeError, match=rf"dtype torch.{dtype}.*x\.float\(\) or x\.to\(torch"):
+        hierfed.trimmed_mean(x)

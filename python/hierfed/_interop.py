@@ -106,13 +106,23 @@ def dlpack_view(x: Any, where: str) -> np.ndarray[Any, Any]:
     if getattr(x, "requires_grad", False):
         x = x.detach()  # torch: the same memory, outside autograd
     try:
-        return np.from_dlpack(x)
+        view = np.from_dlpack(x)
     except (TypeError, RuntimeError, BufferError) as exc:
-        dtype = getattr(x, "dtype", "?")
         raise TypeError(
-            f"{where} (dtype {dtype}) cannot be viewed as a numpy array: {exc}; "
-            "use float32 or float64"
+            f"{where} (dtype {x.dtype}) cannot be viewed as a numpy array: {str(exc).rstrip('.')}; "
+            f"use float32 or float64, e.g. {_cast_hint(x)}"
         ) from None
+    if view.dtype.kind == "f" and view.dtype.itemsize < 4:
+        hint = _cast_hint(x)
+        raise TypeError(f"{where} has dtype {x.dtype}; use float32 or float64, e.g. {hint}")
+    return view
+
+
+def _cast_hint(x: Any) -> str:
+    """How ``x``'s own framework casts it to float32."""
+    if _tensor_framework(x) is TORCH:
+        return "x.float() or x.to(torch.float32)"
+    return "x.astype(jnp.float32)"
 
 
 def _to_numpy(x: Any, where: str) -> Any:

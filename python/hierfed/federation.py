@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import threading
 import time
@@ -47,7 +48,15 @@ from .layers import (
 from .privacy import NoiseGenerator, RDPAccountant
 from .staleness import StalenessFunction, staleness_function
 
-__all__ = ["FederationConfig", "HierarchicalFederation", "PendingUpdate", "UpdateBuffer"]
+__all__ = [
+    "FederationConfig",
+    "HierarchicalFederation",
+    "PendingUpdate",
+    "UpdateBuffer",
+    "noise_notice",
+]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -204,6 +213,28 @@ class HierarchicalFederation:
         Noise source of both layers (default: secure, keyed from the OS).
     seed
         Seed of the basket manager's random splits.
+
+    Attributes
+    ----------
+    model, global_model
+        The current global model (``global_model`` is an alias of ``model``): the initial
+        model moved by ``server_learning_rate`` times every global aggregate so far; ``None``
+        before an initial model or a first update fixes its shape.
+    latest
+        The last :class:`~hierfed.layers.GlobalMetaModel` (the global aggregate, its round,
+        basket and client counts, privacy spent), ``None`` before the first global round.
+    version
+        Global rounds completed; clients pass it back as ``base_version``.
+
+    Notes
+    -----
+    The defaults add noise at both layers, as the spec does: ``Layer1Config()`` clips every
+    update to ``local_clip_norm=1`` and adds local Gaussian noise at epsilon 1 (delta 1e-5)
+    per basket release, and ``Layer2Config()`` clips basket models to ``clip_norm=1`` and adds
+    central Gaussian noise at epsilon 1 (delta 1e-5) per global round. A federation with noise
+    on says so once per process on the ``hierfed.federation`` logger (level WARNING). Turn
+    it off with ``Layer1Config(apply_local_noise=False)`` and
+    ``Layer2Config(central_dp_epsilon=None)``.
     """
 
     def __init__(
@@ -235,6 +266,12 @@ class HierarchicalFederation:
         self._basket_models: dict[str, list[BasketModel]] = {}
         self._contributed: set[str] = set()
         self._stats: dict[str, Any] = _fresh_stats()
+        _announce_noise(cfg)
+
+    @property
+    def global_model(self) -> np.ndarray[Any, Any] | None:
+        """The current global model: an alias of :attr:`model`."""
+        return self.model
 
     # ---- clients -------------------------------------------------------------------------
 
@@ -564,6 +601,44 @@ class HierarchicalFederation:
                 self.layer2.mechanism.accountant = _replay(state["layer2_history"])
                 self.layer2.mechanism.rounds = len(state["layer2_history"])
             self.layer1._accountants = {b: _replay(h) for b, h in state["layer1_history"].items()}
+
+
+_announced: set[str] = set()
+
+
+def noise_notice(cfg: FederationConfig) -> str | None:
+    """The noise ``cfg`` adds, in one sentence (``None`` when it adds none)."""
+    l1, l2 = cfg.layer1, cfg.layer2
+    parts = []
+    if l1.apply_local_noise:
+        level = (
+            f"noise multiplier {l1.local_noise_multiplier:g}"
+            if l1.local_noise_multiplier is not None
+            else f"epsilon {l1.local_epsilon:g} (delta {l1.local_delta:g}) per basket release"
+        )
+        parts.append(
+            f"local Gaussian noise in every basket ({level}, updates clipped to "
+            f"{l1.local_clip_norm:g}; Layer1Config(apply_local_noise=False) turns it off)"
+        )
+    if l2.central_dp:
+        level = (
+            f"noise multiplier {l2.central_dp_noise_multiplier:g}"
+            if l2.central_dp_noise_multiplier is not None
+            else f"epsilon {l2.central_dp_epsilon:g} (delta {l2.central_dp_delta:g}) per round"
+        )
+        parts.append(
+            f"central Gaussian noise ({level}, basket models clipped to {l2.clip_norm:g}; "
+            "Layer2Config(central_dp_epsilon=None) turns it off)"
+        )
+    return "HierarchicalFederation adds " + " and ".join(parts) if parts else None
+
+
+def _announce_noise(cfg: FederationConfig) -> None:
+    """Log :func:`noise_notice` once per process and distinct message."""
+    notice = noise_notice(cfg)
+    if notice is not None and notice not in _announced:
+        _announced.add(notice)
+        _log.warning(notice)
 
 
 def _history(acc: Any) -> list[list[float]]:

@@ -69,6 +69,31 @@ _PER_F = {
 }
 
 
+_DEFAULT_TRIM = 0.1
+
+
+def method_of(value: Any, name: str) -> AggregationMethod:
+    """``value`` (an :class:`~hierfed.AggregationMethod` or its value) as the enum."""
+    try:
+        return AggregationMethod(value)
+    except ValueError:
+        known = ", ".join(m.value for m in AggregationMethod)
+        raise ValueError(f"{name} must be one of {known}; got {value!r}") from None
+
+
+def _trim_share(ratio: object, alpha: object) -> float:
+    """The trimmed share given as ``trim_ratio`` or its alias ``trim_alpha``."""
+    ratio, alpha = _checks.real(ratio, "trim_ratio"), _checks.real(alpha, "trim_alpha")
+    if ratio != alpha and _DEFAULT_TRIM not in (ratio, alpha):
+        raise ValueError(
+            f"trim_ratio={ratio} and its alias trim_alpha={alpha} disagree; give one of them"
+        )
+    share = alpha if ratio == _DEFAULT_TRIM else ratio
+    if not 0 <= share < 0.5:
+        raise ValueError(f"trim_ratio must be in [0, 0.5), got {share}")
+    return share
+
+
 @dataclass
 class Layer1Config:
     """Settings of the robust aggregation inside a basket.
@@ -76,9 +101,12 @@ class Layer1Config:
     Attributes
     ----------
     aggregation_method
-        The rule (any :class:`~hierfed.AggregationMethod`).
-    trim_alpha
-        The trimmed mean's ``trim_ratio``.
+        The rule: an :class:`~hierfed.AggregationMethod` or its value (``"bulyan"``); stored
+        as the enum.
+    trim_ratio, trim_alpha
+        The trimmed mean's share cut at each end (default 0.1), as in
+        :func:`~hierfed.trimmed_mean`; ``trim_alpha`` is the spec's name for it. Give either:
+        both attributes then read the value (two different non-default values are refused).
     min_updates
         Updates a basket buffers before its aggregation triggers (at least the rule's own
         minimum, e.g. ``2f + 3`` for Krum, is needed to aggregate at all).
@@ -99,8 +127,8 @@ class Layer1Config:
         Noise standard deviation over sensitivity; overrides ``local_epsilon``/``local_delta``.
     """
 
-    aggregation_method: AggregationMethod = AggregationMethod.TRIMMED_MEAN
-    trim_alpha: float = 0.1
+    aggregation_method: AggregationMethod | str = AggregationMethod.TRIMMED_MEAN
+    trim_alpha: float = _DEFAULT_TRIM
     min_updates: int = 3
     apply_local_noise: bool = True
     method_params: dict[str, Any] = field(default_factory=dict)
@@ -110,13 +138,11 @@ class Layer1Config:
     local_epsilon: float = 1.0
     local_delta: float = 1e-5
     local_noise_multiplier: float | None = None
+    trim_ratio: float = _DEFAULT_TRIM
 
     def __post_init__(self) -> None:
-        self.aggregation_method = AggregationMethod(self.aggregation_method)
-        if isinstance(self.trim_alpha, bool) or not isinstance(self.trim_alpha, (int, float)):
-            raise TypeError("trim_alpha must be a number")
-        if not 0 <= self.trim_alpha < 0.5:
-            raise ValueError(f"trim_alpha must be in [0, 0.5), got {self.trim_alpha}")
+        self.aggregation_method = method_of(self.aggregation_method, "aggregation_method")
+        self.trim_ratio = self.trim_alpha = _trim_share(self.trim_ratio, self.trim_alpha)
         _checks.count(self.min_updates, "min_updates", 1)
         if not isinstance(self.apply_local_noise, bool):
             raise TypeError("apply_local_noise must be a bool")
@@ -201,7 +227,7 @@ class Layer1Aggregator:
         params = dict(cfg.method_params)
         rule = AggregationMethod(cfg.aggregation_method)
         if rule is AggregationMethod.TRIMMED_MEAN and "n_trim" not in params:
-            params.setdefault("trim_ratio", cfg.trim_alpha)
+            params.setdefault("trim_ratio", cfg.trim_ratio)
         if weights is not None and rule in _TAKES_WEIGHTS:
             params["weights"] = weights
         return params
@@ -346,7 +372,7 @@ class Layer2Config:
 
     def __post_init__(self) -> None:
         if self.robust_method is not None:
-            self.robust_method = AggregationMethod(self.robust_method)
+            self.robust_method = method_of(self.robust_method, "robust_method")
             if self.use_secure_aggregation:
                 raise ValueError(
                     "robust_method needs the basket models in the clear; secure aggregation "

@@ -35,6 +35,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 from flwr.supercore import log
 
+from ..aggregator import AggregationMethod
 from ..federation import FederationConfig, HierarchicalFederation
 from ..privacy import NoiseGenerator
 from ._rounds import FederationRounds
@@ -140,7 +141,7 @@ train_metrics_aggr_fn, evaluate_metrics_aggr_fn
             "hierfed: domain baskets by %r; Layer 1 %s %s; Layer 2 clip %.3g, %s weights, "
             "secure aggregation %s, central DP %s",
             self.domain_key,
-            cfg.layer1.aggregation_method.value,
+            AggregationMethod(cfg.layer1.aggregation_method).value,
             dict(cfg.layer1.method_params),
             cfg.layer2.clip_norm,
             cfg.layer2.scheme.value,

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..aggregator import AggregationMethod, aggregate
+from ..aggregator import aggregate
 from ..basket import BasketConfig, BasketManager
 from ..federation import FederationConfig, HierarchicalFederation
 from ..layers import Layer1Config, Layer2Config
@@ -360,8 +360,8 @@ class Simulation:
         fed_cfg = FederationConfig(
             basket=self._manager_config(),
             layer1=Layer1Config(
-                aggregation_method=AggregationMethod(cfg.rule),
-                trim_alpha=cfg.trim_ratio,
+                aggregation_method=cfg.rule,
+                trim_ratio=cfg.trim_ratio,
                 min_updates=cfg.clients_per_basket,
                 apply_local_noise=z_local is not None,
                 method_params=params,
