@@ -94,7 +94,8 @@ def test_toml_file_under_options(tmp_path: Path) -> None:
         (["--setup", "flat", "--compare"], "--setup runs one setup"),
         (["--central-epsilon", "1", "--central-noise-multiplier", "1"], "not both"),
         (["--rule-param", "tau"], "expected KEY=VALUE"),
-        (["--rule", "centered_clipping"], "missing a required argument: 'tau'"),
+        (["--rule", "krum", "--trim-ratio", "0.3"], "trim_ratio applies to trimmed_mean, not"),
+        (["--rule", "centered_clipping", "--rule-params", "tau=-1"], "tau must be finite and > 0"),
         (["--byzantine-fraction", "1.5"], "byzantine_fraction must be a number in [0.0, 0.9]"),
         (["--f", "1"], "f applies to krum, multi_krum and bulyan"),
         (["--attack", "label_flip", "--attack-strength", "2"], "takes no attack_strength"),
@@ -108,8 +109,9 @@ def test_bad_options_exit_2_with_a_clear_message(
         cli.main(["simulate", *argv])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "hierfed simulate: error:" in err or "hierfed: error:" in err
+    assert err.startswith(("hierfed simulate: error:", "hierfed: error:"))
     assert message in err
+    assert err.count("\n") == 1 and err.rstrip().endswith("--help)")  # one line, no usage
 
 
 def test_bad_toml_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

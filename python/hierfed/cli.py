@@ -3,24 +3,44 @@
 ``hierfed simulate`` runs a hierarchical federation on real data under attack (see
 :mod:`hierfed.simulation`): with no arguments, the embedded default study (digits, a fifth of
 the clients sending scaled sign-flipped updates, four setups compared) in well under a
-minute. Settings come from the defaults, then a TOML file (``--config``), then the options.
-Bad settings print a message naming the option and exit with status 2; a missing optional
-dependency exits with status 1 and names the extra to install.
+minute. Settings come from the defaults, then a TOML file (``--config``), then the options;
+every option but ``--config``, ``--quiet``, ``--help`` and ``--version`` is a key of the file
+(``--rule-params KEY=VALUE`` is the table ``rule_params``). Bad settings, or an ``--out``
+that cannot be written, print one line naming the option and a hint, before any round runs,
+and exit with status 2; a missing optional dependency exits with status 1 and names the
+extra to install. Settings that let the attack win (a Byzantine majority, a basket holding
+more attackers than its rule withstands) print a warning and run.
+
+The table fits the terminal: the full labels when they fit, else a compact form that fits
+80 columns (the rule in the title, short labels explained under the table). Output that is
+not a terminal gets the full table unless ``COLUMNS`` says otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import tempfile
 import textwrap
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 
 __all__ = ["build_parser", "main", "settings_from_args"]
 
 _SUPPRESS = argparse.SUPPRESS
+_VERSION = f"hierfed {__version__}"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line with a hint, not the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
 
 
 def _rule_param(text: str) -> tuple[str, Any]:
@@ -39,17 +59,17 @@ def _rule_param(text: str) -> tuple[str, Any]:
     return key.strip(), parsed
 
 
-def _option(group: Any, name: str, help: str = "", **kw: Any) -> None:
-    """Add ``--name`` for config field ``name``; the help ends with the field's default."""
+def _option(group: Any, name: str, help: str = "", shown: str = "", **kw: Any) -> None:
+    """Add ``--name`` for config field ``name``; the help ends with ``shown`` or the field's
+    default."""
     from .simulation.config import SimulationConfig
 
-    default = SimulationConfig.__dataclass_fields__[name].default
-    if isinstance(default, bool):
-        shown = "on" if default else "off"
-    elif default is None:
-        shown = "none"
-    else:
-        shown = str(default)
+    if not shown:
+        default = SimulationConfig.__dataclass_fields__[name].default
+        if isinstance(default, bool):
+            shown = "on" if default else "off"
+        else:
+            shown = "none" if default is None else str(default)
     text = f"{help} (default: {shown})" if help else f"default: {shown}"
     group.add_argument("--" + name.replace("_", "-"), help=text, **kw)
 
@@ -57,7 +77,7 @@ def _option(group: Any, name: str, help: str = "", **kw: Any) -> None:
 def _add_simulate(sub: Any) -> argparse.ArgumentParser:
     from .aggregator import AggregationMethod
     from .simulation.attacks import ATTACKS
-    from .simulation.config import PLACEMENTS, SETUPS
+    from .simulation.config import DEFAULT_TRIM_RATIO, PLACEMENTS, SETUPS
     from .simulation.datasets import BUILTIN
     from .simulation.models import MODELS
     from .staleness import PRESETS
@@ -84,6 +104,7 @@ def _add_simulate(sub: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=_SUPPRESS,
     )
+    p.add_argument("--version", action="version", version=_VERSION)
     p.add_argument("--config", metavar="FILE.toml", help="read settings from a TOML file")
     _option(p, "out", "write results.json and accuracy.png into DIR", metavar="DIR")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -126,20 +147,33 @@ def _add_simulate(sub: Any) -> argparse.ArgumentParser:
         "Layer 1 rule, also the flat robust rule",
         choices=[m.value for m in AggregationMethod],
     )
-    o(g, "trim_ratio", "trimmed mean's share cut at each end", type=f, metavar="R")
+    o(
+        g,
+        "trim_ratio",
+        "trimmed_mean's share cut at each end (trimmed_mean only)",
+        shown=f"{DEFAULT_TRIM_RATIO} with trimmed_mean",
+        type=f,
+        metavar="R",
+    )
     o(
         g,
         "f",
-        "Byzantine updates per basket for krum, multi_krum, bulyan (none: most allowed)",
+        "Byzantine updates per basket (krum, multi_krum, bulyan only)",
+        shown="the most the smallest basket allows",
         type=i,
         metavar="F",
     )
     g.add_argument(
+        "--rule-params",
         "--rule-param",
+        dest="rule_params",
         type=_rule_param,
         action="append",
         metavar="KEY=VALUE",
-        help="a further rule parameter, e.g. tau=1.0 (repeatable)",
+        help=(
+            "a further parameter of the rule, repeatable, e.g. tau=1.0 or n_iter=3 for "
+            "centered_clipping (its tau defaults to --clip-norm)"
+        ),
     )
     o(
         g,
@@ -166,13 +200,13 @@ def _add_simulate(sub: Any) -> argparse.ArgumentParser:
 
 
 def _parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hierfed",
         description=(
             "hierfed: hierarchical, Byzantine-robust, differentially private federated learning"
         ),
     )
-    parser.add_argument("--version", action="version", version=f"hierfed {__version__}")
+    parser.add_argument("--version", action="version", version=_VERSION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     return parser, {"simulate": _add_simulate(sub)}
 
@@ -200,8 +234,8 @@ def settings_from_args(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     path = given.pop("config", None)
     if path is not None:
         settings.update(load_toml(path))
-    if "rule_param" in given:
-        given["rule_params"] = dict(given.pop("rule_param"))
+    if "rule_params" in given:
+        given["rule_params"] = dict(given["rule_params"])
     if "setup" in given:
         if given.get("compare") is True:
             raise ValueError("--setup runs one setup; drop --compare (or --setup)")
@@ -216,28 +250,62 @@ def _simulate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         settings, show = settings_from_args(args)
         config = SimulationConfig(**settings)
+        if config.out is not None:
+            check_writable(config.out)
         from .simulation.study import prepare
 
         simulation = prepare(config)
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
+    for warning in simulation.warnings():
+        print(f"{parser.prog}: warning: {warning}", file=sys.stderr)
     return _run(config, simulation, show)
 
 
+def check_writable(directory: str) -> None:
+    """Create ``directory`` if needed and check that files can be written into it.
+
+    Raises
+    ------
+    ValueError
+        ``directory`` names a file, or cannot be created or written.
+    """
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"out: {directory!r} is a file, not a directory")
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise ValueError(f"out: cannot write into {directory!r}: {exc.strerror}") from None
+
+
 def _run(config: Any, simulation: Any, show: bool) -> int:
+    # The labels say which runs add noise: the federation's notice would only repeat them.
+    notices = logging.getLogger("hierfed.federation")
+    level = notices.level
+    notices.setLevel(logging.ERROR)
+    try:
+        return _report(config, simulation, show)
+    finally:
+        notices.setLevel(level)
+
+
+def _report(config: Any, simulation: Any, show: bool) -> int:
     from .simulation._deps import require
-    from .simulation.report import rich_table, write_outputs
+    from .simulation.report import LEGEND, fits, rich_table, write_outputs
     from .simulation.study import plan, run_study
 
     console_mod = require("rich.console")
     progress_mod = require("rich.progress")
     console = console_mod.Console()
-    if not console.is_terminal:
+    if not console.is_terminal and "COLUMNS" not in os.environ:
         console = console_mod.Console(width=max(console.width, 130))
     errors = console_mod.Console(stderr=True)
     total = len(plan(config)) * config.rounds
+    room = max(10, min(44, errors.width - 40))
     columns = (
-        progress_mod.TextColumn("{task.description:<44}"),
+        progress_mod.TextColumn(f"{{task.description:<{room}.{room}}}"),
         progress_mod.BarColumn(),
         progress_mod.MofNCompleteColumn(),
         progress_mod.TextColumn("rounds"),
@@ -251,7 +319,10 @@ def _run(config: Any, simulation: Any, show: bool) -> int:
             bar.update(task, advance=1, description=f"{label}{suffix}")
 
         study = run_study(config, simulation, on_round)
-    console.print(rich_table(study))
+    compact = not fits(study, console.width)
+    console.print(rich_table(study, compact=compact))
+    if compact:
+        console.print(LEGEND)
     console.print(f"{study.seconds:.1f} s in all; backend {_backend_name()}")
     if config.out is not None:
         json_path, png_path = write_outputs(study, config.out)

@@ -33,6 +33,7 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "DEFAULT_CENTRAL_NOISE_MULTIPLIER",
+    "DEFAULT_TRIM_RATIO",
     "PLACEMENTS",
     "SETUPS",
     "SimulationConfig",
@@ -43,6 +44,8 @@ SETUPS = ("fedavg", "flat", "hierarchical", "hierarchical_dp")
 PLACEMENTS = ("spread", "concentrated")
 # Central noise of the hierarchical_dp setup when no central DP option is given.
 DEFAULT_CENTRAL_NOISE_MULTIPLIER = 0.2
+# The trimmed mean's share cut at each end when trim_ratio is not given.
+DEFAULT_TRIM_RATIO = 0.2
 _SELECTION = {"krum": 2, "multi_krum": 2, "bulyan": 4}
 
 
@@ -88,9 +91,12 @@ class SimulationConfig:
         domains) or ``concentrated`` (filling the first domain's baskets first).
     rule, trim_ratio, f, rule_params
         The robust rule (Layer 1 in hierarchical setups, the server's in the flat one), the
-        trimmed mean's ratio, the ``f`` of Krum/Multi-Krum/Bulyan (``None``: the most the
-        smallest basket allows, ``(n - 3) // 4`` for Bulyan, ``(n - 3) // 2`` for Krum) and
-        further parameters (e.g. ``tau`` of centered clipping).
+        trimmed mean's share cut at each end (only with ``trimmed_mean``; ``None``:
+        ``DEFAULT_TRIM_RATIO``, 0.2), the ``f`` of Krum/Multi-Krum/Bulyan (only with those;
+        ``None``: the most the smallest basket allows, ``(n - 3) // 4`` for Bulyan,
+        ``(n - 3) // 2`` for Krum) and further parameters of the rule (e.g. ``n_iter`` of
+        centered clipping, whose ``tau`` defaults to ``clip_norm``, the norm every honest
+        update is clipped to).
     compare
         Run the four setups (flat FedAvg, flat robust, hierarchical robust, hierarchical
         robust + DP + secure aggregation), each with the attack and without it.
@@ -140,7 +146,7 @@ class SimulationConfig:
     attack_strength: float | None = None
     placement: str = "spread"
     rule: str = "trimmed_mean"
-    trim_ratio: float = 0.2
+    trim_ratio: float | None = None
     f: int | None = None
     rule_params: dict[str, Any] = field(default_factory=dict)
     compare: bool = True
@@ -221,7 +227,10 @@ class SimulationConfig:
             self._num("attack_strength", -math.inf, math.inf)
         self._choice("placement", PLACEMENTS)
         self._choice("rule", tuple(m.value for m in AggregationMethod))
-        self._num("trim_ratio", 0.0, 0.49)
+        if self.trim_ratio is not None:
+            self._num("trim_ratio", 0.0, 0.49)
+            if self.rule != "trimmed_mean":
+                raise ValueError(f"trim_ratio applies to trimmed_mean, not {self.rule!r}")
         if self.f is not None:
             self._int("f", 0)
             if self.rule not in _SELECTION:
@@ -271,6 +280,18 @@ class SimulationConfig:
                 "local_noise_multiplier",
             )
         )
+
+    def rule_kwargs(self) -> dict[str, Any]:
+        """The rule's parameters besides ``f``: ``rule_params``, the trimmed mean's
+        ``trim_ratio`` and centered clipping's default ``tau`` (``clip_norm``)."""
+        params = dict(self.rule_params)
+        if self.rule == "trimmed_mean":
+            params["trim_ratio"] = (
+                DEFAULT_TRIM_RATIO if self.trim_ratio is None else self.trim_ratio
+            )
+        if self.rule == "centered_clipping":
+            params.setdefault("tau", self.clip_norm)
+        return params
 
     @property
     def strength(self) -> float | None:

@@ -5,6 +5,7 @@ rich and matplotlib are imported only here, when a report is made.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -13,7 +14,17 @@ from typing import Any
 from ._deps import require
 from .study import StudyResult
 
-__all__ = ["COLUMNS", "plain_table", "plot_accuracy", "rich_table", "table_rows", "write_outputs"]
+__all__ = [
+    "COLUMNS",
+    "COMPACT_COLUMNS",
+    "LEGEND",
+    "fits",
+    "plain_table",
+    "plot_accuracy",
+    "rich_table",
+    "table_rows",
+    "write_outputs",
+]
 
 COLUMNS = (
     "setup",
@@ -25,54 +36,72 @@ COLUMNS = (
     "no attack",
     "\u0394 final",
 )
+# The same columns for a narrow terminal (an 80-column one): the rule moves to the title.
+COMPACT_COLUMNS = (
+    "setup",
+    "final",
+    "best",
+    "to {target}",
+    "\u03b5",
+    "s/rnd",
+    "clean",
+    "\u0394 pts",
+)
+LEGEND = (
+    "hier.: hierarchical; +DP/+LDP: central/local DP; +SecAgg: secure aggregation;\n"
+    "clean: final accuracy without the attack; \u0394: final minus clean, in points"
+)
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def _eps(epsilon: float, local: float) -> str:
+def _eps(epsilon: float, local: float, compact: bool) -> str:
     if epsilon <= 0 and local <= 0:
         return "-"
     parts = []
     if epsilon > 0:
         parts.append(f"{epsilon:.3g}")
     if local > 0:
-        parts.append(f"local {local:.3g}")
-    return ", ".join(parts)
+        parts.append(f"L{local:.3g}" if compact else f"local {local:.3g}")
+    return (" " if compact else ", ").join(parts)
 
 
-def headers(study: StudyResult) -> list[str]:
+def headers(study: StudyResult, *, compact: bool = False) -> list[str]:
     """Column titles (the target accuracy filled in)."""
     target = f"{100 * study.config.target_accuracy:g}%"
-    return [c.format(target=target) for c in COLUMNS]
+    return [c.format(target=target) for c in (COMPACT_COLUMNS if compact else COLUMNS)]
 
 
-def table_rows(study: StudyResult) -> list[list[str]]:
-    """One row of strings per run under the config's attack (see :data:`COLUMNS`)."""
+def table_rows(study: StudyResult, *, compact: bool = False) -> list[list[str]]:
+    """One row of strings per run under the config's attack (see :data:`COLUMNS`, or
+    :data:`COMPACT_COLUMNS` with ``compact``: short labels, no units)."""
     target = study.config.target_accuracy
+    unit = "" if compact else " pts"
     rows = []
     for run, clean in study.pairs():
         reached = run.rounds_to(target)
         rows.append(
             [
-                run.label,
+                run.short_label if compact else run.label,
                 _pct(run.final_accuracy),
                 _pct(run.best_accuracy),
                 "-" if reached is None else str(reached),
-                _eps(run.privacy_spent[0], run.local_privacy_spent[0]),
+                _eps(run.privacy_spent[0], run.local_privacy_spent[0], compact),
                 f"{run.seconds_per_round:.3f}",
                 "-" if clean is None else _pct(clean.final_accuracy),
                 "-"
                 if clean is None
-                else f"{100 * (run.final_accuracy - clean.final_accuracy):+.1f} pts",
+                else f"{100 * (run.final_accuracy - clean.final_accuracy):+.1f}{unit}",
             ]
         )
     return rows
 
 
-def title(study: StudyResult) -> str:
-    """One line naming the data, the attack and the attackers."""
+def title(study: StudyResult, *, compact: bool = False) -> str:
+    """One line naming the data, the attack and the attackers; ``compact``: two lines, the
+    rule in the first."""
     cfg = study.config
     sim = study.simulation
     if cfg.attack == "none":
@@ -83,10 +112,13 @@ def title(study: StudyResult) -> str:
             f"{cfg.attack}{strength} attack, {len(sim.byzantine)}/{sim.data.n_clients} "
             f"Byzantine clients {cfg.placement}"
         )
-    return (
+    head = (
         f"{sim.data.name}: {sim.data.n_clients} clients, {len(sim.baskets)} baskets, "
-        f"{cfg.rounds} rounds; {attack}"
+        f"{cfg.rounds} rounds"
     )
+    if compact:
+        return f"{head}, rule {cfg.rule}\n{attack}"
+    return f"{head}; {attack}"
 
 
 def plain_table(study: StudyResult) -> str:
@@ -103,18 +135,34 @@ def plain_table(study: StudyResult) -> str:
     return "\n".join(out)
 
 
-def rich_table(study: StudyResult) -> Any:
-    """The table as a ``rich.table.Table``."""
+def _rich(study: StudyResult, compact: bool) -> Any:
     table_mod = require("rich.table")
-    table = table_mod.Table(title=title(study), title_justify="left")
-    for i, h in enumerate(headers(study)):
-        if i == 0:
-            table.add_column(h, justify="left", overflow="fold", ratio=1)
-        else:
-            table.add_column(h, justify="right", no_wrap=True, min_width=len(h))
-    for row in table_rows(study):
+    box = require("rich.box")
+    table = table_mod.Table(
+        title=title(study, compact=compact),
+        title_justify="left",
+        box=box.SIMPLE_HEAD if compact else box.HEAVY_HEAD,
+        pad_edge=not compact,
+    )
+    for i, h in enumerate(headers(study, compact=compact)):
+        justify = "left" if i == 0 else "right"
+        table.add_column(h, justify=justify, no_wrap=True)
+    for row in table_rows(study, compact=compact):
         table.add_row(*row)
     return table
+
+
+def fits(study: StudyResult, width: int) -> bool:
+    """Whether the full table (:func:`rich_table`) fits in ``width`` columns unwrapped."""
+    console = require("rich.console").Console(width=10_000, file=io.StringIO())
+    return int(console.measure(_rich(study, compact=False)).maximum) <= width
+
+
+def rich_table(study: StudyResult, *, compact: bool = False) -> Any:
+    """The table as a ``rich.table.Table``; ``compact``: the form of :data:`COMPACT_COLUMNS`
+    for narrow terminals (the rule in the title, short labels explained by :data:`LEGEND`,
+    no vertical rules), which fits 80 columns."""
+    return _rich(study, compact)
 
 
 def _dp_epsilon(study: StudyResult) -> str:

@@ -99,6 +99,7 @@ class RunResult:
     privacy_spent: tuple[float, float]
     local_privacy_spent: tuple[float, float]
     details: dict[str, Any] = field(default_factory=dict)
+    short_label: str = ""
 
     @property
     def final_accuracy(self) -> float:
@@ -124,6 +125,7 @@ class RunResult:
         return {
             "setup": self.setup,
             "label": self.label,
+            "short_label": self.short_label,
             "attack": self.attack,
             "final_accuracy": self.final_accuracy,
             "best_accuracy": self.best_accuracy,
@@ -181,17 +183,46 @@ class Simulation:
     def _check_rule(self, n: int) -> None:
         """Run the rule once on ``n`` dummy updates so bad parameters fail before any round."""
         cfg = self.config
-        params: dict[str, Any] = dict(cfg.rule_params)
+        params = cfg.rule_kwargs()
         if self.f is not None:
             params["f"] = self.f
-        if cfg.rule == "trimmed_mean":
-            params["trim_ratio"] = cfg.trim_ratio
         if cfg.rule == "centered_clipping":
             params["center"] = np.zeros(2)
         try:
             aggregate(np.zeros((n, 2)), cfg.rule, **params)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"rule {cfg.rule} with {sorted(params)}: {exc}") from None
+
+    def tolerated(self, n: int) -> int | None:
+        """Byzantine updates the rule withstands among ``n`` (``None``: no such bound)."""
+        cfg = self.config
+        if cfg.rule == "mean":
+            return 0
+        if cfg.rule == "trimmed_mean":
+            return int(cfg.rule_kwargs()["trim_ratio"] * n)
+        if cfg.rule in ("median", "geometric_median"):
+            return (n - 1) // 2
+        return self.f
+
+    def warnings(self) -> list[str]:
+        """What makes the attack win before any round runs: a Byzantine majority, or a basket
+        holding more attackers than its rule withstands."""
+        n, byz = self.data.n_clients, len(self.byzantine)
+        out = []
+        if 2 * byz > n:
+            out.append(
+                f"a Byzantine majority ({byz} of {n} clients): no robust rule withstands one; "
+                "expect every setup to fail under the attack"
+            )
+        worst = max(self.baskets.items(), key=lambda b: sum(c in self.byzantine for c in b[1]))
+        inside = sum(c in self.byzantine for c in worst[1])
+        tolerated = self.tolerated(len(worst[1]))
+        if tolerated is not None and inside > tolerated:
+            out.append(
+                f"basket {worst[0]} holds {inside} Byzantine clients of {len(worst[1])}; "
+                f"{self.config.rule} withstands {tolerated} there"
+            )
+        return out
 
     # ---- layout --------------------------------------------------------------------------
 
@@ -330,15 +361,32 @@ class Simulation:
 
     # ---- a run ---------------------------------------------------------------------------
 
-    def label(self, setup: str) -> str:
-        """A short human name of ``setup``."""
+    def protections(self, setup: str) -> tuple[str, ...]:
+        """What ``setup`` adds to its rule: ``"DP"`` (central), ``"local DP"``, ``"SecAgg"``."""
+        cfg = self.config
+        if setup not in ("hierarchical", "hierarchical_dp"):
+            return ()
+        dp = setup == "hierarchical_dp"
+        central = dp or cfg.central_epsilon is not None or cfg.central_noise_multiplier is not None
+        local = cfg.local_epsilon is not None or cfg.local_noise_multiplier is not None
+        secure = dp or cfg.secure_aggregation
+        flags = (("DP", central), ("local DP", local), ("SecAgg", secure))
+        return tuple(name for name, on in flags if on)
+
+    def label(self, setup: str, *, short: bool = False) -> str:
+        """A human name of ``setup`` saying what the run had: its rule, central DP, local DP
+        and secure aggregation (``"hierarchical trimmed_mean + DP + SecAgg"``). ``short``
+        leaves the rule out and abbreviates (``"hier. +DP +SecAgg"``)."""
+        if setup == "fedavg":
+            return "FedAvg"
         rule = self.config.rule
-        return {
-            "fedavg": "FedAvg",
-            "flat": f"flat {rule}",
-            "hierarchical": f"hierarchical {rule}",
-            "hierarchical_dp": f"hierarchical {rule} + DP + SecAgg",
-        }[setup]
+        added = self.protections(setup)
+        if short:
+            base = "flat" if setup == "flat" else "hier."
+            marks = {"DP": "+DP", "local DP": "+LDP", "SecAgg": "+SecAgg"}
+            return " ".join([base, *(marks[p] for p in added)])
+        base = f"flat {rule}" if setup == "flat" else f"hierarchical {rule}"
+        return " + ".join([base, *added])
 
     def _federation(self, setup: str) -> tuple[HierarchicalFederation, dict[str, Any]]:
         cfg = self.config
@@ -353,7 +401,7 @@ class Simulation:
         z_local = cfg.local_noise_multiplier
         if cfg.local_epsilon is not None:
             z_local = noise_multiplier_for_epsilon(cfg.local_epsilon, cfg.local_delta, cfg.rounds)
-        params: dict[str, Any] = dict(cfg.rule_params)
+        params = cfg.rule_kwargs()
         if self.f is not None:
             params["f"] = self.f
         secure = dp or cfg.secure_aggregation
@@ -361,7 +409,6 @@ class Simulation:
             basket=self._manager_config(),
             layer1=Layer1Config(
                 aggregation_method=cfg.rule,
-                trim_ratio=cfg.trim_ratio,
                 min_updates=cfg.clients_per_basket,
                 apply_local_noise=z_local is not None,
                 method_params=params,
@@ -457,9 +504,7 @@ class Simulation:
         order = sorted(delivered)
         ups = np.array([delivered[c][0] for c in order])
         w = np.array([weight(version - delivered[c][1]) for c in order])
-        params: dict[str, Any] = {} if rule == "mean" else dict(cfg.rule_params)
-        if rule == "trimmed_mean":
-            params["trim_ratio"] = cfg.trim_ratio
+        params: dict[str, Any] = {} if rule == "mean" else cfg.rule_kwargs()
         if self.flat_f is not None and setup == "flat":
             params["f"] = min(self.flat_f, self._flat_cap(len(order)))
         if rule == "centered_clipping":
@@ -529,6 +574,7 @@ class Simulation:
             (0.0, 0.0) if fed is None else fed.privacy_spent(),
             (local, cfg.local_delta if local > 0 else 0.0),
             details,
+            self.label(setup, short=True),
         )
 
     def _local_epsilon(self, fed: HierarchicalFederation | None) -> float:
