@@ -23,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from .basket import STATE_VERSION, BasketConfig, ClientInfo, _as_features
+from ._basket_records import BasketConfig, ClientInfo, as_features
 
-__all__ = ["dump", "load"]
+__all__ = ["STATE_VERSION", "dump", "load"]
+
+STATE_VERSION = 1
 
 
 def dump(
@@ -112,7 +114,7 @@ def load(
         if n_updates < 0 or trust < 0:
             raise ValueError(f"state: {where} has a negative n_updates or trust_score")
         try:
-            features = None if feats is None else _as_features(np.asarray(feats, np.float64))
+            features = None if feats is None else as_features(np.asarray(feats, np.float64))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"state: {where}: {exc}") from exc
         clients.append(
