@@ -17,10 +17,20 @@ are counted in :meth:`get_stats`; they never reach a buffer. Updates staler than
 ``max_staleness`` are dropped (``submit_update`` returns ``False``) and counted. A client that
 leaves loses its buffered update (spec/basket.md); a client that joins takes part from its
 first update. Every method holds one lock: the federation is safe to drive from many threads.
+
+Triggers are transactions: a basket's updates leave the buffer, and basket models are used
+up, only when their aggregation succeeds. A failure raises :class:`TriggerError` naming the
+basket (or the global round) and why, with buffer, basket models, model, version, counters
+and accountants exactly as before; inside :meth:`HierarchicalFederation.submit_update` the
+update is then not accepted either, so the client may submit it again. A configuration whose
+triggers could never aggregate (a Layer 1 rule needing more updates than ``max_clients``, a
+Layer 2 robust rule ``min_baskets`` cannot feed, a rule missing a parameter, staleness weights
+of 0) is refused when it is built.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -35,7 +45,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _checkpoint
+from . import _checkpoint, _feasible
+from .aggregator import AggregationMethod
 from .basket import BasketConfig, BasketManager
 from .layers import (
     BasketModel,
@@ -52,11 +63,23 @@ __all__ = [
     "FederationConfig",
     "HierarchicalFederation",
     "PendingUpdate",
+    "TriggerError",
     "UpdateBuffer",
     "noise_notice",
 ]
 
 _log = logging.getLogger(__name__)
+
+
+class TriggerError(ValueError):
+    """An aggregation (basket or global) failed; the federation's state is as it was before.
+
+    ``basket_id`` names the basket whose Layer 1 failed (``None`` for a global round).
+    """
+
+    def __init__(self, message: str, basket_id: str | None = None) -> None:
+        super().__init__(message)
+        self.basket_id = basket_id
 
 
 @dataclass
@@ -105,7 +128,6 @@ class FederationConfig:
         ):
             if not isinstance(getattr(self, name), kind):
                 raise TypeError(f"{name} must be a {kind.__name__}")
-        staleness_function(self.staleness, **self.staleness_params)
         if self.max_staleness is not None and (
             isinstance(self.max_staleness, bool)
             or not isinstance(self.max_staleness, int)
@@ -124,6 +146,16 @@ class FederationConfig:
         lr = self.server_learning_rate
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr):
             raise ValueError(f"server_learning_rate must be a finite number, got {lr!r}")
+        need, size = self.layer1.min_inputs(), self.basket.max_clients
+        if need > size:
+            rule = AggregationMethod(self.layer1.aggregation_method).value
+            raise ValueError(
+                f"layer1: {rule} with {dict(self.layer1.method_params)} needs at least {need} "
+                f"updates per basket, but a basket holds at most max_clients={size} clients "
+                "(one update each per round): it could never aggregate"
+            )
+        weight = staleness_function(self.staleness, **self.staleness_params)
+        _feasible.staleness_weights(weight, self.max_staleness)
 
 
 @dataclass
@@ -171,6 +203,17 @@ class UpdateBuffer:
         return min(
             (p.received_at for p in self._by_basket.get(basket_id, {}).values()), default=math.inf
         )
+
+    def basket_updates(self, basket_id: str) -> list[PendingUpdate]:
+        """The basket's buffered updates, in arrival order (left buffered)."""
+        return list(self._by_basket.get(basket_id, {}).values())
+
+    def copy(self) -> UpdateBuffer:
+        """A buffer holding the same updates (shared, never modified in place)."""
+        other = UpdateBuffer()
+        other._by_basket = {b: dict(ps) for b, ps in self._by_basket.items()}
+        other._basket_of = dict(self._basket_of)
+        return other
 
     def pop_basket_updates(self, basket_id: str) -> list[PendingUpdate]:
         """Remove and return the basket's buffered updates, in arrival order."""
@@ -360,29 +403,48 @@ class HierarchicalFederation:
                         f"client {client_id!r} already submitted an update in round {self.version}"
                     ),
                 )
-            copy = self._check_update(client_id, update)
+            own = self._check_update(client_id, update)
             staleness = self.version - int(base_version)
             if self.config.max_staleness is not None and staleness > self.config.max_staleness:
                 self._stats["dropped_stale"] += 1
                 return False
-            if self.model is None:
-                self.model = np.zeros_like(copy)
-            self.buffer.add(
-                PendingUpdate(
-                    client_id, basket_id, copy, int(base_version), staleness, self.clock()
-                )
+            pending = PendingUpdate(
+                client_id, basket_id, own, int(base_version), staleness, self.clock()
             )
-            self._contributed.add(client_id)
-            self.manager.record_update(client_id)
-            self._stats["accepted"] += 1
-            ready = self.config.auto_aggregate and self._ready(basket_id, timeouts=False)
-            completed = ready and self.aggregate_basket(basket_id) is not None
-            completed = completed and self.aggregate_global() is not None
             path = self.config.checkpoint_path
-            if path is not None and (
-                completed or self._stats["accepted"] % self.config.checkpoint_every == 0
-            ):
-                self.checkpoint(path)
+            will_trigger = self.config.auto_aggregate and self._ready(basket_id, False, extra=1)
+            rollback = (
+                self._savepoint([basket_id], manager=path is not None)
+                if will_trigger or path is not None
+                else None
+            )
+            if self.model is None:
+                self.model = np.zeros_like(own)
+            self.buffer.add(pending)
+            self._contributed.add(client_id)
+            self._stats["accepted"] += 1
+            try:
+                completed = will_trigger and self.aggregate_basket(basket_id) is not None
+                completed = completed and self.aggregate_global() is not None
+                self.manager.record_update(client_id)
+                if path is not None and (
+                    completed or self._stats["accepted"] % self.config.checkpoint_every == 0
+                ):
+                    self.checkpoint(path)
+            except BaseException as exc:
+                if rollback is not None:
+                    rollback()
+                else:
+                    self.buffer.drop_client(client_id)
+                    self._stats["accepted"] -= 1
+                self._contributed.discard(client_id)  # the savepoint shares this set
+                if isinstance(exc, TriggerError):
+                    raise TriggerError(
+                        f"update of {client_id!r} not accepted (nothing changed; it may be "
+                        f"submitted again): {exc}",
+                        exc.basket_id,
+                    ) from exc
+                raise
             return True
 
     # ---- triggers ------------------------------------------------------------------------
@@ -394,8 +456,33 @@ class HierarchicalFederation:
             if now is not None and now != p.basket_id:
                 self.buffer.move(p.client_id, now)
 
-    def _ready(self, basket_id: str, timeouts: bool) -> bool:
-        n = self.buffer.count(basket_id)
+    def _savepoint(
+        self, baskets: list[str] | None = None, *, manager: bool = False
+    ) -> Callable[[], None]:
+        """A function that puts the federation back as it is now: buffer, basket models,
+        model, version, counters, both layers' accountants (Layer 1's of ``baskets`` only,
+        when given), the basket manager when ``manager`` (a failed checkpoint write needs
+        it). Clients added to ``_contributed`` meanwhile are the caller's to discard."""
+        buffer, contributed = self.buffer.copy(), self._contributed
+        models = {b: list(ms) for b, ms in self._basket_models.items()}
+        version, model, latest = self.version, self.model, self.latest
+        stats = copy.deepcopy(self._stats)
+        layer1, layer2 = self.layer1.savepoint(baskets), self.layer2.savepoint()
+        basket_state = self.manager.state_dict() if manager else None
+
+        def rollback() -> None:
+            self.buffer, self._contributed, self._basket_models = buffer, contributed, models
+            self.version, self.model, self.latest, self._stats = version, model, latest, stats
+            layer1()
+            layer2()
+            if basket_state is not None:
+                self.manager = BasketManager.from_state(basket_state, clock=self.clock)
+
+        return rollback
+
+    def _ready(self, basket_id: str, timeouts: bool, extra: int = 0) -> bool:
+        """Whether the basket's trigger fires (with ``extra`` more updates buffered)."""
+        n = self.buffer.count(basket_id) + extra
         if n < self.config.layer1.min_inputs():
             return False
         if n >= self.config.layer1.min_updates:
@@ -410,32 +497,52 @@ class HierarchicalFederation:
     def poll(self) -> GlobalMetaModel | None:
         """Run both triggers, timeouts included; the global model if a round completed."""
         with self._lock:
-            self._rehome()
-            for b in self.buffer.baskets():
-                if self._ready(b, timeouts=True):
-                    self.aggregate_basket(b)
-            return self.aggregate_global()
+            rollback = self._savepoint()
+            try:
+                self._rehome()
+                for b in self.buffer.baskets():
+                    if self._ready(b, timeouts=True):
+                        self.aggregate_basket(b)
+                return self.aggregate_global()
+            except BaseException:
+                rollback()
+                raise
 
     def aggregate_basket(self, basket_id: str) -> BasketModel | None:
         """Layer 1 over the basket's buffered updates (``None`` when it has none, or fewer
-        than its rule needs, in which case they stay buffered)."""
+        than its rule needs, in which case they stay buffered).
+
+        The updates leave the buffer only when the aggregation succeeds; otherwise
+        :class:`TriggerError` names the basket and why, and nothing changed.
+        """
         with self._lock:
             if self.buffer.count(basket_id) < max(1, self.config.layer1.min_inputs()):
                 return None
-            pending = self.buffer.pop_basket_updates(basket_id)
+            pending = self.buffer.basket_updates(basket_id)
             weights = [self._weight(p.staleness) for p in pending]
-            members = len(self.manager.get_basket_clients(basket_id))
-            model = self.layer1.aggregate(
-                [p.update for p in pending],
-                weights,
-                basket_id=basket_id,
-                round_id=self.version,
-                expected_contributors=max(members, 1),
-            )
+            known = self.manager.get_basket(basket_id) is not None
+            members = len(self.manager.get_basket_clients(basket_id)) if known else 0
+            try:
+                if not any(w > 0 for w in weights):
+                    raise ValueError(f"every staleness weight is zero ({weights})")
+                model = self.layer1.aggregate(
+                    [p.update for p in pending],
+                    weights,
+                    basket_id=basket_id,
+                    round_id=self.version,
+                    expected_contributors=max(members, 1),
+                )
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                raise TriggerError(
+                    f"basket {basket_id!r}: Layer 1 failed over its {len(pending)} buffered "
+                    f"updates, which stay buffered: {exc}",
+                    basket_id,
+                ) from exc
             if model is None:
                 return None
+            self.buffer.pop_basket_updates(basket_id)
             self._basket_models.setdefault(basket_id, []).append(model)
-            if self.manager.get_basket(basket_id) is not None:
+            if known:
                 self.manager.touch_basket(basket_id)
             self._stats["basket_aggregations"] += 1
             self._stats["aggregated_updates"] += model.n_contributors
@@ -444,14 +551,25 @@ class HierarchicalFederation:
 
     def aggregate_global(self, *, force: bool = False) -> GlobalMetaModel | None:
         """Layer 2 over the stored basket models when ``min_baskets`` baskets have one (any
-        number >= 1 with ``force``); returns the new global model or ``None``."""
+        number >= 1 with ``force``); returns the new global model or ``None``.
+
+        The basket models are used up only when the round succeeds; otherwise
+        :class:`TriggerError` says why, and nothing changed.
+        """
         with self._lock:
             need = 1 if force else self.config.layer2.min_baskets
             models = self._fresh_basket_models()
             if len({m.basket_id for m in models}) < need or not models:
                 return None
+            try:
+                global_model = self.layer2.aggregate(models)
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                ids = sorted({m.basket_id for m in models})
+                raise TriggerError(
+                    f"global round {self.version}: Layer 2 failed over {len(models)} basket "
+                    f"models of {ids}, which stay stored: {exc}"
+                ) from exc
             self._basket_models = {}
-            global_model = self.layer2.aggregate(models)
             assert self.model is not None
             lr = self.config.server_learning_rate
             self.model = (self.model + lr * global_model.aggregate).astype(self.model.dtype)
@@ -485,10 +603,15 @@ class HierarchicalFederation:
         """Aggregate every basket with buffered updates, then a global round over whatever
         basket models exist (even fewer than ``min_baskets``)."""
         with self._lock:
-            self._rehome()
-            for b in self.buffer.baskets():
-                self.aggregate_basket(b)
-            return self.aggregate_global(force=True)
+            rollback = self._savepoint()
+            try:
+                self._rehome()
+                for b in self.buffer.baskets():
+                    self.aggregate_basket(b)
+                return self.aggregate_global(force=True)
+            except BaseException:
+                rollback()
+                raise
 
     def discard_buffered(self) -> int:
         """Drop every buffered update and let its client submit again in this version.

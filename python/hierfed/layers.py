@@ -14,6 +14,7 @@ basket's model in Layer 2) replaced by any other, the count and the weights publ
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _checks
+from ._feasible import TAKES_WEIGHTS, dry_run, min_inputs
 from ._inputs import as_updates
 from .aggregator import AggregationMethod, aggregate
 from .coordinatewise import mean
@@ -37,7 +39,6 @@ from .privacy import (
     l2_norms,
 )
 from .secagg import SecAggConfig, SecureAggregator
-from .selection import BULYAN_PER_F, KRUM_PER_F, min_updates
 from .sensitivity import aggregate_sensitivity
 
 __all__ = [
@@ -53,20 +54,6 @@ __all__ = [
     "simple_average",
     "weighted_average",
 ]
-
-_TAKES_WEIGHTS = {
-    AggregationMethod.MEAN,
-    AggregationMethod.TRIMMED_MEAN,
-    AggregationMethod.MEDIAN,
-    AggregationMethod.MULTI_KRUM,
-    AggregationMethod.BULYAN,
-    AggregationMethod.GEOMETRIC_MEDIAN,
-}
-_PER_F = {
-    AggregationMethod.KRUM: KRUM_PER_F,
-    AggregationMethod.MULTI_KRUM: KRUM_PER_F,
-    AggregationMethod.BULYAN: BULYAN_PER_F,
-}
 
 
 _DEFAULT_TRIM = 0.1
@@ -157,6 +144,19 @@ class Layer1Config:
         _checks.probability_open(self.local_delta, "local_delta")
         if self.local_noise_multiplier is not None:
             _checks.positive(self.local_noise_multiplier, "local_noise_multiplier")
+        rule = AggregationMethod(self.aggregation_method)
+        n = max(self.min_updates, self.min_inputs())
+        dry_run(rule, self.rule_params(), n, "layer1", self.pre)
+        if self.apply_local_noise:
+            aggregate_sensitivity(rule, n, self.local_clip_norm, pre=self.pre, **self.rule_params())
+
+    def rule_params(self) -> dict[str, Any]:
+        """The rule's parameters: ``method_params`` and, for the trimmed mean, ``trim_ratio``
+        (unless ``n_trim`` is given)."""
+        params = dict(self.method_params)
+        if self.aggregation_method is AggregationMethod.TRIMMED_MEAN and "n_trim" not in params:
+            params.setdefault("trim_ratio", self.trim_ratio)
+        return params
 
     @property
     def noise_multiplier(self) -> float:
@@ -167,11 +167,7 @@ class Layer1Config:
 
     def min_inputs(self) -> int:
         """The fewest updates the rule (with its ``f``) can aggregate."""
-        per_f = _PER_F.get(AggregationMethod(self.aggregation_method))
-        f = self.method_params.get("f")
-        if per_f is not None and isinstance(f, int):
-            return min_updates(per_f, f)
-        return 1
+        return min_inputs(AggregationMethod(self.aggregation_method), self.rule_params())
 
 
 @dataclass
@@ -222,13 +218,27 @@ class Layer1Aggregator:
         self._accountants: dict[str, RDPAccountant] = {}
         self._previous: dict[str, np.ndarray[Any, Any]] = {}
 
+    def savepoint(self, basket_ids: Sequence[str] | None = None) -> Callable[[], None]:
+        """A function that puts the accountants (of ``basket_ids``, default all), centers
+        and stats back as they are now (for a caller whose operation fails after this
+        layer's part succeeded; baskets not named must not be aggregated meanwhile)."""
+        ids = list(self._accountants) if basket_ids is None else basket_ids
+        saved = {b: copy.deepcopy(self._accountants.get(b)) for b in ids}
+        previous, stats = dict(self._previous), self.last_stats
+
+        def rollback() -> None:
+            for b, acc in saved.items():
+                if acc is None:
+                    self._accountants.pop(b, None)
+                else:
+                    self._accountants[b] = acc
+            self._previous, self.last_stats = previous, stats
+
+        return rollback
+
     def _params(self, weights: Any) -> dict[str, Any]:
-        cfg = self.config
-        params = dict(cfg.method_params)
-        rule = AggregationMethod(cfg.aggregation_method)
-        if rule is AggregationMethod.TRIMMED_MEAN and "n_trim" not in params:
-            params.setdefault("trim_ratio", cfg.trim_ratio)
-        if weights is not None and rule in _TAKES_WEIGHTS:
+        params = self.config.rule_params()
+        if weights is not None and self.config.aggregation_method in TAKES_WEIGHTS:
             params["weights"] = weights
         return params
 
@@ -280,6 +290,7 @@ class Layer1Aggregator:
             params["center"] = previous if ok else np.zeros(shape, upd.dtype)
         result = aggregate(inputs, rule, cfg.pre, **params)
         agg = np.asarray(result.aggregate)
+        timestamp = float(self.clock())
         sigma = sensitivity = 0.0
         if cfg.apply_local_noise:
             sensitivity = aggregate_sensitivity(rule, n, cfg.local_clip_norm, pre=cfg.pre, **params)
@@ -307,7 +318,7 @@ class Layer1Aggregator:
             aggregate=agg,
             n_contributors=n,
             round_id=round_id,
-            timestamp=float(self.clock()),
+            timestamp=timestamp,
             confidence=min(1.0, n / expected),
         )
 
@@ -398,6 +409,16 @@ class Layer2Config:
                 ) from None
         if self.central_dp_noise_multiplier is not None:
             _checks.positive(self.central_dp_noise_multiplier, "central_dp_noise_multiplier")
+        if self.robust_method is not None:
+            rule = AggregationMethod(self.robust_method)
+            need = min_inputs(rule, self.robust_params)
+            dry_run(rule, self.robust_params, max(need, self.min_baskets), "layer2")
+            if self.min_baskets < need:
+                raise ValueError(
+                    f"layer2: robust_method {rule.value} with {dict(self.robust_params)} needs "
+                    f"at least {need} basket models, but the global trigger fires at "
+                    f"min_baskets={self.min_baskets}: raise min_baskets to {need}"
+                )
 
     @property
     def scheme(self) -> Weighting:
@@ -524,6 +545,21 @@ class Layer2Aggregator:
         self.rounds = 0
         self.last_stats: dict[str, Any] = {}
 
+    def savepoint(self) -> Callable[[], None]:
+        """A function that puts the round count, the accountant and the stats back as they
+        are now (for a caller whose operation fails after this layer's part succeeded)."""
+        rounds, stats, mechanism = self.rounds, self.last_stats, self.mechanism
+        saved = None
+        if mechanism is not None:
+            saved = (mechanism.rounds, copy.deepcopy(mechanism.accountant))
+
+        def rollback() -> None:
+            self.rounds, self.last_stats = rounds, stats
+            if mechanism is not None and saved is not None:
+                mechanism.rounds, mechanism.accountant = saved
+
+        return rollback
+
     def privacy_spent(self) -> tuple[float, float]:
         """Central (epsilon, delta) over every round so far; (0, 0) without central DP."""
         return (0.0, 0.0) if self.mechanism is None else self.mechanism.privacy_spent()
@@ -566,7 +602,7 @@ class Layer2Aggregator:
         elif cfg.robust_method is not None:
             rule = AggregationMethod(cfg.robust_method)
             params = dict(cfg.robust_params)
-            if rule in _TAKES_WEIGHTS:
+            if rule in TAKES_WEIGHTS:
                 params["weights"] = w
             agg = np.asarray(aggregate(clipped, rule, **params).aggregate)
             sensitivity = aggregate_sensitivity(rule, len(models), cfg.clip_norm, **params)
@@ -574,6 +610,7 @@ class Layer2Aggregator:
             agg = weighted_average(clipped, w)
             sensitivity = 2.0 * cfg.clip_norm * float(w.max())
         sigma = 0.0
+        timestamp = float(self.clock())
         if self.mechanism is not None:
             agg = self.mechanism.add_noise(agg, in_place=True, sensitivity=sensitivity)
             sigma = self.mechanism.noise_multiplier * sensitivity
@@ -606,7 +643,7 @@ class Layer2Aggregator:
             n_baskets=len(kept),
             n_clients_total=n_clients,
             round_id=round_id,
-            timestamp=float(self.clock()),
+            timestamp=timestamp,
             privacy_spent=spent,
         )
 
