@@ -90,8 +90,18 @@ class Updates:
         return ValueError(f"{name} contain a non-finite value")  # pragma: no cover
 
 
+def refuse_masked(x: Any, where: str) -> None:
+    """Refuse a numpy masked array: its data under the mask would be read as if valid."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{where} is a numpy masked array; its mask would be ignored: pass "
+            "x.filled(value) or leave the masked entries out"
+        )
+
+
 def _as_array(x: Any, where: str) -> FloatArray:
     """View ``x`` as a numpy array without a copy where possible."""
+    refuse_masked(x, where)
     if isinstance(x, np.ndarray):
         arr = x
     elif hasattr(x, "__dlpack__") and not isinstance(x, (list, tuple)):
@@ -238,6 +248,7 @@ def as_weights(weights: Any, n: int, name: str = "weights") -> NDArray[np.float6
     """
     if weights is None:
         return None
+    refuse_masked(weights, name)
     try:
         w = np.asarray(weights, dtype=np.float64)
     except (TypeError, ValueError):
@@ -268,8 +279,11 @@ def as_point(point: Any, upd: Updates, name: str) -> list[FloatArray]:
     if upd.kind == "models":
         if not _is_model(point) or len(point) != len(upd.shapes):
             raise TypeError(f"{name} must be a list of {len(upd.shapes)} layer arrays")
+        for j, layer in enumerate(point):
+            refuse_masked(layer, f"{name}[{j}]")
         layers = [np.asarray(layer) for layer in point]
     else:
+        refuse_masked(point, name)
         layers = [np.asarray(point)]
     parts = []
     for j, (layer, shape) in enumerate(zip(layers, upd.shapes, strict=True)):

@@ -46,6 +46,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _checkpoint, _feasible
+from ._inputs import refuse_masked
 from .aggregator import AggregationMethod
 from .basket import BasketConfig, BasketManager
 from .layers import (
@@ -347,6 +348,10 @@ class HierarchicalFederation:
                     f"update of {client_id!r} must be a numpy array, got {type(update).__name__}"
                 ),
             )
+        try:
+            refuse_masked(update, f"update of {client_id!r}")
+        except TypeError as exc:
+            raise self._reject("type", exc) from None
         if update.dtype not in (np.float32, np.float64):
             raise self._reject(
                 "dtype",
@@ -799,6 +804,7 @@ def _fresh_stats() -> dict[str, Any]:
 
 
 def _float_array(x: ArrayLike, name: str) -> np.ndarray[Any, Any]:
+    refuse_masked(x, name)
     a = np.asarray(x)
     if a.dtype not in (np.float32, np.float64):
         raise TypeError(f"{name} must be float32 or float64, got {a.dtype}")

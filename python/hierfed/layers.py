@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _checks
 from ._feasible import TAKES_WEIGHTS, dry_run, min_inputs
-from ._inputs import as_updates
+from ._inputs import as_updates, refuse_masked
 from .aggregator import AggregationMethod, aggregate
 from .coordinatewise import mean
 from .privacy import (
@@ -473,6 +473,7 @@ def _check_models(basket_models: Any) -> list[BasketModel]:
             continue
         if not isinstance(m, BasketModel):
             raise TypeError(f"basket_models[{i}] must be a BasketModel or None")
+        refuse_masked(m.aggregate, f"basket_models[{i}].aggregate")
         if m.n_contributors > 0:
             models.append(m)
     if not models:

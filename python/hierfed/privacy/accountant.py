@@ -39,6 +39,7 @@ DEFAULT_ORDERS: tuple[float, ...] = (
     + (768.0, 896.0, 1024.0)
 )
 Orders = Sequence[float] | NDArray[np.float64]
+MAX_ORDER = 100_000.0  # the integer-order sum holds ~alpha terms: 1e5 is a few MB
 _CHUNK = 256
 _MAX_TERMS = 1 << 22
 _TAIL = math.log(1e-17)
@@ -161,6 +162,11 @@ def _orders(orders: Orders | None) -> NDArray[np.float64]:
         raise ValueError("orders must not be empty")
     if not np.isfinite(arr).all() or (arr <= 1).any():
         raise ValueError("orders must be finite and > 1")
+    if (arr > MAX_ORDER).any():
+        raise ValueError(
+            f"orders must be <= {MAX_ORDER:g} (the RDP at order alpha sums about alpha terms: "
+            f"time and memory grow with it); got {float(arr.max()):g}"
+        )
     return arr
 
 
@@ -207,8 +213,8 @@ class RDPAccountant:
     Parameters
     ----------
     orders
-        Renyi orders (> 1) to track; default :data:`DEFAULT_ORDERS` (1.05 to 10.95 by 0.05,
-        every integer to 64, then to 1024).
+        Renyi orders (> 1, at most :data:`MAX_ORDER` = 1e5) to track; default
+        :data:`DEFAULT_ORDERS` (1.05 to 10.95 by 0.05, every integer to 64, then to 1024).
 
     Each :meth:`step` adds the RDP of ``steps`` applications of a mechanism adding
     N(0, (noise_multiplier sensitivity)^2) noise to a sum over a Poisson sample of rate
@@ -242,6 +248,8 @@ class RDPAccountant:
     def get_delta(self, epsilon: float) -> float:
         """Delta of everything recorded, at ``epsilon`` (the same conversion, inverted)."""
         eps = _checks.non_negative(epsilon, "epsilon")
+        if not self._rdp.any():  # nothing spent: no privacy loss at any epsilon
+            return 0.0
         a = self.orders
         with np.errstate(invalid="ignore", over="ignore"):
             log_delta = (a - 1) * (self._rdp - eps + np.log1p(-1 / a)) - np.log(a)

@@ -27,7 +27,7 @@ def _log_b(epsilon: float, a: float, b: float) -> float:
     """``log(Phi(a) - e^epsilon Phi(b))``, or -inf where it is <= 0."""
     la, lb = log_ndtr(a), log_ndtr(b)
     gap = epsilon + lb - la
-    if gap >= 0:
+    if la == -math.inf or gap >= 0:  # Phi(a) underflowed: so did the difference
         return -math.inf
     return la + math.log(-math.expm1(gap))
 
@@ -38,7 +38,10 @@ def gaussian_delta(sigma: float, epsilon: float, sensitivity: float = 1.0) -> fl
     eps = _checks.non_negative(epsilon, "epsilon")
     d = _checks.positive(sensitivity, "sensitivity")
     u = d / s
-    return math.exp(_log_b(eps, u / 2 - eps / u, -u / 2 - eps / u))
+    a = u / 2 - eps / u
+    if a < -40:  # delta <= Phi(a) < 1e-349: zero in floating point (and eps / u may be inf)
+        return 0.0
+    return math.exp(_log_b(eps, a, -u / 2 - eps / u))
 
 
 def _check_eps_delta(
