@@ -42,7 +42,8 @@ def test_the_trimmed_share_defaults_and_conflicts() -> None:
 
 
 def test_rules_by_name_in_every_config() -> None:
-    assert Layer1Config(aggregation_method="bulyan").aggregation_method is AggregationMethod.BULYAN
+    bulyan = Layer1Config(aggregation_method="bulyan", method_params={"f": 1})
+    assert bulyan.aggregation_method is AggregationMethod.BULYAN
     l2 = Layer2Config(robust_method="median", use_secure_aggregation=False)
     assert l2.robust_method is AggregationMethod.MEDIAN
     with pytest.raises(ValueError, match="aggregation_method must be one of mean, trimmed_mean"):
