@@ -45,7 +45,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _checkpoint, _feasible
+from . import _checkpoint, _feasible, _fed_state
+from ._buffer import PendingUpdate, UpdateBuffer
 from ._inputs import refuse_masked
 from .aggregator import AggregationMethod
 from .basket import BasketConfig, BasketManager
@@ -157,86 +158,6 @@ class FederationConfig:
             )
         weight = staleness_function(self.staleness, **self.staleness_params)
         _feasible.staleness_weights(weight, self.max_staleness)
-
-
-@dataclass
-class PendingUpdate:
-    """A buffered update: the federation's own copy and where it came from."""
-
-    client_id: str
-    basket_id: str
-    update: np.ndarray[Any, Any]
-    base_version: int
-    staleness: int
-    received_at: float
-
-
-class UpdateBuffer:
-    """Buffered updates by basket, at most one per client (not locked: the federation locks)."""
-
-    def __init__(self) -> None:
-        self._by_basket: dict[str, dict[str, PendingUpdate]] = {}
-        self._basket_of: dict[str, str] = {}
-
-    def __len__(self) -> int:
-        return len(self._basket_of)
-
-    def __contains__(self, client_id: object) -> bool:
-        return client_id in self._basket_of
-
-    def add(self, p: PendingUpdate) -> None:
-        """Buffer ``p`` (its client must have none buffered)."""
-        if p.client_id in self._basket_of:
-            raise ValueError(f"client {p.client_id!r} already has a buffered update")
-        self._by_basket.setdefault(p.basket_id, {})[p.client_id] = p
-        self._basket_of[p.client_id] = p.basket_id
-
-    def count(self, basket_id: str) -> int:
-        """Number of updates buffered for ``basket_id``."""
-        return len(self._by_basket.get(basket_id, ()))
-
-    def baskets(self) -> list[str]:
-        """Baskets holding buffered updates."""
-        return [b for b, ps in self._by_basket.items() if ps]
-
-    def oldest(self, basket_id: str) -> float:
-        """Arrival time of the basket's oldest buffered update (inf when none)."""
-        return min(
-            (p.received_at for p in self._by_basket.get(basket_id, {}).values()), default=math.inf
-        )
-
-    def basket_updates(self, basket_id: str) -> list[PendingUpdate]:
-        """The basket's buffered updates, in arrival order (left buffered)."""
-        return list(self._by_basket.get(basket_id, {}).values())
-
-    def copy(self) -> UpdateBuffer:
-        """A buffer holding the same updates (shared, never modified in place)."""
-        other = UpdateBuffer()
-        other._by_basket = {b: dict(ps) for b, ps in self._by_basket.items()}
-        other._basket_of = dict(self._basket_of)
-        return other
-
-    def pop_basket_updates(self, basket_id: str) -> list[PendingUpdate]:
-        """Remove and return the basket's buffered updates, in arrival order."""
-        ps = list(self._by_basket.pop(basket_id, {}).values())
-        for p in ps:
-            del self._basket_of[p.client_id]
-        return ps
-
-    def drop_client(self, client_id: str) -> PendingUpdate | None:
-        """Remove and return the client's buffered update, if any."""
-        basket = self._basket_of.pop(client_id, None)
-        return None if basket is None else self._by_basket[basket].pop(client_id)
-
-    def move(self, client_id: str, basket_id: str) -> None:
-        """Re-file the client's buffered update under ``basket_id`` (after a split)."""
-        p = self.drop_client(client_id)
-        if p is not None:
-            self.add(dataclasses.replace(p, basket_id=basket_id))
-
-    def all(self) -> list[PendingUpdate]:
-        """Every buffered update."""
-        return [p for ps in self._by_basket.values() for p in ps.values()]
 
 
 class HierarchicalFederation:
@@ -688,8 +609,12 @@ class HierarchicalFederation:
                         if f.name != "aggregate"
                     }
                 )
+            centers = {}
+            for i, (b, center) in enumerate(self.layer1._previous.items()):
+                centers[b] = f"center_{i}"
+                arrays[f"center_{i}"] = center
             state = {
-                "format": 1,
+                "format": _fed_state.FORMAT,
                 "version": self.version,
                 "has_model": self.model is not None,
                 "pending": pending,
@@ -702,33 +627,41 @@ class HierarchicalFederation:
                     self.layer2.mechanism.accountant if self.layer2.mechanism else None
                 ),
                 "layer1_history": {b: _history(a) for b, a in self.layer1._accountants.items()},
+                "centers": centers,
             }
             _checkpoint.write(path, state, arrays)
 
     def restore(self, path: str | PathLike[str]) -> None:
         """Replace this federation's state with the checkpoint at ``path`` (written by
-        :meth:`checkpoint` under the same configuration)."""
+        :meth:`checkpoint` under the same configuration).
+
+        All or nothing: the file's checksum and every field (types, shapes, dtypes,
+        finiteness, known ids, versions, accountant histories of this configuration's noise,
+        counters that add up) are checked before anything changes; a bad file raises
+        ``ValueError`` naming what is wrong and leaves the federation as it was. Temporary
+        files of writers killed while checkpointing to ``path`` are removed.
+        """
         state, arrays = _checkpoint.read(path)
-        if state.get("format") != 1:
-            raise ValueError(f"unknown checkpoint format {state.get('format')!r}")
+        cfg = self.config
         with self._lock:
-            self.manager = BasketManager.from_state(state["manager"], clock=self.clock)
-            self.version = int(state["version"])
-            self.model = arrays["model"].copy() if state["has_model"] else None
-            self.buffer = UpdateBuffer()
-            for i, p in enumerate(state["pending"]):
-                self.buffer.add(PendingUpdate(update=arrays[f"pending_{i}"].copy(), **p))
-            self._basket_models = {}
-            for i, m in enumerate(state["basket_models"]):
-                model = BasketModel(aggregate=arrays[f"basket_model_{i}"].copy(), **m)
-                self._basket_models.setdefault(model.basket_id, []).append(model)
-            self._contributed = set(state["contributed"])
-            self._stats = state["stats"]
-            self.layer2.rounds = int(state["layer2_rounds"])
-            if self.layer2.mechanism is not None:
-                self.layer2.mechanism.accountant = _replay(state["layer2_history"])
-                self.layer2.mechanism.rounds = len(state["layer2_history"])
-            self.layer1._accountants = {b: _replay(h) for b, h in state["layer1_history"].items()}
+            mechanism = self.layer2.mechanism
+            expected = _fed_state.Expected(
+                basket=cfg.basket,
+                model=self.model,
+                local_noise=cfg.layer1.noise_multiplier if cfg.layer1.apply_local_noise else None,
+                central_noise=None if mechanism is None else mechanism.noise_multiplier,
+            )
+            new = _fed_state.load(state, arrays, expected, self.clock)
+            accountants = {b: _replay(h) for b, h in new.layer1_history.items()}
+            central = _replay(new.layer2_history)
+            self.manager = new.manager
+            self.version, self.model, self.buffer = new.version, new.model, new.buffer
+            self._basket_models, self._contributed = new.basket_models, new.contributed
+            self._stats = new.stats
+            self.layer2.rounds = new.layer2_rounds
+            if mechanism is not None:
+                mechanism.accountant, mechanism.rounds = central, len(new.layer2_history)
+            self.layer1._accountants, self.layer1._previous = accountants, new.centers
 
 
 _announced: set[str] = set()
@@ -777,7 +710,7 @@ def _history(acc: Any) -> list[list[float]]:
     return [[z, q, n] for z, q, n in acc.history]
 
 
-def _replay(history: list[list[float]]) -> RDPAccountant:
+def _replay(history: list[tuple[float, float, int]]) -> RDPAccountant:
     acc = RDPAccountant()
     for z, q, n in history:
         acc.step(z, q, int(n))
