@@ -7,12 +7,14 @@ kernel over the updates, both on the active backend with the GIL released.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, overload
 
 import numpy as np
 
 from ._inputs import Aggregate, FloatArray, Updates, as_point, as_updates, as_weights
 from ._interop import tensor_io
+from ._types import ArrayT
 from .coordinatewise import run_flat
 from .distances import to_point
 
@@ -35,6 +37,42 @@ def _count(value: Any, name: str) -> int:
     return int(value)
 
 
+@overload
+def geometric_median(
+    updates: ArrayT,
+    weights: Any = ...,
+    eps: float = ...,
+    max_iter: int = ...,
+    tol: float = ...,
+    *,
+    check_finite: bool = ...,
+) -> ArrayT: ...
+
+
+@overload
+def geometric_median(
+    updates: Sequence[ArrayT],
+    weights: Any = ...,
+    eps: float = ...,
+    max_iter: int = ...,
+    tol: float = ...,
+    *,
+    check_finite: bool = ...,
+) -> ArrayT: ...
+
+
+@overload
+def geometric_median(
+    updates: Sequence[Sequence[ArrayT]],
+    weights: Any = ...,
+    eps: float = ...,
+    max_iter: int = ...,
+    tol: float = ...,
+    *,
+    check_finite: bool = ...,
+) -> list[ArrayT]: ...
+
+
 @tensor_io("updates")
 def geometric_median(
     updates: Any,
@@ -44,7 +82,7 @@ def geometric_median(
     tol: float = 1e-6,
     *,
     check_finite: bool = True,
-) -> Aggregate:
+) -> Any:
     """Weighted geometric median by the smoothed Weiszfeld algorithm (RFA, Pillutla et al.).
 
     Minimises ``sum_i w_i |x_i - z|`` (Euclidean norm over the whole update). From the
@@ -96,10 +134,38 @@ def _geometric_median(
     return upd.wrap(z)
 
 
+@overload
+def centered_clipping(
+    updates: ArrayT, center: Any, tau: float, n_iter: int = ..., *, check_finite: bool = ...
+) -> ArrayT: ...
+
+
+@overload
+def centered_clipping(
+    updates: Sequence[ArrayT],
+    center: Any,
+    tau: float,
+    n_iter: int = ...,
+    *,
+    check_finite: bool = ...,
+) -> ArrayT: ...
+
+
+@overload
+def centered_clipping(
+    updates: Sequence[Sequence[ArrayT]],
+    center: Any,
+    tau: float,
+    n_iter: int = ...,
+    *,
+    check_finite: bool = ...,
+) -> list[ArrayT]: ...
+
+
 @tensor_io("updates", "center")
 def centered_clipping(
     updates: Any, center: Any, tau: float, n_iter: int = 1, *, check_finite: bool = True
-) -> Aggregate:
+) -> Any:
     """Centered clipping (Karimireddy, He & Jaggi 2021), stateless.
 
     ``n_iter`` times: ``v <- v + (1/n) sum_i (x_i - v) min(1, tau / |x_i - v|)``, from the

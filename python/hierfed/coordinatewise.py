@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from . import _backend
 from ._inputs import Aggregate, FloatArray, Updates, as_updates, as_weights
 from ._interop import tensor_io
+from ._types import ArrayT
 
 __all__ = [
     "mean",
@@ -68,8 +69,22 @@ def run_kernel(name: str, upd: Updates, check_finite: bool, *args: Any) -> Aggre
     return upd.wrap(run_flat(name, upd, check_finite, *args))
 
 
+@overload
+def mean(updates: ArrayT, weights: Any = ..., *, check_finite: bool = ...) -> ArrayT: ...
+
+
+@overload
+def mean(updates: Sequence[ArrayT], weights: Any = ..., *, check_finite: bool = ...) -> ArrayT: ...
+
+
+@overload
+def mean(
+    updates: Sequence[Sequence[ArrayT]], weights: Any = ..., *, check_finite: bool = ...
+) -> list[ArrayT]: ...
+
+
 @tensor_io("updates")
-def mean(updates: Any, weights: Any = None, *, check_finite: bool = True) -> Aggregate:
+def mean(updates: Any, weights: Any = None, *, check_finite: bool = True) -> Any:
     """Weighted coordinate-wise mean ``sum(w_i x_i) / sum(w_i)``, accumulated in float64.
 
     Parameters
@@ -108,6 +123,39 @@ def _n_trim(n: int, trim_ratio: Any, n_trim: Any) -> int:
     return int(ratio * n)  # as scipy.stats.trim_mean: floor(trim_ratio * n)
 
 
+@overload
+def trimmed_mean(
+    updates: ArrayT,
+    trim_ratio: float | None = ...,
+    weights: Any = ...,
+    *,
+    n_trim: int | None = ...,
+    check_finite: bool = ...,
+) -> ArrayT: ...
+
+
+@overload
+def trimmed_mean(
+    updates: Sequence[ArrayT],
+    trim_ratio: float | None = ...,
+    weights: Any = ...,
+    *,
+    n_trim: int | None = ...,
+    check_finite: bool = ...,
+) -> ArrayT: ...
+
+
+@overload
+def trimmed_mean(
+    updates: Sequence[Sequence[ArrayT]],
+    trim_ratio: float | None = ...,
+    weights: Any = ...,
+    *,
+    n_trim: int | None = ...,
+    check_finite: bool = ...,
+) -> list[ArrayT]: ...
+
+
 @tensor_io("updates")
 def trimmed_mean(
     updates: Any,
@@ -116,7 +164,7 @@ def trimmed_mean(
     *,
     n_trim: int | None = None,
     check_finite: bool = True,
-) -> Aggregate:
+) -> Any:
     """Coordinate-wise trimmed mean.
 
     Per coordinate, drops the ``k`` smallest and ``k`` largest values (by count) and takes the
@@ -180,8 +228,24 @@ def mean_of(upd: Updates, indices: Sequence[int], weights: Any) -> Aggregate:
     return _mean(upd.take(indices), sub)
 
 
+@overload
+def median(updates: ArrayT, weights: Any = ..., *, check_finite: bool = ...) -> ArrayT: ...
+
+
+@overload
+def median(
+    updates: Sequence[ArrayT], weights: Any = ..., *, check_finite: bool = ...
+) -> ArrayT: ...
+
+
+@overload
+def median(
+    updates: Sequence[Sequence[ArrayT]], weights: Any = ..., *, check_finite: bool = ...
+) -> list[ArrayT]: ...
+
+
 @tensor_io("updates")
-def median(updates: Any, weights: Any = None, *, check_finite: bool = True) -> Aggregate:
+def median(updates: Any, weights: Any = None, *, check_finite: bool = True) -> Any:
     """Coordinate-wise (weighted) median.
 
     Unweighted it equals ``np.median(X, axis=0)``. Weighted: the smallest value whose

@@ -7,7 +7,8 @@ lower index throughout.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,6 +16,7 @@ from numpy.typing import NDArray
 from ._inputs import Aggregate, Updates, as_updates, as_weights
 from ._interop import tensor_io
 from ._krum_rounds import bulyan_selection
+from ._types import ArrayT
 from .coordinatewise import mean_of, raise_if_zero_weight, run_kernel, subset_weights
 from .distances import pairwise
 
@@ -84,8 +86,22 @@ def krum_select(
     return _krum_select(as_updates(updates), f, check_finite)
 
 
+@overload
+def krum(updates: ArrayT, f: int, *, check_finite: bool = ...) -> ArrayT: ...
+
+
+@overload
+def krum(updates: Sequence[ArrayT], f: int, *, check_finite: bool = ...) -> ArrayT: ...
+
+
+@overload
+def krum(
+    updates: Sequence[Sequence[ArrayT]], f: int, *, check_finite: bool = ...
+) -> list[ArrayT]: ...
+
+
 @tensor_io("updates")
-def krum(updates: Any, f: int, *, check_finite: bool = True) -> Aggregate:
+def krum(updates: Any, f: int, *, check_finite: bool = True) -> Any:
     """The update Krum chooses (a copy), shaped like one input update; see :func:`krum_select`."""
     return _krum(as_updates(updates), f, check_finite=check_finite)[0]
 
@@ -93,6 +109,34 @@ def krum(updates: Any, f: int, *, check_finite: bool = True) -> Aggregate:
 def _krum(upd: Updates, f: Any, *, check_finite: bool = True) -> Selection:
     index, _ = _krum_select(upd, f, check_finite)
     return upd.copy_of(index), (index,)
+
+
+@overload
+def multi_krum(
+    updates: ArrayT, f: int, m: int | None = ..., weights: Any = ..., *, check_finite: bool = ...
+) -> ArrayT: ...
+
+
+@overload
+def multi_krum(
+    updates: Sequence[ArrayT],
+    f: int,
+    m: int | None = ...,
+    weights: Any = ...,
+    *,
+    check_finite: bool = ...,
+) -> ArrayT: ...
+
+
+@overload
+def multi_krum(
+    updates: Sequence[Sequence[ArrayT]],
+    f: int,
+    m: int | None = ...,
+    weights: Any = ...,
+    *,
+    check_finite: bool = ...,
+) -> list[ArrayT]: ...
 
 
 @tensor_io("updates")
@@ -103,7 +147,7 @@ def multi_krum(
     weights: Any = None,
     *,
     check_finite: bool = True,
-) -> Aggregate:
+) -> Any:
     """Multi-Krum: the weighted mean of the ``m`` updates with the lowest Krum scores.
 
     Scores are computed once on all ``n`` updates (as :func:`krum_select`); ties go to the
@@ -141,8 +185,24 @@ def _multi_krum(
     return mean_of(upd, chosen, w), chosen
 
 
+@overload
+def bulyan(updates: ArrayT, f: int, weights: Any = ..., *, check_finite: bool = ...) -> ArrayT: ...
+
+
+@overload
+def bulyan(
+    updates: Sequence[ArrayT], f: int, weights: Any = ..., *, check_finite: bool = ...
+) -> ArrayT: ...
+
+
+@overload
+def bulyan(
+    updates: Sequence[Sequence[ArrayT]], f: int, weights: Any = ..., *, check_finite: bool = ...
+) -> list[ArrayT]: ...
+
+
 @tensor_io("updates")
-def bulyan(updates: Any, f: int, weights: Any = None, *, check_finite: bool = True) -> Aggregate:
+def bulyan(updates: Any, f: int, weights: Any = None, *, check_finite: bool = True) -> Any:
     """Bulyan (El Mhamdi et al. 2018) over Krum.
 
     ``theta = n - 2f`` rounds each run Krum (same ``f``, ``remaining - f - 2`` neighbours, at

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -11,6 +11,8 @@ from .._interop import tensor_io
 from .rng import _LAPLACE, _NORMAL, NoiseGenerator
 
 __all__ = ["add_gaussian_noise", "add_laplace_noise"]
+
+X = TypeVar("X")  # the caller's array, tensor or per-layer list: noised and returned
 
 
 def _arrays(x: Any) -> list[np.ndarray[Any, Any]]:
@@ -29,7 +31,7 @@ def _arrays(x: Any) -> list[np.ndarray[Any, Any]]:
     return parts
 
 
-def _add(x: Any, kind: int, scale: float, generator: NoiseGenerator | None) -> Any:
+def _add(x: X, kind: int, scale: float, generator: NoiseGenerator | None) -> X:
     gen = NoiseGenerator() if generator is None else generator
     if not isinstance(gen, NoiseGenerator):
         raise TypeError(f"generator must be a NoiseGenerator, got {type(gen).__name__}")
@@ -44,7 +46,7 @@ def _add(x: Any, kind: int, scale: float, generator: NoiseGenerator | None) -> A
 
 
 @tensor_io("x", writes="x")
-def add_gaussian_noise(x: Any, sigma: float, generator: NoiseGenerator | None = None) -> Any:
+def add_gaussian_noise(x: X, sigma: float, generator: NoiseGenerator | None = None) -> X:
     """Add ``N(0, sigma^2)`` noise to every value of ``x`` in place and return ``x``.
 
     Parameters
@@ -64,6 +66,6 @@ def add_gaussian_noise(x: Any, sigma: float, generator: NoiseGenerator | None = 
 
 
 @tensor_io("x", writes="x")
-def add_laplace_noise(x: Any, scale: float, generator: NoiseGenerator | None = None) -> Any:
+def add_laplace_noise(x: X, scale: float, generator: NoiseGenerator | None = None) -> X:
     """Add Laplace(0, ``scale``) noise to every value of ``x`` in place and return ``x``."""
     return _add(x, _LAPLACE, _checks.non_negative(scale, "scale"), generator)
