@@ -232,3 +232,224 @@ def test_parsers_refuse_what_is_not_bytes(parse: object, blob: object) -> None:
     p = msg.SharePlaintext(1, 2, (1, 2, 3), (4, 5, 6)).to_bytes()
     assert msg.SharePlaintext.from_bytes(bytearray(p)).sender == 1
     assert msg.peek_type(memoryview(ALL[0].to_bytes())) == msg.MessageType.ADVERTISE  # type: ignore[attr-defined]
+
+
+# ---- graph: the fast parameter search against the old exhaustive one -------------------------
+
+
+def _old_log_comb(a: int, b: int) -> float:
+    import math
+
+    return math.lgamma(a + 1) - math.lgamma(b + 1) - math.lgamma(a - b + 1)
+
+
+def _old_log2(x: float) -> float:
+    import math
+
+    return math.log2(x) if x > 0 else -math.inf
+
+
+def _old_bounds(n: int, k: int, t: int, m: int, delta: float) -> tuple[float, float]:
+    """Security and correctness as the first choose_parameters summed them, in Python."""
+    import math
+
+    pop, at_least = n - 1, 2 * t - k - 1
+    lo, hi = max(at_least, 0, k - (pop - m)), min(m, k)
+    base = _old_log_comb(pop, k)
+    sec = n * sum(
+        math.exp(_old_log_comb(m, c) + _old_log_comb(pop - m, k - c) - base)
+        for c in range(lo, hi + 1)
+    )
+    cor = 0.0
+    if k - t < k and delta > 0:
+        lp, lq = math.log(delta), math.log1p(-delta)
+        cor = n * sum(
+            math.exp(_old_log_comb(k, j) + j * lp + (k - j) * lq)
+            for j in range(max(k - t + 1, 0), k + 1)
+        )
+    return _old_log2(sec), _old_log2(cor)
+
+
+def _old_split(n: int, k: int, m: int, delta: float) -> float:
+    """The connectivity bound as the first choose_parameters summed it, in Python."""
+    import math
+
+    split, honest = 0.0, n - m
+    for dropped in range(honest + 1):
+        removed = m + dropped
+        if removed < k or delta <= 0:
+            continue
+        log_pmf = (
+            _old_log_comb(honest, dropped)
+            + dropped * math.log(delta)
+            + (honest - dropped) * math.log1p(-delta)
+        )
+        split += math.exp(log_pmf + min(0.0, 2 * math.log(n) + k * math.log(removed / n)))
+    return _old_log2(split)
+
+
+def _old_choose(n: int, delta: float, gamma: float) -> tuple[int, int]:
+    """The first choose_parameters: every t of every k, in order (O(n^3))."""
+    import math
+
+    m = min(n - 1, math.floor(gamma * n + 1e-9))
+    for k in range(2, n - 1, 2):
+        for t in range((k + 1) // 2 + 1, k + 1):
+            sec, cor = _old_bounds(n, k, t, m, delta)
+            if sec > -40:
+                continue
+            if cor <= -20 and _old_split(n, k, m, delta) <= -40:
+                return k, t
+            break
+    k = n - 1
+    for t in range((k + 1) // 2 + 1, k + 2):
+        if _old_bounds(n, k, t, m, delta)[0] <= -40:
+            return k, t
+    raise AssertionError("unreachable: t = n is always secure")
+
+
+SWEEP = (
+    [(n, 0.1, 0.05) for n in [*range(2, 301), 1000]]
+    + [
+        (n, delta, gamma)
+        for delta, gamma in ((0.0, 0.0), (0.3, 0.1), (0.02, 0.3), (0.0, 0.2))
+        for n in range(2, 200, 13)
+    ]
+    + [(n, 0.5, 0.05) for n in (2, 3, 7, 40, 101)]
+)
+
+
+def test_choose_parameters_matches_the_old_search() -> None:
+    """Binary search on t and numpy tails give the (k, t) of the exhaustive O(n^3) loop."""
+    from hierfed.secagg.graph import parameter_bounds
+
+    for n, delta, gamma in SWEEP:
+        p = choose_parameters(n, dropout_rate=delta, collusion_fraction=gamma)
+        assert (p.k, p.t) == _old_choose(n, delta, gamma), (n, delta, gamma)
+        m = min(n - 1, int(gamma * n + 1e-9))
+        got = parameter_bounds(n, p.k, p.t, m, delta, complete=p.complete)
+        assert got == (
+            p.log2_security_failure,
+            p.log2_correctness_failure,
+            p.log2_connectivity_failure,
+        )
+        old = _old_bounds(n, p.k, p.t, m, delta)
+        assert got[:2] == pytest.approx(old, rel=1e-9, abs=0)
+        if not p.complete:
+            assert got[2] == pytest.approx(_old_split(n, p.k, m, delta), rel=1e-9, abs=0)
+
+
+def test_parameter_bounds_against_scipy() -> None:
+    from scipy import stats
+
+    from hierfed.secagg.graph import parameter_bounds
+
+    n, k, m, delta = 500, 60, 25, 0.1
+    for t in (31, 36, 40, 45):
+        sec, cor, _ = parameter_bounds(n, k, t, m, delta, complete=False)
+        ref_sec = n * stats.hypergeom(n - 1, m, k).sf(2 * t - k - 2)
+        ref_cor = n * stats.binom(k, delta).sf(k - t)
+        assert 2.0**sec == pytest.approx(ref_sec, rel=1e-9)
+        assert 2.0**cor == pytest.approx(ref_cor, rel=1e-9)
+    assert parameter_bounds(50, 36, 20, 2, 0.1, complete=False)[0] == -np.inf  # 3 > 2 colluders
+    assert parameter_bounds(10, 9, 6, 0, 0.0, complete=True)[1:] == (-np.inf, -np.inf)
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ((1, 2, 2, 0, 0.1), "n must be"),
+        ((10, 3, 2, 0, 0.1), "even"),
+        ((10, 9, 2, 0, 0.1), "k must be in \\[2, 8\\]"),
+        ((10, 4, 6, 0, 0.1), "t must be in \\[1, 5\\]"),
+        ((10, 4, 0, 0, 0.1), "t must be"),
+        ((10, 4, 3, 10, 0.1), "colluders"),
+        ((10, 4, 3, 1, 1.0), "dropout_rate"),
+        ((10, 4, 3, 1, float("nan")), "dropout_rate"),
+    ],
+)
+def test_parameter_bounds_bad_arguments(args: tuple[int, int, int, int, float], match: str) -> None:
+    from hierfed.secagg.graph import parameter_bounds
+
+    with pytest.raises(ValueError, match=match):
+        parameter_bounds(*args, complete=False)
+    with pytest.raises(ValueError, match="k must be in \\[9, 9\\]"):
+        parameter_bounds(10, 8, 3, 1, 0.1, complete=True)
+    with pytest.raises(TypeError, match="k must be an int"):
+        parameter_bounds(10, 4.0, 3, 1, 0.1, complete=False)  # type: ignore[arg-type]
+
+
+def test_colluder_split_bound() -> None:
+    import math
+
+    from hierfed.secagg.graph import colluder_split_bound
+
+    assert colluder_split_bound(1000, 82, 50) == -math.inf  # 50 < k: k-connected
+    got = colluder_split_bound(100, 10, 20)
+    assert got == pytest.approx(math.log2(100**2 * 0.2**10))
+    assert colluder_split_bound(20, 4, 19) == 0.0  # min(1, ...)
+    with pytest.raises(ValueError, match="colluders"):
+        colluder_split_bound(10, 4, 10)
+
+
+# ---- graph: one client's view -----------------------------------------------------------------
+
+
+def _bfs_connected(nb: list[tuple[int, ...]], alive: set[int]) -> bool:
+    if not alive:
+        return True
+    start = next(iter(alive))
+    seen, todo = {start}, [start]
+    while todo:
+        for j in nb[todo.pop()]:
+            if j in alive and j not in seen:
+                seen.add(j)
+                todo.append(j)
+    return seen == alive
+
+
+@pytest.mark.parametrize("n", [3, 12, 50, 123])
+def test_client_neighbours_and_ring_positions_match_the_graph(n: int) -> None:
+    from hierfed.secagg.graph import client_neighbours, ring_positions
+
+    for p in (choose_parameters(n), choose_parameters(n, complete=True)):
+        session = os.urandom(32)
+        nb = neighbours(p, session)
+        assert [client_neighbours(p, session, i) for i in range(n)] == nb
+        pos = ring_positions(p, session)
+        assert sorted(pos) == list(range(n))
+        if not p.complete:
+            w = p.k // 2
+            for i in range(n):
+                ring = {
+                    j
+                    for j in range(n)
+                    if 0 < min((pos[i] - pos[j]) % n, (pos[j] - pos[i]) % n) <= w
+                }
+                assert ring == set(nb[i])
+    p = choose_parameters(n)
+    with pytest.raises(ValueError, match="index"):
+        client_neighbours(p, S, n)
+    with pytest.raises(TypeError, match="session_id"):
+        ring_positions(p, "s")  # type: ignore[arg-type]
+
+
+def test_survivors_connected_matches_bfs() -> None:
+    from hierfed.secagg.graph import GraphParameters, survivors_connected
+
+    rng = np.random.default_rng(3)
+    splits = 0
+    cases = [GraphParameters(40, 8, 6, False, 0, 0), GraphParameters(15, 2, 2, False, 0, 0)]
+    cases += [choose_parameters(30), choose_parameters(9, complete=True)]
+    for p in cases:
+        session = os.urandom(16)
+        nb = neighbours(p, session)
+        for size in (0, 1, 2, 3, p.n // 2, p.n - 2, p.n):
+            for _ in range(60):
+                alive = set(rng.choice(p.n, size=size, replace=False).tolist())
+                want = _bfs_connected(nb, alive)
+                assert survivors_connected(p, session, alive) == want, (p, sorted(alive))
+                splits += not want
+    assert splits > 50  # the sparse cases really split, so agreement means something
+    with pytest.raises(ValueError, match="survivors"):
+        survivors_connected(cases[0], S, [0, 40])

@@ -27,18 +27,42 @@ session's relabelling), two given runs are removed with probability at most
 ``(r / n)^(2w)``, so ``P[split] <= sum_r P[r removed] min(1, n^2 (r / n)^(2w))``, with ``r``
 the ``m`` colluders plus ``Binomial(n - m, delta)`` dropped and no split at all below ``k``
 removed (``H(n, k)`` is ``k``-vertex-connected). This third bound must be ``<= 2^-sigma`` too.
+
+:func:`parameter_bounds` gives the three bounds of one ``(k, t)`` exactly as
+:func:`choose_parameters` computes them, so that a client can check server-proposed
+parameters; :func:`colluder_split_bound` is the third bound for the colluders alone, for
+clients that check the dropouts exactly with :func:`survivors_connected` (``O(n)``, from the
+ring positions). :func:`client_neighbours` is one client's row of :func:`neighbours` in
+``O(n)``; :func:`ring_positions` exposes the session's relabelling.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
-__all__ = ["GraphParameters", "choose_parameters", "neighbours"]
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "CORRECTNESS_BITS",
+    "SECURITY_BITS",
+    "GraphParameters",
+    "choose_parameters",
+    "client_neighbours",
+    "colluder_split_bound",
+    "neighbours",
+    "parameter_bounds",
+    "ring_positions",
+    "survivors_connected",
+]
 
 SECURITY_BITS = 40
 CORRECTNESS_BITS = 20
+_GRAPH_DOMAIN = b"hierfed.secagg.graph.v1\x00"
 
 
 @dataclass(frozen=True)
@@ -59,36 +83,102 @@ class GraphParameters:
     log2_connectivity_failure: float = -math.inf
 
 
-def _log_comb(a: int, b: int) -> float:
-    return math.lgamma(a + 1) - math.lgamma(b + 1) - math.lgamma(a - b + 1)
+def _check_count(value: int, name: str, low: int, high: int) -> int:
+    """``value`` if it is an int in ``[low, high]``, else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+    return value
 
 
-def _hypergeom_tail(pop: int, marked: int, draws: int, at_least: int) -> float:
-    """``P[X >= at_least]``, ``X`` the marked items among ``draws`` taken from ``pop``."""
-    lo = max(at_least, 0, draws - (pop - marked))
-    hi = min(marked, draws)
-    if lo > hi:
-        return 0.0
-    base = _log_comb(pop, draws)
-    return sum(
-        math.exp(_log_comb(marked, c) + _log_comb(pop - marked, draws - c) - base)
-        for c in range(lo, hi + 1)
-    )
+def _check_rate(value: float, name: str, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not 0.0 <= value < high:
+        raise ValueError(f"{name} must be in [0, {high}), got {value!r}")
+    return float(value)
 
 
-def _binom_tail(trials: int, p: float, above: int) -> float:
-    """``P[X > above]`` for ``X ~ Binomial(trials, p)``."""
-    if above >= trials:
-        return 0.0
-    if p <= 0.0:
-        return 0.0
-    if p >= 1.0:
-        return 1.0
-    lp, lq = math.log(p), math.log1p(-p)
-    return sum(
-        math.exp(_log_comb(trials, j) + j * lp + (trials - j) * lq)
-        for j in range(max(above + 1, 0), trials + 1)
-    )
+class _Bounds:
+    """The three failure bounds for ``n`` clients, ``m`` colluders and dropout rate ``delta``.
+
+    ``lf[i] = lgamma(i + 1)`` is built once (``math.lgamma``: deterministic), so that each
+    bound is a few numpy operations over its exact range of terms (no truncation): the
+    log-binomial coefficients are ``(lf[a] - lf[b]) - lf[a - b]``, the terms ``exp`` of
+    their sums. Every caller (:func:`choose_parameters` and :func:`parameter_bounds`) goes
+    through these methods, so a reported bound is the one a decision was made on.
+    """
+
+    def __init__(self, n: int, colluders: int, delta: float) -> None:
+        self.n, self.m, self.delta = n, colluders, delta
+        self.lf = np.array([math.lgamma(i + 1) for i in range(n + 1)])
+        self._tails: dict[int, tuple[int, int, NDArray[np.float64]]] = {}
+
+    def _log_comb(self, a: int | NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.float64]:
+        lf = self.lf
+        out: NDArray[np.float64] = (lf[a] - lf[b]) - lf[a - b]
+        return out
+
+    def _hypergeom_tails(self, k: int) -> tuple[int, int, NDArray[np.float64]]:
+        """``(lo, hi, tails)``: ``tails[c - lo] = P[X >= c]`` for ``X`` the colluders among
+        ``k`` neighbours drawn from the ``n - 1`` others, ``c`` in ``[lo, hi]``."""
+        got = self._tails.get(k)
+        if got is None:
+            pop, m = self.n - 1, self.m
+            lo, hi = max(0, k - (pop - m)), min(m, k)
+            c = np.arange(lo, hi + 1)
+            log_terms = self._log_comb(m, c) + self._log_comb(pop - m, k - c)
+            base = float(self._log_comb(pop, np.array(k)))
+            tails = np.cumsum(np.exp(log_terms - base)[::-1])[::-1]
+            got = self._tails[k] = (lo, hi, tails)
+        return got
+
+    def security(self, k: int, t: int) -> float:
+        """log2 of ``n P[X >= 2t - k - 1]`` (``X`` the colluding neighbours of a client)."""
+        lo, hi, tails = self._hypergeom_tails(k)
+        at_least = max(2 * t - k - 1, lo)
+        return _log2(self.n * float(tails[at_least - lo])) if at_least <= hi else -math.inf
+
+    def correctness(self, k: int, t: int) -> float:
+        """log2 of ``n P[Binomial(k, delta) > k - t]`` (a client left with fewer than ``t``
+        live holders among its ``k`` neighbours)."""
+        delta, above = self.delta, k - t
+        if above >= k or delta <= 0.0:
+            return -math.inf
+        j = np.arange(max(above + 1, 0), k + 1)
+        log_terms = self._log_comb(k, j) + j * math.log(delta) + (k - j) * math.log1p(-delta)
+        return _log2(self.n * float(np.exp(log_terms).sum()))
+
+    def connectivity(self, k: int) -> float:
+        """log2 of the bound on the honest survivors' subgraph of ``H(n, k)`` splitting."""
+        n, m, delta = self.n, self.m, self.delta
+        honest = n - m
+        if delta <= 0.0:
+            return -math.inf  # only the colluders are removed: see colluder_split_bound
+        dropped = np.arange(max(k - m, 0), honest + 1)  # fewer than k removed: no split
+        if dropped.size == 0:
+            return -math.inf
+        log_pmf = (
+            self._log_comb(honest, dropped)
+            + dropped * math.log(delta)
+            + (honest - dropped) * math.log1p(-delta)
+        )
+        log_split = np.minimum(0.0, 2 * math.log(n) + 2 * (k // 2) * np.log((m + dropped) / n))
+        return _log2(float(np.exp(log_pmf + log_split).sum()))
+
+    def smallest_secure_t(self, k: int, t_low: int, t_high: int) -> int | None:
+        """The smallest ``t`` in ``[t_low, t_high]`` meeting the security bound (binary search:
+        the bound only falls as ``t`` grows), or None."""
+        if t_low > t_high or self.security(k, t_high) > -SECURITY_BITS:
+            return None
+        while t_low < t_high:
+            mid = (t_low + t_high) // 2
+            if self.security(k, mid) <= -SECURITY_BITS:
+                t_high = mid
+            else:
+                t_low = mid + 1
+        return t_low
 
 
 def _log2(x: float) -> float:
@@ -97,33 +187,67 @@ def _log2(x: float) -> float:
 
 def _log2_split(n: int, k: int, colluders: int, delta: float) -> float:
     """log2 of the bound on the honest survivors' subgraph of ``H(n, k)`` splitting."""
-    w = k // 2
-    honest = n - colluders
-    total = 0.0
-    for dropped in range(honest + 1):
-        removed = colluders + dropped
-        if removed < k:
-            continue  # k-vertex-connected: fewer than k removed never split it
-        if delta <= 0.0:
-            break
-        if delta >= 1.0 and dropped < honest:
-            continue
-        log_pmf = (
-            _log_comb(honest, dropped)
-            + dropped * math.log(delta)
-            + (honest - dropped) * math.log1p(-delta)
-            if 0.0 < delta < 1.0
-            else 0.0
-        )
-        log_split = min(0.0, 2 * math.log(n) + 2 * w * math.log(removed / n))
-        total += math.exp(log_pmf + log_split)
-    return _log2(total)
+    return _Bounds(n, colluders, delta).connectivity(k)
 
 
-def _bounds(n: int, k: int, t: int, colluders: int, delta: float) -> tuple[float, float]:
-    sec = n * _hypergeom_tail(n - 1, colluders, k, 2 * t - k - 1)
-    cor = n * _binom_tail(k, delta, k - t)
-    return _log2(sec), _log2(cor)
+def _colluders(n: int, collusion_fraction: float) -> int:
+    return min(n - 1, math.floor(collusion_fraction * n + 1e-9))
+
+
+def parameter_bounds(
+    n: int, k: int, t: int, colluders: int, dropout_rate: float, *, complete: bool
+) -> tuple[float, float, float]:
+    """``(log2 security, log2 correctness, log2 connectivity)`` failure bounds of ``(k, t)``.
+
+    The bounds of the module docstring, computed exactly as :func:`choose_parameters` does
+    (``-inf`` for an impossible event; connectivity is ``-inf`` for the complete graph, whose
+    survivors are always connected). A client can call it to check server-proposed
+    ``(k, t)``: accept when security and connectivity are ``<= -SECURITY_BITS``.
+
+    Parameters
+    ----------
+    n
+        Number of clients (>= 2).
+    k
+        Degree: even in ``[2, n - 2]`` for the Harary graph, ``n - 1`` when ``complete``.
+    t
+        Threshold, in ``[1, k + 1]`` (the ``k + 1`` holders of a client's shares).
+    colluders
+        Number of colluding clients, in ``[0, n - 1]``.
+    dropout_rate
+        In ``[0, 1)``.
+    complete
+        Whether the graph is complete.
+    """
+    n = _check_count(n, "n", 2, 1 << 31)
+    if not isinstance(complete, bool):
+        raise TypeError(f"complete must be a bool, got {type(complete).__name__}")
+    if complete:
+        k = _check_count(k, "k", n - 1, n - 1)
+    else:
+        k = _check_count(k, "k", 2, n - 2)
+        if k % 2:
+            raise ValueError(f"k must be even for the Harary graph H(n, k), got {k}")
+    t = _check_count(t, "t", 1, k + 1)
+    m = _check_count(colluders, "colluders", 0, n - 1)
+    bounds = _Bounds(n, m, _check_rate(dropout_rate, "dropout_rate", 1.0))
+    split = -math.inf if complete else bounds.connectivity(k)
+    return bounds.security(k, t), bounds.correctness(k, t), split
+
+
+def colluder_split_bound(n: int, k: int, colluders: int) -> float:
+    """log2 of the bound on the colluders alone splitting the honest clients of ``H(n, k)``.
+
+    ``min(1, n^2 (m / n)^(2w))`` with ``w = k / 2`` and ``m = colluders`` when ``m >= k``;
+    ``-inf`` below (``H(n, k)`` is ``k``-vertex-connected). For clients that check the
+    dropouts exactly (:func:`survivors_connected`) and need a bound for the colluders only.
+    """
+    n = _check_count(n, "n", 2, 1 << 31)
+    k = _check_count(k, "k", 2, n - 1)
+    m = _check_count(colluders, "colluders", 0, n - 1)
+    if m < k:
+        return -math.inf
+    return min(0.0, 2 * math.log2(n) + 2 * (k // 2) * math.log2(m / n))
 
 
 def choose_parameters(
@@ -135,6 +259,11 @@ def choose_parameters(
 ) -> GraphParameters:
     """``(k, t)`` for ``n`` clients (see the module docstring).
 
+    For each even ``k`` from 2 up, the smallest ``t`` meeting the security bound (found by
+    binary search) is taken; the first ``k`` whose correctness and connectivity bounds also
+    hold at that ``t`` is returned. ``O(n^2)`` numpy work in the worst case (no sparse graph
+    fits, e.g. ``dropout_rate=0.5``), a few milliseconds for ``n = 1000`` by default.
+
     Raises ValueError when even the complete graph cannot be secure (too many colluders)
     or the arguments are out of range. When no sparse graph meets both bounds the complete
     graph is used with the smallest secure ``t``; its correctness bound is reported in
@@ -142,27 +271,24 @@ def choose_parameters(
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ValueError(f"n must be an int >= 2, got {n!r}")
-    if not 0.0 <= dropout_rate < 1.0:
-        raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate!r}")
-    if not 0.0 <= collusion_fraction < 0.5:
-        raise ValueError(f"collusion_fraction must be in [0, 0.5), got {collusion_fraction!r}")
-    colluders = min(n - 1, math.floor(collusion_fraction * n + 1e-9))
+    dropout_rate = _check_rate(dropout_rate, "dropout_rate", 1.0)
+    collusion_fraction = _check_rate(collusion_fraction, "collusion_fraction", 0.5)
+    colluders = _colluders(n, collusion_fraction)
+    bounds = _Bounds(n, colluders, dropout_rate)
     if not complete:
         for k in range(2, n - 1, 2):
-            for t in range((k + 1) // 2 + 1, k + 1):
-                sec, cor = _bounds(n, k, t, colluders, dropout_rate)
-                if sec > -SECURITY_BITS:
-                    continue
-                if cor <= -CORRECTNESS_BITS:
-                    split = _log2_split(n, k, colluders, dropout_rate)
-                    if split <= -SECURITY_BITS:
-                        return GraphParameters(n, k, t, False, sec, cor, split)
-                break  # a larger t only worsens correctness (and a split needs a larger k)
+            t = bounds.smallest_secure_t(k, (k + 1) // 2 + 1, k)
+            if t is None:
+                continue
+            cor = bounds.correctness(k, t)
+            if cor <= -CORRECTNESS_BITS:
+                split = bounds.connectivity(k)
+                if split <= -SECURITY_BITS:
+                    return GraphParameters(n, k, t, False, bounds.security(k, t), cor, split)
     k = n - 1
-    for t in range((k + 1) // 2 + 1, k + 2):
-        sec, cor = _bounds(n, k, t, colluders, dropout_rate)
-        if sec <= -SECURITY_BITS:
-            return GraphParameters(n, k, t, True, sec, cor)
+    t = bounds.smallest_secure_t(k, (k + 1) // 2 + 1, k + 1)
+    if t is not None:
+        return GraphParameters(n, k, t, True, bounds.security(k, t), bounds.correctness(k, t))
     raise ValueError(
         f"collusion_fraction={collusion_fraction} is too large for n={n}: no threshold keeps "
         f"the {colluders} colluders from reconstructing a client's keys"
@@ -194,12 +320,33 @@ def _permutation(n: int, seed: bytes) -> list[int]:
     return perm
 
 
+def _ring(params: GraphParameters, session_id: bytes) -> list[int]:
+    """The client at each position of the ring of ``H(n, k)`` (``_permutation`` of the id)."""
+    if not isinstance(session_id, (bytes, bytearray, memoryview)):
+        raise TypeError(f"session_id must be bytes, got {type(session_id).__name__}")
+    return _permutation(params.n, _GRAPH_DOMAIN + bytes(session_id))
+
+
+def ring_positions(params: GraphParameters, session_id: bytes) -> list[int]:
+    """The ring position of each client: client ``i`` sits at ``ring_positions(...)[i]``.
+
+    In ``H(n, k)`` two clients are neighbours iff their positions are at most ``k / 2`` apart
+    around the ring of ``n`` positions. For the complete graph the positions exist but do not
+    matter (every pair is joined).
+    """
+    order = _ring(params, session_id)
+    pos = [0] * params.n
+    for p, client in enumerate(order):
+        pos[client] = p
+    return pos
+
+
 def neighbours(params: GraphParameters, session_id: bytes) -> list[tuple[int, ...]]:
     """Sorted neighbour lists of clients ``0 .. n - 1`` (never including the client)."""
     n, k = params.n, params.k
     if params.complete:
         return [tuple(j for j in range(n) if j != i) for i in range(n)]
-    perm = _permutation(n, b"hierfed.secagg.graph.v1\x00" + bytes(session_id))
+    perm = _ring(params, session_id)
     out: list[set[int]] = [set() for _ in range(n)]
     for pos in range(n):
         for step in range(1, k // 2 + 1):
@@ -207,3 +354,42 @@ def neighbours(params: GraphParameters, session_id: bytes) -> list[tuple[int, ..
             out[a].add(b)
             out[b].add(a)
     return [tuple(sorted(s)) for s in out]
+
+
+def client_neighbours(params: GraphParameters, session_id: bytes, index: int) -> tuple[int, ...]:
+    """``neighbours(params, session_id)[index]`` in ``O(n)``, without building the graph."""
+    n = params.n
+    index = _check_count(index, "index", 0, n - 1)
+    if params.complete:
+        return tuple(j for j in range(n) if j != index)
+    perm = _ring(params, session_id)
+    at = perm.index(index)
+    w = params.k // 2
+    return tuple(sorted({perm[(at + s) % n] for s in range(-w, w + 1) if s}))
+
+
+def survivors_connected(
+    params: GraphParameters, session_id: bytes, survivors: Collection[int]
+) -> bool:
+    """Whether the subgraph induced on ``survivors`` (client indices) is connected, in ``O(n)``.
+
+    The empty set and a single client count as connected; so does every set in the complete
+    graph. In ``H(n, k)`` with ``w = k / 2``, take the survivors' ring positions in circular
+    order: two survivors are joined iff their positions are at most ``w`` apart, so the
+    survivors are connected iff at most one gap between circularly consecutive survivors is
+    longer than ``w`` positions. (With no long gap, or one, the consecutive pairs form a
+    cycle or a path; with two or more, an edge spans at most ``w`` positions and so cannot
+    cross a long gap, and the survivors between two long gaps are cut off from the rest.)
+    """
+    n = params.n
+    alive = set()
+    for s in survivors:
+        alive.add(_check_count(s, "survivors", 0, n - 1))
+    if params.complete or len(alive) <= 1:
+        return True
+    order = _ring(params, session_id)
+    pos = [p for p, client in enumerate(order) if client in alive]
+    w = params.k // 2
+    long_gaps = sum(b - a > w for a, b in itertools.pairwise(pos))
+    long_gaps += pos[0] + n - pos[-1] > w
+    return long_gaps <= 1
