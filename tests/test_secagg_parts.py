@@ -453,3 +453,55 @@ def test_survivors_connected_matches_bfs() -> None:
     assert splits > 50  # the sparse cases really split, so agreement means something
     with pytest.raises(ValueError, match="survivors"):
         survivors_connected(cases[0], S, [0, 40])
+
+
+# ---- quantisation: the clip's encodable range -------------------------------------------------
+
+
+@pytest.mark.parametrize("clip", [1e308, 2.0**961, 1e-310, 2.0**-961, 5e-324])
+def test_clip_outside_the_encodable_range_is_refused(clip: float) -> None:
+    """Found by issue 18: clip=1e308 summed to NaN and clip=1e-310 decoded -clip as +clip."""
+    from hierfed.secagg import SecAggConfig
+
+    with pytest.raises(ValueError, match="clip must be in \\[2\\^-960, 2\\^960\\]"):
+        SecAggConfig(clip=clip)
+    with pytest.raises(ValueError, match="clip must be in"):
+        encode(np.array([-clip, clip]), clip, 8, NoiseGenerator())
+    with pytest.raises(ValueError, match="clip must be in"):
+        decode_sum(np.zeros(2, np.uint32), 2, clip, 8)
+
+
+@pytest.mark.parametrize(
+    ("clip", "max_weight", "match"),
+    [
+        (1e200, 1e200, "clip \\* max_weight must be finite"),
+        (2.0**500, 2.0**500, "clip \\* max_weight \\(a weighted sum's bound\\) must be in"),
+        (2.0**-500, 2.0**-500, "clip \\* max_weight \\(a weighted sum's bound\\) must be in"),
+        (1.0, 1e-300, "max_weight must be in"),
+    ],
+)
+def test_weighted_bound_outside_the_range_is_refused(
+    clip: float, max_weight: float, match: str
+) -> None:
+    from hierfed.secagg import SecAggConfig
+
+    with pytest.raises(ValueError, match=match):
+        SecAggConfig(clip=clip, max_weight=max_weight)
+
+
+@pytest.mark.parametrize("clip", [2.0**-960, 1e-200, 1.0, 1e200, 2.0**960])
+def test_extreme_clips_in_range_encode_and_decode_within_the_bound(clip: float) -> None:
+    from hierfed.secagg import SecAggConfig, secure_sum
+
+    bits, gen = 31, NoiseGenerator()
+    x = np.array([-clip, -0.5 * clip, 0.0, 0.25 * clip, clip, -2 * clip, 2 * clip])
+    want = np.clip(x, -clip, clip)
+    step = 2 * clip / (2**bits - 1)
+    q = encode(x, clip, bits, gen)
+    got = decode_sum(q, 1, clip, bits)
+    assert np.all(np.abs(got - want) <= step * (1 + 1e-9)), (got, want)
+    assert got[0] == -clip and got[4] == clip  # the ends are exact
+    inputs = {i: np.array([-clip, clip]) for i in range(3)}
+    total = secure_sum(inputs, config=SecAggConfig(clip=clip)).total
+    assert np.isfinite(total).all()
+    assert total == pytest.approx([-3 * clip, 3 * clip], rel=1e-6)

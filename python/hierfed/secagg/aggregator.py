@@ -75,6 +75,7 @@ class SecAggConfig:
             raise ValueError(f"max_weight must be > 0, got {self.max_weight}")
         if not isinstance(self.complete_graph, bool):
             raise TypeError("complete_graph must be a bool")
+        quantize.check_clip(self.clip, self.max_weight)  # the encodable range (quantize.py)
 
 
 @dataclass(frozen=True)
