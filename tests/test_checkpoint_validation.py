@@ -119,6 +119,11 @@ EDITS = {
     "manager client in no basket": lambda s, a: s["manager"]["clients"][0].update(
         basket_id="nowhere"
     ),
+    "client releases cleared": lambda s, a: s.update(client_releases={}),
+    "client release zero": lambda s, a: s["client_releases"].update(c0=0),
+    "client releases moved": lambda s, a: s["client_releases"].update(
+        c0=s["client_releases"]["c0"] - 1, c1=s["client_releases"]["c1"] + 2
+    ),
     "extra key": lambda s, a: s.update(note="hand edited"),
     "format 1": lambda s, a: s.update(format=1),
     "extra array": lambda s, a: a.update(spare=np.zeros(32)),

@@ -134,3 +134,33 @@ def test_equal_weights_count_as_unweighted() -> None:
 def test_bad_arguments(args, error) -> None:
     with pytest.raises(error):
         aggregate_sensitivity(*args)
+
+
+@pytest.mark.parametrize("n_iter", [1, 3])
+@pytest.mark.parametrize("center_norm", [0.0, 0.3, 100.0])
+def test_centered_clipping_bound_does_not_grow_with_the_center(n_iter, center_norm) -> None:
+    """Each iteration is 1-Lipschitz in its start and moves by <= 2 tau / n when one update
+    is replaced: n_iter * 2 tau / n bounds the move however far the center is (the hull
+    bound 2 max(C, |center|) grew with a noised center fed back round after round)."""
+    n, d, tau = 9, 4, 0.5
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        x = clip_by_l2_norm(rng.normal(size=(n, d)) * rng.uniform(0.1, 3, size=(n, 1)), C)
+        center = rng.normal(size=d)
+        center *= center_norm / np.linalg.norm(center)
+        bound = aggregate_sensitivity(
+            AggregationMethod.CENTERED_CLIPPING, n, C, tau=tau, n_iter=n_iter, center=center
+        )
+        assert bound == pytest.approx(min(2 * max(C, center_norm), 2 * tau * n_iter / n))
+
+        def cc(u, center=center):
+            return np.asarray(
+                aggregate(u, "centered_clipping", center=center, tau=tau, n_iter=n_iter).aggregate
+            )
+
+        base = cc(x)
+        for i in range(n):
+            for y in _replacements(x, i, rng):
+                x2 = x.copy()
+                x2[i] = y
+                assert np.linalg.norm(cc(x2) - base) <= bound * (1 + 1e-9)

@@ -46,6 +46,7 @@ _KEYS = {
     "layer2_history",
     "layer1_history",
     "centers",
+    "client_releases",
 }
 _PENDING_KEYS = {"client_id", "basket_id", "base_version", "staleness", "received_at"}
 _MODEL_KEYS = {"basket_id", "n_contributors", "round_id", "timestamp", "confidence"}
@@ -76,6 +77,7 @@ class Restored:
     layer2_history: History
     layer1_history: dict[str, History]
     centers: dict[str, Array]
+    client_releases: dict[str, int]
 
 
 def _fail(field: str, why: str) -> ValueError:
@@ -245,6 +247,16 @@ def load(
             "layer1_history",
             f"{released} noised releases for {stats['basket_aggregations']} basket aggregations",
         )
+    releases = {
+        _str(c, "client_releases"): _int(k, f"client_releases[{c!r}]", 1)
+        for c, k in _dict(state["client_releases"], "client_releases").items()
+    }
+    noised = stats["aggregated_updates"] if expected.local_noise is not None else 0
+    if sum(releases.values()) != noised:
+        raise _fail(
+            "client_releases",
+            f"{sum(releases.values())} client releases for {noised} noised aggregated updates",
+        )
     return Restored(
         manager,
         version,
@@ -257,6 +269,7 @@ def load(
         layer2,
         layer1,
         centers,
+        releases,
     )
 
 

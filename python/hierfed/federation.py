@@ -340,7 +340,11 @@ class HierarchicalFederation:
             path = self.config.checkpoint_path
             will_trigger = self.config.auto_aggregate and self._ready(basket_id, False, extra=1)
             rollback = (
-                self._savepoint([basket_id], manager=path is not None)
+                self._savepoint(
+                    [basket_id],
+                    [*(p.client_id for p in self.buffer.basket_updates(basket_id)), client_id],
+                    manager=path is not None,
+                )
                 if will_trigger or path is not None
                 else None
             )
@@ -383,17 +387,22 @@ class HierarchicalFederation:
                 self.buffer.move(p.client_id, now)
 
     def _savepoint(
-        self, baskets: list[str] | None = None, *, manager: bool = False
+        self,
+        baskets: list[str] | None = None,
+        clients: list[str] | None = None,
+        *,
+        manager: bool = False,
     ) -> Callable[[], None]:
         """A function that puts the federation back as it is now: buffer, basket models,
-        model, version, counters, both layers' accountants (Layer 1's of ``baskets`` only,
-        when given), the basket manager when ``manager`` (a failed checkpoint write needs
-        it). Clients added to ``_contributed`` meanwhile are the caller's to discard."""
+        model, version, counters, both layers' accountants (Layer 1's of ``baskets`` and
+        ``clients`` only, when given), the basket manager when ``manager`` (a failed
+        checkpoint write needs it). Clients added to ``_contributed`` meanwhile are the
+        caller's to discard."""
         buffer, contributed = self.buffer.copy(), self._contributed
         models = {b: list(ms) for b, ms in self._basket_models.items()}
         version, model, latest = self.version, self.model, self.latest
         stats = copy.deepcopy(self._stats)
-        layer1, layer2 = self.layer1.savepoint(baskets), self.layer2.savepoint()
+        layer1, layer2 = self.layer1.savepoint(baskets, clients), self.layer2.savepoint()
         basket_state = self.manager.state_dict() if manager else None
 
         def rollback() -> None:
@@ -457,6 +466,7 @@ class HierarchicalFederation:
                     basket_id=basket_id,
                     round_id=self.version,
                     expected_contributors=max(members, 1),
+                    client_ids=[p.client_id for p in pending],
                 )
             except (ValueError, TypeError, ArithmeticError) as exc:
                 raise TriggerError(
@@ -562,6 +572,18 @@ class HierarchicalFederation:
         with self._lock:
             return self.layer2.privacy_spent()
 
+    def client_privacy_spent(self, client_id: str) -> tuple[float, float]:
+        """Local (epsilon, delta) spent on ``client_id``: over every noised basket release its
+        updates took part in, across splits, disbands, reassignments, leaving and restores
+        (the account follows the client id, not the basket)."""
+        with self._lock:
+            return self.layer1.client_privacy_spent(client_id)
+
+    def max_client_privacy_spent(self) -> tuple[float, float]:
+        """The largest local (epsilon, delta) spent on any one client."""
+        with self._lock:
+            return self.layer1.max_client_privacy_spent()
+
     def get_stats(self) -> dict[str, Any]:
         """Counters of the federation, the manager's stats and the last layers' stats."""
         with self._lock:
@@ -571,6 +593,7 @@ class HierarchicalFederation:
                 buffered_updates=len(self.buffer),
                 pending_basket_models=sum(len(v) for v in self._basket_models.values()),
                 privacy_spent=self.layer2.privacy_spent(),
+                max_client_privacy_spent=self.layer1.max_client_privacy_spent(),
                 baskets=self.manager.get_stats(),
             )
             return stats
@@ -627,6 +650,7 @@ class HierarchicalFederation:
                     self.layer2.mechanism.accountant if self.layer2.mechanism else None
                 ),
                 "layer1_history": {b: _history(a) for b, a in self.layer1._accountants.items()},
+                "client_releases": dict(self.layer1._client_releases),
                 "centers": centers,
             }
             _checkpoint.write(path, state, arrays)
@@ -662,6 +686,7 @@ class HierarchicalFederation:
             if mechanism is not None:
                 mechanism.accountant, mechanism.rounds = central, len(new.layer2_history)
             self.layer1._accountants, self.layer1._previous = accountants, new.centers
+            self.layer1._client_releases = new.client_releases
 
 
 _announced: set[str] = set()

@@ -30,13 +30,16 @@ from ._inputs import as_updates, refuse_masked
 from .aggregator import AggregationMethod, aggregate
 from .coordinatewise import mean
 from .privacy import (
+    DEFAULT_ORDERS,
     CentralDPMechanism,
     GaussianMechanism,
     NoiseGenerator,
     RDPAccountant,
     analytic_gaussian_sigma,
     clip_by_l2_norm,
+    compute_rdp,
     l2_norms,
+    rdp_to_epsilon,
 )
 from .secagg import SecAggConfig, SecureAggregator
 from .sensitivity import aggregate_sensitivity
@@ -197,9 +200,12 @@ class Layer1Aggregator:
     clock
         Gives :attr:`BasketModel.timestamp` (default ``time.time``).
 
-    The local noise spent per basket is accounted (RDP, composed over that basket's
-    releases): :meth:`privacy_spent`. :attr:`last_stats` holds the stats of spec/layers.md for
-    the last call.
+    The local noise spent is accounted per basket (RDP, composed over that basket's
+    releases: :meth:`privacy_spent`) and per client, over the releases the client's updates
+    took part in, whatever basket they were in (:meth:`client_privacy_spent`,
+    :meth:`max_client_privacy_spent`; give ``client_ids`` to :meth:`aggregate`). Every release
+    has the same noise multiplier, so a client's count of releases fixes its privacy loss.
+    :attr:`last_stats` holds the stats of spec/layers.md for the last call.
     """
 
     def __init__(
@@ -216,14 +222,20 @@ class Layer1Aggregator:
         self.clock = clock
         self.last_stats: dict[str, Any] = {}
         self._accountants: dict[str, RDPAccountant] = {}
+        self._client_releases: dict[str, int] = {}
         self._previous: dict[str, np.ndarray[Any, Any]] = {}
 
-    def savepoint(self, basket_ids: Sequence[str] | None = None) -> Callable[[], None]:
-        """A function that puts the accountants (of ``basket_ids``, default all), centers
-        and stats back as they are now (for a caller whose operation fails after this
-        layer's part succeeded; baskets not named must not be aggregated meanwhile)."""
+    def savepoint(
+        self, basket_ids: Sequence[str] | None = None, client_ids: Sequence[str] | None = None
+    ) -> Callable[[], None]:
+        """A function that puts the accountants (of ``basket_ids`` and ``client_ids``,
+        default all), centers and stats back as they are now (for a caller whose operation
+        fails after this layer's part succeeded; baskets and clients not named must not be
+        aggregated meanwhile)."""
         ids = list(self._accountants) if basket_ids is None else basket_ids
         saved = {b: copy.deepcopy(self._accountants.get(b)) for b in ids}
+        clients = list(self._client_releases) if client_ids is None else client_ids
+        counts = {c: self._client_releases.get(c, 0) for c in clients}
         previous, stats = dict(self._previous), self.last_stats
 
         def rollback() -> None:
@@ -232,6 +244,11 @@ class Layer1Aggregator:
                     self._accountants.pop(b, None)
                 else:
                     self._accountants[b] = acc
+            for c, k in counts.items():
+                if k:
+                    self._client_releases[c] = k
+                else:
+                    self._client_releases.pop(c, None)
             self._previous, self.last_stats = previous, stats
 
         return rollback
@@ -250,6 +267,7 @@ class Layer1Aggregator:
         basket_id: str = "",
         round_id: int = 0,
         expected_contributors: int | None = None,
+        client_ids: Sequence[str] | None = None,
     ) -> BasketModel | None:
         """The basket model of ``updates`` (``None`` when there are none).
 
@@ -264,6 +282,8 @@ class Layer1Aggregator:
             Recorded in the model.
         expected_contributors
             Overrides the config's for the confidence (e.g. the basket's member count).
+        client_ids
+            Whose each update is, for the per-client accounting of the local noise.
         """
         cfg = self.config
         if len(updates) == 0:
@@ -273,6 +293,8 @@ class Layer1Aggregator:
             raise TypeError("Layer 1 takes flat updates (one array each); flatten per-layer models")
         rule = AggregationMethod(cfg.aggregation_method)
         n = len(updates)
+        if client_ids is not None and len(client_ids) != n:
+            raise ValueError(f"client_ids: need one per update ({n}), got {len(client_ids)}")
         if n < cfg.min_inputs():
             raise ValueError(
                 f"{rule.value} with f={cfg.method_params.get('f')} needs at least "
@@ -300,6 +322,8 @@ class Layer1Aggregator:
                 agg, in_place=True
             )
             self._accountants.setdefault(basket_id, RDPAccountant()).step(z)
+            for c in client_ids or ():
+                self._client_releases[c] = self._client_releases.get(c, 0) + 1
         self._previous[basket_id] = agg
         expected = expected_contributors or cfg.expected_contributors or cfg.min_updates
         self.last_stats = {
@@ -329,6 +353,24 @@ class Layer1Aggregator:
         if acc is None:
             return 0.0, 0.0
         return acc.get_epsilon(target), float(target)
+
+    def client_privacy_spent(
+        self, client_id: str, delta: float | None = None
+    ) -> tuple[float, float]:
+        """(epsilon, delta) of the local noise of every release ``client_id``'s updates took
+        part in, in any basket."""
+        return self._spent(self._client_releases.get(client_id, 0), delta)
+
+    def max_client_privacy_spent(self, delta: float | None = None) -> tuple[float, float]:
+        """The largest :meth:`client_privacy_spent` over all clients."""
+        return self._spent(max(self._client_releases.values(), default=0), delta)
+
+    def _spent(self, releases: int, delta: float | None) -> tuple[float, float]:
+        target = self.config.local_delta if delta is None else delta
+        if releases == 0:
+            return 0.0, 0.0
+        rdp = compute_rdp(self.config.noise_multiplier, 1.0, releases)
+        return rdp_to_epsilon(DEFAULT_ORDERS, rdp, target)[0], float(target)
 
 
 class Weighting(str, Enum):

@@ -102,7 +102,14 @@ def aggregate_sensitivity(
         if params.get("center") is not None:
             center = np.asarray(params["center"], dtype=np.float64)
             center_norm = max(float(center_norm), float(np.linalg.norm(center)))
-        return 2.0 * max(c, float(center_norm))
+        # Outputs lie in the ball holding the center and the updates; and each iteration
+        # v -> v + mean_i clip_tau(x_i - v) is 1-Lipschitz in v and moves by at most
+        # 2 tau / n when one update is replaced: n_iter * 2 tau / n, whatever the center.
+        hull = 2.0 * max(c, float(center_norm))
+        tau, n_iter = params.get("tau"), params.get("n_iter", 1)
+        if tau is None:
+            return hull
+        return min(hull, 2.0 * float(tau) * int(n_iter) / n)
     if rule is AggregationMethod.BULYAN and w is None:
         f = int(params["f"])
         theta = n - 2 * f
