@@ -7,6 +7,14 @@ across backends too.
 
 Floating-point noise leaks through its least significant bits (Mironov 2012): where that
 matters, add :meth:`NoiseGenerator.discrete_gaussian` noise to integer (fixed-point) values.
+
+Fork safety: in a child process made by ``os.fork()`` (so also by a ``fork`` multiprocessing
+pool), every live secure generator re-keys itself from ``os.urandom`` before the child runs
+any Python code (``os.register_at_fork``), so parent and children never draw the same secure
+noise. Seeded generators (``secure=False``) keep their stream: like numpy's, a forked seeded
+generator repeats its parent's draws; use :meth:`NoiseGenerator.spawn` before forking for
+independent reproducible streams. :func:`fork_generation` tells other objects holding secrets
+(secagg's clients) that they now live in a forked copy.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import hashlib
 import math
 import os
 import threading
+import weakref
 from fractions import Fraction
 from typing import Any, NoReturn
 
@@ -23,7 +32,12 @@ from numpy.typing import DTypeLike, NDArray
 
 from .. import _backend, _checks
 
-__all__ = ["NoiseGenerator", "chacha20_keystream", "discrete_gaussian_parameters"]
+__all__ = [
+    "NoiseGenerator",
+    "chacha20_keystream",
+    "discrete_gaussian_parameters",
+    "fork_generation",
+]
 
 _BLOCKS = 1 << 32  # blocks of one (key, nonce) stream
 _SUPER = 16  # blocks per super-block of the noise kernels
@@ -34,6 +48,34 @@ _UNIFORM, _NORMAL, _LAPLACE = 0, 1, 2
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 Size = int | tuple[int, ...] | None
+
+_LIVE: weakref.WeakSet[NoiseGenerator] = weakref.WeakSet()  # every generator, for fork
+_fork_generation = 0
+
+
+def fork_generation() -> int:
+    """How many ``os.fork()`` calls separate this process from the one that imported hierfed.
+
+    0 in that process; each child made by ``os.fork()`` (or a ``fork`` multiprocessing pool)
+    starts at its parent's value plus one. The value only grows along a line of descent, so an
+    object that records it when created is in a forked copy of itself exactly when the current
+    value differs; unlike ``os.getpid()`` it cannot be fooled by a reused pid. Reading it is
+    one global lookup.
+    """
+    return _fork_generation
+
+
+def _after_fork_in_child() -> None:
+    """Re-key every secure generator, and give every generator a fresh lock (a thread of the
+    parent may have held it at the fork, and that thread does not exist in the child)."""
+    global _fork_generation
+    _fork_generation += 1
+    for gen in list(_LIVE):
+        gen._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; without fork there is nothing to protect
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _words(data: bytes, count: int, name: str) -> NDArray[np.uint32]:
@@ -160,6 +202,11 @@ class NoiseGenerator:
     never wraps. Children of :meth:`spawn` get their own keys, taken from this stream.
     A generator cannot be copied or pickled: two copies would draw the same noise.
     The generator is thread-safe (each call reserves its blocks under a lock).
+
+    After ``os.fork()`` a secure generator in the child has a fresh key from ``os.urandom``
+    (its counter and nonce restart), so the child's draws are independent of the parent's and
+    of its siblings'; a seeded generator continues its parent's stream unchanged (as numpy's
+    do): spawn one child per process before forking for distinct reproducible streams.
     """
 
     def __init__(self, seed: int | bytes | None = None, *, secure: bool = True) -> None:
@@ -179,6 +226,15 @@ class NoiseGenerator:
         self._epoch = 0
         self._counter = 0
         self._lock = threading.Lock()
+        _LIVE.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a fresh lock; a fresh key (counter and nonce from 0) if secure."""
+        self._lock = threading.Lock()
+        if self._secure:
+            self._key = np.frombuffer(os.urandom(32), dtype="<u4").astype(np.uint32)
+            self._epoch = 0
+            self._counter = 0
 
     @classmethod
     def _from_key(cls, key: bytes, secure: bool) -> NoiseGenerator:
