@@ -1,12 +1,15 @@
 """Secure aggregation: one SecAgg+ round against the floor, a plain uint32 sum of the inputs.
 
-Groups ``secagg n=<n> d=1e5`` (n = 20, 100, 1000): every client advertises and shares keys,
-10 % of them then drop (no masked input: the server must reconstruct their masking keys and
-remove their pair masks), the rest finish. ``k`` and ``t`` are chosen for 5 % collusion and 10 %
-dropout (``SecAggConfig`` defaults). The round runs in process with every message serialised
-and parsed; ``extra_info`` records the mean compute per live client (all of its four rounds),
-the server's compute, ``k`` and ``t``. The benchmark's own time is the whole round (clients run
-one after another on this machine, so it is the sum of all clients' work plus the server's).
+Groups ``secagg n=<n> d=1e5`` (n = 20, 100, 1000): every client checks the operator-signed
+plan, advertises signed keys and shares keys, 10 % of them then drop (no masked input: the
+server must reconstruct their masking keys and remove their pair masks), the rest send masked
+inputs, confirm the survivor set (consistency round) and unmask. ``k`` and ``t`` are chosen for
+5 % collusion and 10 % dropout (``SecAggConfig`` defaults). The round runs in process with every
+message serialised and parsed; ``extra_info`` records the mean compute per live client (its
+construction with the plan checks, and all five rounds), the server's compute, ``k`` and ``t``.
+The benchmark's own time is the whole round (clients run one after another on this machine, so
+it is the sum of all clients' work plus the server's). Identities and the registry are made
+once per ``n`` (provisioning), outside the timed round.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import pytest
 from bench import peers
 from hierfed import _backend
 from hierfed.secagg import Client, Server, choose_parameters
-from hierfed.secagg.graph import neighbours
+from hierfed.secagg.identity import Identity, IdentityRegistry
+from hierfed.secagg.session import SessionPlan
 
 D = 10**5
 SIZES = (20, 100, 1000)
@@ -32,12 +36,28 @@ def _inputs(n: int) -> np.ndarray:
     return np.random.default_rng(n).integers(0, 2**32, size=(n, D), dtype=np.uint32)
 
 
+_PROVISIONED: dict[int, tuple[Identity, list[Identity], IdentityRegistry]] = {}
+
+
+def _provision(n: int) -> tuple[Identity, list[Identity], IdentityRegistry]:
+    """The operator, ``n`` client identities and their registry (made once per ``n``)."""
+    if n not in _PROVISIONED:
+        operator, ids = Identity(), [Identity() for _ in range(n)]
+        registry = IdentityRegistry(
+            operator.public_bytes, {i: c.public_bytes for i, c in enumerate(ids)}
+        )
+        _PROVISIONED[n] = (operator, ids, registry)
+    return _PROVISIONED[n]
+
+
 def timed_round(x: np.ndarray, drop: float = DROP) -> dict[str, Any]:
     """One round over the rows of ``x``; the fraction ``drop`` vanishes after sharing keys."""
     n = x.shape[0]
+    operator, ids, registry = _provision(n)
     params = choose_parameters(n)
-    session = os.urandom(32)
-    graph = neighbours(params, session)
+    plan = SessionPlan(
+        os.urandom(32), tuple(range(n)), params.k, params.t, params.complete, x.shape[1], DROP
+    ).signed(operator)
     client_s = np.zeros(n)
     server_s = 0.0
 
@@ -55,8 +75,8 @@ def timed_round(x: np.ndarray, drop: float = DROP) -> dict[str, Any]:
         return out
 
     start = time.perf_counter()
-    server = srv(Server, session, params, graph)
-    clients = [cli(i, Client, i, session, params, graph[i]) for i in range(n)]
+    server = srv(Server, registry, plan)
+    clients = [cli(i, Client, ids[i], i, registry, plan) for i in range(n)]
     for i, c in enumerate(clients):
         srv(server.receive_advertise, cli(i, c.advertise))
     rosters = srv(server.rosters)
@@ -67,8 +87,10 @@ def timed_round(x: np.ndarray, drop: float = DROP) -> dict[str, Any]:
     for i, c in enumerate(clients):
         if i not in dropped:
             srv(server.receive_masked_input, cli(i, c.masked_input, routed[i], x[i]))
-    for i, q in srv(server.unmask_requests).items():
-        srv(server.receive_unmask_response, cli(i, clients[i].unmask, q))
+    for i, m in srv(server.survivors).items():
+        srv(server.receive_consistency_tags, cli(i, clients[i].consistency, m))
+    for i, m in srv(server.consistency_proofs).items():
+        srv(server.receive_unmask_response, cli(i, clients[i].unmask, m))
     total, survivors = srv(server.finalize)
     wall = time.perf_counter() - start
     want = x[list(survivors)].sum(axis=0, dtype=np.uint64).astype(np.uint32)

@@ -43,17 +43,24 @@ def _build(kind: str, data: Data) -> Any:
     """A valid message of ``kind`` with fields from the input."""
     s = data.take(32)
     if kind == "Advertise":
-        return msg.Advertise(s, data.int(0, msg.MAX_ID), data.take(32), data.take(32))
+        return msg.Advertise(
+            s, data.int(0, msg.MAX_ID), data.take(32), data.take(32), data.take(64)
+        )
     if kind == "Roster":
-        return msg.Roster(s, tuple((i, data.take(32), data.take(32)) for i in _ids(data)))
+        entries = tuple((i, data.take(32), data.take(32), data.take(64)) for i in _ids(data))
+        return msg.Roster(s, entries)
     if kind == "ShareKeys":
         return msg.ShareKeys(s, data.int(0, msg.MAX_ID), data.take(32), _cts(data))
     if kind == "Shares":
         return msg.Shares(s, data.int(0, msg.MAX_ID), _cts(data))
     if kind == "MaskedInput":
-        return msg.MaskedInput(s, data.int(0, msg.MAX_ID), data.take(4 * data.int(0, 64)))
-    if kind == "UnmaskRequest":
-        return msg.UnmaskRequest(s, data.int(0, msg.MAX_ID), _ids(data), _ids(data))
+        words = data.take(4 * data.int(0, 64))
+        return msg.MaskedInput(s, data.int(0, msg.MAX_ID), _ids(data), words)
+    if kind == "Survivors":
+        return msg.Survivors(s, data.int(0, msg.MAX_ID), _ids(data))
+    if kind in ("ConsistencyTags", "ConsistencyProofs"):
+        tags = tuple((p, data.take(32)) for p in _ids(data))
+        return getattr(msg, kind)(s, data.int(0, msg.MAX_ID), tags)
     if kind == "UnmaskResponse":
         shares = tuple((o, data.int(0, 1), _share(data)) for o in _ids(data))
         return msg.UnmaskResponse(s, data.int(0, msg.MAX_ID), shares)
@@ -119,7 +126,7 @@ def _message_target(kind: str) -> Target:
 
 
 def peek_type(data: Data) -> None:
-    kind = data.pick(("Advertise", "Roster", "MaskedInput", "UnmaskRequest", "ShareKeys"))
+    kind = data.pick(("Advertise", "Roster", "MaskedInput", "Survivors", "ShareKeys"))
     blob = _damage(_build(kind, data).to_bytes(), data)
     got = _check(msg.peek_type, blob)
     if got is not None:
@@ -136,7 +143,9 @@ TARGETS: dict[str, Target] = {
         "ShareKeys",
         "Shares",
         "MaskedInput",
-        "UnmaskRequest",
+        "Survivors",
+        "ConsistencyTags",
+        "ConsistencyProofs",
         "UnmaskResponse",
         "SharePlaintext",
     )

@@ -155,12 +155,14 @@ def test_encode_clips_and_checks() -> None:
 # ---- messages -------------------------------------------------------------------------------
 
 ALL = [
-    msg.Advertise(S, 3, b"a" * 32, b"b" * 32),
-    msg.Roster(S, ((0, b"a" * 32, b"b" * 32), (4, b"c" * 32, b"d" * 32))),
+    msg.Advertise(S, 3, b"a" * 32, b"b" * 32, b"s" * 64),
+    msg.Roster(S, ((0, b"a" * 32, b"b" * 32, b"s" * 64), (4, b"c" * 32, b"d" * 32, b"t" * 64))),
     msg.ShareKeys(S, 1, b"h" * 32, (msg.Ciphertext(0, b"n" * 12, b"xyz"),)),
     msg.Shares(S, 2, (msg.Ciphertext(1, b"n" * 12, b""), msg.Ciphertext(5, b"m" * 12, b"q"))),
-    msg.MaskedInput(S, 7, np.arange(5, dtype="<u4").tobytes()),
-    msg.UnmaskRequest(S, 2, (0, 1), (4,)),
+    msg.MaskedInput(S, 7, (1, 3), np.arange(5, dtype="<u4").tobytes()),
+    msg.Survivors(S, 2, (0, 1, 4)),
+    msg.ConsistencyTags(S, 2, ((0, b"m" * 32), (4, b"n" * 32))),
+    msg.ConsistencyProofs(S, 4, ((2, b"m" * 32),)),
     msg.UnmaskResponse(S, 2, ((0, msg.SEED, (1, 2, 3)), (4, msg.KEY, (4, 5, 6)))),
 ]
 
@@ -184,10 +186,10 @@ def test_messages_round_trip_and_reject_damage(m: object) -> None:
 
 
 def test_forged_bodies_raise() -> None:
-    r = msg.UnmaskRequest(S, 2, (0, 1), (4,)).to_bytes()
-    swapped = r[:-16] + struct.pack("<II", 1, 0) + r[-8:]  # alive ids out of order
+    r = msg.Survivors(S, 2, (0, 1, 4)).to_bytes()
+    swapped = r[:-12] + struct.pack("<II", 1, 0) + r[-4:]  # ids out of order
     with pytest.raises(ValueError, match="increasing"):
-        msg.UnmaskRequest.from_bytes(swapped)
+        msg.Survivors.from_bytes(swapped)
     u = msg.UnmaskResponse(S, 2, ((0, msg.SEED, (1, 2, 3)),)).to_bytes()
     with pytest.raises(ValueError, match="kind"):
         msg.UnmaskResponse.from_bytes(u[:56] + b"\x07" + u[57:])
@@ -199,7 +201,7 @@ def test_forged_bodies_raise() -> None:
     with pytest.raises(TypeError):
         msg.Advertise.from_bytes("text")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        replace(ALL[5], alive=(3, 1)).to_bytes()  # type: ignore[type-var]
+        replace(ALL[5], ids=(3, 1)).to_bytes()  # type: ignore[type-var]
     p = msg.SharePlaintext(1, 2, (1, 2, 3), (4, 5, 6))
     assert msg.SharePlaintext.from_bytes(p.to_bytes()) == p
     with pytest.raises(ValueError):

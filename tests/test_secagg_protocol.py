@@ -3,7 +3,6 @@ corrupted shares, uniformly masked vectors, and the secure_sum / SecureAggregato
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 import numpy as np
@@ -11,52 +10,16 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from secagg_round import Round, survivors_message
 
 from hierfed.secagg import (
-    Client,
     SecAggConfig,
     SecAggError,
     SecureAggregator,
-    Server,
     choose_parameters,
     secure_sum,
 )
 from hierfed.secagg import messages as msg
-from hierfed.secagg.graph import neighbours
-
-
-class Round:
-    """A hand-driven round whose messages a test can drop or tamper with."""
-
-    def __init__(self, n: int, d: int = 64, *, complete: bool = False, seed: int = 0) -> None:
-        self.params = choose_parameters(n, complete=complete)
-        self.session = os.urandom(32)
-        self.graph = neighbours(self.params, self.session)
-        self.server = Server(self.session, self.params, self.graph)
-        self.clients = [Client(i, self.session, self.params, self.graph[i]) for i in range(n)]
-        rng = np.random.default_rng(seed)
-        self.x = rng.integers(0, 2**32, size=(n, d), dtype=np.uint32)
-        self.masked: dict[int, bytes] = {}
-
-    def to_masked(
-        self, drop_share: frozenset[int] = frozenset(), drop_input: frozenset[int] = frozenset()
-    ) -> dict[int, bytes]:
-        for c in self.clients:
-            self.server.receive_advertise(c.advertise())
-        rosters = self.server.rosters()
-        for i, c in enumerate(self.clients):
-            m = c.share_keys(rosters[i])
-            if i not in drop_share:
-                self.server.receive_share_keys(m)
-        routed = self.server.route_shares()
-        for i, c in enumerate(self.clients):
-            if i in routed and i not in drop_input:
-                self.masked[i] = c.masked_input(routed[i], self.x[i])
-                self.server.receive_masked_input(self.masked[i])
-        return self.server.unmask_requests()
-
-    def expected(self, survivors: tuple[int, ...]) -> np.ndarray:
-        return self.x[list(survivors)].sum(axis=0, dtype=np.uint64).astype(np.uint32)
 
 
 def _exact(n: int, drops: dict[int, str], d: int = 50, **kw: object) -> None:
@@ -98,56 +61,46 @@ def test_sparse_graph_adjacent_neighbours_drop_together() -> None:
     u = 0
     v = r.graph[u][0]
     w = next(x for x in r.graph[v] if x != u and x in r.graph[u])  # a triangle u, v, w
-    requests = r.to_masked(drop_input=frozenset({u, v, w}))
-    for i, q in requests.items():
-        r.server.receive_unmask_response(r.clients[i].unmask(q))
-    total, survivors = r.server.finalize()
+    total, survivors = r.finish(drop_input={u, v, w})
     assert {u, v, w}.isdisjoint(survivors) and len(survivors) == 47
     np.testing.assert_array_equal(total, r.expected(survivors))
 
 
 def test_unmask_dropouts_leave_inputs_in() -> None:
     r = Round(20)
-    requests = r.to_masked()
-    for i, q in requests.items():
-        if i % 4:
-            r.server.receive_unmask_response(r.clients[i].unmask(q))
-    total, survivors = r.server.finalize()
+    total, survivors = r.finish(drop_unmask={i for i in range(20) if i % 4 == 0})
+    assert survivors == tuple(range(20))
+    np.testing.assert_array_equal(total, r.expected(survivors))
+
+
+def test_consistency_dropouts_leave_inputs_in() -> None:
+    r = Round(20)
+    total, survivors = r.finish(drop_tags={3, 11})
     assert survivors == tuple(range(20))
     np.testing.assert_array_equal(total, r.expected(survivors))
 
 
 def test_too_few_survivors_aborts_without_output() -> None:
     r = Round(10)
-    requests = r.to_masked()
-    for i in list(requests)[:3]:  # t = 6 > 3 responders
-        r.server.receive_unmask_response(r.clients[i].unmask(requests[i]))
+    proofs = r.to_proofs()
+    for i in list(proofs)[:3]:  # t = 6 > 3 responders
+        r.server.receive_unmask_response(r.clients[i].unmask(proofs[i]))
     with pytest.raises(SecAggError, match="fewer than t"):
         r.server.finalize()
 
 
-def test_client_refuses_peer_alive_and_dropped() -> None:
-    r = Round(6, complete=True)
-    requests = r.to_masked()
-    q = msg.UnmaskRequest.from_bytes(requests[0])
-    forged = replace(q, dropped=(q.alive[0],)).to_bytes()
-    with pytest.raises(SecAggError, match="both alive and dropped"):
-        r.clients[0].unmask(forged)
-
-
-def test_client_refuses_unknown_or_missing_peers() -> None:
-    r = Round(6, complete=True)
-    requests = r.to_masked(drop_share=frozenset({5}))
-    q = msg.UnmaskRequest.from_bytes(requests[0])
-    assert 5 not in q.alive + q.dropped
-    with pytest.raises(SecAggError, match="classify exactly"):
-        r.clients[0].unmask(replace(q, dropped=(5,)).to_bytes())
-    q1 = msg.UnmaskRequest.from_bytes(requests[1])
-    with pytest.raises(SecAggError, match="classify exactly"):
-        r.clients[1].unmask(replace(q1, alive=q1.alive[1:]).to_bytes())
-    q2 = msg.UnmaskRequest.from_bytes(requests[2])
-    with pytest.raises(SecAggError, match="fewer than t"):
-        r.clients[2].unmask(replace(q2, alive=(), dropped=q2.alive).to_bytes())
+def test_client_refuses_a_survivor_set_without_it_unknown_ids_or_too_few_peers() -> None:
+    r = Round(10, complete=True)
+    sets = r.to_survivors()
+    ids = msg.Survivors.from_bytes(sets[0]).ids
+    with pytest.raises(SecAggError, match="leaves this client out"):
+        r.clients[0].consistency(survivors_message(r, 0, ids[1:]))
+    with pytest.raises(SecAggError, match="unknown"):
+        r.clients[0].consistency(survivors_message(r, 0, (*ids, 12)))
+    t = r.params.t
+    with pytest.raises(SecAggError, match="fewer than the threshold"):
+        r.clients[0].consistency(survivors_message(r, 0, ids[: t - 1]))
+    r.clients[0].consistency(sets[0])  # refusals left the stage unused
 
 
 def _corrupt(response: bytes, owner: int) -> bytes:
@@ -160,73 +113,63 @@ def _corrupt(response: bytes, owner: int) -> bytes:
 
 
 @pytest.mark.parametrize("dropped_owner", [False, True])
-def test_corrupted_share_is_excluded(dropped_owner: bool) -> None:
+def test_corrupted_share_is_corrected_and_named(dropped_owner: bool) -> None:
     r = Round(10)
-    requests = r.to_masked(drop_input=frozenset({4} if dropped_owner else ()))
     owner = 4 if dropped_owner else 2
-    for i, q in requests.items():
+    proofs = r.to_proofs(drop_input={4} if dropped_owner else ())
+    for i, q in proofs.items():
         resp = r.clients[i].unmask(q)
         if i == 0:
             resp = _corrupt(resp, owner)
         r.server.receive_unmask_response(resp)
     total, survivors = r.server.finalize()
     np.testing.assert_array_equal(total, r.expected(survivors))
-    assert r.server.corrupted_shares == [(0, owner)]  # holder 0's share, first tried, is named
+    assert r.server.corrupted_shares == [(0, owner)]
 
 
 def test_all_corrupted_shares_abort() -> None:
     r = Round(8)
-    requests = r.to_masked()
-    for i, q in requests.items():
+    for i, q in r.to_proofs().items():
         r.server.receive_unmask_response(_corrupt(r.clients[i].unmask(q), 3))
-    with pytest.raises(SecAggError, match="corrupted"):
+    with pytest.raises(SecAggError, match="aborting"):
         r.server.finalize()
 
 
-def test_tampered_ciphertext_is_rejected() -> None:
+def test_tampered_ciphertext_leaves_its_sender_out() -> None:
     r = Round(5, complete=True)
-    for c in r.clients:
-        r.server.receive_advertise(c.advertise())
-    rosters = r.server.rosters()
-    for i, c in enumerate(r.clients):
-        r.server.receive_share_keys(c.share_keys(rosters[i]))
-    routed = r.server.route_shares()
+    routed = r.to_shares()
     m = msg.Shares.from_bytes(routed[0])
     ct = m.ciphertexts[0]
     bad = replace(ct, data=bytes([ct.data[0] ^ 1]) + ct.data[1:])
     forged = replace(m, ciphertexts=(bad, *m.ciphertexts[1:])).to_bytes()
-    with pytest.raises(SecAggError, match="authentication"):
-        r.clients[0].masked_input(forged, r.x[0])
+    sent = msg.MaskedInput.from_bytes(r.clients[0].masked_input(forged, r.x[0]))
+    assert ct.peer not in sent.peers and "authentication" in r.clients[0].rejected[ct.peer]
 
 
 def test_view_of_fewer_than_t_colluders_reveals_no_key() -> None:
     r = Round(10)
     t = r.params.t
-    for c in r.clients:
-        r.server.receive_advertise(c.advertise())
-    rosters = r.server.rosters()
-    for i, c in enumerate(r.clients):
-        r.server.receive_share_keys(c.share_keys(rosters[i]))
-    routed = r.server.route_shares()
+    routed = r.to_shares()
     for i in range(t - 1):  # colluders 0 .. t-2 hand over what they hold of client 9
         r.clients[i].masked_input(routed[i], r.x[i])
     from hierfed.secagg import shamir
 
-    held = [(i + 1, r.clients[i]._held[9].key_share) for i in range(t - 1)]
-    public = X25519PrivateKey  # the real key is checked via its public key
-    target = msg.Roster.from_bytes(rosters[9]).entries[-1][2]  # client 9's own entry
+    held = [
+        (i + 1, r.clients[i]._held[9].key_share) for i in range(t - 1) if 9 in r.clients[i]._held
+    ]
+    assert held
+    target = r.server._keys[9][1]  # client 9's advertised masking key
     guess = shamir.reconstruct([x for x, _ in held], [s for _, s in held])
     try:
         sk = shamir.elements_to_bytes(guess)
     except ValueError:
         return
-    assert public.from_private_bytes(sk).public_key().public_bytes_raw() != target
+    assert X25519PrivateKey.from_private_bytes(sk).public_key().public_bytes_raw() != target
 
 
 def test_live_client_key_share_never_revealed() -> None:
     r = Round(8)
-    requests = r.to_masked(drop_input=frozenset({2}))
-    for i, q in requests.items():
+    for i, q in r.to_proofs(drop_input={2}).items():
         resp = msg.UnmaskResponse.from_bytes(r.clients[i].unmask(q))
         for owner, kind, _ in resp.shares:
             assert (kind == msg.KEY) == (owner == 2)
@@ -235,7 +178,7 @@ def test_live_client_key_share_never_revealed() -> None:
 def test_masked_vectors_are_uniform() -> None:
     r = Round(6, d=1 << 14, complete=True)
     r.x[:] = 0  # the worst case: all inputs equal
-    r.to_masked()
+    r.to_survivors()
     for m in r.masked.values():
         words = np.frombuffer(msg.MaskedInput.from_bytes(m).words, "<u4")
         counts = np.bincount(words >> 24, minlength=256)
@@ -344,25 +287,6 @@ def test_weighted_sum_sends_wx_and_w() -> None:
     assert abs(agg.last_result.total_weight - 6.0) < 1e-5
 
 
-def test_inconsistent_claims_cannot_expose_a_live_client() -> None:
-    # A malicious server tells some of client 0's holders that 0 is alive (seed shares) and
-    # the others that it dropped (key shares): with 2t > k + 1 it never gets t of both.
-    r = Round(10, complete=True)
-    t, k = r.params.t, r.params.k
-    assert 2 * t > k + 1
-    requests = r.to_masked()
-    seeds, keys = [], []
-    for i in range(1, 10):
-        q = msg.UnmaskRequest.from_bytes(requests[i])
-        if i % 2:
-            q = replace(q, alive=tuple(v for v in q.alive if v != 0), dropped=(0,))
-        resp = msg.UnmaskResponse.from_bytes(r.clients[i].unmask(q.to_bytes()))
-        for owner, kind, share in resp.shares:
-            if owner == 0:
-                (keys if kind == msg.KEY else seeds).append((i + 1, share))
-    assert len(keys) < t or len(seeds) + 1 < t  # + client 0's own seed share
-
-
 @settings(max_examples=25, deadline=None)
 @given(
     n=st.integers(2, 12),
@@ -375,7 +299,7 @@ def test_any_dropout_pattern_is_exact_or_aborts(n: int, stages: list[str | None]
     try:
         r = secure_sum(x, dropouts=drops)
     except SecAggError as exc:
-        assert "fewer than" in str(exc) or "no client sent" in str(exc)
+        assert "fewer than" in str(exc)
         return
     assert r.survivors == tuple(i for i in range(n) if drops.get(i) in (None, "unmask"))
     want = sum((x[i].astype(np.uint64) for i in r.survivors), np.zeros(17, np.uint64))
@@ -388,21 +312,26 @@ def test_server_rejects_bad_messages() -> None:
     r.server.receive_advertise(ad)
     with pytest.raises(ValueError, match="twice"):
         r.server.receive_advertise(ad)
-    other = Client(1, os.urandom(32), r.params, r.graph[1])
+    other = Round(4, complete=True)
     with pytest.raises(ValueError, match="another session"):
-        r.server.receive_advertise(other.advertise())
+        r.server.receive_advertise(other.clients[1].advertise())
     with pytest.raises(ValueError):
         r.server.receive_advertise(ad[:-1])
-    for c in r.clients[1:]:
+    forged = msg.Advertise.from_bytes(r.clients[1].advertise())
+    with pytest.raises(ValueError, match="not signed"):
+        r.server.receive_advertise(replace(forged, enc_key=bytes(32)).to_bytes())
+    r.server.receive_advertise(forged.to_bytes())  # the refusal changed nothing
+    for c in r.clients[2:]:
         r.server.receive_advertise(c.advertise())
     rosters = r.server.rosters()
     sk = msg.ShareKeys.from_bytes(r.clients[0].share_keys(rosters[0]))
-    with pytest.raises(ValueError, match="each advertised neighbour"):
-        r.server.receive_share_keys(replace(sk, ciphertexts=sk.ciphertexts[1:]).to_bytes())
+    stray = msg.Ciphertext(9, b"n" * 12, b"x")
+    with pytest.raises(ValueError, match="not its neighbour"):
+        r.server.receive_share_keys(replace(sk, ciphertexts=(*sk.ciphertexts, stray)).to_bytes())
+    assert "neighbour" in r.server.rejected[0]
+    r.server.receive_share_keys(sk.to_bytes())
     with pytest.raises(SecAggError, match="out of order"):
         r.server.receive_advertise(ad)
-    with pytest.raises(ValueError, match="index"):
-        Client(9, r.session, r.params, ())
 
 
 def test_facade_list_models() -> None:

@@ -13,12 +13,15 @@ from numpy.typing import NDArray
 
 from ..privacy.rng import NoiseGenerator
 from . import quantize
-from .graph import GraphParameters, choose_parameters, neighbours
-from .protocol import Client, Server
+from .client import Client
+from .graph import GraphParameters, choose_parameters
+from .identity import Identity, IdentityRegistry
+from .server import Server
+from .session import SecurityPolicy, SessionPlan
 
 __all__ = ["STAGES", "SecAggConfig", "SecAggResult", "SecureAggregator", "secure_sum"]
 
-STAGES = ("share_keys", "masked_input", "unmask")
+STAGES = ("share_keys", "masked_input", "consistency", "unmask")
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,12 @@ class SecAggResult:
     params: GraphParameters
     bits: int | None = field(default=None)
     total_weight: float | None = field(default=None)
+    rejected: dict[Hashable, str] = field(default_factory=dict)
+    """Client id -> why one of its messages was refused (it counts as dropped there)."""
+    excluded: dict[Hashable, str] = field(default_factory=dict)
+    """Client id -> why its masked input was left out of the survivor set."""
+    corrupted_shares: tuple[tuple[Hashable, Hashable], ...] = ()
+    """(holder, owner) of every revealed share found corrupted and corrected."""
 
 
 def _check_inputs(inputs: Any) -> tuple[list[Hashable], list[NDArray[Any]], np.dtype[Any]]:
@@ -202,60 +211,116 @@ def secure_sum(
         if exact
         else (quantize.max_bits(n) if cfg.bits is None else quantize.check_bits(cfg.bits, n))
     )
+    length = arrays[0].size + (1 if ws is not None else 0)
+    vectors = [
+        _encode(a, cfg, bits, None if ws is None else ws[i], exact) for i, a in enumerate(arrays)
+    ]
+    stages = [drops.get(cid) for cid in ids]
+    total, alive, server, params = _run_round(vectors, length, cfg, stages)
+    survivors = tuple(ids[i] for i in alive)
+    dropped = tuple(cid for cid in ids if cid not in set(survivors))
+    shape = arrays[0].shape
+    weight = None
+    out: NDArray[Any] = total
+    if not exact:
+        assert bits is not None
+        if ws is None:
+            out = quantize.decode_sum(total, len(alive), cfg.clip, bits).astype(dtype)
+        else:
+            bound = cfg.clip * cfg.max_weight
+            out = quantize.decode_sum(total[:-1], len(alive), bound, bits).astype(dtype)
+            weight = float(quantize.decode_sum(total[-1:], len(alive), cfg.max_weight, bits)[0])
+    return SecAggResult(
+        out.reshape(shape),
+        survivors,
+        dropped,
+        params,
+        bits,
+        weight,
+        rejected={ids[i]: why for i, why in server.rejected.items()},
+        excluded={ids[i]: why for i, why in server.excluded.items()},
+        corrupted_shares=tuple((ids[h], ids[o]) for h, o in server.corrupted_shares),
+    )
+
+
+def _encode(
+    x: NDArray[Any], cfg: SecAggConfig, bits: int | None, w: float | None, exact: bool
+) -> NDArray[np.uint32]:
+    """A client's input as the uint32 vector it masks (``w x`` and ``w`` when weighted)."""
+    if exact:
+        return np.ascontiguousarray(x).reshape(-1)
+    assert bits is not None
+    gen = NoiseGenerator()
+    if w is None:
+        return quantize.encode(x, cfg.clip, bits, gen)
+    wx = np.clip(x.astype(np.float64), -cfg.clip, cfg.clip) * w
+    return np.concatenate(
+        [
+            quantize.encode(wx, cfg.clip * cfg.max_weight, bits, gen),
+            quantize.encode(np.array([w]), cfg.max_weight, bits, gen),
+        ]
+    )
+
+
+def _run_round(
+    vectors: list[NDArray[np.uint32]],
+    length: int,
+    cfg: SecAggConfig,
+    stage: list[str | None],
+) -> tuple[NDArray[np.uint32], tuple[int, ...], Server, GraphParameters]:
+    """One round of the protocol among ``len(vectors)`` in-process clients, every message
+    serialised and parsed; client ``i`` vanishes before the stage ``stage[i]`` (if any).
+
+    All roles run here (operator, server, clients): a simulation of the deployment, whose
+    guarantees hold only where the roles are separate parties.
+    """
+    n = len(vectors)
+    operator = Identity()
+    idents = [Identity() for _ in range(n)]
+    registry = IdentityRegistry(
+        operator.public_bytes, {i: c.public_bytes for i, c in enumerate(idents)}
+    )
     params = choose_parameters(
         n, cfg.dropout_rate, cfg.collusion_fraction, complete=cfg.complete_graph
     )
-    session = os.urandom(32)
-    graph = neighbours(params, session)
-    server = Server(session, params, graph)
-    clients = [Client(i, session, params, graph[i]) for i in range(n)]
-    stage = [drops.get(cid) for cid in ids]
+    plan = SessionPlan(
+        os.urandom(32),
+        tuple(range(n)),
+        params.k,
+        params.t,
+        params.complete,
+        length,
+        cfg.dropout_rate,
+    ).signed(operator)
+    policy = SecurityPolicy(collusion_fraction=cfg.collusion_fraction)
+    server = Server(registry, plan)
+    clients = [Client(idents[i], i, registry, plan, policy) for i in range(n)]
+
+    def live(i: int, at: str) -> bool:
+        s = stage[i]
+        return s is None or STAGES.index(s) > STAGES.index(at)
 
     for c in clients:
         server.receive_advertise(c.advertise())
     rosters = server.rosters()
-    for i, c in enumerate(clients):
-        message = c.share_keys(rosters[i])
-        if stage[i] != "share_keys":
-            server.receive_share_keys(message)
-    routed = server.route_shares()
-    gen = NoiseGenerator() if not exact else None
-    for i, c in enumerate(clients):
-        if i not in routed or stage[i] == "masked_input":
-            continue
-        if exact:
-            vec = np.ascontiguousarray(arrays[i]).reshape(-1)
-        else:
-            assert gen is not None and bits is not None
-            vec = quantize.encode(arrays[i], cfg.clip, bits, gen)
-            if ws is not None:
-                w = ws[i]
-                wx = np.clip(arrays[i].astype(np.float64), -cfg.clip, cfg.clip) * w
-                vec = np.concatenate(
-                    [
-                        quantize.encode(wx, cfg.clip * cfg.max_weight, bits, gen),
-                        quantize.encode(np.array([w]), cfg.max_weight, bits, gen),
-                    ]
-                )
-        server.receive_masked_input(c.masked_input(routed[i], vec))
-    requests = server.unmask_requests()
-    for u, request in requests.items():
-        if stage[u] != "unmask":
-            server.receive_unmask_response(clients[u].unmask(request))
+    shared = {i: clients[i].share_keys(r) for i, r in rosters.items() if live(i, "share_keys")}
+    for m in shared.values():
+        server.receive_share_keys(m)
+    for i, m in server.route_shares().items():
+        if live(i, "masked_input"):
+            server.receive_masked_input(clients[i].masked_input(m, vectors[i]))
+    tags = {
+        i: clients[i].consistency(m)
+        for i, m in server.survivors().items()
+        if live(i, "consistency")
+    }
+    for m in tags.values():
+        server.receive_consistency_tags(m)
+    for i, m in server.consistency_proofs().items():
+        if live(i, "unmask"):
+            server.receive_unmask_response(clients[i].unmask(m))
     total, alive = server.finalize()
-    survivors = tuple(ids[i] for i in alive)
-    dropped = tuple(cid for cid in ids if cid not in set(survivors))
-    shape = arrays[0].shape
-    if exact:
-        return SecAggResult(total.reshape(shape), survivors, dropped, params, None)
-    assert bits is not None
-    if ws is None:
-        floats = quantize.decode_sum(total, len(alive), cfg.clip, bits).astype(dtype)
-        return SecAggResult(floats.reshape(shape), survivors, dropped, params, bits)
-    bound = cfg.clip * cfg.max_weight
-    floats = quantize.decode_sum(total[:-1], len(alive), bound, bits).astype(dtype)
-    weight = float(quantize.decode_sum(total[-1:], len(alive), cfg.max_weight, bits)[0])
-    return SecAggResult(floats.reshape(shape), survivors, dropped, params, bits, weight)
+    return total, alive, server, params
 
 
 class SecureAggregator:

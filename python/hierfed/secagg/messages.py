@@ -11,15 +11,22 @@ Every message is a 44-byte header followed by a body, all integers little-endian
 
 Bodies (``u32`` = 4-byte unsigned, ``key`` = 32 bytes, ``fe`` = 16-byte field element < P):
 
-- ``ADVERTISE``: sender u32, encryption public key, masking public key (X25519).
-- ``ROSTER``: count u32, then count x (id u32, encryption key, masking key); ids increasing.
+- ``ADVERTISE``: sender u32, encryption public key, masking public key (X25519), the
+  sender's Ed25519 signature (64) of both keys bound to the session plan (see
+  :func:`advertisement_payload`).
+- ``ROSTER``: count u32, then count x (id u32, encryption key, masking key, signature);
+  ids increasing.
 - ``SHARE_KEYS``: sender u32, seed commitment (32-byte SHA-256), count u32, then count x
   (receiver u32, ciphertext length u32, nonce 12, ciphertext); receivers increasing.
 - ``SHARES``: receiver u32 and entries as in ``SHARE_KEYS`` with the *sender* in each entry;
   the server's routing of ciphertexts to their receiver.
-- ``MASKED_INPUT``: sender u32, length u32, length x u32 (the masked vector).
-- ``UNMASK_REQUEST``: receiver u32, count u32 + ids of live peers, count u32 + ids of dropped
-  peers; both increasing.
+- ``MASKED_INPUT``: sender u32, count u32 + ids of the peers it masked with (increasing),
+  length u32, length x u32 (the masked vector).
+- ``SURVIVORS``: receiver u32, count u32 + ids (increasing): the set the server claims sent
+  masked inputs and will be summed (the consistency round's set).
+- ``CONSISTENCY_TAGS``: sender u32 and entries (peer u32, 32-byte HMAC-SHA256 of the
+  survivor set under the pair's MAC key), peers increasing; ``CONSISTENCY_PROOFS``: the same
+  with the receiver, each entry naming its sender (the server's routing).
 - ``UNMASK_RESPONSE``: sender u32, count u32, then count x (owner u32, kind u8: 0 seed share,
   1 key share, 3 fe); owners increasing.
 
@@ -36,28 +43,33 @@ import enum
 import itertools
 import struct
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from .shamir import ELEMENTS, P
 
 __all__ = [
     "Advertise",
     "Ciphertext",
+    "ConsistencyProofs",
+    "ConsistencyTags",
     "MaskedInput",
     "MessageType",
     "Roster",
     "ShareKeys",
     "SharePlaintext",
     "Shares",
-    "UnmaskRequest",
+    "Survivors",
     "UnmaskResponse",
+    "advertisement_payload",
     "peek_type",
 ]
 
 MAGIC = b"HFSA"
-VERSION = 1
+VERSION = 2
 SESSION_BYTES = 32
 KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+TAG_BYTES = 32
 NONCE_BYTES = 12
 MAX_ID = (1 << 32) - 1
 _HEADER = struct.Struct("<4sBBH32sI")
@@ -76,8 +88,10 @@ class MessageType(enum.IntEnum):
     SHARE_KEYS = 3
     SHARES = 4
     MASKED_INPUT = 5
-    UNMASK_REQUEST = 6
     UNMASK_RESPONSE = 7
+    SURVIVORS = 8
+    CONSISTENCY_TAGS = 9
+    CONSISTENCY_PROOFS = 10
 
 
 class _Reader:
@@ -184,14 +198,33 @@ def peek_type(data: bytes) -> MessageType:
 M = TypeVar("M")
 
 
+_ADVERTISE_LABEL = b"hierfed.secagg.advertise.v2"
+
+
+def advertisement_payload(
+    plan_digest: bytes, sender: int, enc_key: bytes, mask_key: bytes
+) -> bytes:
+    """The bytes a client signs to advertise its keys: a label, the session plan's digest,
+    its index and both public keys (so a key cannot be replayed into another session, moved
+    to another client or swapped by the server)."""
+    return (
+        _ADVERTISE_LABEL
+        + _fixed(plan_digest, 32, "plan_digest")
+        + _u32(sender, "sender")
+        + _fixed(enc_key, KEY_BYTES, "enc_key")
+        + _fixed(mask_key, KEY_BYTES, "mask_key")
+    )
+
+
 @dataclass(frozen=True)
 class Advertise:
-    """A client's two X25519 public keys."""
+    """A client's two X25519 public keys and its identity signature of them."""
 
     session: bytes
     sender: int
     enc_key: bytes
     mask_key: bytes
+    signature: bytes
 
     def to_bytes(self) -> bytes:
         """The wire form."""
@@ -199,6 +232,7 @@ class Advertise:
             _u32(self.sender, "sender")
             + _fixed(self.enc_key, KEY_BYTES, "enc_key")
             + _fixed(self.mask_key, KEY_BYTES, "mask_key")
+            + _fixed(self.signature, SIGNATURE_BYTES, "signature")
         )
         return _frame(MessageType.ADVERTISE, self.session, body)
 
@@ -206,24 +240,31 @@ class Advertise:
     def from_bytes(cls, data: bytes) -> Advertise:
         """Parse strictly."""
         session, r = _unframe(data, MessageType.ADVERTISE)
-        out = cls(session, r.u32(), r.take(KEY_BYTES), r.take(KEY_BYTES))
+        out = cls(session, r.u32(), r.take(KEY_BYTES), r.take(KEY_BYTES), r.take(SIGNATURE_BYTES))
         r.done()
         return out
 
 
+RosterEntry = tuple[int, bytes, bytes, bytes]  # id, enc key, mask key, signature
+_ROSTER_ENTRY = 4 + 2 * KEY_BYTES + SIGNATURE_BYTES
+
+
 @dataclass(frozen=True)
 class Roster:
-    """The advertised keys of every client that advertised, by id."""
+    """The signed advertisements of a client's neighbours (and its own), by id."""
 
     session: bytes
-    entries: tuple[tuple[int, bytes, bytes], ...]
+    entries: tuple[RosterEntry, ...]
 
     def to_bytes(self) -> bytes:
         """The wire form."""
         _increasing(tuple(e[0] for e in self.entries), "roster")
         body = _u32(len(self.entries), "count") + b"".join(
-            _u32(i, "id") + _fixed(c, KEY_BYTES, "enc_key") + _fixed(s, KEY_BYTES, "mask_key")
-            for i, c, s in self.entries
+            _u32(i, "id")
+            + _fixed(c, KEY_BYTES, "enc_key")
+            + _fixed(s, KEY_BYTES, "mask_key")
+            + _fixed(g, SIGNATURE_BYTES, "signature")
+            for i, c, s, g in self.entries
         )
         return _frame(MessageType.ROSTER, self.session, body)
 
@@ -232,9 +273,12 @@ class Roster:
         """Parse strictly."""
         session, r = _unframe(data, MessageType.ROSTER)
         count = r.u32()
-        if count * (4 + 2 * KEY_BYTES) != len(r.data) - r.at:
+        if count * _ROSTER_ENTRY != len(r.data) - r.at:
             raise ValueError("ROSTER message: count does not match the body length")
-        entries = tuple((r.u32(), r.take(KEY_BYTES), r.take(KEY_BYTES)) for _ in range(count))
+        entries = tuple(
+            (r.u32(), r.take(KEY_BYTES), r.take(KEY_BYTES), r.take(SIGNATURE_BYTES))
+            for _ in range(count)
+        )
         _increasing(tuple(e[0] for e in entries), "ROSTER message")
         r.done()
         return cls(session, entries)
@@ -370,57 +414,117 @@ class SharePlaintext:
         return cls(sender, receiver, key, seed)
 
 
+def _pack_ids(ids: tuple[int, ...], what: str) -> bytes:
+    _increasing(ids, what)
+    return _u32(len(ids), "count") + b"".join(_u32(i, what) for i in ids)
+
+
 @dataclass(frozen=True)
 class MaskedInput:
-    """A client's masked vector (uint32 words, little-endian on the wire)."""
+    """A client's masked vector (uint32 words, little-endian on the wire) and the peers whose
+    pair masks it holds."""
 
     session: bytes
     sender: int
+    peers: tuple[int, ...]
     words: bytes  # 4 bytes per entry, little-endian
 
     def to_bytes(self) -> bytes:
         """The wire form."""
         if len(self.words) % 4:
             raise ValueError("words must hold whole uint32 values")
-        body = _u32(self.sender, "sender") + _u32(len(self.words) // 4, "length") + self.words
+        body = (
+            _u32(self.sender, "sender")
+            + _pack_ids(self.peers, "peers")
+            + _u32(len(self.words) // 4, "length")
+            + self.words
+        )
         return _frame(MessageType.MASKED_INPUT, self.session, body)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> MaskedInput:
         """Parse strictly."""
         session, r = _unframe(data, MessageType.MASKED_INPUT)
-        sender, count = r.u32(), r.u32()
+        sender, peers, count = r.u32(), r.ids(), r.u32()
         if 4 * count != len(r.data) - r.at:
             raise ValueError("MASKED_INPUT message: length does not match the body")
-        out = cls(session, sender, r.take(4 * count))
+        out = cls(session, sender, peers, r.take(4 * count))
         r.done()
         return out
 
 
 @dataclass(frozen=True)
-class UnmaskRequest:
-    """The server's claim of which of ``receiver``'s neighbours are alive and dropped."""
+class Survivors:
+    """The server's claim, sent to ``receiver``, of which clients' inputs are summed."""
 
     session: bytes
     receiver: int
-    alive: tuple[int, ...]
-    dropped: tuple[int, ...]
+    ids: tuple[int, ...]
 
     def to_bytes(self) -> bytes:
         """The wire form."""
-        body = _u32(self.receiver, "receiver")
-        for name, ids in (("alive", self.alive), ("dropped", self.dropped)):
-            _increasing(ids, name)
-            body += _u32(len(ids), "count") + b"".join(_u32(i, name) for i in ids)
-        return _frame(MessageType.UNMASK_REQUEST, self.session, body)
+        body = _u32(self.receiver, "receiver") + _pack_ids(self.ids, "ids")
+        return _frame(MessageType.SURVIVORS, self.session, body)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> UnmaskRequest:
+    def from_bytes(cls, data: bytes) -> Survivors:
         """Parse strictly."""
-        session, r = _unframe(data, MessageType.UNMASK_REQUEST)
-        out = cls(session, r.u32(), r.ids(), r.ids())
+        session, r = _unframe(data, MessageType.SURVIVORS)
+        out = cls(session, r.u32(), r.ids())
         r.done()
         return out
+
+
+_TAG_ENTRY = struct.Struct(f"<I{TAG_BYTES}s")
+
+
+T = TypeVar("T", bound="_Tags")
+
+
+@dataclass(frozen=True)
+class _Tags:
+    """Consistency tags: (peer, 32-byte HMAC) entries, peers increasing."""
+
+    KIND: ClassVar[MessageType]
+    session: bytes
+    owner: int
+    entries: tuple[tuple[int, bytes], ...]
+
+    def to_bytes(self) -> bytes:
+        """The wire form."""
+        _increasing(tuple(p for p, _ in self.entries), "tag peers")
+        body = _u32(self.owner, "owner") + _u32(len(self.entries), "count")
+        body += b"".join(_u32(p, "peer") + _fixed(tag, TAG_BYTES, "tag") for p, tag in self.entries)
+        return _frame(self.KIND, self.session, body)
+
+    @classmethod
+    def from_bytes(cls: type[T], data: bytes) -> T:
+        """Parse strictly."""
+        session, r = _unframe(data, cls.KIND)
+        owner, count = r.u32(), r.u32()
+        if count * _TAG_ENTRY.size != len(r.data) - r.at:
+            raise ValueError(f"{r.what}: count does not match the body length")
+        entries = tuple(
+            _TAG_ENTRY.unpack_from(r.data, r.at + i * _TAG_ENTRY.size) for i in range(count)
+        )
+        r.at += count * _TAG_ENTRY.size
+        _increasing(tuple(p for p, _ in entries), r.what)
+        r.done()
+        return cls(session, owner, tuple((int(p), bytes(t)) for p, t in entries))
+
+
+@dataclass(frozen=True)
+class ConsistencyTags(_Tags):
+    """A survivor's tags of its survivor set, one per live neighbour (``owner``: the sender)."""
+
+    KIND: ClassVar[MessageType] = MessageType.CONSISTENCY_TAGS
+
+
+@dataclass(frozen=True)
+class ConsistencyProofs(_Tags):
+    """The tags addressed to ``owner``, each entry naming its sender (the server's routing)."""
+
+    KIND: ClassVar[MessageType] = MessageType.CONSISTENCY_PROOFS
 
 
 @dataclass(frozen=True)

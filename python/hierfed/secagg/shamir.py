@@ -9,6 +9,7 @@ their shares).
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import secrets
@@ -80,6 +81,19 @@ def split(elements: Sequence[int], holders: Sequence[int], threshold: int) -> li
     return out
 
 
+def _batch_inverse(values: Sequence[int]) -> list[int]:
+    """``1 / v mod P`` for every (nonzero) ``v``, with one inversion (Montgomery's trick)."""
+    prefix = [1]
+    for v in values:
+        prefix.append(prefix[-1] * v % P)
+    inv = pow(prefix[-1], -1, P)
+    out = [0] * len(values)
+    for i in range(len(values) - 1, -1, -1):
+        out[i] = inv * prefix[i] % P
+        inv = inv * values[i] % P
+    return out
+
+
 def lagrange_at_zero(xs: Sequence[int]) -> list[int]:
     """Coefficients ``l_i`` with ``f(0) = sum_i l_i f(xs[i])`` for every ``f`` of degree
     below ``len(xs)``."""
@@ -88,15 +102,7 @@ def lagrange_at_zero(xs: Sequence[int]) -> list[int]:
     total = math.prod(xs)
     nums = [total // xi % P for xi in xs]
     dens = [math.prod([xj - xi for xj in xs if xj != xi]) % P for xi in xs]
-    # One inversion for all denominators (Montgomery's trick).
-    prefix = [1]
-    for den in dens:
-        prefix.append(prefix[-1] * den % P)
-    inv = pow(prefix[-1], -1, P)
-    coefs = [0] * len(xs)
-    for i in range(len(xs) - 1, -1, -1):
-        coefs[i] = nums[i] * (inv * prefix[i] % P) % P
-        inv = inv * dens[i] % P
+    coefs = [num * d % P for num, d in zip(nums, _batch_inverse(dens), strict=True)]
     return coefs
 
 
@@ -131,3 +137,162 @@ def reconstruct(xs: Sequence[int], shares: Sequence[Sequence[int]]) -> tuple[int
     lam = lagrange_at_zero(xs)
     pairs = list(zip(lam, shares, strict=True))
     return tuple(sum(li * s[e] for li, s in pairs) % P for e in range(width))
+
+
+# ---- robust reconstruction (Reed-Solomon decoding, Gao 2003) --------------------------------
+
+Poly = list[int]  # coefficients, lowest degree first, over GF(P)
+
+
+def _trim(a: Poly) -> Poly:
+    while a and a[-1] == 0:
+        a.pop()
+    return a
+
+
+def _sub(a: Poly, b: Poly) -> Poly:
+    out = [0] * max(len(a), len(b))
+    for i, v in enumerate(a):
+        out[i] = v
+    for i, v in enumerate(b):
+        out[i] = (out[i] - v) % P
+    return _trim(out)
+
+
+def _mul(a: Poly, b: Poly) -> Poly:
+    if not a or not b:
+        return []
+    out = [0] * (len(a) + len(b) - 1)
+    for i, u in enumerate(a):
+        if u:
+            for j, v in enumerate(b):
+                out[i + j] += u * v
+    return _trim([v % P for v in out])
+
+
+def _divmod(a: Poly, b: Poly) -> tuple[Poly, Poly]:
+    rem = list(a)
+    if len(rem) < len(b):
+        return [], _trim(rem)
+    inv = pow(b[-1], -1, P)
+    quot = [0] * (len(rem) - len(b) + 1)
+    for i in range(len(quot) - 1, -1, -1):
+        c = rem[i + len(b) - 1] * inv % P
+        quot[i] = c
+        if c:
+            for j, v in enumerate(b):
+                rem[i + j] = (rem[i + j] - c * v) % P
+    return _trim(quot), _trim(rem[: len(b) - 1])
+
+
+def _evaluate(a: Poly, x: int) -> int:
+    acc = 0
+    for c in reversed(a):
+        acc = (acc * x + c) % P
+    return acc
+
+
+def _interpolate_poly(xs: Sequence[int], ys: Sequence[int]) -> Poly:
+    """The polynomial of degree below ``len(xs)`` through the points (Newton's form)."""
+    m = len(xs)
+    coef = [y % P for y in ys]
+    for j in range(1, m):
+        for i in range(m - 1, j - 1, -1):
+            coef[i] = (coef[i] - coef[i - 1]) * pow(xs[i] - xs[i - j], -1, P) % P
+    out: Poly = []
+    for i in range(m - 1, -1, -1):  # Horner on the Newton basis
+        out = _sub(_mul(out, [(-xs[i]) % P, 1]), [(-coef[i]) % P]) if out else [coef[i]]
+    return _trim(out)
+
+
+def _gao(xs: Sequence[int], ys: Sequence[int], threshold: int) -> Poly | None:
+    """The polynomial of degree below ``threshold`` agreeing with all but at most
+    ``(len(xs) - threshold) // 2`` of the points, or None when there is none."""
+    g0: Poly = [1]
+    for x in xs:
+        g0 = _mul(g0, [(-x) % P, 1])
+    g1 = _interpolate_poly(xs, ys)
+    stop = (len(xs) + threshold) / 2
+    r0, r1, v0, v1 = g0, g1, [], [1]
+    while r1 and len(r1) - 1 >= stop:
+        q, r = _divmod(r0, r1)
+        r0, r1 = r1, r
+        v0, v1 = v1, _sub(v0, _mul(q, v1))
+    if not v1:
+        return None
+    f, rem = _divmod(r1, v1)
+    if rem or len(f) > threshold:
+        return None
+    return f
+
+
+@functools.lru_cache(maxsize=8)
+def _small_inverses(bound: int) -> tuple[int, ...]:
+    """``1 / i mod P`` for ``i`` in ``[0, bound)`` (0 at 0): ``inv(i) = -(P // i) inv(P % i)``."""
+    inv = [0, 1]
+    for i in range(2, bound):
+        inv.append(-(P // i) * inv[P % i] % P)
+    return tuple(inv[:bound])
+
+
+def _on_polynomial(xs: Sequence[int], shares: Sequence[Sequence[int]], threshold: int) -> bool:
+    """Whether every share lies on the polynomials through the first ``threshold`` shares.
+
+    Barycentric evaluation: ``f(x) = l(x) sum_i w_i y_i / (x - x_i)`` with
+    ``l(x) = prod_i (x - x_i)`` and ``w_i = 1 / prod_{b != i} (x_i - x_b)``; the differences of
+    small x-coordinates come from a table of inverses, so each check costs ``O(threshold)``.
+    """
+    base = list(xs[:threshold])
+    span = max(xs) - min(xs) + 1
+    if span > 1 << 20:
+        return all(
+            interpolate(base, shares[:threshold], x) == tuple(s)
+            for x, s in zip(xs[threshold:], shares[threshold:], strict=True)
+        )
+    inv = _small_inverses(span)
+    width = len(shares[0])
+    w = _batch_inverse([math.prod(xi - xb for xb in base if xb != xi) % P for xi in base])
+    z = [[wi * s[e] % P for wi, s in zip(w, shares, strict=False)] for e in range(width)]
+    for x, share in zip(xs[threshold:], shares[threshold:], strict=True):
+        ell = math.prod(x - xb for xb in base) % P
+        d = [inv[x - xb] if x > xb else P - inv[xb - x] for xb in base]
+        for e in range(width):
+            if ell * sum(map(operator.mul, z[e], d)) % P != share[e]:
+                return False
+    return True
+
+
+def decode(
+    xs: Sequence[int], shares: Sequence[Sequence[int]], threshold: int
+) -> tuple[tuple[int, ...], list[int]]:
+    """The shared elements despite corrupted shares, and the x-coordinates of the bad ones.
+
+    Each element's shares are a Reed-Solomon codeword of its degree ``threshold - 1``
+    polynomial, so with ``m`` shares up to ``e = (m - threshold) // 2`` corrupted ones are
+    corrected (and found). The fast path interpolates ``threshold`` shares and checks that
+    every other share lies on that polynomial; only on a mismatch is Gao's decoder run.
+    Raises ValueError when some element has no polynomial within ``e`` errors (more
+    corruption than the shares can correct): never a wrong value with ``e`` or fewer errors.
+    """
+    m = len(xs)
+    if m != len(shares) or m < threshold or threshold < 1:
+        raise ValueError(f"decode needs at least threshold={threshold} shares, got {m}")
+    if len(set(xs)) != m or any(not 0 < x < P for x in xs):
+        raise ValueError("share x-coordinates must be distinct integers in [1, P)")
+    width = len(shares[0])
+    base = xs[:threshold]
+    lam = lagrange_at_zero(base)
+    secret = [sum(li * s[e] for li, s in zip(lam, shares, strict=False)) % P for e in range(width)]
+    if _on_polynomial(xs, shares, threshold):
+        return tuple(secret), []
+    bad: set[int] = set()
+    out = []
+    for e in range(width):
+        f = _gao(xs, [s[e] for s in shares], threshold)
+        if f is None:
+            raise ValueError(
+                f"the {m} shares cannot be decoded: more than {(m - threshold) // 2} are corrupted"
+            )
+        bad.update(x for x, s in zip(xs, shares, strict=True) if _evaluate(f, x) != s[e])
+        out.append(f[0] if f else 0)
+    return tuple(out), sorted(bad)
