@@ -175,6 +175,8 @@ def check_plan(plan: SessionPlan, registry: IdentityRegistry, policy: SecurityPo
     n, k, t = plan.n, plan.k, plan.t
     if not plan.complete and (k % 2 or k >= n - 1):
         raise SecAggError(f"a sparse graph needs an even k < n - 1, got k={k} for n={n}")
+    if t > k + 1:
+        raise SecAggError(f"t={t} exceeds the k + 1 = {k + 1} holders of a client's shares")
     if 2 * t <= k + 1:
         raise SecAggError(
             f"t={t}, k={k}: 2t > k + 1 is required (else a server that tells holders different "
