@@ -326,3 +326,22 @@ def test_a_forked_client_refuses_to_go_on() -> None:
 
 def test_config_defaults_still_meet_the_policy() -> None:
     assert SecAggConfig().collusion_fraction == SecurityPolicy().collusion_fraction
+
+
+def test_a_signed_registry_is_accepted_only_from_the_pinned_operator() -> None:
+    operator, mallory = Identity(), Identity()
+    clients = {3: Identity().public_bytes, 9: Identity().public_bytes}
+    signed = IdentityRegistry(operator.public_bytes, clients).signed(operator)
+    got = IdentityRegistry.from_signed(signed, operator.public_bytes)
+    assert got.ids == (3, 9) and got.public_bytes(9) == clients[9]
+    forged = bytearray(signed)
+    forged[45] ^= 1  # a client's key swapped under the operator's signature
+    with pytest.raises(ValueError, match="signature is invalid"):
+        IdentityRegistry.from_signed(bytes(forged), operator.public_bytes)
+    own = IdentityRegistry(mallory.public_bytes, clients).signed(mallory)
+    with pytest.raises(ValueError, match="another operator"):
+        IdentityRegistry.from_signed(own, operator.public_bytes)
+    with pytest.raises(ValueError, match="operator is not"):
+        IdentityRegistry(operator.public_bytes, clients).signed(mallory)
+    with pytest.raises(ValueError, match="own key"):
+        IdentityRegistry(operator.public_bytes, {1: clients[3], 2: clients[3]})

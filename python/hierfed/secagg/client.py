@@ -21,7 +21,7 @@ from . import _crypto as cr
 from . import messages as msg
 from . import shamir
 from .errors import SecAggError
-from .graph import client_neighbours, survivors_connected
+from .graph import client_neighbours, ring_order, survivors_connected
 from .identity import Identity, IdentityRegistry
 from .masks import apply_masks, encryption_key, pair_key, self_key
 from .session import SecurityPolicy, SessionPlan, check_plan
@@ -76,7 +76,10 @@ class Client:
         self.registry = registry
         self.index = p.participants.index(client_id)
         """This client's protocol index (its Shamir x-coordinate is ``index + 1``)."""
-        self.neighbours = frozenset(client_neighbours(p.graph, p.session, self.index))
+        self._order = [] if p.complete else ring_order(p.graph, p.session)
+        self.neighbours = frozenset(
+            client_neighbours(p.graph, p.session, self.index, order=self._order or None)
+        )
         self.rejected: dict[int, str] = {}
         """Peer -> why its advertisement or share was refused (that peer is left out)."""
         self._identity = identity
@@ -88,7 +91,7 @@ class Client:
         self._peers: dict[int, tuple[bytes, bytes]] = {}
         self._held: dict[int, msg.SharePlaintext] = {}
         self._own: msg.SharePlaintext | None = None
-        self._secrets: dict[int, bytes] = {}
+        self._pair_keys: dict[int, tuple[bytes, bytes]] = {}
         self._survivors: frozenset[int] = frozenset()
         self._survivors_digest = b""
 
@@ -117,12 +120,17 @@ class Client:
                 f"t={self.plan.t}; refusing to go on"
             )
 
-    def _shared(self, v: int) -> bytes:
-        """The X25519 secret of this client's and peer ``v``'s encryption keys (cached)."""
-        s = self._secrets.get(v)
-        if s is None:
-            s = self._secrets[v] = cr.exchange(self._enc, self._peers[v][0])
-        return s
+    def _keys(self, v: int) -> tuple[bytes, bytes]:
+        """The AES-GCM and consistency-MAC keys shared with peer ``v`` (derived once)."""
+        keys = self._pair_keys.get(v)
+        if keys is None:
+            shared, digest = cr.exchange(self._enc, self._peers[v][0]), self.plan.digest
+            keys = (
+                encryption_key(shared, digest, self.index, v),
+                cr.tag_key(shared, digest, self.index, v),
+            )
+            self._pair_keys[v] = keys
+        return keys
 
     # ------------------------------------------------------------------------------ rounds
 
@@ -175,8 +183,8 @@ class Client:
                 self._own = p
                 continue
             nonce = os.urandom(msg.NONCE_BYTES)
-            key = encryption_key(self._shared(v), digest, self.index, v)
-            data = AESGCM(key).encrypt(nonce, p.to_bytes(), cr.ad(digest, self.index, v))
+            aead = AESGCM(self._keys(v)[0])
+            data = aead.encrypt(nonce, p.to_bytes(), cr.ad(digest, self.index, v))
             cts.append(msg.Ciphertext(v, nonce, data))
         commitment = cr.commit(self._seed, digest, self.index)
         self._stage = 2
@@ -187,10 +195,9 @@ class Client:
         v = ct.peer
         if v not in self._peers:
             return "a share from a client that is not a verified neighbour"
-        digest = self.plan.digest
-        key = encryption_key(self._shared(v), digest, self.index, v)
         try:
-            plain = AESGCM(key).decrypt(ct.nonce, ct.data, cr.ad(digest, v, self.index))
+            aead = AESGCM(self._keys(v)[0])
+            plain = aead.decrypt(ct.nonce, ct.data, cr.ad(self.plan.digest, v, self.index))
             p = msg.SharePlaintext.from_bytes(plain)
         except (InvalidTag, ValueError):
             return "its share fails authentication or does not parse"
@@ -256,26 +263,25 @@ class Client:
             raise SecAggError(f"client {self.index}: the survivor set names unknown clients")
         live_peers = sorted(alive & self._peers.keys())
         self._enough(len(live_peers) + 1, "live neighbours in the survivor set, with this client")
-        if not survivors_connected(self.plan.graph, self.plan.session, alive):
+        if not survivors_connected(
+            self.plan.graph, self.plan.session, alive, order=self._order or None
+        ):
             raise SecAggError(
                 f"client {self.index}: the survivor set splits the graph: the server would "
                 "learn the sums of its parts"
             )
         digest = cr.survivors_digest(self.plan.digest, alive)
-        entries = tuple((v, cr.tag(self._tag_key(v), digest, self.index, v)) for v in live_peers)
+        entries = tuple((v, cr.tag(self._keys(v)[1], digest, self.index, v)) for v in live_peers)
         self._survivors, self._survivors_digest = alive, digest
         self._stage = 4
         return msg.ConsistencyTags(self.plan.session, self.index, entries).to_bytes()
-
-    def _tag_key(self, v: int) -> bytes:
-        return cr.tag_key(self._shared(v), self.plan.digest, self.index, v)
 
     def _valid_tags(self, entries: Collection[tuple[int, bytes]]) -> int:
         digest = self._survivors_digest
         count = 0
         for v, t in entries:
             if v in self._peers and v in self._survivors:
-                want = cr.tag(self._tag_key(v), digest, v, self.index)
+                want = cr.tag(self._keys(v)[1], digest, v, self.index)
                 count += hmac.compare_digest(t, want)
         return count
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +56,7 @@ __all__ = [
     "colluder_split_bound",
     "neighbours",
     "parameter_bounds",
+    "ring_order",
     "ring_positions",
     "survivors_connected",
 ]
@@ -320,8 +321,12 @@ def _permutation(n: int, seed: bytes) -> list[int]:
     return perm
 
 
-def _ring(params: GraphParameters, session_id: bytes) -> list[int]:
-    """The client at each position of the ring of ``H(n, k)`` (``_permutation`` of the id)."""
+def ring_order(params: GraphParameters, session_id: bytes) -> list[int]:
+    """The client at each position of the ring of ``H(n, k)`` (``_permutation`` of the id).
+
+    ``O(n)`` SHA-256 work: a client computes it once and passes it as ``order`` to
+    :func:`client_neighbours` and :func:`survivors_connected`.
+    """
     if not isinstance(session_id, (bytes, bytearray, memoryview)):
         raise TypeError(f"session_id must be bytes, got {type(session_id).__name__}")
     return _permutation(params.n, _GRAPH_DOMAIN + bytes(session_id))
@@ -334,7 +339,7 @@ def ring_positions(params: GraphParameters, session_id: bytes) -> list[int]:
     around the ring of ``n`` positions. For the complete graph the positions exist but do not
     matter (every pair is joined).
     """
-    order = _ring(params, session_id)
+    order = ring_order(params, session_id)
     pos = [0] * params.n
     for p, client in enumerate(order):
         pos[client] = p
@@ -346,7 +351,7 @@ def neighbours(params: GraphParameters, session_id: bytes) -> list[tuple[int, ..
     n, k = params.n, params.k
     if params.complete:
         return [tuple(j for j in range(n) if j != i) for i in range(n)]
-    perm = _ring(params, session_id)
+    perm = ring_order(params, session_id)
     out: list[set[int]] = [set() for _ in range(n)]
     for pos in range(n):
         for step in range(1, k // 2 + 1):
@@ -356,20 +361,31 @@ def neighbours(params: GraphParameters, session_id: bytes) -> list[tuple[int, ..
     return [tuple(sorted(s)) for s in out]
 
 
-def client_neighbours(params: GraphParameters, session_id: bytes, index: int) -> tuple[int, ...]:
-    """``neighbours(params, session_id)[index]`` in ``O(n)``, without building the graph."""
+def client_neighbours(
+    params: GraphParameters,
+    session_id: bytes,
+    index: int,
+    *,
+    order: Sequence[int] | None = None,
+) -> tuple[int, ...]:
+    """``neighbours(params, session_id)[index]`` in ``O(n)``, without building the graph
+    (``order``: the :func:`ring_order` if already computed)."""
     n = params.n
     index = _check_count(index, "index", 0, n - 1)
     if params.complete:
         return tuple(j for j in range(n) if j != index)
-    perm = _ring(params, session_id)
+    perm = ring_order(params, session_id) if order is None else order
     at = perm.index(index)
     w = params.k // 2
     return tuple(sorted({perm[(at + s) % n] for s in range(-w, w + 1) if s}))
 
 
 def survivors_connected(
-    params: GraphParameters, session_id: bytes, survivors: Collection[int]
+    params: GraphParameters,
+    session_id: bytes,
+    survivors: Collection[int],
+    *,
+    order: Sequence[int] | None = None,
 ) -> bool:
     """Whether the subgraph induced on ``survivors`` (client indices) is connected, in ``O(n)``.
 
@@ -387,8 +403,8 @@ def survivors_connected(
         alive.add(_check_count(s, "survivors", 0, n - 1))
     if params.complete or len(alive) <= 1:
         return True
-    order = _ring(params, session_id)
-    pos = [p for p, client in enumerate(order) if client in alive]
+    ring = ring_order(params, session_id) if order is None else order
+    pos = [p for p, client in enumerate(ring) if client in alive]
     w = params.k // 2
     long_gaps = sum(b - a > w for a, b in itertools.pairwise(pos))
     long_gaps += pos[0] + n - pos[-1] > w
