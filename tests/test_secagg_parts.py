@@ -384,8 +384,11 @@ def test_parameter_bounds_bad_arguments(args: tuple[int, int, int, int, float], 
 def test_colluder_split_bound() -> None:
     import math
 
-    from hierfed.secagg.graph import colluder_split_bound
+    from hierfed.secagg.graph import colluder_count, colluder_split_bound
 
+    assert [colluder_count(n, g) for n, g in ((1000, 0.05), (20, 0.15), (3, 0.49))] == [50, 3, 1]
+    with pytest.raises(ValueError, match="collusion_fraction"):
+        colluder_count(10, 0.5)
     assert colluder_split_bound(1000, 82, 50) == -math.inf  # 50 < k: k-connected
     got = colluder_split_bound(100, 10, 20)
     assert got == pytest.approx(math.log2(100**2 * 0.2**10))
