@@ -1,9 +1,11 @@
-"""The README's examples type-check under ``mypy --strict``, as a user's code would be, and
-the rules answer in the caller's type (an array for arrays, a list for per-layer models)."""
+"""The README's and the documentation's examples type-check under ``mypy --strict``, as a
+user's code would be, and the rules answer in the caller's type (an array for arrays, a list
+for per-layer models)."""
 
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,13 @@ import hierfed
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+# The docs' ``.. testcode::`` blocks, with the imports of conf.py's doctest_global_setup.
+DOCS = sorted((README.parent / "docs").glob("*.rst"))
+DOC_BLOCKS = [
+    "import numpy as np\nimport hierfed\n" + textwrap.dedent(block)
+    for page in DOCS
+    for block in re.findall(r"^\.\. testcode::\n\n((?:   .*\n|\n)+)", page.read_text(), flags=re.M)
+]
 KINDS = """\
 import numpy as np
 import hierfed
@@ -32,7 +41,12 @@ def mypy_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, int]:
         pytest.skip("type-checked once, on the compiled backend's run")
     where = tmp_path_factory.mktemp("typing")
     files = []
-    for name, code in [*((f"readme_block{i}", c) for i, c in enumerate(BLOCKS)), ("kinds", KINDS)]:
+    blocks = [
+        *((f"readme_block{i}", c) for i, c in enumerate(BLOCKS)),
+        *((f"docs_block{i}", c) for i, c in enumerate(DOC_BLOCKS)),
+        ("kinds", KINDS),
+    ]
+    for name, code in blocks:
         path = where / f"{name}.py"
         path.write_text(code)
         files.append(str(path))
@@ -42,9 +56,10 @@ def mypy_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, int]:
     return out + err, len(files)
 
 
-def test_readme_examples_type_check(mypy_report: tuple[str, int]) -> None:
+def test_readme_and_docs_examples_type_check(mypy_report: tuple[str, int]) -> None:
     text, n_files = mypy_report
-    assert n_files == len(BLOCKS) + 1 >= 5
+    assert n_files == len(BLOCKS) + len(DOC_BLOCKS) + 1
+    assert len(BLOCKS) >= 5 and len(DOC_BLOCKS) >= 4
     errors = [line for line in text.splitlines() if ": error:" in line]
     assert errors == [], text
 

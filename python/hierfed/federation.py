@@ -235,7 +235,7 @@ class HierarchicalFederation:
 
     @property
     def global_model(self) -> np.ndarray[Any, Any] | None:
-        """The current global model: an alias of :attr:`model`."""
+        """The current global model (an alias of ``model``)."""
         return self.model
 
     # ---- clients -------------------------------------------------------------------------

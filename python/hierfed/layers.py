@@ -196,16 +196,20 @@ class Layer1Aggregator:
     config
         A :class:`Layer1Config` (default settings when ``None``).
     generator
-        Source of the local noise (default: a fresh secure :class:`~hierfed.NoiseGenerator`).
+        Source of the local noise (default: a fresh secure
+        :class:`~hierfed.privacy.NoiseGenerator`).
     clock
         Gives :attr:`BasketModel.timestamp` (default ``time.time``).
 
+    Notes
+    -----
     The local noise spent is accounted per basket (RDP, composed over that basket's
     releases: :meth:`privacy_spent`) and per client, over the releases the client's updates
     took part in, whatever basket they were in (:meth:`client_privacy_spent`,
     :meth:`max_client_privacy_spent`; give ``client_ids`` to :meth:`aggregate`). Every release
     has the same noise multiplier, so a client's count of releases fixes its privacy loss.
-    :attr:`last_stats` holds the stats of spec/layers.md for the last call.
+    ``last_stats`` holds the stats of the last call (basket, updates, rule, outliers removed,
+    local noise).
     """
 
     def __init__(
@@ -549,7 +553,7 @@ class Layer2Aggregator:
     config
         A :class:`Layer2Config`.
     generator
-        Noise source (default: a fresh secure :class:`~hierfed.NoiseGenerator`).
+        Noise source (default: a fresh secure :class:`~hierfed.privacy.NoiseGenerator`).
     accountant
         Accountant of the central noise (default :class:`~hierfed.privacy.RDPAccountant`).
     clock

@@ -216,6 +216,8 @@ class RDPAccountant:
         Renyi orders (> 1, at most :data:`MAX_ORDER` = 1e5) to track; default
         :data:`DEFAULT_ORDERS` (1.05 to 10.95 by 0.05, every integer to 64, then to 1024).
 
+    Notes
+    -----
     Each :meth:`step` adds the RDP of ``steps`` applications of a mechanism adding
     N(0, (noise_multiplier sensitivity)^2) noise to a sum over a Poisson sample of rate
     ``sample_rate`` (add/remove-one neighbours); composition adds RDP order by order.

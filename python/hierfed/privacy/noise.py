@@ -59,6 +59,8 @@ def add_gaussian_noise(x: X, sigma: float, generator: NoiseGenerator | None = No
     generator
         The noise source; default a fresh secure :class:`NoiseGenerator`.
 
+    Notes
+    -----
     Float noise leaks through its low bits (Mironov 2012); for exact privacy add
     ``NoiseGenerator.discrete_gaussian`` noise to fixed-point integers instead.
     """
