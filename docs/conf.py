@@ -93,11 +93,13 @@ def _resolve(app: Any, env: Any, node: Any, contnode: Any) -> Any:
         names = [n for n in _documented(env).get(attr, []) if _same(n, obj)]
     elif module.startswith("hierfed"):
         last = target.rsplit(".", 1)[-1]
-        names = [
-            n
-            for n in _documented(env).get(last, [])
-            if n.startswith(f"{module}.") and n.endswith(f".{target}")
-        ]
+        names = []
+        for scope in (module, module.rpartition(".")[0]):  # the module, then its package
+            names = names or [
+                n
+                for n in _documented(env).get(last, [])
+                if n.startswith(f"{scope}.") and n.endswith(f".{target}")
+            ]
         if not names:  # an undocumented attribute: link its class, or its module
             owner = target.rpartition(".")[0]
             candidates = [f"{module}.{owner}"] if owner else [module]

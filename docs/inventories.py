@@ -20,7 +20,15 @@ PROJECTS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
         {
             **{
                 f"collections.abc.{n}": ("py:class", _PY.format("collections.abc"))
-                for n in ("Callable", "Hashable", "Iterable", "Iterator", "Mapping", "Sequence")
+                for n in (
+                    "Callable",
+                    "Collection",
+                    "Hashable",
+                    "Iterable",
+                    "Iterator",
+                    "Mapping",
+                    "Sequence",
+                )
             },
             "argparse.ArgumentParser": ("py:class", _PY.format("argparse")),
             "argparse.Namespace": ("py:class", _PY.format("argparse")),
