@@ -30,14 +30,16 @@ of 0) is refused when it is built.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import logging
 import math
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
@@ -48,6 +50,7 @@ from numpy.typing import ArrayLike
 from . import _checkpoint, _feasible, _fed_state
 from ._buffer import PendingUpdate, UpdateBuffer
 from ._inputs import refuse_masked
+from ._store import Event, UpdateLog
 from .aggregator import AggregationMethod
 from .basket import BasketConfig, BasketManager
 from .layers import (
@@ -107,7 +110,14 @@ class FederationConfig:
     checkpoint_path, checkpoint_every
         With a path, :meth:`HierarchicalFederation.submit_update` checkpoints there after
         every ``checkpoint_every`` accepted updates (and after each global round) before it
-        returns: with 1, no acknowledged update is ever lost to a crash.
+        returns: with 1, no acknowledged update is ever lost to a crash, but each submit
+        rewrites every buffered update (for small federations; ``store`` scales).
+    store
+        Path of a durable update log (an SQLite database, :mod:`hierfed._store`): every
+        registration, removal, accepted update, basket model and global round is committed
+        there before the call returns (commits are shared by concurrent submits), with a
+        snapshot beside it at each round boundary. A federation built on an existing store
+        resumes from it: snapshot plus replay of the log. Excludes ``checkpoint_path``.
     """
 
     basket: BasketConfig = field(default_factory=BasketConfig)
@@ -121,6 +131,7 @@ class FederationConfig:
     server_learning_rate: float = 1.0
     checkpoint_path: str | PathLike[str] | None = None
     checkpoint_every: int = 1
+    store: str | PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         for name, kind in (
@@ -142,6 +153,11 @@ class FederationConfig:
             isinstance(self.basket_timeout, (int, float)) and self.basket_timeout > 0
         ):
             raise ValueError(f"basket_timeout must be None or > 0, got {self.basket_timeout!r}")
+        if self.store is not None and self.checkpoint_path is not None:
+            raise ValueError(
+                "store and checkpoint_path exclude each other: the store already keeps every "
+                "acknowledged change (checkpoint() still writes a file when asked)"
+            )
         every = self.checkpoint_every
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"checkpoint_every must be an int >= 1, got {every!r}")
@@ -231,7 +247,13 @@ class HierarchicalFederation:
         self._basket_models: dict[str, list[BasketModel]] = {}
         self._contributed: set[str] = set()
         self._stats: dict[str, Any] = _fresh_stats()
+        self._log: UpdateLog | None = None
+        self._events: list[Event] = []
+        self._depth = 0
+        self._snapshot_due = False
         _announce_noise(cfg)
+        if cfg.store is not None:
+            self._open_store(cfg.store)
 
     @property
     def global_model(self) -> np.ndarray[Any, Any] | None:
@@ -244,16 +266,24 @@ class HierarchicalFederation:
         self, client_id: str, domain_id: str, features: ArrayLike | None = None
     ) -> str:
         """Add a client (spec/basket.md's assignment); returns its basket id."""
-        with self._lock:
-            return self.manager.add_client(client_id, domain_id, features)
+        with self._op():
+            basket = self.manager.add_client(client_id, domain_id, features)
+            if self._log is not None:
+                f = None if features is None else np.asarray(features, np.float64).tolist()
+                doc = {"client_id": client_id, "domain_id": domain_id, "features": f}
+                self._emit("register", doc)
+            return basket
 
     def remove_client(self, client_id: str) -> bool:
         """Remove a client; its buffered update is dropped. ``False`` for an unknown id."""
-        with self._lock:
+        with self._op():
             if self.buffer.drop_client(client_id) is not None:
                 self._stats["dropped_on_leave"] += 1
             self._contributed.discard(client_id)
-            return self.manager.remove_client(client_id)
+            removed = self.manager.remove_client(client_id)
+            if removed:
+                self._emit("remove", {"client_id": client_id})
+            return removed
 
     # ---- updates -------------------------------------------------------------------------
 
@@ -311,7 +341,7 @@ class HierarchicalFederation:
             Unknown client, bad base version, wrong type/dtype/shape, non-finite values, or a
             second update from the client in this round (nothing is buffered).
         """
-        with self._lock:
+        with self._op():
             basket_id = self.manager.get_client_basket(client_id)
             if basket_id is None:
                 raise self._reject("unknown_client", ValueError(f"unknown client_id {client_id!r}"))
@@ -333,6 +363,7 @@ class HierarchicalFederation:
             staleness = self.version - int(base_version)
             if self.config.max_staleness is not None and staleness > self.config.max_staleness:
                 self._stats["dropped_stale"] += 1
+                self._emit("stale", {})
                 return False
             pending = PendingUpdate(
                 client_id, basket_id, own, int(base_version), staleness, self.clock()
@@ -353,6 +384,15 @@ class HierarchicalFederation:
             self.buffer.add(pending)
             self._contributed.add(client_id)
             self._stats["accepted"] += 1
+            self._emit(
+                "update",
+                {
+                    "client_id": client_id,
+                    "base_version": pending.base_version,
+                    "received_at": pending.received_at,
+                },
+                own,
+            )
             try:
                 completed = will_trigger and self.aggregate_basket(basket_id) is not None
                 completed = completed and self.aggregate_global() is not None
@@ -376,6 +416,101 @@ class HierarchicalFederation:
                     ) from exc
                 raise
             return True
+
+    # ---- durability ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _op(self) -> Iterator[None]:
+        """Hold the lock for one change; the outermost change queues its events in the
+        store and, after the lock is released, returns only once they are committed (and
+        writes the snapshot of a round it completed)."""
+        snapshot = None
+        with self._lock:
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                if self._depth == 1:
+                    self._events = []
+                raise
+            finally:
+                self._depth -= 1
+            if self._depth or self._log is None:
+                return
+            seq = self._log.append(self._events)
+            self._events = []
+            if self._snapshot_due:
+                snapshot, self._snapshot_due = self._state(), False
+        self._log.sync(seq)
+        if snapshot is not None:
+            self._log.snapshot(seq, *snapshot)
+
+    def _emit(self, kind: str, doc: dict[str, Any], array: Any = None) -> None:
+        if self._log is not None:
+            self._events.append((kind, doc, array))
+
+    def _open_store(self, path: str | PathLike[str]) -> None:
+        """Resume from the store at ``path``: its snapshot, then its events in order."""
+        log = UpdateLog(path)
+        try:
+            snap = log.read_snapshot()
+            after = 0
+            if snap is not None:
+                after, state, arrays = snap
+                self._load(state, arrays)
+            for seq, kind, doc, array in log.events(after):
+                try:
+                    self._apply(kind, doc, array)
+                except (ValueError, TypeError, KeyError) as exc:
+                    raise ValueError(f"update log {os.fspath(path)!r}, event {seq}: {exc}") from exc
+        except BaseException:
+            log.close()
+            raise
+        self._log = log
+        if snap is None:  # the manager's seed and the initial model, before any event
+            self._snapshot_due = True
+            with self._op():
+                pass
+
+    def _apply(self, kind: str, doc: dict[str, Any], array: Any) -> None:
+        """Redo one logged change (no trigger runs: their results are events too)."""
+        if kind == "register":
+            self.register_client(doc["client_id"], doc["domain_id"], doc["features"])
+        elif kind == "remove":
+            self.remove_client(doc["client_id"])
+        elif kind == "update":
+            cid, base = doc["client_id"], doc["base_version"]
+            basket_id = self.manager.get_client_basket(cid)
+            if basket_id is None or cid in self._contributed or not 0 <= base <= self.version:
+                raise ValueError(f"update of {cid!r} does not follow from the state")
+            own = self._check_update(cid, array)
+            if self.model is None:
+                self.model = np.zeros_like(own)
+            at = float(doc["received_at"])
+            self.buffer.add(PendingUpdate(cid, basket_id, own, base, self.version - base, at))
+            self._contributed.add(cid)
+            self._stats["accepted"] += 1
+            self.manager.record_update(cid)
+        elif kind == "stale":
+            self._stats["dropped_stale"] += 1
+        elif kind == "basket":
+            model = BasketModel(aggregate=self._check_update("basket model", array), **doc["model"])
+            buffered = [p.client_id for p in self.buffer.basket_updates(model.basket_id)]
+            if buffered != doc["clients"]:
+                want = doc["clients"]
+                raise ValueError(f"basket {model.basket_id!r} holds {buffered}, not {want}")
+            self.layer1.record_release(model.basket_id, model.aggregate, buffered)
+            self._commit_basket(model, doc["stats"])
+        elif kind == "global":
+            aggregate = self._check_update("global model", array)
+            fields = dict(doc["model"], privacy_spent=tuple(doc["model"]["privacy_spent"]))
+            self._fresh_basket_models()
+            self.layer2.record_round()
+            self._commit_global(GlobalMetaModel(aggregate=aggregate, **fields), doc["stats"])
+        elif kind == "discard":
+            self.discard_buffered()
+        else:
+            raise ValueError(f"unknown event kind {kind!r}")
 
     # ---- triggers ------------------------------------------------------------------------
 
@@ -431,7 +566,7 @@ class HierarchicalFederation:
 
     def poll(self) -> GlobalMetaModel | None:
         """Run both triggers, timeouts included; the global model if a round completed."""
-        with self._lock:
+        with self._op():
             rollback = self._savepoint()
             try:
                 self._rehome()
@@ -450,7 +585,7 @@ class HierarchicalFederation:
         The updates leave the buffer only when the aggregation succeeds; otherwise
         :class:`TriggerError` names the basket and why, and nothing changed.
         """
-        with self._lock:
+        with self._op():
             if self.buffer.count(basket_id) < max(1, self.config.layer1.min_inputs()):
                 return None
             pending = self.buffer.basket_updates(basket_id)
@@ -476,14 +611,22 @@ class HierarchicalFederation:
                 ) from exc
             if model is None:
                 return None
-            self.buffer.pop_basket_updates(basket_id)
-            self._basket_models.setdefault(basket_id, []).append(model)
-            if known:
-                self.manager.touch_basket(basket_id)
-            self._stats["basket_aggregations"] += 1
-            self._stats["aggregated_updates"] += model.n_contributors
-            self._stats["last_layer1"] = _plain(self.layer1.last_stats)
+            self._commit_basket(model, _plain(self.layer1.last_stats))
             return model
+
+    def _commit_basket(self, model: BasketModel, stats: Any) -> None:
+        """Store a basket model made from all of its basket's buffered updates."""
+        pending = self.buffer.pop_basket_updates(model.basket_id)
+        self._basket_models.setdefault(model.basket_id, []).append(model)
+        if self.manager.get_basket(model.basket_id) is not None:
+            self.manager.touch_basket(model.basket_id)
+        self._stats["basket_aggregations"] += 1
+        self._stats["aggregated_updates"] += model.n_contributors
+        self._stats["last_layer1"] = stats
+        if self._log is not None:
+            clients = [p.client_id for p in pending]
+            doc = {"model": _meta(model), "clients": clients, "stats": stats}
+            self._emit("basket", doc, model.aggregate)
 
     def aggregate_global(self, *, force: bool = False) -> GlobalMetaModel | None:
         """Layer 2 over the stored basket models when ``min_baskets`` baskets have one (any
@@ -492,7 +635,7 @@ class HierarchicalFederation:
         The basket models are used up only when the round succeeds; otherwise
         :class:`TriggerError` says why, and nothing changed.
         """
-        with self._lock:
+        with self._op():
             need = 1 if force else self.config.layer2.min_baskets
             models = self._fresh_basket_models()
             if len({m.basket_id for m in models}) < need or not models:
@@ -505,16 +648,24 @@ class HierarchicalFederation:
                     f"global round {self.version}: Layer 2 failed over {len(models)} basket "
                     f"models of {ids}, which stay stored: {exc}"
                 ) from exc
-            self._basket_models = {}
-            assert self.model is not None
-            lr = self.config.server_learning_rate
-            self.model = (self.model + lr * global_model.aggregate).astype(self.model.dtype)
-            self.version += 1
-            self._contributed = set()
-            self.latest = global_model
-            self._stats["global_rounds"] += 1
-            self._stats["last_layer2"] = _plain(self.layer2.last_stats)
+            self._commit_global(global_model, _plain(self.layer2.last_stats))
             return global_model
+
+    def _commit_global(self, global_model: GlobalMetaModel, stats: Any) -> None:
+        """Apply a global round made from every stored basket model."""
+        self._basket_models = {}
+        assert self.model is not None
+        lr = self.config.server_learning_rate
+        self.model = (self.model + lr * global_model.aggregate).astype(self.model.dtype)
+        self.version += 1
+        self._contributed = set()
+        self.latest = global_model
+        self._stats["global_rounds"] += 1
+        self._stats["last_layer2"] = stats
+        if self._log is not None:
+            doc = {"model": _meta(global_model), "stats": stats}
+            self._emit("global", doc, global_model.aggregate)
+            self._snapshot_due = True
 
     def _fresh_basket_models(self) -> list[BasketModel]:
         """Stored basket models, with confidence scaled by their staleness; too stale ones
@@ -538,7 +689,7 @@ class HierarchicalFederation:
     def flush(self) -> GlobalMetaModel | None:
         """Aggregate every basket with buffered updates, then a global round over whatever
         basket models exist (even fewer than ``min_baskets``)."""
-        with self._lock:
+        with self._op():
             rollback = self._savepoint()
             try:
                 self._rehome()
@@ -556,13 +707,14 @@ class HierarchicalFederation:
         basket held fewer than its rule needs) do not linger into the next round. Counted as
         ``dropped_unaggregated`` in :meth:`get_stats`; returns how many were dropped.
         """
-        with self._lock:
+        with self._op():
             pending = self.buffer.all()
             for p in pending:
                 self.buffer.drop_client(p.client_id)
                 self._contributed.discard(p.client_id)
             key = "dropped_unaggregated"
             self._stats[key] = self._stats.get(key, 0) + len(pending)
+            self._emit("discard", {})
             return len(pending)
 
     # ---- reporting -----------------------------------------------------------------------
@@ -607,6 +759,12 @@ class HierarchicalFederation:
         while writing leaves the previous checkpoint intact.
         """
         with self._lock:
+            state, arrays = self._state()
+            _checkpoint.write(path, state, arrays)
+
+    def _state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The whole state as a JSON document and arrays (copies of what may change)."""
+        with self._lock:
             arrays: dict[str, Any] = {}
             if self.model is not None:
                 arrays["model"] = self.model
@@ -625,13 +783,7 @@ class HierarchicalFederation:
             models = []
             for i, m in enumerate(m for ms in self._basket_models.values() for m in ms):
                 arrays[f"basket_model_{i}"] = m.aggregate
-                models.append(
-                    {
-                        f.name: getattr(m, f.name)
-                        for f in dataclasses.fields(m)
-                        if f.name != "aggregate"
-                    }
-                )
+                models.append(_meta(m))
             centers = {}
             for i, (b, center) in enumerate(self.layer1._previous.items()):
                 centers[b] = f"center_{i}"
@@ -643,7 +795,7 @@ class HierarchicalFederation:
                 "pending": pending,
                 "basket_models": models,
                 "contributed": sorted(self._contributed),
-                "stats": self._stats,
+                "stats": copy.deepcopy(self._stats),
                 "manager": self.manager.state_dict(),
                 "layer2_rounds": self.layer2.rounds,
                 "layer2_history": _history(
@@ -653,7 +805,7 @@ class HierarchicalFederation:
                 "client_releases": dict(self.layer1._client_releases),
                 "centers": centers,
             }
-            _checkpoint.write(path, state, arrays)
+            return state, arrays
 
     def restore(self, path: str | PathLike[str]) -> None:
         """Replace this federation's state with the checkpoint at ``path`` (written by
@@ -666,6 +818,12 @@ class HierarchicalFederation:
         files of writers killed while checkpointing to ``path`` are removed.
         """
         state, arrays = _checkpoint.read(path)
+        with self._op():
+            self._load(state, arrays)
+            self._snapshot_due = True  # the store, if any, now starts from this state
+
+    def _load(self, state: dict[str, Any], arrays: dict[str, Any]) -> None:
+        """Check the state of a checkpoint, then assign it all at once."""
         cfg = self.config
         with self._lock:
             mechanism = self.layer2.mechanism
@@ -740,6 +898,12 @@ def _replay(history: list[tuple[float, float, int]]) -> RDPAccountant:
     for z, q, n in history:
         acc.step(z, q, int(n))
     return acc
+
+
+def _meta(model: BasketModel | GlobalMetaModel) -> dict[str, Any]:
+    """A basket or global model's fields but its aggregate."""
+    fields = dataclasses.fields(model)
+    return {f.name: getattr(model, f.name) for f in fields if f.name != "aggregate"}
 
 
 def _plain(stats: dict[str, Any]) -> Any:

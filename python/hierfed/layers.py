@@ -325,10 +325,7 @@ class Layer1Aggregator:
             GaussianMechanism(sigma, sensitivity, generator=self.generator).add_noise(
                 agg, in_place=True
             )
-            self._accountants.setdefault(basket_id, RDPAccountant()).step(z)
-            for c in client_ids or ():
-                self._client_releases[c] = self._client_releases.get(c, 0) + 1
-        self._previous[basket_id] = agg
+        self.record_release(basket_id, agg, client_ids)
         expected = expected_contributors or cfg.expected_contributors or cfg.min_updates
         self.last_stats = {
             "basket_id": basket_id,
@@ -349,6 +346,19 @@ class Layer1Aggregator:
             timestamp=timestamp,
             confidence=min(1.0, n / expected),
         )
+
+    def record_release(
+        self, basket_id: str, aggregate: np.ndarray[Any, Any], client_ids: Sequence[str] | None
+    ) -> None:
+        """Account a basket model made (by :meth:`aggregate`, or replayed from a log): the
+        local noise spent by the basket and its clients, and the basket's next center."""
+        if self.config.apply_local_noise:
+            self._accountants.setdefault(basket_id, RDPAccountant()).step(
+                self.config.noise_multiplier
+            )
+            for c in client_ids or ():
+                self._client_releases[c] = self._client_releases.get(c, 0) + 1
+        self._previous[basket_id] = aggregate
 
     def privacy_spent(self, basket_id: str, delta: float | None = None) -> tuple[float, float]:
         """(epsilon, delta) of the local noise of every release of ``basket_id`` so far."""
@@ -606,6 +616,15 @@ class Layer2Aggregator:
                 mechanism.rounds, mechanism.accountant = saved
 
         return rollback
+
+    def record_round(self) -> None:
+        """Account a round made elsewhere (replayed from a log): its central noise."""
+        if self.mechanism is not None:
+            self.mechanism.accountant.step(
+                self.mechanism.noise_multiplier, self.mechanism.sample_rate
+            )
+            self.mechanism.rounds += 1
+        self.rounds += 1
 
     def privacy_spent(self) -> tuple[float, float]:
         """Central (epsilon, delta) over every round so far; (0, 0) without central DP."""
