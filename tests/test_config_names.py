@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import hierfed
-from hierfed import federation
+from hierfed import _noise_notice
 from hierfed.aggregator import AggregationMethod
 from hierfed.federation import FederationConfig, HierarchicalFederation, noise_notice
 from hierfed.layers import Layer1Aggregator, Layer1Config, Layer2Config
@@ -67,7 +67,7 @@ def test_global_model_is_the_current_model() -> None:
 
 
 def test_the_default_noise_is_announced_once(caplog: pytest.LogCaptureFixture) -> None:
-    federation._announced.clear()
+    _noise_notice._announced.clear()
     with caplog.at_level(logging.WARNING, logger="hierfed.federation"):
         HierarchicalFederation()
         HierarchicalFederation()
@@ -83,10 +83,10 @@ def test_the_default_noise_is_announced_once(caplog: pytest.LogCaptureFixture) -
 
 
 def test_the_notice_says_what_is_on() -> None:
-    assert noise_notice(QUIET) is None
+    assert noise_notice(QUIET.layer1, QUIET.layer2) is None
     central = FederationConfig(
         layer1=Layer1Config(apply_local_noise=False),
         layer2=Layer2Config(central_dp_noise_multiplier=0.7),
     )
-    text = noise_notice(central)
+    text = noise_notice(central.layer1, central.layer2)
     assert text is not None and "noise multiplier 0.7" in text and "local" not in text

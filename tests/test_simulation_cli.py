@@ -137,7 +137,10 @@ def test_no_command_prints_help() -> None:
     assert cli.main([]) == 2
 
 
-def test_default_run_end_to_end_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_default_run_end_to_end_small(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)  # not a terminal: the full table
     out = tmp_path / "results"
     status = cli.main(["simulate", "--rounds", "3", "--quiet", "--out", str(out)])
     assert status == 0

@@ -34,7 +34,6 @@ import contextlib
 import copy
 import dataclasses
 import json
-import logging
 import math
 import os
 import threading
@@ -50,6 +49,7 @@ from numpy.typing import ArrayLike
 from . import _checkpoint, _feasible, _fed_state
 from ._buffer import PendingUpdate, UpdateBuffer
 from ._inputs import refuse_masked
+from ._noise_notice import announce, noise_notice
 from ._store import Event, UpdateLog
 from .aggregator import AggregationMethod
 from .basket import BasketConfig, BasketManager
@@ -72,8 +72,6 @@ __all__ = [
     "UpdateBuffer",
     "noise_notice",
 ]
-
-_log = logging.getLogger(__name__)
 
 
 class TriggerError(ValueError):
@@ -251,7 +249,7 @@ class HierarchicalFederation:
         self._events: list[Event] = []
         self._depth = 0
         self._snapshot_due = False
-        _announce_noise(cfg)
+        announce(cfg.layer1, cfg.layer2)
         if cfg.store is not None:
             self._open_store(cfg.store)
 
@@ -845,44 +843,6 @@ class HierarchicalFederation:
                 mechanism.accountant, mechanism.rounds = central, len(new.layer2_history)
             self.layer1._accountants, self.layer1._previous = accountants, new.centers
             self.layer1._client_releases = new.client_releases
-
-
-_announced: set[str] = set()
-
-
-def noise_notice(cfg: FederationConfig) -> str | None:
-    """The noise ``cfg`` adds, in one sentence (``None`` when it adds none)."""
-    l1, l2 = cfg.layer1, cfg.layer2
-    parts = []
-    if l1.apply_local_noise:
-        level = (
-            f"noise multiplier {l1.local_noise_multiplier:g}"
-            if l1.local_noise_multiplier is not None
-            else f"epsilon {l1.local_epsilon:g} (delta {l1.local_delta:g}) per basket release"
-        )
-        parts.append(
-            f"local Gaussian noise in every basket ({level}, updates clipped to "
-            f"{l1.local_clip_norm:g}; Layer1Config(apply_local_noise=False) turns it off)"
-        )
-    if l2.central_dp:
-        level = (
-            f"noise multiplier {l2.central_dp_noise_multiplier:g}"
-            if l2.central_dp_noise_multiplier is not None
-            else f"epsilon {l2.central_dp_epsilon:g} (delta {l2.central_dp_delta:g}) per round"
-        )
-        parts.append(
-            f"central Gaussian noise ({level}, basket models clipped to {l2.clip_norm:g}; "
-            "Layer2Config(central_dp_epsilon=None) turns it off)"
-        )
-    return "HierarchicalFederation adds " + " and ".join(parts) if parts else None
-
-
-def _announce_noise(cfg: FederationConfig) -> None:
-    """Log :func:`noise_notice` once per process and distinct message."""
-    notice = noise_notice(cfg)
-    if notice is not None and notice not in _announced:
-        _announced.add(notice)
-        _log.warning(notice)
 
 
 def _history(acc: Any) -> list[list[float]]:
