@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,12 +63,24 @@ class UpdateBuffer:
         """The basket's buffered updates, in arrival order (left buffered)."""
         return list(self._by_basket.get(basket_id, {}).values())
 
-    def copy(self) -> UpdateBuffer:
-        """A buffer holding the same updates (shared, never modified in place)."""
-        other = UpdateBuffer()
-        other._by_basket = {b: dict(ps) for b, ps in self._by_basket.items()}
-        other._basket_of = dict(self._basket_of)
-        return other
+    def savepoint(self, basket_ids: list[str] | None = None) -> Callable[[], None]:
+        """A function that puts the buffer (the part of ``basket_ids`` only, when given: the
+        caller changes no other basket meanwhile) back as it is now."""
+        ids = list(self._by_basket) if basket_ids is None else basket_ids
+        saved = {b: dict(self._by_basket.get(b, {})) for b in ids}
+        whole = dict(self._basket_of) if basket_ids is None else None
+
+        def rollback() -> None:
+            if whole is not None:
+                self._by_basket, self._basket_of = {}, whole
+            for b, ps in saved.items():
+                for cid in self._by_basket.pop(b, {}):
+                    self._basket_of.pop(cid, None)
+                if ps:
+                    self._by_basket[b] = dict(ps)
+                    self._basket_of.update(dict.fromkeys(ps, b))
+
+        return rollback
 
     def pop_basket_updates(self, basket_id: str) -> list[PendingUpdate]:
         """Remove and return the basket's buffered updates, in arrival order."""

@@ -31,7 +31,6 @@ of 0) is refused when it is built.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import json
 import math
@@ -235,6 +234,7 @@ class HierarchicalFederation:
         self.layer1 = Layer1Aggregator(cfg.layer1, generator=gen, clock=clock)
         self.layer2 = Layer2Aggregator(cfg.layer2, generator=gen, clock=clock)
         self._weight = staleness_function(cfg.staleness, **cfg.staleness_params)
+        self._min_inputs = cfg.layer1.min_inputs()
         self._lock = threading.RLock()
         self.buffer = UpdateBuffer()
         self.version = 0
@@ -429,7 +429,7 @@ class HierarchicalFederation:
                 yield
             except BaseException:
                 if self._depth == 1:
-                    self._events = []
+                    self._events, self._snapshot_due = [], False
                 raise
             finally:
                 self._depth -= 1
@@ -531,15 +531,16 @@ class HierarchicalFederation:
         ``clients`` only, when given), the basket manager when ``manager`` (a failed
         checkpoint write needs it). Clients added to ``_contributed`` meanwhile are the
         caller's to discard."""
-        buffer, contributed = self.buffer.copy(), self._contributed
+        buffer, contributed = self.buffer.savepoint(baskets), self._contributed
         models = {b: list(ms) for b, ms in self._basket_models.items()}
         version, model, latest = self.version, self.model, self.latest
-        stats = copy.deepcopy(self._stats)
+        stats = _copied(self._stats)
         layer1, layer2 = self.layer1.savepoint(baskets, clients), self.layer2.savepoint()
         basket_state = self.manager.state_dict() if manager else None
 
         def rollback() -> None:
-            self.buffer, self._contributed, self._basket_models = buffer, contributed, models
+            buffer()
+            self._contributed, self._basket_models = contributed, models
             self.version, self.model, self.latest, self._stats = version, model, latest, stats
             layer1()
             layer2()
@@ -551,7 +552,7 @@ class HierarchicalFederation:
     def _ready(self, basket_id: str, timeouts: bool, extra: int = 0) -> bool:
         """Whether the basket's trigger fires (with ``extra`` more updates buffered)."""
         n = self.buffer.count(basket_id) + extra
-        if n < self.config.layer1.min_inputs():
+        if n < self._min_inputs:
             return False
         if n >= self.config.layer1.min_updates:
             return True
@@ -584,7 +585,7 @@ class HierarchicalFederation:
         :class:`TriggerError` names the basket and why, and nothing changed.
         """
         with self._op():
-            if self.buffer.count(basket_id) < max(1, self.config.layer1.min_inputs()):
+            if self.buffer.count(basket_id) < max(1, self._min_inputs):
                 return None
             pending = self.buffer.basket_updates(basket_id)
             weights = [self._weight(p.staleness) for p in pending]
@@ -737,7 +738,7 @@ class HierarchicalFederation:
     def get_stats(self) -> dict[str, Any]:
         """Counters of the federation, the manager's stats and the last layers' stats."""
         with self._lock:
-            stats = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self._stats.items()}
+            stats = _copied(self._stats)
             stats.update(
                 version=self.version,
                 buffered_updates=len(self.buffer),
@@ -793,7 +794,7 @@ class HierarchicalFederation:
                 "pending": pending,
                 "basket_models": models,
                 "contributed": sorted(self._contributed),
-                "stats": copy.deepcopy(self._stats),
+                "stats": _copied(self._stats),
                 "manager": self.manager.state_dict(),
                 "layer2_rounds": self.layer2.rounds,
                 "layer2_history": _history(
@@ -858,6 +859,12 @@ def _replay(history: list[tuple[float, float, int]]) -> RDPAccountant:
     for z, q, n in history:
         acc.step(z, q, int(n))
     return acc
+
+
+def _copied(stats: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the counters that later changes do not reach (nested dicts are replaced
+    whole, except ``rejected``'s counts: copied)."""
+    return {k: dict(v) if isinstance(v, dict) else v for k, v in stats.items()}
 
 
 def _meta(model: BasketModel | GlobalMetaModel) -> dict[str, Any]:
