@@ -510,3 +510,13 @@ def test_extreme_clips_in_range_encode_and_decode_within_the_bound(clip: float) 
     total = secure_sum(inputs, config=SecAggConfig(clip=clip)).total
     assert np.isfinite(total).all()
     assert total == pytest.approx([-3 * clip, 3 * clip], rel=1e-6)
+
+
+def test_survivor_messages_for_each_receiver_match_one_by_one() -> None:
+    ids = (0, 3, 9, 2**32 - 1)
+    many = msg.Survivors.for_each(S, ids)
+    assert many == {u: msg.Survivors(S, u, ids).to_bytes() for u in ids}
+    with pytest.raises(ValueError, match="increasing"):
+        msg.Survivors.for_each(S, (3, 1))
+    with pytest.raises(ValueError, match="ints"):
+        msg.Survivors(S, 0, (-1, 2)).to_bytes()

@@ -123,7 +123,8 @@ class _Reader:
         count = self.u32()
         if count > (len(self.data) - self.at) // 4:
             raise ValueError(f"{self.what} is truncated")
-        out = tuple(self.u32() for _ in range(count))
+        out: tuple[int, ...] = struct.unpack_from(f"<{count}I", self.data, self.at)
+        self.at += 4 * count
         _increasing(out, self.what)
         return out
 
@@ -415,8 +416,12 @@ class SharePlaintext:
 
 
 def _pack_ids(ids: tuple[int, ...], what: str) -> bytes:
+    if any(isinstance(i, bool) or not isinstance(i, int) for i in ids):
+        raise ValueError(f"{what} must be ints in [0, 2^32)")
     _increasing(ids, what)
-    return _u32(len(ids), "count") + b"".join(_u32(i, what) for i in ids)
+    if ids and not 0 <= ids[0] <= ids[-1] <= MAX_ID:
+        raise ValueError(f"{what} must be ints in [0, 2^32)")
+    return struct.pack(f"<I{len(ids)}I", len(ids), *ids)
 
 
 @dataclass(frozen=True)
@@ -465,6 +470,12 @@ class Survivors:
         """The wire form."""
         body = _u32(self.receiver, "receiver") + _pack_ids(self.ids, "ids")
         return _frame(MessageType.SURVIVORS, self.session, body)
+
+    @staticmethod
+    def for_each(session: bytes, ids: tuple[int, ...]) -> dict[int, bytes]:
+        """The message of the set ``ids`` for each receiver in it (the ids packed once)."""
+        block = _pack_ids(ids, "ids")
+        return {u: _frame(MessageType.SURVIVORS, session, _u32(u, "receiver") + block) for u in ids}
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Survivors:

@@ -211,8 +211,7 @@ class Server:
             )
         self._stage = 3
         self._survivors = alive
-        ids = tuple(sorted(alive))
-        return {u: msg.Survivors(self.plan.session, u, ids).to_bytes() for u in ids}
+        return msg.Survivors.for_each(self.plan.session, tuple(sorted(alive)))
 
     def receive_consistency_tags(self, data: bytes) -> None:
         """Round 4: a survivor's CONSISTENCY_TAGS."""

@@ -250,15 +250,17 @@ def _on_polynomial(xs: Sequence[int], shares: Sequence[Sequence[int]], threshold
             for x, s in zip(xs[threshold:], shares[threshold:], strict=True)
         )
     inv = _small_inverses(span)
-    width = len(shares[0])
+    # One random combination of the elements' polynomials checks all of them: a share off any
+    # of them is off the combination except with probability below width / P.
+    rho = [pow(secrets.randbelow(P - 1) + 1, e, P) for e in range(len(shares[0]))]
+    ys = [sum(map(operator.mul, rho, s)) % P for s in shares]
     w = _batch_inverse([math.prod(xi - xb for xb in base if xb != xi) % P for xi in base])
-    z = [[wi * s[e] % P for wi, s in zip(w, shares, strict=False)] for e in range(width)]
-    for x, share in zip(xs[threshold:], shares[threshold:], strict=True):
+    z = [wi * y % P for wi, y in zip(w, ys, strict=False)]
+    for x, y in zip(xs[threshold:], ys[threshold:], strict=True):
         ell = math.prod(x - xb for xb in base) % P
         d = [inv[x - xb] if x > xb else P - inv[xb - x] for xb in base]
-        for e in range(width):
-            if ell * sum(map(operator.mul, z[e], d)) % P != share[e]:
-                return False
+        if ell * sum(map(operator.mul, z, d)) % P != y:
+            return False
     return True
 
 
