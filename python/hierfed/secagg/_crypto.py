@@ -7,15 +7,15 @@ import hmac
 import struct
 from collections.abc import Iterable
 
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from .masks import derive_key
-
-__all__ = ["ad", "commit", "exchange", "public", "survivors_digest", "tag", "tag_key"]
+__all__ = ["ad", "channel_keys", "commit", "exchange", "public", "survivors_digest", "tag"]
 
 _COMMIT_LABEL = b"hierfed.secagg.seed-commitment.v1"
 _AD_LABEL = b"hierfed.secagg.share.v2"
-_TAG_KEY_LABEL = b"hierfed.secagg.consistency-key.v1"
+_CHANNEL_LABEL = b"hierfed.secagg.channel-keys.v1"
 _TAG_LABEL = b"hierfed.secagg.consistency.v1"
 _SURVIVORS_LABEL = b"hierfed.secagg.survivors.v1"
 
@@ -40,10 +40,13 @@ def exchange(sk: X25519PrivateKey, pk: bytes) -> bytes:
     return sk.exchange(X25519PublicKey.from_public_bytes(pk))
 
 
-def tag_key(shared: bytes, plan_digest: bytes, a: int, b: int) -> bytes:
-    """The consistency MAC key of the pair ``a``, ``b`` (from their encryption secret)."""
+def channel_keys(shared: bytes, plan_digest: bytes, a: int, b: int) -> tuple[bytes, bytes]:
+    """The AES-GCM key and the consistency MAC key of the pair ``a``, ``b``: one HKDF-SHA256
+    of their encryption keys' X25519 secret (salt: the plan's digest), 64 bytes split."""
     pair = struct.pack("<II", min(a, b), max(a, b))
-    return derive_key(shared, plan_digest, _TAG_KEY_LABEL + pair)
+    okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=plan_digest, info=_CHANNEL_LABEL + pair)
+    keys = okm.derive(shared)
+    return keys[:32], keys[32:]
 
 
 def survivors_digest(plan_digest: bytes, survivors: Iterable[int]) -> bytes:

@@ -23,7 +23,7 @@ from . import shamir
 from .errors import SecAggError
 from .graph import client_neighbours, ring_order, survivors_connected
 from .identity import Identity, IdentityRegistry
-from .masks import apply_masks, encryption_key, pair_key, self_key
+from .masks import apply_masks, pair_key, self_key
 from .session import SecurityPolicy, SessionPlan, check_plan
 
 __all__ = ["Client"]
@@ -124,12 +124,8 @@ class Client:
         """The AES-GCM and consistency-MAC keys shared with peer ``v`` (derived once)."""
         keys = self._pair_keys.get(v)
         if keys is None:
-            shared, digest = cr.exchange(self._enc, self._peers[v][0]), self.plan.digest
-            keys = (
-                encryption_key(shared, digest, self.index, v),
-                cr.tag_key(shared, digest, self.index, v),
-            )
-            self._pair_keys[v] = keys
+            shared = cr.exchange(self._enc, self._peers[v][0])
+            keys = self._pair_keys[v] = cr.channel_keys(shared, self.plan.digest, self.index, v)
         return keys
 
     # ------------------------------------------------------------------------------ rounds

@@ -41,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import struct
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -303,26 +304,25 @@ def choose_parameters(
 
 
 def _permutation(n: int, seed: bytes) -> list[int]:
-    """A uniformly random permutation of ``range(n)`` from SHA-256 of ``seed`` (Fisher-Yates
-    with rejection sampling)."""
+    """A uniformly random permutation of ``range(n)`` from SHAKE-256 of ``seed``: Fisher-Yates
+    over 64-bit words, each draw ``v mod bound`` with ``v`` rejected above the largest multiple
+    of ``bound`` (so exactly uniform; a rejection is rarer than ``n / 2^64``)."""
     perm = list(range(n))
-    stream = b""
-    counter = 0
-
-    def draw(bound: int) -> int:
-        nonlocal stream, counter
-        bits = bound.bit_length()
-        while True:
-            if len(stream) < 8:
-                stream += hashlib.sha256(seed + counter.to_bytes(8, "little")).digest()
-                counter += 1
-            v = int.from_bytes(stream[:8], "little") >> (64 - bits)
-            stream = stream[8:]
-            if v < bound:
-                return v
-
+    count = n + 8
+    words = struct.unpack(f"<{count}Q", hashlib.shake_256(seed).digest(8 * count))
+    at = 0
     for i in range(n - 1, 0, -1):
-        j = draw(i + 1)
+        bound = i + 1
+        limit = (1 << 64) - (1 << 64) % bound
+        while True:
+            if at == len(words):  # practically never: extend the stream
+                count *= 2
+                words = struct.unpack(f"<{count}Q", hashlib.shake_256(seed).digest(8 * count))
+            v = words[at]
+            at += 1
+            if v < limit:
+                break
+        j = v % bound
         perm[i], perm[j] = perm[j], perm[i]
     return perm
 
@@ -404,9 +404,11 @@ def survivors_connected(
     cross a long gap, and the survivors between two long gaps are cut off from the rest.)
     """
     n = params.n
-    alive = set()
-    for s in survivors:
-        alive.add(_check_count(s, "survivors", 0, n - 1))
+    alive = set(survivors)
+    if any(isinstance(s, bool) or not isinstance(s, int) for s in alive) or (
+        alive and not 0 <= min(alive) <= max(alive) < n
+    ):
+        raise ValueError(f"survivors must be client indices in [0, {n})")
     if params.complete or len(alive) <= 1:
         return True
     ring = ring_order(params, session_id) if order is None else order

@@ -21,7 +21,6 @@ __all__ = ["apply_masks", "derive_key", "pair_key", "self_key"]
 
 _PAIR_LABEL = b"hierfed.secagg.pair-mask.v1"
 _SELF_LABEL = b"hierfed.secagg.self-mask.v1"
-_ENC_LABEL = b"hierfed.secagg.share-encryption.v1"
 
 
 def derive_key(material: bytes, session: bytes, info: bytes) -> bytes:
@@ -36,11 +35,6 @@ def _pair(a: int, b: int) -> bytes:
 def pair_key(shared: bytes, session: bytes, a: int, b: int) -> bytes:
     """The pairwise mask key of clients ``a`` and ``b`` from their X25519 shared secret."""
     return derive_key(shared, session, _PAIR_LABEL + _pair(a, b))
-
-
-def encryption_key(shared: bytes, session: bytes, a: int, b: int) -> bytes:
-    """The AES-GCM key of the pair ``a``, ``b`` from their X25519 shared secret."""
-    return derive_key(shared, session, _ENC_LABEL + _pair(a, b))
 
 
 def self_key(seed: bytes, session: bytes, owner: int) -> bytes:

@@ -86,7 +86,7 @@ class SessionPlan:
         p = self.participants
         if not isinstance(p, tuple) or len(p) < 2 or len(set(p)) != len(p):
             raise ValueError("participants must be a tuple of at least 2 distinct ids")
-        if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < 1 << 32 for i in p):
+        if any(type(i) is not int for i in p) or not 0 <= min(p) <= max(p) < 1 << 32:
             raise ValueError("participants must be ints in [0, 2^32)")
         for name in ("k", "t"):
             v = getattr(self, name)

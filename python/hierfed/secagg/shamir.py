@@ -9,7 +9,6 @@ their shares).
 
 from __future__ import annotations
 
-import functools
 import math
 import operator
 import secrets
@@ -226,13 +225,15 @@ def _gao(xs: Sequence[int], ys: Sequence[int], threshold: int) -> Poly | None:
     return f
 
 
-@functools.lru_cache(maxsize=8)
-def _small_inverses(bound: int) -> tuple[int, ...]:
+_INVERSES = [0, 1]  # 1 / i mod P for small i, grown on demand
+
+
+def _small_inverses(bound: int) -> list[int]:
     """``1 / i mod P`` for ``i`` in ``[0, bound)`` (0 at 0): ``inv(i) = -(P // i) inv(P % i)``."""
-    inv = [0, 1]
-    for i in range(2, bound):
+    inv = _INVERSES
+    for i in range(len(inv), bound):
         inv.append(-(P // i) * inv[P % i] % P)
-    return tuple(inv[:bound])
+    return inv
 
 
 def _on_polynomial(xs: Sequence[int], shares: Sequence[Sequence[int]], threshold: int) -> bool:
@@ -254,10 +255,10 @@ def _on_polynomial(xs: Sequence[int], shares: Sequence[Sequence[int]], threshold
     # of them is off the combination except with probability below width / P.
     rho = [pow(secrets.randbelow(P - 1) + 1, e, P) for e in range(len(shares[0]))]
     ys = [sum(map(operator.mul, rho, s)) % P for s in shares]
-    w = _batch_inverse([math.prod(xi - xb for xb in base if xb != xi) % P for xi in base])
+    w = _batch_inverse([math.prod([xi - xb for xb in base if xb != xi]) % P for xi in base])
     z = [wi * y % P for wi, y in zip(w, ys, strict=False)]
     for x, y in zip(xs[threshold:], ys[threshold:], strict=True):
-        ell = math.prod(x - xb for xb in base) % P
+        ell = math.prod([x - xb for xb in base]) % P
         d = [inv[x - xb] if x > xb else P - inv[xb - x] for xb in base]
         if ell * sum(map(operator.mul, z, d)) % P != y:
             return False
