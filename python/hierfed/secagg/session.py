@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from .errors import SecAggError
-from .graph import GraphParameters, choose_parameters, parameter_bounds
+from .graph import GraphParameters, choose_parameters, colluder_count, parameter_bounds
 from .identity import SIGNATURE_BYTES, Identity, IdentityRegistry
 
 __all__ = ["SecurityPolicy", "SessionPlan", "check_plan", "plan_session"]
@@ -182,7 +182,7 @@ def check_plan(plan: SessionPlan, registry: IdentityRegistry, policy: SecurityPo
             f"t={t}, k={k}: 2t > k + 1 is required (else a server that tells holders different "
             "stories gathers t shares of both secrets of one client)"
         )
-    colluders = min(n - 1, math.floor(policy.collusion_fraction * n + 1e-9))
+    colluders = colluder_count(n, policy.collusion_fraction)
     sec, cor, split = parameter_bounds(
         n, k, t, colluders, plan.dropout_rate, complete=plan.complete
     )
