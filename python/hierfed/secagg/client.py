@@ -86,6 +86,7 @@ class Client:
         self._pid = os.getpid()
         self._enc = X25519PrivateKey.generate()
         self._mask = X25519PrivateKey.generate()
+        self._public = (cr.public(self._enc), cr.public(self._mask))
         self._seed = os.urandom(32)
         self._stage = 0
         self._peers: dict[int, tuple[bytes, bytes]] = {}
@@ -133,7 +134,7 @@ class Client:
     def advertise(self) -> bytes:
         """Round 1: the ADVERTISE message (both public keys, signed by the identity key)."""
         self._check(0)
-        enc, mask = cr.public(self._enc), cr.public(self._mask)
+        enc, mask = self._public
         payload = msg.advertisement_payload(self.plan.digest, self.index, enc, mask)
         self._stage = 1
         return msg.Advertise(
@@ -149,8 +150,7 @@ class Client:
         self._check(1)
         r = msg.Roster.from_bytes(roster)
         self._check(1, r.session)
-        enc, mask = cr.public(self._enc), cr.public(self._mask)
-        if not any(e[0] == self.index and e[1:3] == (enc, mask) for e in r.entries):
+        if not any(e[0] == self.index and e[1:3] == self._public for e in r.entries):
             raise SecAggError(f"client {self.index}: the roster misstates this client's keys")
         peers: dict[int, tuple[bytes, bytes]] = {}
         rejected: dict[int, str] = {}
