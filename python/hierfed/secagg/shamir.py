@@ -93,16 +93,24 @@ def _batch_inverse(values: Sequence[int]) -> list[int]:
     return out
 
 
+def _weights(xs: Sequence[int]) -> list[int]:
+    """Barycentric weights ``w_i = 1 / prod_{j != i} (x_i - x_j)`` (one inversion for all)."""
+    return _batch_inverse([math.prod([xi - xj for xj in xs if xj != xi]) % P for xi in xs])
+
+
+def _lagrange(xs: Sequence[int], w: Sequence[int]) -> list[int]:
+    """``l_i(0) = w_i prod_{j != i} (0 - x_j)`` from the weights ``w`` of ``xs``."""
+    total = math.prod(xs)
+    sign = -1 if len(xs) % 2 == 0 else 1  # (-1)^(len - 1)
+    return [sign * (total // xi) * wi % P for xi, wi in zip(xs, w, strict=True)]
+
+
 def lagrange_at_zero(xs: Sequence[int]) -> list[int]:
     """Coefficients ``l_i`` with ``f(0) = sum_i l_i f(xs[i])`` for every ``f`` of degree
     below ``len(xs)``."""
     if len(set(xs)) != len(xs) or any(not 0 < x < P for x in xs):
         raise ValueError("share x-coordinates must be distinct integers in [1, P)")
-    total = math.prod(xs)
-    nums = [total // xi % P for xi in xs]
-    dens = [math.prod([xj - xi for xj in xs if xj != xi]) % P for xi in xs]
-    coefs = [num * d % P for num, d in zip(nums, _batch_inverse(dens), strict=True)]
-    return coefs
+    return _lagrange(xs, _weights(xs))
 
 
 def interpolate(xs: Sequence[int], shares: Sequence[Sequence[int]], at: int) -> tuple[int, ...]:
@@ -236,8 +244,11 @@ def _small_inverses(bound: int) -> list[int]:
     return inv
 
 
-def _on_polynomial(xs: Sequence[int], shares: Sequence[Sequence[int]], threshold: int) -> bool:
-    """Whether every share lies on the polynomials through the first ``threshold`` shares.
+def _on_polynomial(
+    xs: Sequence[int], shares: Sequence[Sequence[int]], threshold: int, w: Sequence[int]
+) -> bool:
+    """Whether every share lies on the polynomials through the first ``threshold`` shares
+    (``w``: the weights of their x-coordinates).
 
     Barycentric evaluation: ``f(x) = l(x) sum_i w_i y_i / (x - x_i)`` with
     ``l(x) = prod_i (x - x_i)`` and ``w_i = 1 / prod_{b != i} (x_i - x_b)``; the differences of
@@ -255,7 +266,6 @@ def _on_polynomial(xs: Sequence[int], shares: Sequence[Sequence[int]], threshold
     # of them is off the combination except with probability below width / P.
     rho = [pow(secrets.randbelow(P - 1) + 1, e, P) for e in range(len(shares[0]))]
     ys = [sum(map(operator.mul, rho, s)) % P for s in shares]
-    w = _batch_inverse([math.prod([xi - xb for xb in base if xb != xi]) % P for xi in base])
     z = [wi * y % P for wi, y in zip(w, ys, strict=False)]
     for x, y in zip(xs[threshold:], ys[threshold:], strict=True):
         ell = math.prod([x - xb for xb in base]) % P
@@ -284,9 +294,10 @@ def decode(
         raise ValueError("share x-coordinates must be distinct integers in [1, P)")
     width = len(shares[0])
     base = xs[:threshold]
-    lam = lagrange_at_zero(base)
+    w = _weights(base)
+    lam = _lagrange(base, w)
     secret = [sum(li * s[e] for li, s in zip(lam, shares, strict=False)) % P for e in range(width)]
-    if _on_polynomial(xs, shares, threshold):
+    if _on_polynomial(xs, shares, threshold, w):
         return tuple(secret), []
     bad: set[int] = set()
     out = []
