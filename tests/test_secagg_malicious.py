@@ -16,7 +16,7 @@ from secagg_round import Round, survivors_message
 
 from hierfed.secagg import Client, SecAggConfig, SecAggError, shamir
 from hierfed.secagg import messages as msg
-from hierfed.secagg._crypto import exchange
+from hierfed.secagg._crypto import exchange, secret_key
 from hierfed.secagg.identity import Identity, IdentityRegistry
 from hierfed.secagg.masks import apply_masks, pair_key, self_key
 from hierfed.secagg.session import SecurityPolicy, SessionPlan
@@ -73,7 +73,7 @@ def _recover_input(r: Round, target: int, seeds: list, keys: dict[int, list]) ->
         raw = shamir.elements_to_bytes(
             shamir.reconstruct(*zip(*keys[v][: r.params.t], strict=True))
         )
-        shared = exchange(X25519PrivateKey.from_private_bytes(raw), r.server._keys[target][1])
+        shared = exchange(secret_key(raw), r.server._keys[target][1])
         mask_keys.append(pair_key(shared, digest, target, v))
         negate.append(target < v)
     apply_masks(mask_keys, negate, out)

@@ -22,7 +22,7 @@ S = os.urandom(32)
 
 
 def test_shamir_round_trip_any_t_subset() -> None:
-    secret = os.urandom(32)
+    secret = shamir.draw_secret()
     elems = shamir.bytes_to_elements(secret)
     xs = list(range(1, 11))
     shares = shamir.split(elems, xs, 4)
@@ -49,7 +49,7 @@ def test_shamir_bad_arguments() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         shamir.bytes_to_elements(b"x")
     with pytest.raises(ValueError, match="corrupted"):
-        shamir.elements_to_bytes((1 << 125, 0, 0))
+        shamir.elements_to_bytes((1 << 126, 0))
 
 
 # ---- graph ----------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ ALL = [
     msg.Survivors(S, 2, (0, 1, 4)),
     msg.ConsistencyTags(S, 2, ((0, b"m" * 32), (4, b"n" * 32))),
     msg.ConsistencyProofs(S, 4, ((2, b"m" * 32),)),
-    msg.UnmaskResponse(S, 2, ((0, msg.SEED, (1, 2, 3)), (4, msg.KEY, (4, 5, 6)))),
+    msg.UnmaskResponse(S, 2, ((0, msg.SEED, (1, 2)), (4, msg.KEY, (4, 5)))),
 ]
 
 
@@ -190,7 +190,7 @@ def test_forged_bodies_raise() -> None:
     swapped = r[:-12] + struct.pack("<II", 1, 0) + r[-4:]  # ids out of order
     with pytest.raises(ValueError, match="increasing"):
         msg.Survivors.from_bytes(swapped)
-    u = msg.UnmaskResponse(S, 2, ((0, msg.SEED, (1, 2, 3)),)).to_bytes()
+    u = msg.UnmaskResponse(S, 2, ((0, msg.SEED, (1, 2)),)).to_bytes()
     with pytest.raises(ValueError, match="kind"):
         msg.UnmaskResponse.from_bytes(u[:56] + b"\x07" + u[57:])
     with pytest.raises(ValueError, match=">= P"):
@@ -202,7 +202,7 @@ def test_forged_bodies_raise() -> None:
         msg.Advertise.from_bytes("text")  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         replace(ALL[5], ids=(3, 1)).to_bytes()  # type: ignore[type-var]
-    p = msg.SharePlaintext(1, 2, (1, 2, 3), (4, 5, 6))
+    p = msg.SharePlaintext(1, 2, (1, 2), (4, 5))
     assert msg.SharePlaintext.from_bytes(p.to_bytes()) == p
     with pytest.raises(ValueError):
         msg.SharePlaintext.from_bytes(p.to_bytes()[:-1])
@@ -231,7 +231,7 @@ def test_parsers_refuse_what_is_not_bytes(parse: object, blob: object) -> None:
     so an int asked for that many zero bytes (2**45: MemoryError) and a list forged bytes."""
     with pytest.raises(TypeError, match="must be bytes"):
         parse(blob)  # type: ignore[operator]
-    p = msg.SharePlaintext(1, 2, (1, 2, 3), (4, 5, 6)).to_bytes()
+    p = msg.SharePlaintext(1, 2, (1, 2), (4, 5)).to_bytes()
     assert msg.SharePlaintext.from_bytes(bytearray(p)).sender == 1
     assert msg.peek_type(memoryview(ALL[0].to_bytes())) == msg.MessageType.ADVERTISE  # type: ignore[attr-defined]
 
@@ -520,3 +520,23 @@ def test_survivor_messages_for_each_receiver_match_one_by_one() -> None:
         msg.Survivors.for_each(S, (3, 1))
     with pytest.raises(ValueError, match="ints"):
         msg.Survivors(S, 0, (-1, 2)).to_bytes()
+
+
+def test_an_x25519_key_survives_sharing_as_its_251_used_bits() -> None:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from hierfed.secagg._crypto import key_secret, secret_key
+
+    for _ in range(50):
+        sk = X25519PrivateKey.generate()
+        peer = X25519PrivateKey.generate().public_key()
+        secret = key_secret(sk.private_bytes_raw())
+        assert int.from_bytes(secret, "little") < 2**shamir.SECRET_BITS
+        back = secret_key(shamir.elements_to_bytes(shamir.bytes_to_elements(secret)))
+        assert back.public_key().public_bytes_raw() == sk.public_key().public_bytes_raw()
+        assert back.exchange(peer) == sk.exchange(peer)
+    with pytest.raises(ValueError, match="X25519"):
+        secret_key((1 << 251).to_bytes(32, "little"))
+    with pytest.raises(ValueError, match="below 2"):
+        shamir.bytes_to_elements(b"\xff" * 32)
+    assert all(int.from_bytes(shamir.draw_secret(), "little") >> 252 == 0 for _ in range(100))

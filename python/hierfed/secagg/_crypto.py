@@ -11,7 +11,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = ["ad", "channel_keys", "commit", "exchange", "public", "survivors_digest", "tag"]
+__all__ = [
+    "ad",
+    "channel_keys",
+    "commit",
+    "exchange",
+    "key_secret",
+    "public",
+    "secret_key",
+    "survivors_digest",
+    "tag",
+]
 
 _COMMIT_LABEL = b"hierfed.secagg.seed-commitment.v1"
 _AD_LABEL = b"hierfed.secagg.share.v2"
@@ -28,6 +38,21 @@ def commit(seed: bytes, plan_digest: bytes, owner: int) -> bytes:
 def ad(plan_digest: bytes, sender: int, receiver: int) -> bytes:
     """The AES-GCM associated data of a share sent from ``sender`` to ``receiver``."""
     return _AD_LABEL + plan_digest + struct.pack("<II", sender, receiver)
+
+
+def key_secret(raw: bytes) -> bytes:
+    """The 251 bits of an X25519 private key that X25519 uses (RFC 7748 clamps bits 0-2, 254
+    and 255), as a 252-bit secret to share."""
+    return ((int.from_bytes(raw, "little") >> 3) & ((1 << 251) - 1)).to_bytes(32, "little")
+
+
+def secret_key(secret: bytes) -> X25519PrivateKey:
+    """The X25519 private key of a shared secret from :func:`key_secret` (ValueError if the
+    value cannot be one: a corrupted reconstruction)."""
+    v = int.from_bytes(secret, "little")
+    if v >> 251:
+        raise ValueError("not an X25519 key secret")
+    return X25519PrivateKey.from_private_bytes(((v << 3) | (1 << 254)).to_bytes(32, "little"))
 
 
 def public(sk: X25519PrivateKey) -> bytes:

@@ -87,7 +87,7 @@ class Client:
         self._enc = X25519PrivateKey.generate()
         self._mask = X25519PrivateKey.generate()
         self._public = (cr.public(self._enc), cr.public(self._mask))
-        self._seed = os.urandom(32)
+        self._seed = shamir.draw_secret()
         self._stage = 0
         self._peers: dict[int, tuple[bytes, bytes]] = {}
         self._held: dict[int, msg.SharePlaintext] = {}
@@ -166,7 +166,7 @@ class Client:
         self._peers = peers
         self.rejected.update(rejected)
         holders = sorted([*peers, self.index])
-        key_elems = shamir.bytes_to_elements(self._mask.private_bytes_raw())
+        key_elems = shamir.bytes_to_elements(cr.key_secret(self._mask.private_bytes_raw()))
         seed_elems = shamir.bytes_to_elements(self._seed)
         shares = shamir.split(key_elems + seed_elems, [h + 1 for h in holders], self.plan.t)
         digest = self.plan.digest

@@ -28,10 +28,10 @@ Bodies (``u32`` = 4-byte unsigned, ``key`` = 32 bytes, ``fe`` = 16-byte field el
   survivor set under the pair's MAC key), peers increasing; ``CONSISTENCY_PROOFS``: the same
   with the receiver, each entry naming its sender (the server's routing).
 - ``UNMASK_RESPONSE``: sender u32, count u32, then count x (owner u32, kind u8: 0 seed share,
-  1 key share, 3 fe); owners increasing.
+  1 key share, 2 fe); owners increasing.
 
-Share plaintexts (inside AES-GCM) are 105 bytes: version u8, sender u32, receiver u32, 3 fe of
-the masking key's share, 3 fe of the self-mask seed's share.
+Share plaintexts (inside AES-GCM) are 73 bytes: version u8, sender u32, receiver u32, 2 fe of
+the masking key's share, 2 fe of the self-mask seed's share.
 
 Parsing is strict: wrong magic, version, type, flags, lengths, counts, orders or trailing
 bytes raise ValueError.
@@ -386,7 +386,7 @@ class SharePlaintext:
     SIZE = 1 + 8 + 2 * ELEMENTS * _FE_BYTES
 
     def to_bytes(self) -> bytes:
-        """The plaintext form (105 bytes)."""
+        """The plaintext form (73 bytes)."""
         if len(self.key_share) != ELEMENTS or len(self.seed_share) != ELEMENTS:
             raise ValueError(f"shares hold {ELEMENTS} field elements")
         return (
@@ -552,7 +552,7 @@ class UnmaskResponse:
         body = _u32(self.sender, "sender") + _u32(len(self.shares), "count")
         for owner, kind, share in self.shares:
             if kind not in (SEED, KEY) or len(share) != ELEMENTS:
-                raise ValueError("a revealed share has kind 0 or 1 and 3 field elements")
+                raise ValueError("a revealed share has kind 0 or 1 and 2 field elements")
             body += _u32(owner, "owner") + bytes([kind])
             body += b"".join(e.to_bytes(_FE_BYTES, "little") for e in share)
         return _frame(MessageType.UNMASK_RESPONSE, self.session, body)

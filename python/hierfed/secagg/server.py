@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from numpy.typing import NDArray
 
 from . import _crypto as cr
@@ -283,11 +282,14 @@ class Server:
             public = self._keys[v][1]
 
             def key_ok(s: bytes, p: bytes = public) -> bool:
-                return cr.public(X25519PrivateKey.from_private_bytes(s)) == p
+                try:
+                    return cr.public(cr.secret_key(s)) == p
+                except ValueError:
+                    return False
 
             raw, bad = _recover(v, "masking key", keys.get(v, []), t, key_ok)
             self.corrupted_shares.extend((x - 1, v) for x in bad)
-            sk = X25519PrivateKey.from_private_bytes(raw)
+            sk = cr.secret_key(raw)
             for w in live:
                 shared = cr.exchange(sk, self._keys[w][1])
                 mask_keys.append(pair_key(shared, digest, w, v))

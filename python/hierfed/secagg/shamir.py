@@ -1,23 +1,28 @@
 """Shamir secret sharing over the prime field of ``P = 2^127 - 1``.
 
-A 32-byte secret is cut into three field elements (15, 15 and 2 bytes, little-endian), each
-shared with its own random polynomial of degree ``threshold - 1``; holder ``x`` (an integer in
-``[1, P)``) gets the three evaluations at ``x``. Any ``threshold`` holders reconstruct by
-Lagrange interpolation at 0; fewer learn nothing (each element is uniformly distributed given
-their shares).
+A secret is a 252-bit integer (32 bytes, little-endian, the top four bits zero: a self-mask
+seed draws 252 random bits, an X25519 key keeps its 251 unclamped bits), cut into two 126-bit
+field elements, each shared with its own random polynomial of degree ``threshold - 1``; holder
+``x`` (an integer in ``[1, P)``) gets the two evaluations at ``x``. Any ``threshold`` holders
+reconstruct by Lagrange interpolation at 0; fewer learn nothing (each element is uniformly
+distributed given their shares).
 """
 
 from __future__ import annotations
 
 import math
 import operator
+import os
 import secrets
 from collections.abc import Sequence
 
 __all__ = [
     "ELEMENTS",
+    "SECRET_BITS",
     "P",
     "bytes_to_elements",
+    "decode",
+    "draw_secret",
     "elements_to_bytes",
     "interpolate",
     "reconstruct",
@@ -25,31 +30,34 @@ __all__ = [
 ]
 
 P = (1 << 127) - 1
-ELEMENTS = 3  # field elements per 32-byte secret
-_CHUNKS = (15, 15, 2)  # bytes per element (each < 2^127)
+ELEMENTS = 2  # field elements per secret
+SECRET_BITS = 252
+_HALF = SECRET_BITS // ELEMENTS  # bits per element (each < 2^126 < P)
+
+
+def draw_secret() -> bytes:
+    """A fresh secret: 252 random bits from the OS, as 32 bytes."""
+    v = int.from_bytes(os.urandom(32), "little") >> (256 - SECRET_BITS)
+    return v.to_bytes(32, "little")
 
 
 def bytes_to_elements(secret: bytes) -> tuple[int, ...]:
-    """The three field elements of a 32-byte secret."""
+    """The two field elements of a secret (32 bytes holding a value below ``2^252``)."""
     if not isinstance(secret, (bytes, bytearray)) or len(secret) != 32:
         raise ValueError("secret must be 32 bytes")
-    out, at = [], 0
-    for size in _CHUNKS:
-        out.append(int.from_bytes(secret[at : at + size], "little"))
-        at += size
-    return tuple(out)
+    v = int.from_bytes(secret, "little")
+    if v >> SECRET_BITS:
+        raise ValueError(f"secret must be below 2^{SECRET_BITS}")
+    return (v & ((1 << _HALF) - 1), v >> _HALF)
 
 
 def elements_to_bytes(elements: Sequence[int]) -> bytes:
-    """The 32-byte secret of three field elements; ValueError if one is out of range."""
+    """The 32-byte secret of two field elements; ValueError if one is out of range."""
     if len(elements) != ELEMENTS:
         raise ValueError(f"a secret has {ELEMENTS} field elements, got {len(elements)}")
-    parts = []
-    for e, size in zip(elements, _CHUNKS, strict=True):
-        if not 0 <= e < 1 << (8 * size):
-            raise ValueError("a reconstructed element is out of range: a share is corrupted")
-        parts.append(e.to_bytes(size, "little"))
-    return b"".join(parts)
+    if any(not 0 <= e < 1 << _HALF for e in elements):
+        raise ValueError("a reconstructed element is out of range: a share is corrupted")
+    return (elements[0] | elements[1] << _HALF).to_bytes(32, "little")
 
 
 def split(elements: Sequence[int], holders: Sequence[int], threshold: int) -> list[tuple[int, ...]]:
