@@ -63,6 +63,9 @@ class UpdateLog:
         self.snapshot_path = self.path.with_name(self.path.name + ".snapshot.npz")
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
+            # 64 KB pages (a new database only): an update of 0.4 MB spans 7 pages, not 100
+            # (a third of the time per commit, measured in bench/test_store.py)
+            self._conn.execute("PRAGMA page_size=65536")
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_SCHEMA)
