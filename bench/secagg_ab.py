@@ -45,27 +45,16 @@ def _old_package(into: Path) -> Any:
     return secagg_before
 
 
-def old_round(old: Any, x: np.ndarray, drop: float) -> dict[str, float]:
+def old_round(old: Any, x: np.ndarray) -> dict[str, float]:
     """One round of the old protocol (its four rounds), timed as bench/test_secagg.py times."""
+    from bench.test_secagg import Timers, dropped_clients
+
     n = x.shape[0]
     params = old.choose_parameters(n)
     session = os.urandom(32)
     graph = old.neighbours(params, session)
-    client_s, server_s = np.zeros(n), [0.0]
-
-    def srv(f: Any, *a: Any) -> Any:
-        t = time.perf_counter()
-        out = f(*a)
-        server_s[0] += time.perf_counter() - t
-        return out
-
-    def cli(i: int, f: Any, *a: Any) -> Any:
-        t = time.perf_counter()
-        out = f(*a)
-        client_s[i] += time.perf_counter() - t
-        return out
-
-    start = time.perf_counter()
+    tm = Timers(n)
+    srv, cli = tm.srv, tm.cli
     server = srv(old.Server, session, params, graph)
     clients = [cli(i, old.Client, i, session, params, graph[i]) for i in range(n)]
     for i, c in enumerate(clients):
@@ -74,22 +63,14 @@ def old_round(old: Any, x: np.ndarray, drop: float) -> dict[str, float]:
     for i, c in enumerate(clients):
         srv(server.receive_share_keys, cli(i, c.share_keys, rosters[i]))
     routed = srv(server.route_shares)
-    dropped = set(range(0, n, round(1 / drop)))
+    dropped = dropped_clients(n)
     for i, c in enumerate(clients):
         if i not in dropped:
             srv(server.receive_masked_input, cli(i, c.masked_input, routed[i], x[i]))
     for i, q in srv(server.unmask_requests).items():
         srv(server.receive_unmask_response, cli(i, clients[i].unmask, q))
     total, survivors = srv(server.finalize)
-    wall = time.perf_counter() - start
-    want = x[list(survivors)].sum(axis=0, dtype=np.uint64).astype(np.uint32)
-    assert np.array_equal(total, want), "the old secure sum is wrong"
-    live = [i for i in range(n) if i not in dropped]
-    return {
-        "client_ms": float(client_s[live].mean() * 1e3),
-        "server_ms": server_s[0] * 1e3,
-        "round_s": wall,
-    }
+    return tm.summary(x, total, survivors, [i for i in range(n) if i not in dropped])
 
 
 def main() -> None:
@@ -97,16 +78,16 @@ def main() -> None:
     if "--cpu" in sys.argv:
         time.perf_counter = time.process_time  # both sides, and bench/test_secagg.py
     sys.path.insert(0, str(ROOT))
-    from bench.test_secagg import DROP, _inputs, timed_round
+    from bench.test_secagg import _inputs, timed_round
 
     with tempfile.TemporaryDirectory() as tmp:
         old = _old_package(Path(tmp))
         x = _inputs(n)
-        old_round(old, x[:20], DROP)
+        old_round(old, x[:20])
         timed_round(x[:20])  # warm up both
         rows: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
         for _ in range(reps):
-            rows["before"].append(old_round(old, x, DROP))
+            rows["before"].append(old_round(old, x))
             rows["after"].append(timed_round(x))
     for key in ("client_ms", "server_ms", "round_s"):
         b = [r[key] for r in rows["before"]]

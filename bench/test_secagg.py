@@ -50,6 +50,48 @@ def _provision(n: int) -> tuple[Identity, list[Identity], IdentityRegistry]:
     return _PROVISIONED[n]
 
 
+class Timers:
+    """Compute time of each client and of the server over one round (``time.perf_counter``)."""
+
+    def __init__(self, n: int) -> None:
+        self.client_s = np.zeros(n)
+        self.server_s = 0.0
+        self.start = time.perf_counter()
+
+    def srv(self, f: Any, *a: Any) -> Any:
+        """``f(*a)``, its time counted as the server's."""
+        t = time.perf_counter()
+        out = f(*a)
+        self.server_s += time.perf_counter() - t
+        return out
+
+    def cli(self, i: int, f: Any, *a: Any) -> Any:
+        """``f(*a)``, its time counted as client ``i``'s."""
+        t = time.perf_counter()
+        out = f(*a)
+        self.client_s[i] += time.perf_counter() - t
+        return out
+
+    def summary(
+        self, x: np.ndarray, total: np.ndarray, survivors: Any, live: list[int]
+    ) -> dict[str, float]:
+        """Check the sum exactly; the figures of the round."""
+        wall = time.perf_counter() - self.start
+        want = x[list(survivors)].sum(axis=0, dtype=np.uint64).astype(np.uint32)
+        assert np.array_equal(total, want), "the secure sum is wrong"
+        return {
+            "client_ms": float(self.client_s[live].mean() * 1e3),
+            "client_max_ms": float(self.client_s[live].max() * 1e3),
+            "server_ms": self.server_s * 1e3,
+            "round_s": wall,
+        }
+
+
+def dropped_clients(n: int, drop: float = DROP) -> set[int]:
+    """The clients that vanish after sharing keys: every ``1 / drop``-th."""
+    return set(range(0, n, round(1 / drop)))
+
+
 def timed_round(x: np.ndarray, drop: float = DROP) -> dict[str, Any]:
     """One round over the rows of ``x``; the fraction ``drop`` vanishes after sharing keys."""
     n = x.shape[0]
@@ -58,23 +100,8 @@ def timed_round(x: np.ndarray, drop: float = DROP) -> dict[str, Any]:
     plan = SessionPlan(
         os.urandom(32), tuple(range(n)), params.k, params.t, params.complete, x.shape[1], DROP
     ).signed(operator)
-    client_s = np.zeros(n)
-    server_s = 0.0
-
-    def srv(f: Any, *a: Any) -> Any:
-        nonlocal server_s
-        t = time.perf_counter()
-        out = f(*a)
-        server_s += time.perf_counter() - t
-        return out
-
-    def cli(i: int, f: Any, *a: Any) -> Any:
-        t = time.perf_counter()
-        out = f(*a)
-        client_s[i] += time.perf_counter() - t
-        return out
-
-    start = time.perf_counter()
+    tm = Timers(n)
+    srv, cli = tm.srv, tm.cli
     server = srv(Server, registry, plan)
     clients = [cli(i, Client, ids[i], i, registry, plan) for i in range(n)]
     for i, c in enumerate(clients):
@@ -83,7 +110,7 @@ def timed_round(x: np.ndarray, drop: float = DROP) -> dict[str, Any]:
     for i, c in enumerate(clients):
         srv(server.receive_share_keys, cli(i, c.share_keys, rosters[i]))
     routed = srv(server.route_shares)
-    dropped = set(range(0, n, round(1 / drop)))
+    dropped = dropped_clients(n, drop)
     for i, c in enumerate(clients):
         if i not in dropped:
             srv(server.receive_masked_input, cli(i, c.masked_input, routed[i], x[i]))
@@ -92,18 +119,8 @@ def timed_round(x: np.ndarray, drop: float = DROP) -> dict[str, Any]:
     for i, m in srv(server.consistency_proofs).items():
         srv(server.receive_unmask_response, cli(i, clients[i].unmask, m))
     total, survivors = srv(server.finalize)
-    wall = time.perf_counter() - start
-    want = x[list(survivors)].sum(axis=0, dtype=np.uint64).astype(np.uint32)
-    assert np.array_equal(total, want), "the secure sum is wrong"
     live = [i for i in range(n) if i not in dropped]
-    return {
-        "k": params.k,
-        "t": params.t,
-        "client_ms": float(client_s[live].mean() * 1e3),
-        "client_max_ms": float(client_s[live].max() * 1e3),
-        "server_ms": server_s * 1e3,
-        "round_s": wall,
-    }
+    return {"k": params.k, "t": params.t, **tm.summary(x, total, survivors, live)}
 
 
 @pytest.mark.parametrize("n", SIZES)

@@ -6,7 +6,7 @@ not having sent it (dropped at that stage), and the reason is kept in :attr:`Ser
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import numpy as np
 from numpy.typing import NDArray
@@ -94,14 +94,16 @@ class Server:
             self.rejected.setdefault(sender, why)
         raise ValueError(f"client {sender}: {why}")
 
-    def _sender(self, session: bytes, sender: int, seen: object, pool: object) -> None:
+    def _sender(
+        self, session: bytes, sender: int, seen: Collection[int], pool: Collection[int] | None
+    ) -> None:
         if session != self.plan.session:
             raise ValueError("message from another session")
         if not 0 <= sender < self.n:
             raise ValueError(f"sender {sender} is not a client of this session")
-        if sender in seen:  # type: ignore[operator]
+        if sender in seen:
             raise ValueError(f"client {sender} sent this message twice")
-        if pool is not None and sender not in pool:  # type: ignore[operator]
+        if pool is not None and sender not in pool:
             raise ValueError(f"client {sender} is not in this round")
 
     # ------------------------------------------------------------------------------ rounds
