@@ -345,3 +345,12 @@ def test_a_signed_registry_is_accepted_only_from_the_pinned_operator() -> None:
         IdentityRegistry(operator.public_bytes, clients).signed(mallory)
     with pytest.raises(ValueError, match="own key"):
         IdentityRegistry(operator.public_bytes, {1: clients[3], 2: clients[3]})
+
+
+def test_a_replayed_plan_is_refused_by_a_client_that_keeps_its_sessions() -> None:
+    r = Round(4, complete=True)
+    joined: set[bytes] = set()
+    Client(r.identities[0], 0, r.registry, r.signed, joined=joined)
+    assert joined == {r.session}
+    with pytest.raises(SecAggError, match="replay"):
+        Client(r.identities[0], 0, r.registry, r.signed, joined=joined)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import Collection
+from collections.abc import Collection, MutableSet
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
@@ -46,6 +46,11 @@ class Client:
         The signed :class:`~.session.SessionPlan` (as relayed by the server).
     policy
         What this client requires of the plan (default :class:`~.session.SecurityPolicy`).
+    joined
+        The session ids this client has taken part in (kept by the deployment, e.g. a set
+        loaded from the client's disk): a plan whose id is in it is refused, and the id is
+        added. A client that answered one plan twice would give a server two sums over
+        different survivor sets of the same inputs.
 
     Raises
     ------
@@ -61,6 +66,8 @@ class Client:
         registry: IdentityRegistry,
         plan: bytes,
         policy: SecurityPolicy | None = None,
+        *,
+        joined: MutableSet[bytes] | None = None,
     ) -> None:
         if not isinstance(identity, Identity):
             raise TypeError(f"identity must be an Identity, got {type(identity).__name__}")
@@ -72,6 +79,10 @@ class Client:
         check_plan(p, registry, SecurityPolicy() if policy is None else policy)
         if client_id not in p.participants:
             raise SecAggError(f"the session plan does not name client {client_id}")
+        if joined is not None:
+            if p.session in joined:
+                raise SecAggError("this client already took part in this session: a replay")
+            joined.add(p.session)
         self.plan = p
         self.registry = registry
         self.index = p.participants.index(client_id)

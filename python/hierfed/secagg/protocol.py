@@ -52,7 +52,7 @@ Threat model (who may see what):
   the sum is then over fewer clients, never fewer than ``t``), denial of service, traffic
   analysis, and a compromised operator key (it vouches for identities and plans). Each
   session id is used once: a client must not join the same plan twice (the operator picks
-  fresh ids; a deployment keeps the ids its clients joined).
+  fresh ids; a deployment keeps the ids its clients joined and passes them as ``joined``).
 - Provisioning must give every client the operator's public key and the registry through a
   channel the aggregation server does not control (installation, a pinned file, a signed
   roster checked against the pinned operator key).
