@@ -303,10 +303,11 @@ def _report(config: Any, simulation: Any, show: bool) -> int:
         console = console_mod.Console(width=max(console.width, 130))
     errors = console_mod.Console(stderr=True)
     total = len(plan(config)) * config.rounds
-    room = max(10, min(44, errors.width - 40))
+    # label, bar, "n/total rounds" and the time within the terminal's width
+    room = max(10, min(44, errors.width // 3))
     columns = (
         progress_mod.TextColumn(f"{{task.description:<{room}.{room}}}"),
-        progress_mod.BarColumn(),
+        progress_mod.BarColumn(bar_width=max(10, min(40, errors.width - room - 30))),
         progress_mod.MofNCompleteColumn(),
         progress_mod.TextColumn("rounds"),
         progress_mod.TimeElapsedColumn(),
