@@ -9,33 +9,41 @@ reported by ``sphinx-build -n``: add it with its page.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import zlib
 from pathlib import Path
 
 # project -> (documentation root, {name: (role, page#anchor)}); "$" in a page is the name.
 _PY = "library/{}.html#$"
+# Every public class and function of the standard-library modules type hints draw on, so a new
+# hint (``collections.abc.MutableSet``) resolves without an entry by hand.
+_STDLIB = ("argparse", "collections.abc", "enum", "logging", "os", "pathlib", "threading", "typing")
+
+
+def _stdlib() -> dict[str, tuple[str, str]]:
+    entries = {}
+    for module in _STDLIB:
+        mod = importlib.import_module(module)
+        for name in dir(mod):
+            obj = getattr(mod, name)
+            if name.startswith("_") or not (inspect.isclass(obj) or inspect.isfunction(obj)):
+                continue
+            role = (
+                "py:exception"
+                if isinstance(obj, type) and issubclass(obj, BaseException)
+                else ("py:class" if inspect.isclass(obj) else "py:function")
+            )
+            entries[f"{module}.{name}"] = (role, _PY.format(module))
+    entries["typing.Any"] = ("py:data", _PY.format("typing"))
+    return entries
+
+
 PROJECTS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
     "python": (
         "https://docs.python.org/3/",
         {
-            **{
-                f"collections.abc.{n}": ("py:class", _PY.format("collections.abc"))
-                for n in (
-                    "Callable",
-                    "Collection",
-                    "Hashable",
-                    "Iterable",
-                    "Iterator",
-                    "Mapping",
-                    "Sequence",
-                )
-            },
-            "argparse.ArgumentParser": ("py:class", _PY.format("argparse")),
-            "argparse.Namespace": ("py:class", _PY.format("argparse")),
-            "enum.Enum": ("py:class", _PY.format("enum")),
-            "enum.IntEnum": ("py:class", _PY.format("enum")),
-            "os.PathLike": ("py:class", _PY.format("os")),
-            "typing.Any": ("py:data", _PY.format("typing")),
+            **_stdlib(),
             "ValueError": ("py:exception", "library/exceptions.html#$"),
             "TypeError": ("py:exception", "library/exceptions.html#$"),
             "ImportError": ("py:exception", "library/exceptions.html#$"),
@@ -49,7 +57,13 @@ PROJECTS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
             "numpy.dtype": ("py:class", "reference/generated/numpy.dtype.html#$"),
             **{
                 f"numpy.{n}": ("py:class", "reference/arrays.scalars.html#$")
-                for n in ("floating", "float32", "float64", "int64", "uint32", "bool")
+                for n in (
+                    *("generic", "number", "integer", "signedinteger", "unsignedinteger"),
+                    *("floating", "complexfloating", "bool", "bool_", "intp", "uintp"),
+                    *(f"int{b}" for b in (8, 16, 32, 64)),
+                    *(f"uint{b}" for b in (8, 16, 32, 64)),
+                    *("float16", "float32", "float64", "complex64", "complex128"),
+                )
             },
             "numpy.random.Generator": (
                 "py:class",
