@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 
 from hierfed import cli
 from hierfed.simulation import study
-from hierfed.simulation.config import SimulationConfig
+from hierfed.simulation.config import SimulationConfig, load_toml
 
 
 def _simulate(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -149,3 +151,14 @@ def test_options_and_config_keys_are_one_to_one() -> None:
         assert "--" + dest.replace("_", "-") in strings
     args = cli.build_parser().parse_args(["simulate", "--rule-param", "tau=1"])
     assert cli.settings_from_args(args)[0] == {"rule_params": {"tau": 1}}
+
+
+def test_the_docs_config_file_example_is_valid(tmp_path: Path) -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "cli.rst").read_text()
+    block = re.search(r"\.\. code-block:: toml\n\n((?:   .*\n|\n)+)", page)
+    assert block is not None
+    path = tmp_path / "study.toml"
+    path.write_text(textwrap.dedent(block.group(1)))
+    cfg = SimulationConfig(**load_toml(str(path)))
+    assert (cfg.dataset, cfg.clients, cfg.rule) == ("wine", 20, "centered_clipping")
+    assert cfg.rule_kwargs() == {"n_iter": 3, "tau": cfg.clip_norm}
