@@ -1,0 +1,257 @@
+"""The distributed discrete Gaussian mechanism (Kairouz, Liu & Steinke, ICML 2021).
+
+Each party (a basket aggregator) turns its vector into integers that secure aggregation can
+sum, with its own share of the noise already inside, so the server that unmasks the sum
+never sees it un-noised:
+
+1. clip to L2 norm ``clip``; pad with zeros to a power of two and rotate with a randomized
+   Walsh-Hadamard transform of a public seed shared by the round (``rotate=True``: spreads
+   the vector's mass evenly over the coordinates, which makes modular clipping rare);
+2. scale by ``1 / gamma`` and round each coordinate randomly to an integer (up with the
+   probability of its fractional part, so the rounding is unbiased), drawing again until the
+   rounded vector's squared norm is within the paper's bound (conditional randomized
+   rounding, Kairouz et al. Theorem 1: a draw is within it with probability >= 1 - beta);
+3. add discrete Gaussian noise ``N_Z(0, share_sigma^2)`` per coordinate (the exact sampler
+   :meth:`NoiseGenerator.discrete_gaussian`), ``share_sigma = sigma / (gamma sqrt(n_min))``;
+4. reduce mod ``2^bits`` (modular clipping) into uint32 words, SecAgg's input.
+
+The server decodes the SecAgg sum (mod 2^32, reduced mod ``2^bits``) by centring it into
+``[-2^(bits-1), 2^(bits-1))``, multiplying by ``gamma`` and rotating back. The result is the
+sum of the parties' rotated-and-rounded vectors plus the summed noise, exactly, whenever each
+coordinate of that integer sum lies in the centred range; otherwise those coordinates wrap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .. import _checks
+from .clipping import clip_by_l2_norm
+from .rng import NoiseGenerator
+
+__all__ = [
+    "DistributedDiscreteGaussian",
+    "conditional_rounding_bound",
+    "randomized_hadamard",
+    "randomized_hadamard_inverse",
+]
+
+_FAILURE_EXPONENT = 60.0  # draw-again loop: give up with probability <= e^-60
+
+
+def conditional_rounding_bound(norm: float, dim: int, beta: float) -> float:
+    """Squared L2 norm bound of a vector of norm <= ``norm`` after conditional rounding.
+
+    ``min((norm + sqrt(d))^2, norm^2 + d/4 + sqrt(2 log(1/beta)) (norm + sqrt(d)/2))``
+    (Kairouz et al. 2021, Theorem 1); the first always holds (each coordinate moves by less
+    than 1), the second with probability >= 1 - beta per draw; ``beta = 0`` keeps the first.
+    """
+    c = _checks.non_negative(norm, "norm")
+    d = _checks.count(dim, "dim", minimum=1)
+    b = _checks.real(beta, "beta")
+    if not 0 <= b < 1:
+        raise ValueError(f"beta must be in [0, 1), got {b}")
+    always = (c + math.sqrt(d)) ** 2
+    if b == 0:
+        return always
+    likely = c * c + d / 4 + math.sqrt(2 * math.log(1 / b)) * (c + math.sqrt(d) / 2)
+    return min(always, likely)
+
+
+def _hadamard(v: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The unnormalised Walsh-Hadamard transform ``H v`` (Sylvester order; ``H H = d I``)."""
+    out = v
+    h = 1
+    while h < v.size:
+        pairs = out.reshape(-1, 2, h)
+        out = np.stack((pairs[:, 0] + pairs[:, 1], pairs[:, 0] - pairs[:, 1]), axis=1)
+        h *= 2
+    return out.reshape(-1)
+
+
+def _signs(seed: int | bytes, dim: int) -> NDArray[np.float64]:
+    words: NDArray[np.uint32] = NoiseGenerator(seed=seed, secure=False).random_uint32(dim)
+    return 1.0 - 2.0 * (words & 1).astype(np.float64)
+
+
+def _power_of_two(dim: int) -> int:
+    return 1 << (dim - 1).bit_length()
+
+
+def randomized_hadamard(x: Any, seed: int | bytes) -> NDArray[np.float64]:
+    """``H D x / sqrt(d)``: ``x`` zero-padded to a power of two ``d``, ``D`` random signs from
+    ``seed``; an orthogonal map (norms kept up to float rounding)."""
+    v = np.asarray(x, dtype=np.float64).reshape(-1)
+    size = _power_of_two(max(v.size, 1))
+    padded = np.zeros(size)
+    padded[: v.size] = v
+    return _hadamard(_signs(seed, size) * padded) / math.sqrt(size)
+
+
+def randomized_hadamard_inverse(y: Any, seed: int | bytes, dim: int) -> NDArray[np.float64]:
+    """The first ``dim`` coordinates of ``D H y / sqrt(d)``: undoes :func:`randomized_hadamard`."""
+    v = np.asarray(y, dtype=np.float64).reshape(-1)
+    if v.size != _power_of_two(max(v.size, 1)):
+        raise ValueError(f"y must have a power-of-two length, got {v.size}")
+    return (_signs(seed, v.size) * _hadamard(v) / math.sqrt(v.size))[:dim]
+
+
+@dataclass(frozen=True)
+class DistributedDiscreteGaussian:
+    """Encoding and decoding of the distributed discrete Gaussian for one setup.
+
+    Every party and the server build it from the same public parameters.
+
+    Parameters
+    ----------
+    clip
+        L2 norm each party's vector is clipped to (the vector's units).
+    gamma
+        Granularity: one integer step is ``gamma`` in the vector's units.
+    sigma
+        Standard deviation of the summed noise of ``n_min`` parties (the vector's units): a
+        central Gaussian of this sigma is what the sum is compared with.
+    n_min
+        The fewest parties whose noise a released sum holds (see the module docstring).
+    dim
+        Length of the vectors.
+    bits
+        Modulus ``2^bits`` of the encoded words (2 to 32; SecAgg sums uint32 mod 2^32).
+    beta
+        Conditional rounding's parameter in [0, 1): smaller tightens nothing but the bound
+        holds with probability 1 - beta per draw (``exp(-0.5)`` as in the paper).
+    rotate
+        Randomized Walsh-Hadamard rotation before rounding (then each round needs a shared
+        public ``rotation_seed``, and vectors are padded to :attr:`encoded_dim`).
+    """
+
+    clip: float
+    gamma: float
+    sigma: float
+    n_min: int
+    dim: int
+    bits: int = 32
+    beta: float = math.exp(-0.5)
+    rotate: bool = True
+
+    def __post_init__(self) -> None:
+        _checks.positive(self.clip, "clip")
+        _checks.positive(self.gamma, "gamma")
+        _checks.positive(self.sigma, "sigma")
+        _checks.count(self.n_min, "n_min", minimum=1)
+        _checks.count(self.dim, "dim", minimum=1)
+        if _checks.count(self.bits, "bits") not in range(2, 33):
+            raise ValueError(f"bits must be in [2, 32], got {self.bits}")
+        conditional_rounding_bound(1.0, 1, self.beta)  # checks beta
+        if not isinstance(self.rotate, bool):
+            raise TypeError(f"rotate must be a bool, got {type(self.rotate).__name__}")
+        if self.clip / self.gamma + 1 >= 2.0 ** (self.bits - 1):
+            raise ValueError(
+                f"gamma must exceed clip / (2^(bits-1) - 1) = "
+                f"{self.clip / (2.0 ** (self.bits - 1) - 1):g}: one clipped vector must fit "
+                f"in the centred range of 2^bits"
+            )
+        if self.share_sigma < 0.5:
+            raise ValueError(
+                f"sigma / (gamma sqrt(n_min)) must be >= 0.5 (each party's noise, in integer "
+                f"steps; Kairouz et al. Theorem 3), got {self.share_sigma:g}: lower gamma"
+            )
+
+    @property
+    def encoded_dim(self) -> int:
+        """Words per encoded vector: ``dim`` padded to a power of two when rotating."""
+        return _power_of_two(self.dim) if self.rotate else self.dim
+
+    @property
+    def share_sigma(self) -> float:
+        """Each party's noise, in integer steps: ``sigma / (gamma sqrt(n_min))``."""
+        return self.sigma / (self.gamma * math.sqrt(self.n_min))
+
+    @property
+    def l2_sensitivity_squared(self) -> float:
+        """Bound on one encoded vector's squared L2 norm, in integer steps (enforced)."""
+        return conditional_rounding_bound(self.clip / self.gamma, self.encoded_dim, self.beta)
+
+    def _seed(self, rotation_seed: int | bytes | None) -> int | bytes | None:
+        if self.rotate and rotation_seed is None:
+            raise ValueError("rotation_seed is required with rotate=True (public, per round)")
+        if not self.rotate and rotation_seed is not None:
+            raise ValueError("rotation_seed given but rotate=False")
+        return rotation_seed
+
+    def quantize(
+        self,
+        x: Any,
+        generator: NoiseGenerator,
+        rotation_seed: int | bytes | None = None,
+    ) -> NDArray[np.int64]:
+        """``x`` clipped, rotated, scaled by ``1/gamma`` and conditionally rounded (no noise).
+
+        The result's squared norm is at most :attr:`l2_sensitivity_squared` (checked).
+        """
+        if not isinstance(generator, NoiseGenerator):
+            raise TypeError(f"generator must be a NoiseGenerator, got {type(generator).__name__}")
+        seed = self._seed(rotation_seed)
+        v = np.asarray(x, dtype=np.float64)
+        if v.shape != (self.dim,):
+            raise ValueError(f"x must have shape ({self.dim},), got {v.shape}")
+        if not np.isfinite(v).all():
+            raise ValueError("x must be finite")
+        clipped = clip_by_l2_norm(v[None, :], self.clip)[0]
+        y = clipped if seed is None else randomized_hadamard(clipped, seed)
+        return self._round(y / self.gamma, generator)
+
+    def encode(
+        self,
+        x: Any,
+        generator: NoiseGenerator,
+        rotation_seed: int | bytes | None = None,
+    ) -> NDArray[np.uint32]:
+        """One party's SecAgg input: :meth:`quantize` plus ``N_Z(0, share_sigma^2)`` noise per
+        coordinate (drawn from ``generator`` next), reduced mod ``2^bits`` (words < 2^bits)."""
+        rounded = self.quantize(x, generator, rotation_seed)
+        noised = rounded + generator.discrete_gaussian(self.share_sigma, rounded.size)
+        return self.wrap(noised)
+
+    def wrap(self, integers: NDArray[np.int64]) -> NDArray[np.uint32]:
+        """Integers reduced mod ``2^bits`` into uint32 words (modular clipping)."""
+        return (np.asarray(integers, dtype=np.int64) & ((1 << self.bits) - 1)).astype(np.uint32)
+
+    def _round(self, y: NDArray[np.float64], generator: NoiseGenerator) -> NDArray[np.int64]:
+        """Conditional randomized rounding: draw until the squared norm is within the bound."""
+        bound = self.l2_sensitivity_squared
+        low = np.floor(y)
+        frac = y - low
+        base = low.astype(np.int64)
+        attempts = 8 if self.beta == 0 else 8 + math.ceil(_FAILURE_EXPONENT / -math.log(self.beta))
+        for _ in range(attempts):
+            r: NDArray[np.int64] = base + (generator.uniform(size=y.size) < frac)
+            if int(np.dot(r, r)) <= bound:
+                return r
+        raise RuntimeError(  # pragma: no cover - probability <= e^-60 for a clipped vector
+            "conditional rounding found no draw within the norm bound"
+        )
+
+    def decode(self, total: Any, rotation_seed: int | bytes | None = None) -> NDArray[np.float64]:
+        """The noised sum of the parties' vectors from SecAgg's uint32 total (mod 2^32).
+
+        Exact (up to float rounding of the inverse rotation) when each coordinate of the
+        integer sum lies in ``[-2^(bits-1), 2^(bits-1))``; coordinates outside wrap.
+        """
+        seed = self._seed(rotation_seed)
+        words = np.asarray(total)
+        if words.dtype != np.uint32 or words.shape != (self.encoded_dim,):
+            raise ValueError(
+                f"total must be a uint32 array of shape ({self.encoded_dim},), got "
+                f"{words.dtype} {words.shape}"
+            )
+        reduced = words.astype(np.int64) & ((1 << self.bits) - 1)
+        half = 1 << (self.bits - 1)
+        centred = np.where(reduced >= half, reduced - (1 << self.bits), reduced)
+        scaled = centred.astype(np.float64) * self.gamma
+        return scaled if seed is None else randomized_hadamard_inverse(scaled, seed, self.dim)

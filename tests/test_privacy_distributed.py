@@ -1,0 +1,236 @@
+"""The distributed discrete Gaussian (Kairouz, Liu & Steinke 2021): the real sampler's summed
+noise against the exact pmf; the rounding bound against the paper's formula in mpmath;
+encode/decode round trips through modular wrap-around."""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+from scipy import linalg, stats
+
+from hierfed.privacy import NoiseGenerator
+from hierfed.privacy.distributed import (
+    DistributedDiscreteGaussian,
+    conditional_rounding_bound,
+    randomized_hadamard,
+    randomized_hadamard_inverse,
+)
+
+mpmath.mp.dps = 50
+
+
+def mp_rounding_bound(c: float, d: int, beta: float) -> mpmath.mpf:
+    """Theorem 1: min((c + sqrt d)^2, c^2 + d/4 + sqrt(2 log(1/beta)) (c + sqrt(d)/2))."""
+    c_, d_ = mpmath.mpf(c), mpmath.mpf(d)
+    always = (c_ + mpmath.sqrt(d_)) ** 2
+    if beta == 0:
+        return always
+    k = mpmath.sqrt(2 * mpmath.log(1 / mpmath.mpf(beta)))
+    return min(always, c_**2 + d_ / 4 + k * (c_ + mpmath.sqrt(d_) / 2))
+
+
+def mp_sum_pmf(s: float, n: int, half_width: int) -> dict[int, mpmath.mpf]:
+    """Exact pmf of the sum of n independent N_Z(0, s^2), by convolution (support truncated
+    at +-half_width per summand: the mass beyond is below exp(-half_width^2 / (2 s^2)))."""
+    xs = range(-half_width, half_width + 1)
+    w = [mpmath.exp(-(mpmath.mpf(x) ** 2) / (2 * mpmath.mpf(s) ** 2)) for x in xs]
+    z = mpmath.fsum(w)
+    one = {x: wx / z for x, wx in zip(xs, w, strict=True)}
+    pmf = dict(one)
+    for _ in range(n - 1):
+        nxt: dict[int, mpmath.mpf] = {}
+        for x, px in pmf.items():
+            for y, py in one.items():
+                nxt[x + y] = nxt.get(x + y, mpmath.mpf(0)) + px * py
+        pmf = nxt
+    return pmf
+
+
+@pytest.mark.parametrize(("s", "n"), [(0.5, 3), (1.3, 4), (4.0, 2)])
+def test_sampler_sum_matches_the_exact_pmf(s: float, n: int) -> None:
+    """n draws of the real sampler, summed, against the exact pmf of the sum: the variance
+    (z-test) and a chi-square test, each with a false-failure rate below 1e-7."""
+    draws = 20_000
+    gen = NoiseGenerator(seed=15, secure=False)
+    sums = gen.discrete_gaussian(s, (draws, n)).sum(axis=1)
+    half = int(12 * s) + 2
+    pmf = mp_sum_pmf(s, n, half)
+    support = np.array(sorted(pmf))
+    p = np.array([float(pmf[int(x)]) for x in support])
+    mean_sq = float(np.sum(p * support.astype(np.float64) ** 2))
+    fourth = float(np.sum(p * support.astype(np.float64) ** 4))
+    # E[Z^2] of the sum is n Var(N_Z(0, s^2)): close to n s^2 once s >= 1.
+    if s >= 1:
+        assert mean_sq == pytest.approx(n * s * s, rel=1e-6)
+    z = (np.mean(sums.astype(np.float64) ** 2) - mean_sq) / math.sqrt((fourth - mean_sq**2) / draws)
+    assert abs(z) < 5.5
+    expected = p * draws
+    keep = expected >= 20
+    observed = np.array([np.count_nonzero(sums == x) for x in support[keep]])
+    rest = draws - observed.sum()
+    chi2 = np.sum((observed - expected[keep]) ** 2 / expected[keep])
+    chi2 += (rest - (draws - expected[keep].sum())) ** 2 / max(draws - expected[keep].sum(), 1)
+    assert chi2 < stats.chi2.isf(1e-7, int(keep.sum()))
+
+
+def test_rounding_bound_follows_the_paper() -> None:
+    for c, d, beta in [(10.0, 100, math.exp(-0.5)), (3.0, 1000, 0.0), (1e3, 64, 1e-9)]:
+        want = float(mp_rounding_bound(c, d, beta))
+        assert conditional_rounding_bound(c, d, beta) == pytest.approx(want, rel=1e-14)
+
+
+def test_randomized_hadamard_is_an_orthogonal_rotation(rng: np.random.Generator) -> None:
+    """R = H D / sqrt(d) against scipy's Hadamard matrix: H^T R sqrt(d) / d is a diagonal of
+    random signs; R is orthogonal; the inverse undoes it; another seed rotates otherwise."""
+    rot = np.array([randomized_hadamard(e, seed=7) for e in np.eye(128)]).T  # columns R e_i
+    signs = linalg.hadamard(128).T @ rot / math.sqrt(128)
+    np.testing.assert_allclose(np.abs(np.diag(signs)), 1.0, atol=1e-12)
+    np.testing.assert_allclose(signs - np.diag(np.diag(signs)), 0.0, atol=1e-12)
+    assert 30 < np.count_nonzero(np.diag(signs) > 0) < 98
+    np.testing.assert_allclose(rot @ rot.T, np.eye(128), atol=1e-12)
+    x = rng.standard_normal(100)
+    y = randomized_hadamard(x, seed=7)
+    np.testing.assert_allclose(y, rot[:, :100] @ x, atol=1e-12)
+    assert np.linalg.norm(y) == pytest.approx(np.linalg.norm(x), rel=1e-13)
+    np.testing.assert_allclose(randomized_hadamard_inverse(y, 7, 100), x, atol=1e-12)
+    assert not np.allclose(randomized_hadamard(x, seed=8), y)
+
+
+def seeded(seed: int) -> NoiseGenerator:
+    return NoiseGenerator(seed=seed, secure=False)
+
+
+@pytest.mark.parametrize("rotate", [True, False])
+def test_noiseless_round_trip_wraps_and_stays_within_rounding(
+    rng: np.random.Generator, rotate: bool
+) -> None:
+    """Sum of n quantized vectors, as words mod 2^bits summed mod 2^32 (SecAgg), decodes to
+    gamma R^T (integer sum) exactly, within gamma n sqrt(d) of the sum of clipped vectors."""
+    mech = DistributedDiscreteGaussian(
+        clip=1.0, gamma=1 / 60, sigma=0.2, n_min=4, dim=50, bits=11, rotate=rotate
+    )
+    seed = 99 if rotate else None
+    xs = rng.standard_normal((6, 50)) * np.array([[0.1], [3.0], [0.5], [2.0], [0.02], [1.0]])
+    ints = [mech.quantize(x, seeded(i), seed) for i, x in enumerate(xs)]
+    for r in ints:
+        assert int(r @ r) <= mech.l2_sensitivity_squared
+    words = np.sum([mech.wrap(r) for r in ints], axis=0, dtype=np.uint32)
+    exact = np.sum(ints, axis=0)
+    assert np.abs(exact).max() < 1 << 10  # within the centred range ...
+    assert int(np.sum([mech.wrap(r) for r in ints], axis=0, dtype=np.int64).max()) >= 1 << 11
+    decoded = mech.decode(words, seed)  # ... although the words wrapped mod 2^11
+    want = exact * mech.gamma
+    if rotate:
+        want = randomized_hadamard_inverse(want, 99, 50)
+    np.testing.assert_allclose(decoded, want, atol=1e-12)
+    clipped = xs / np.maximum(1.0, np.linalg.norm(xs, axis=1, keepdims=True))
+    err = np.linalg.norm(decoded - clipped.sum(axis=0))
+    assert err <= mech.gamma * 6 * math.sqrt(mech.encoded_dim)
+    assert err > 0  # rounding happened
+
+
+def test_out_of_range_sum_wraps_as_documented() -> None:
+    mech = DistributedDiscreteGaussian(
+        clip=1.0, gamma=1 / 100, sigma=1.0, n_min=1, dim=2, bits=8, rotate=False
+    )
+    ints = np.array([127, 128], dtype=np.int64)  # 128 is outside [-128, 128)
+    np.testing.assert_array_equal(mech.decode(mech.wrap(ints)) * 100, [127.0, -128.0])
+
+
+def test_encode_is_quantize_plus_the_next_discrete_gaussian_draws(
+    rng: np.random.Generator,
+) -> None:
+    mech = DistributedDiscreteGaussian(clip=2.0, gamma=0.05, sigma=3.0, n_min=3, dim=30, bits=16)
+    x = rng.standard_normal(30)
+    words = mech.encode(x, seeded(5), rotation_seed=b"round-1")
+    twin = seeded(5)
+    r = mech.quantize(x, twin, rotation_seed=b"round-1")
+    noise = twin.discrete_gaussian(mech.share_sigma, 32)
+    np.testing.assert_array_equal(words, (r + noise) % (1 << 16))
+    assert words.dtype == np.uint32 and words.max() < 1 << 16
+
+
+def test_noised_round_trip_within_the_tail_bound(rng: np.random.Generator) -> None:
+    """Decoded - sum of clipped = gamma R^T (rounding + noise); the summed noise is
+    (n s^2)-subgaussian per coordinate, so every coordinate is within
+    sqrt(2 n s^2 log(2 d / 1e-9)) with probability >= 1 - 1e-9."""
+    n, dim = 10, 200
+    mech = DistributedDiscreteGaussian(clip=1.0, gamma=0.005, sigma=0.5, n_min=n, dim=dim)
+    xs = rng.standard_normal((n, dim)) * 0.1
+    gens = NoiseGenerator(seed=3, secure=False).spawn(n)
+    words = np.sum(
+        [mech.encode(x, g, 4) for x, g in zip(xs, gens, strict=True)], axis=0, dtype=np.uint32
+    )
+    decoded = mech.decode(words, 4)
+    clipped = xs / np.maximum(1.0, np.linalg.norm(xs, axis=1, keepdims=True))
+    d = mech.encoded_dim
+    per_coord = math.sqrt(2 * n * mech.share_sigma**2 * math.log(2 * d / 1e-9))
+    bound = mech.gamma * math.sqrt(d) * (n + per_coord)
+    err = np.linalg.norm(decoded - clipped.sum(axis=0))
+    assert err <= bound
+    # and the noise is there: its energy is about d n s^2 steps (within 30 %)
+    assert err > 0.7 * mech.gamma * math.sqrt(d * n) * mech.share_sigma
+
+
+def test_conditional_rounding_draws_again() -> None:
+    """With beta = 0.99 the bound is tight: plain randomized rounding of (0.5, ..., 0.5)
+    exceeds it about 4 times in 10; the conditional rounding never returns such a draw."""
+    dim = 400
+    mech = DistributedDiscreteGaussian(
+        clip=10.0, gamma=1.0, sigma=10.0, n_min=1, dim=dim, beta=0.99, rotate=False
+    )
+    x = np.full(dim, 0.5)  # norm 10: not clipped
+    bound = mech.l2_sensitivity_squared
+    assert bound == pytest.approx(dim / 2 + math.sqrt(2 * math.log(1 / 0.99)) * math.sqrt(dim))
+    gen = seeded(11)
+    plain = np.sum(gen.uniform(size=(200, dim)) < 0.5, axis=1)  # squared norms of plain draws
+    assert np.count_nonzero(plain > bound) > 40
+    for _ in range(200):
+        r = mech.quantize(x, gen)
+        assert set(np.unique(r)) <= {0, 1}
+        assert int(r @ r) <= bound
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"clip": 0.0}, "clip must be > 0"),
+        ({"gamma": -1.0}, "gamma must be > 0"),
+        ({"sigma": math.nan}, "sigma must be finite"),
+        ({"n_min": 0}, "n_min must be >= 1"),
+        ({"dim": 0}, "dim must be >= 1"),
+        ({"bits": 1}, r"bits must be in \[2, 32\]"),
+        ({"bits": 33}, r"bits must be in \[2, 32\]"),
+        ({"beta": 1.0}, r"beta must be in \[0, 1\)"),
+        ({"gamma": 1e-3, "bits": 10}, "gamma must exceed"),
+        ({"sigma": 0.009}, r"sigma / \(gamma sqrt\(n_min\)\) must be >= 0.5"),
+    ],
+)
+def test_bad_parameters_are_refused(kwargs: dict[str, float], match: str) -> None:
+    params: dict[str, float] = {"clip": 1.0, "gamma": 0.01, "sigma": 1.0, "n_min": 4, "dim": 8}
+    params.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        DistributedDiscreteGaussian(**params)  # type: ignore[arg-type]
+
+
+def test_bad_calls_are_refused() -> None:
+    mech = DistributedDiscreteGaussian(clip=1.0, gamma=0.01, sigma=1.0, n_min=4, dim=8)
+    gen = seeded(0)
+    with pytest.raises(TypeError, match="rotate must be a bool"):
+        DistributedDiscreteGaussian(1.0, 0.01, 1.0, 4, 8, rotate=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="rotation_seed is required"):
+        mech.encode(np.zeros(8), gen)
+    with pytest.raises(ValueError, match=r"x must have shape \(8,\)"):
+        mech.encode(np.zeros(9), gen, 1)
+    with pytest.raises(ValueError, match="x must be finite"):
+        mech.encode(np.full(8, np.inf), gen, 1)
+    with pytest.raises(TypeError, match="generator must be a NoiseGenerator"):
+        mech.encode(np.zeros(8), np.random.default_rng(0), 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="total must be a uint32 array of shape"):
+        mech.decode(np.zeros(8, np.int64), 1)
+    unrotated = DistributedDiscreteGaussian(1.0, 0.01, 1.0, 4, 8, rotate=False)
+    with pytest.raises(ValueError, match="rotation_seed given but rotate=False"):
+        unrotated.decode(np.zeros(8, np.uint32), 1)
