@@ -133,3 +133,29 @@ def test_bad_arguments() -> None:
         RDPAccountant().step(1.0, 0.1, -2)
     with pytest.raises(ValueError, match=r"delta must be in \(0, 1\)"):
         RDPAccountant().get_epsilon(0.0)
+
+
+def test_add_rdp_composes_a_curve_as_step_does() -> None:
+    by_step, by_curve = RDPAccountant(), RDPAccountant()
+    by_step.step(1.3, sample_rate=0.02, steps=7)
+    by_curve.add_rdp(compute_rdp(1.3, 0.02, 1, by_curve.orders), steps=7)
+    np.testing.assert_allclose(by_curve.rdp, by_step.rdp, rtol=1e-15)
+    assert by_curve.get_epsilon(1e-5) == pytest.approx(by_step.get_epsilon(1e-5), rel=1e-14)
+    by_curve.add_rdp(np.full(by_curve.orders.shape, np.inf), steps=0)  # 0 steps: nothing spent
+    np.testing.assert_array_equal(by_curve.rdp, by_step.rdp)
+
+
+def test_add_rdp_refuses_bad_curves_and_dp_events() -> None:
+    acc = RDPAccountant([2.0, 8.0])
+    with pytest.raises(ValueError, match="one value per order"):
+        acc.add_rdp([0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match=">= 0 at every order"):
+        acc.add_rdp([0.1, -0.2])
+    with pytest.raises(ValueError, match=">= 0 at every order"):
+        acc.add_rdp([0.1, math.nan])
+    with pytest.raises(ValueError, match="steps must be >= 0"):
+        acc.add_rdp([0.1, 0.2], steps=-1)
+    assert not acc.rdp.any()  # refused curves leave the accountant as it was
+    acc.add_rdp([0.1, 0.2])
+    with pytest.raises(ValueError, match="add_rdp"):
+        acc.to_dp_event()

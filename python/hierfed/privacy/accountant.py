@@ -220,19 +220,41 @@ class RDPAccountant:
     -----
     Each :meth:`step` adds the RDP of ``steps`` applications of a mechanism adding
     N(0, (noise_multiplier sensitivity)^2) noise to a sum over a Poisson sample of rate
-    ``sample_rate`` (add/remove-one neighbours); composition adds RDP order by order.
+    ``sample_rate`` (add/remove-one neighbours); :meth:`add_rdp` adds another mechanism's
+    RDP curve; composition adds RDP order by order.
     """
 
     def __init__(self, orders: Sequence[float] | None = None) -> None:
         self.orders = _orders(orders)
         self._rdp = np.zeros_like(self.orders)
         self.history: list[tuple[float, float, int]] = []
+        self.curves_added = 0  # add_rdp calls: mechanisms dp_accounting cannot describe
 
     def step(self, noise_multiplier: float, sample_rate: float = 1.0, steps: int = 1) -> None:
         """Record ``steps`` uses of the (subsampled) Gaussian mechanism."""
         rdp = compute_rdp(noise_multiplier, sample_rate, steps, self.orders)
         self._rdp = self._rdp + rdp
         self.history.append((float(noise_multiplier), float(sample_rate), int(steps)))
+
+    def add_rdp(self, rdp: Orders, steps: int = 1) -> None:
+        """Record ``steps`` uses of a mechanism given by its RDP curve at :attr:`orders`.
+
+        For mechanisms other than the Gaussian (e.g. the distributed discrete Gaussian of
+        :mod:`hierfed.privacy.distributed`): ``rdp[i]`` must bound its Renyi divergence at
+        ``orders[i]`` (>= 0; ``inf`` where there is no bound). :meth:`to_dp_event` refuses
+        once a curve has been added: dp_accounting has no event for it.
+        """
+        r = np.asarray(rdp, dtype=np.float64)
+        if r.shape != self.orders.shape:
+            raise ValueError(
+                f"rdp must have one value per order ({self.orders.size}), got shape {r.shape}"
+            )
+        if np.isnan(r).any() or (r < 0).any():
+            raise ValueError("rdp must be >= 0 at every order (inf allowed, NaN not)")
+        n = _checks.count(steps, "steps")
+        if n:
+            self._rdp = self._rdp + r * n
+        self.curves_added += 1
 
     @property
     def rdp(self) -> NDArray[np.float64]:
@@ -260,6 +282,11 @@ class RDPAccountant:
 
     def to_dp_event(self) -> Any:
         """The recorded steps as a dp_accounting ``DpEvent`` (needs the ``dp`` extra)."""
+        if self.curves_added:
+            raise ValueError(
+                "this accountant holds RDP curves added by add_rdp: dp_accounting has no "
+                "event for them"
+            )
         dpa = _dp_accounting()
         events = [_event(dpa, sigma, q, n) for sigma, q, n in self.history]
         return dpa.ComposedDpEvent(events)
