@@ -1,6 +1,7 @@
-"""The distributed discrete Gaussian (Kairouz, Liu & Steinke 2021): the real sampler's summed
-noise against the exact pmf; the rounding bound against the paper's formula in mpmath;
-encode/decode round trips through modular wrap-around."""
+"""The distributed discrete Gaussian (Kairouz, Liu & Steinke 2021): its accounting against the
+paper's formulas transcribed here in mpmath and against the exact Renyi divergence of the
+summed noise; the real sampler's summed noise against the exact pmf; encode/decode round
+trips through modular wrap-around; composition in the RDP accountant."""
 
 from __future__ import annotations
 
@@ -11,15 +12,36 @@ import numpy as np
 import pytest
 from scipy import linalg, stats
 
-from hierfed.privacy import NoiseGenerator
+from hierfed.privacy import NoiseGenerator, RDPAccountant
 from hierfed.privacy.distributed import (
     DistributedDiscreteGaussian,
     conditional_rounding_bound,
+    discrete_gaussian_sum_tau,
+    distributed_discrete_gaussian_rdp,
     randomized_hadamard,
     randomized_hadamard_inverse,
 )
 
 mpmath.mp.dps = 50
+ORDERS = [1.05, 1.5, 2.0, 3.7, 10.0, 64.0, 256.0]
+
+
+def mp_tau(s: float, n: int) -> mpmath.mpf:
+    """Theorem 3's tau = 10 sum_{k=1}^{n-1} exp(-2 pi^2 s^2 k / (k + 1))."""
+    s2 = mpmath.mpf(s) ** 2
+    return 10 * mpmath.fsum(mpmath.exp(-2 * mpmath.pi**2 * s2 * k / (k + 1)) for k in range(1, n))
+
+
+def mp_rdp(alpha: float, l2: float, l1: float, s: float, n: int, d: int) -> mpmath.mpf:
+    """Proposition 14 (eq. 17): the three bounds on D_alpha, and their minimum."""
+    a, tau = mpmath.mpf(alpha), mp_tau(s, n)
+    root = mpmath.sqrt(n) * mpmath.mpf(s)
+    l2s, l1s = mpmath.mpf(l2) / root, mpmath.mpf(l1) / root
+    return min(
+        a * l2s**2 / 2 + tau * d,
+        a / 2 * (l2s**2 + 2 * l1s * tau + tau**2 * d),
+        a / 2 * (l2s + tau * mpmath.sqrt(d)) ** 2,
+    )
 
 
 def mp_rounding_bound(c: float, d: int, beta: float) -> mpmath.mpf:
@@ -30,6 +52,36 @@ def mp_rounding_bound(c: float, d: int, beta: float) -> mpmath.mpf:
         return always
     k = mpmath.sqrt(2 * mpmath.log(1 / mpmath.mpf(beta)))
     return min(always, c_**2 + d_ / 4 + k * (c_ + mpmath.sqrt(d_) / 2))
+
+
+# (l2, s, n, d): tau negligible (first bound), tau large (s = 0.5), in between.
+RDP_CASES = [(10.0, 1.0, 5, 100), (3.0, 0.5, 2, 1), (40.0, 0.6, 20, 1000), (2.5, 0.8, 7, 16)]
+
+
+@pytest.mark.parametrize(("l2", "s", "n", "d"), RDP_CASES)
+def test_rdp_is_the_papers_formula(l2: float, s: float, n: int, d: int) -> None:
+    l1 = l2 * min(math.sqrt(d), l2)
+    got = distributed_discrete_gaussian_rdp(ORDERS, l2_sensitivity=l2, share_sigma=s, n=n, dim=d)
+    want = [float(mp_rdp(a, l2, l1, s, n, d)) for a in ORDERS]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert discrete_gaussian_sum_tau(s, n) == pytest.approx(float(mp_tau(s, n)), rel=1e-13)
+
+
+def test_rdp_cases_reach_each_of_the_three_bounds() -> None:
+    """The cases above are informative: each bound of eq. 17 is the minimum somewhere."""
+    winners = set()
+    for l2, s, n, d in [*RDP_CASES, (1.0, 0.5, 3, 50)]:
+        l1 = l2 * min(math.sqrt(d), l2)
+        for a in ORDERS:
+            a_, tau = mpmath.mpf(a), mp_tau(s, n)
+            root = mpmath.sqrt(n) * s
+            bounds = [
+                a_ * (l2 / root) ** 2 / 2 + tau * d,
+                a_ / 2 * ((l2 / root) ** 2 + 2 * l1 / root * tau + tau**2 * d),
+                a_ / 2 * (l2 / root + tau * mpmath.sqrt(d)) ** 2,
+            ]
+            winners.add(min(range(3), key=lambda i: bounds[i]))
+    assert winners == {0, 1, 2}
 
 
 def mp_sum_pmf(s: float, n: int, half_width: int) -> dict[int, mpmath.mpf]:
@@ -47,6 +99,28 @@ def mp_sum_pmf(s: float, n: int, half_width: int) -> dict[int, mpmath.mpf]:
                 nxt[x + y] = nxt.get(x + y, mpmath.mpf(0)) + px * py
         pmf = nxt
     return pmf
+
+
+@pytest.mark.parametrize(("s", "n"), [(0.5, 2), (0.7, 3), (1.0, 2)])
+def test_bound_holds_for_the_exact_summed_noise(s: float, n: int) -> None:
+    """D_alpha(Z || Z + Delta) of the exact pmf of the summed noise (d = 1) is at most the
+    bound, and the pmf is within a factor 1 + tau of N_Z(0, n s^2) (Theorem 3)."""
+    pmf = mp_sum_pmf(s, n, 14)
+    tau = mp_tau(s, n)
+    var = n * mpmath.mpf(s) ** 2
+    ref_w = {x: mpmath.exp(-(mpmath.mpf(x) ** 2) / (2 * var)) for x in pmf}
+    ref_z = mpmath.fsum(mpmath.exp(-(mpmath.mpf(x) ** 2) / (2 * var)) for x in range(-300, 301))
+    for x in range(-6, 7):
+        ratio = pmf[x] / (ref_w[x] / ref_z)
+        assert 1 / (1 + tau) <= ratio <= 1 + tau
+    for delta in (1, 2):
+        for a in (2.0, 5.0, 10.0):
+            terms = [pmf[x] ** a * pmf[x - delta] ** (1 - a) for x in pmf if x - delta in pmf]
+            exact = mpmath.log(mpmath.fsum(terms)) / (a - 1)
+            bound = distributed_discrete_gaussian_rdp(
+                [a], l2_sensitivity=delta, share_sigma=s, n=n, dim=1
+            )[0]
+            assert 0 < exact <= bound
 
 
 @pytest.mark.parametrize(("s", "n"), [(0.5, 3), (1.3, 4), (4.0, 2)])
@@ -76,10 +150,48 @@ def test_sampler_sum_matches_the_exact_pmf(s: float, n: int) -> None:
     assert chi2 < stats.chi2.isf(1e-7, int(keep.sum()))
 
 
-def test_rounding_bound_follows_the_paper() -> None:
+def test_rounding_bound_and_mechanism_rdp_follow_the_paper() -> None:
     for c, d, beta in [(10.0, 100, math.exp(-0.5)), (3.0, 1000, 0.0), (1e3, 64, 1e-9)]:
         want = float(mp_rounding_bound(c, d, beta))
         assert conditional_rounding_bound(c, d, beta) == pytest.approx(want, rel=1e-14)
+    # s = 24.5 (tau ~ 0) and s = 0.6 (tau matters, and with it the padded dimension)
+    for gamma, sigma, n_min in [(0.02, 1.2, 6), (0.1, 0.06 * math.sqrt(5), 5)]:
+        mech = DistributedDiscreteGaussian(clip=1.0, gamma=gamma, sigma=sigma, n_min=n_min, dim=100)
+        d_enc = 128
+        l2 = mpmath.sqrt(mp_rounding_bound(1.0 / gamma, d_enc, math.exp(-0.5)))
+        l1 = l2 * min(mpmath.sqrt(d_enc), l2)
+        s = sigma / (gamma * math.sqrt(n_min))
+        want = [float(mp_rdp(a, float(l2), float(l1), s, n_min, d_enc)) for a in ORDERS]
+        np.testing.assert_allclose(mech.rdp(ORDERS), want, rtol=1e-12)
+
+
+def mp_epsilon(curve: list[mpmath.mpf], delta: float) -> mpmath.mpf:
+    """Balle et al. 2020 Theorem 21, minimised over the orders."""
+    return max(
+        mpmath.mpf(0),
+        min(
+            r + mpmath.log((a - 1) / mpmath.mpf(a)) - (mpmath.log(delta) + mpmath.log(a)) / (a - 1)
+            for a, r in zip(ORDERS, curve, strict=True)
+        ),
+    )
+
+
+def test_released_epsilon_is_what_the_accountant_reports() -> None:
+    mech = DistributedDiscreteGaussian(clip=0.5, gamma=0.01, sigma=0.9, n_min=8, dim=300)
+    rounds = 25
+    acc = RDPAccountant(ORDERS)
+    mech.record(acc, rounds)
+    eps = mech.epsilon(1e-5, rounds, ORDERS)
+    assert (eps, 1e-5) == (acc.get_privacy_spent(1e-5)[0], 1e-5)
+    s = mech.share_sigma
+    l2 = mpmath.sqrt(mp_rounding_bound(0.5 / 0.01, 512, math.exp(-0.5)))
+    l1 = l2 * min(mpmath.sqrt(512), l2)
+    curve = [rounds * mp_rdp(a, float(l2), float(l1), s, 8, 512) for a in ORDERS]
+    assert eps == pytest.approx(float(mp_epsilon(curve, 1e-5)), rel=1e-10)
+    # the summed noise is close to a Gaussian of sigma 0.9 on sensitivity ~ 0.5 (plus rounding)
+    central = RDPAccountant(ORDERS)
+    central.step(0.9 / 0.5, steps=rounds)
+    assert central.get_epsilon(1e-5) < eps < 1.2 * central.get_epsilon(1e-5)
 
 
 def test_randomized_hadamard_is_an_orthogonal_rotation(rng: np.random.Generator) -> None:
@@ -234,3 +346,9 @@ def test_bad_calls_are_refused() -> None:
     unrotated = DistributedDiscreteGaussian(1.0, 0.01, 1.0, 4, 8, rotate=False)
     with pytest.raises(ValueError, match="rotation_seed given but rotate=False"):
         unrotated.decode(np.zeros(8, np.uint32), 1)
+    with pytest.raises(ValueError, match=r"share_sigma must be >= 0\.5"):
+        discrete_gaussian_sum_tau(0.4, 3)
+    with pytest.raises(ValueError, match="orders must be finite and > 1"):
+        distributed_discrete_gaussian_rdp([1.0], l2_sensitivity=1, share_sigma=1, n=1, dim=1)
+    with pytest.raises(TypeError, match="accountant must be an RDPAccountant"):
+        mech.record(object())  # type: ignore[arg-type]

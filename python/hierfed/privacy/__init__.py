@@ -9,6 +9,8 @@
 - :class:`RDPAccountant` (Gaussian and Poisson-subsampled Gaussian, integer and fractional
   orders), :class:`PLDAccountant` (through dp_accounting, extra ``dp``).
 - :class:`GaussianMechanism`, :class:`LaplaceMechanism`, :class:`CentralDPMechanism`.
+- :class:`DistributedDiscreteGaussian` (Kairouz, Liu & Steinke 2021): each party's noise
+  share added before secure aggregation, and its accounting (:mod:`.distributed`).
 """
 
 from .accountant import DEFAULT_ORDERS, PLDAccountant, RDPAccountant, compute_rdp, rdp_to_epsilon
@@ -19,6 +21,7 @@ from .calibration import (
     laplace_scale,
 )
 from .clipping import clip_by_l2_norm, l2_norms
+from .distributed import DistributedDiscreteGaussian
 from .mechanisms import CentralDPMechanism, GaussianMechanism, LaplaceMechanism
 from .noise import add_gaussian_noise, add_laplace_noise
 from .rng import NoiseGenerator, chacha20_keystream, discrete_gaussian_parameters
@@ -26,6 +29,7 @@ from .rng import NoiseGenerator, chacha20_keystream, discrete_gaussian_parameter
 __all__ = [
     "DEFAULT_ORDERS",
     "CentralDPMechanism",
+    "DistributedDiscreteGaussian",
     "GaussianMechanism",
     "LaplaceMechanism",
     "NoiseGenerator",

@@ -19,6 +19,30 @@ The server decodes the SecAgg sum (mod 2^32, reduced mod ``2^bits``) by centring
 ``[-2^(bits-1), 2^(bits-1))``, multiplying by ``gamma`` and rotating back. The result is the
 sum of the parties' rotated-and-rounded vectors plus the summed noise, exactly, whenever each
 coordinate of that integer sum lies in the centred range; otherwise those coordinates wrap.
+
+Accounting. Neighbours: one party's vector replaced by zero (its noise share is still
+added); for one vector replaced by another, the two encoded vectors differ by at most
+``2 Delta_2``: pass that to :func:`distributed_discrete_gaussian_rdp`. The sum of ``n``
+independent ``N_Z(0, s^2)``, ``s >= 1/2``, is close to ``N_Z(0, n s^2)`` (Kairouz et al.
+Theorem 3, with ``tau = 10 sum_{k=1}^{n-1} exp(-2 pi^2 s^2 k / (k + 1))``); with
+``Delta_2``, ``Delta_1`` the L2 and L1 bounds of one encoded vector in ``d`` coordinates
+(integer steps), the release is RDP at order ``alpha`` with (their Proposition 14, eq. 17)
+
+    eps(alpha) = min(alpha D2^2 / (2 n s^2) + tau d,
+                     alpha / 2 (D2^2 / (n s^2) + 2 D1 tau / (sqrt(n) s) + tau^2 d),
+                     alpha / 2 (D2 / (sqrt(n) s) + tau sqrt(d))^2).
+
+``Delta_2^2`` is the conditional rounding's bound, enforced by the draw-again loop (so it
+holds by construction), and ``Delta_1 = Delta_2 min(sqrt(d), Delta_2)`` (an integer vector's
+L1 norm is at most its squared L2 norm). Modular reduction and decoding are
+post-processing.
+
+Survivors: the noise shares are sized for ``n_min`` parties. A sum over more parties holds
+more independent noise, which (post-processing) can only lower the divergence, so the bound
+for ``n_min`` holds for every round with at least ``n_min`` contributing survivors; a round
+with fewer must abort or have survivors top up their noise, never release. ``n_min`` counts
+the parties whose noise the adversary does not know: parties colluding with the server
+know their own shares, so take the fewest survivors minus the most colluders.
 """
 
 from __future__ import annotations
@@ -31,12 +55,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import _checks
+from .accountant import Orders, RDPAccountant, _orders, rdp_to_epsilon
 from .clipping import clip_by_l2_norm
 from .rng import NoiseGenerator
 
 __all__ = [
     "DistributedDiscreteGaussian",
     "conditional_rounding_bound",
+    "discrete_gaussian_sum_tau",
+    "distributed_discrete_gaussian_rdp",
     "randomized_hadamard",
     "randomized_hadamard_inverse",
 ]
@@ -61,6 +88,53 @@ def conditional_rounding_bound(norm: float, dim: int, beta: float) -> float:
         return always
     likely = c * c + d / 4 + math.sqrt(2 * math.log(1 / b)) * (c + math.sqrt(d) / 2)
     return min(always, likely)
+
+
+def discrete_gaussian_sum_tau(share_sigma: float, n: int) -> float:
+    """``tau = 10 sum_{k=1}^{n-1} exp(-2 pi^2 s^2 k / (k + 1))`` of Kairouz et al. Theorem 3.
+
+    The sum of ``n`` independent ``N_Z(0, s^2)`` (``s >= 1/2``) has, at every integer, a
+    probability within a factor ``1 + tau`` of ``N_Z(0, n s^2)``'s.
+    """
+    s = _checks.real(share_sigma, "share_sigma")
+    if s < 0.5:
+        raise ValueError(f"share_sigma must be >= 0.5 (Kairouz et al. Theorem 3), got {s}")
+    count = _checks.count(n, "n", minimum=1)
+    k = np.arange(1, count, dtype=np.float64)
+    return float(10 * np.sum(np.exp(-2 * math.pi**2 * s * s * k / (k + 1))))
+
+
+def distributed_discrete_gaussian_rdp(
+    orders: Orders | None,
+    *,
+    l2_sensitivity: float,
+    share_sigma: float,
+    n: int,
+    dim: int,
+    l1_sensitivity: float | None = None,
+) -> NDArray[np.float64]:
+    """RDP at each order of the sum of ``n`` parties' ``N_Z(0, share_sigma^2)`` noise.
+
+    Kairouz et al. 2021, Proposition 14 (see the module docstring), in integer units:
+    ``l2_sensitivity`` and ``l1_sensitivity`` (default ``l2 min(sqrt(dim), l2)``, valid for
+    integer vectors) bound one party's encoded vector, ``dim`` its coordinates; ``orders``
+    ``None`` means :data:`~hierfed.privacy.DEFAULT_ORDERS`.
+    """
+    ords = _orders(orders)
+    l2 = _checks.non_negative(l2_sensitivity, "l2_sensitivity")
+    d = _checks.count(dim, "dim", minimum=1)
+    l1 = (
+        l2 * min(math.sqrt(d), l2)
+        if l1_sensitivity is None
+        else _checks.non_negative(l1_sensitivity, "l1_sensitivity")
+    )
+    tau = discrete_gaussian_sum_tau(share_sigma, n)
+    scale = math.sqrt(n) * float(share_sigma)
+    a2, a1 = (l2 / scale) ** 2, l1 / scale
+    first = ords * a2 / 2 + tau * d
+    second = ords / 2 * (a2 + 2 * a1 * tau + tau * tau * d)
+    third = ords / 2 * (l2 / scale + tau * math.sqrt(d)) ** 2
+    return np.minimum(np.minimum(first, second), third)
 
 
 def _hadamard(v: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -103,7 +177,7 @@ def randomized_hadamard_inverse(y: Any, seed: int | bytes, dim: int) -> NDArray[
 
 @dataclass(frozen=True)
 class DistributedDiscreteGaussian:
-    """Encoding and decoding of the distributed discrete Gaussian for one setup.
+    """Encoding, decoding and accounting of the distributed discrete Gaussian for one setup.
 
     Every party and the server build it from the same public parameters.
 
@@ -255,3 +329,25 @@ class DistributedDiscreteGaussian:
         centred = np.where(reduced >= half, reduced - (1 << self.bits), reduced)
         scaled = centred.astype(np.float64) * self.gamma
         return scaled if seed is None else randomized_hadamard_inverse(scaled, seed, self.dim)
+
+    def rdp(self, orders: Orders | None = None) -> NDArray[np.float64]:
+        """RDP of one release at each order (default :data:`~hierfed.privacy.DEFAULT_ORDERS`)."""
+        return distributed_discrete_gaussian_rdp(
+            orders,
+            l2_sensitivity=math.sqrt(self.l2_sensitivity_squared),
+            share_sigma=self.share_sigma,
+            n=self.n_min,
+            dim=self.encoded_dim,
+        )
+
+    def epsilon(self, delta: float, rounds: int = 1, orders: Orders | None = None) -> float:
+        """Epsilon of ``rounds`` releases at ``delta`` (RDP composed, Balle et al. 2020)."""
+        ords = _orders(orders)
+        count = _checks.count(rounds, "rounds")
+        return rdp_to_epsilon(ords, self.rdp(ords) * count, delta)[0]
+
+    def record(self, accountant: RDPAccountant, rounds: int = 1) -> None:
+        """Add ``rounds`` releases to ``accountant`` (at its orders)."""
+        if not isinstance(accountant, RDPAccountant):
+            raise TypeError(f"accountant must be an RDPAccountant, got {type(accountant).__name__}")
+        accountant.add_rdp(self.rdp(accountant.orders), rounds)
