@@ -21,6 +21,7 @@ from hierfed.privacy.distributed import (
     randomized_hadamard,
     randomized_hadamard_inverse,
 )
+from hierfed.secagg import secure_sum
 
 mpmath.mp.dps = 50
 ORDERS = [1.05, 1.5, 2.0, 3.7, 10.0, 64.0, 256.0]
@@ -233,7 +234,7 @@ def test_noiseless_round_trip_wraps_and_stays_within_rounding(
     exact = np.sum(ints, axis=0)
     assert np.abs(exact).max() < 1 << 10  # within the centred range ...
     assert int(np.sum([mech.wrap(r) for r in ints], axis=0, dtype=np.int64).max()) >= 1 << 11
-    decoded = mech.decode(words, seed)  # ... although the words wrapped mod 2^11
+    decoded = mech.decode(words, seed, survivors=6)  # ... although the words wrapped mod 2^11
     want = exact * mech.gamma
     if rotate:
         want = randomized_hadamard_inverse(want, 99, 50)
@@ -249,7 +250,7 @@ def test_out_of_range_sum_wraps_as_documented() -> None:
         clip=1.0, gamma=1 / 100, sigma=1.0, n_min=1, dim=2, bits=8, rotate=False
     )
     ints = np.array([127, 128], dtype=np.int64)  # 128 is outside [-128, 128)
-    np.testing.assert_array_equal(mech.decode(mech.wrap(ints)) * 100, [127.0, -128.0])
+    np.testing.assert_array_equal(mech.decode(mech.wrap(ints), survivors=1) * 100, [127.0, -128.0])
 
 
 def test_encode_is_quantize_plus_the_next_discrete_gaussian_draws(
@@ -276,7 +277,7 @@ def test_noised_round_trip_within_the_tail_bound(rng: np.random.Generator) -> No
     words = np.sum(
         [mech.encode(x, g, 4) for x, g in zip(xs, gens, strict=True)], axis=0, dtype=np.uint32
     )
-    decoded = mech.decode(words, 4)
+    decoded = mech.decode(words, 4, survivors=n)
     clipped = xs / np.maximum(1.0, np.linalg.norm(xs, axis=1, keepdims=True))
     d = mech.encoded_dim
     per_coord = math.sqrt(2 * n * mech.share_sigma**2 * math.log(2 * d / 1e-9))
@@ -318,7 +319,8 @@ def test_conditional_rounding_draws_again() -> None:
         ({"bits": 33}, r"bits must be in \[2, 32\]"),
         ({"beta": 1.0}, r"beta must be in \[0, 1\)"),
         ({"gamma": 1e-3, "bits": 10}, "gamma must exceed"),
-        ({"sigma": 0.009}, r"sigma / \(gamma sqrt\(n_min\)\) must be >= 0.5"),
+        ({"sigma": 0.009}, r"sigma / \(gamma sqrt\(n_honest\)\) must be >= 0.5"),
+        ({"colluders": 4}, r"colluders must be < n_min \(4\)"),
     ],
 )
 def test_bad_parameters_are_refused(kwargs: dict[str, float], match: str) -> None:
@@ -333,6 +335,8 @@ def test_bad_calls_are_refused() -> None:
     gen = seeded(0)
     with pytest.raises(TypeError, match="rotate must be a bool"):
         DistributedDiscreteGaussian(1.0, 0.01, 1.0, 4, 8, rotate=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"survivors \(3\) < n_min \(4\)"):
+        mech.decode(np.zeros(8, np.uint32), 1, survivors=3)
     with pytest.raises(ValueError, match="rotation_seed is required"):
         mech.encode(np.zeros(8), gen)
     with pytest.raises(ValueError, match=r"x must have shape \(8,\)"):
@@ -342,13 +346,48 @@ def test_bad_calls_are_refused() -> None:
     with pytest.raises(TypeError, match="generator must be a NoiseGenerator"):
         mech.encode(np.zeros(8), np.random.default_rng(0), 1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="total must be a uint32 array of shape"):
-        mech.decode(np.zeros(8, np.int64), 1)
+        mech.decode(np.zeros(8, np.int64), 1, survivors=4)
     unrotated = DistributedDiscreteGaussian(1.0, 0.01, 1.0, 4, 8, rotate=False)
     with pytest.raises(ValueError, match="rotation_seed given but rotate=False"):
-        unrotated.decode(np.zeros(8, np.uint32), 1)
+        unrotated.decode(np.zeros(8, np.uint32), 1, survivors=4)
     with pytest.raises(ValueError, match=r"share_sigma must be >= 0\.5"):
         discrete_gaussian_sum_tau(0.4, 3)
     with pytest.raises(ValueError, match="orders must be finite and > 1"):
         distributed_discrete_gaussian_rdp([1.0], l2_sensitivity=1, share_sigma=1, n=1, dim=1)
     with pytest.raises(TypeError, match="accountant must be an RDPAccountant"):
         mech.record(object())  # type: ignore[arg-type]
+
+
+def test_colluders_known_shares_are_not_counted() -> None:
+    """8 survivors of whom 2 collude: the noise and the accounting are those of 6 shares."""
+    with_colluders = DistributedDiscreteGaussian(1.0, 0.01, 2.0, n_min=8, dim=64, colluders=2)
+    six = DistributedDiscreteGaussian(1.0, 0.01, 2.0, n_min=6, dim=64)
+    assert with_colluders.share_sigma == six.share_sigma == 2.0 / (0.01 * math.sqrt(6))
+    np.testing.assert_array_equal(with_colluders.rdp(ORDERS), six.rdp(ORDERS))
+    # each share grows by sqrt(8 / 6) so that the 6 unknown shares still sum to variance
+    # sigma^2: the same epsilon as 8 honest parties
+    eight = DistributedDiscreteGaussian(1.0, 0.01, 2.0, n_min=8, dim=64)
+    assert with_colluders.share_sigma == pytest.approx(eight.share_sigma * math.sqrt(8 / 6))
+    assert with_colluders.epsilon(1e-5, 10) == pytest.approx(eight.epsilon(1e-5, 10), rel=1e-12)
+
+
+def test_through_secagg_with_a_dropout_then_too_few_survivors(rng: np.random.Generator) -> None:
+    """Encoded words summed by the real SecAgg+ round: one party drops, the 8 survivors'
+    noised sum decodes within the tail bound; with 7 survivors decoding is refused."""
+    n, dim = 9, 60
+    mech = DistributedDiscreteGaussian(clip=1.0, gamma=2e-3, sigma=0.5, n_min=8, dim=dim)
+    models = rng.standard_normal((n, dim)) * 0.05
+    gens = seeded(21).spawn(n)
+    words = {
+        i: mech.encode(m, g, b"round-7") for i, (m, g) in enumerate(zip(models, gens, strict=True))
+    }
+    result = secure_sum(words, dropouts={3: "masked_input"})
+    assert sorted(result.survivors) == [0, 1, 2, 4, 5, 6, 7, 8]
+    decoded = mech.decode(result.total, b"round-7", survivors=len(result.survivors))
+    d = mech.encoded_dim
+    per_coord = math.sqrt(2 * 8 * mech.share_sigma**2 * math.log(2 * d / 1e-9))
+    err = np.linalg.norm(decoded - np.delete(models, 3, axis=0).sum(axis=0))
+    assert err <= mech.gamma * math.sqrt(d) * (8 + per_coord)
+    short = secure_sum(words, dropouts={3: "masked_input", 5: "masked_input"})
+    with pytest.raises(ValueError, match=r"survivors \(7\) < n_min \(8\)"):
+        mech.decode(short.total, b"round-7", survivors=len(short.survivors))

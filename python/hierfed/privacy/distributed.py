@@ -12,7 +12,8 @@ never sees it un-noised:
    rounded vector's squared norm is within the paper's bound (conditional randomized
    rounding, Kairouz et al. Theorem 1: a draw is within it with probability >= 1 - beta);
 3. add discrete Gaussian noise ``N_Z(0, share_sigma^2)`` per coordinate (the exact sampler
-   :meth:`NoiseGenerator.discrete_gaussian`), ``share_sigma = sigma / (gamma sqrt(n_min))``;
+   :meth:`NoiseGenerator.discrete_gaussian`), ``share_sigma = sigma / (gamma sqrt(n_honest))``
+   with ``n_honest = n_min - colluders``;
 4. reduce mod ``2^bits`` (modular clipping) into uint32 words, SecAgg's input.
 
 The server decodes the SecAgg sum (mod 2^32, reduced mod ``2^bits``) by centring it into
@@ -37,12 +38,13 @@ holds by construction), and ``Delta_1 = Delta_2 min(sqrt(d), Delta_2)`` (an inte
 L1 norm is at most its squared L2 norm). Modular reduction and decoding are
 post-processing.
 
-Survivors: the noise shares are sized for ``n_min`` parties. A sum over more parties holds
-more independent noise, which (post-processing) can only lower the divergence, so the bound
-for ``n_min`` holds for every round with at least ``n_min`` contributing survivors; a round
-with fewer must abort or have survivors top up their noise, never release. ``n_min`` counts
-the parties whose noise the adversary does not know: parties colluding with the server
-know their own shares, so take the fewest survivors minus the most colluders.
+Survivors: ``n_min`` is the fewest survivors a round accepts, ``colluders`` the most parties
+that may collude with the server (they know their own noise shares, which then protect
+nobody). The shares are sized, and the accounting done, for the ``n_min - colluders`` shares
+the adversary does not know. A sum over more parties holds more independent noise, which
+(post-processing) can only lower the divergence, so the bound holds for every round with at
+least ``n_min`` survivors; :meth:`DistributedDiscreteGaussian.decode` refuses a sum of fewer
+(the round must abort, or its survivors top up their noise: never release it).
 """
 
 from __future__ import annotations
@@ -188,10 +190,11 @@ class DistributedDiscreteGaussian:
     gamma
         Granularity: one integer step is ``gamma`` in the vector's units.
     sigma
-        Standard deviation of the summed noise of ``n_min`` parties (the vector's units): a
-        central Gaussian of this sigma is what the sum is compared with.
+        Standard deviation of the noise the server cannot remove (the vector's units): the
+        sum of the :attr:`n_honest` shares it does not know; a central Gaussian of this
+        sigma is what the released sum is compared with.
     n_min
-        The fewest parties whose noise a released sum holds (see the module docstring).
+        The fewest survivors (parties whose words are in the sum) a round releases with.
     dim
         Length of the vectors.
     bits
@@ -202,6 +205,9 @@ class DistributedDiscreteGaussian:
     rotate
         Randomized Walsh-Hadamard rotation before rounding (then each round needs a shared
         public ``rotation_seed``, and vectors are padded to :attr:`encoded_dim`).
+    colluders
+        The most parties that may collude with the server, in ``[0, n_min)``; the noise is
+        sized for the other :attr:`n_honest` = ``n_min - colluders``.
     """
 
     clip: float
@@ -212,6 +218,7 @@ class DistributedDiscreteGaussian:
     bits: int = 32
     beta: float = math.exp(-0.5)
     rotate: bool = True
+    colluders: int = 0
 
     def __post_init__(self) -> None:
         _checks.positive(self.clip, "clip")
@@ -224,6 +231,11 @@ class DistributedDiscreteGaussian:
         conditional_rounding_bound(1.0, 1, self.beta)  # checks beta
         if not isinstance(self.rotate, bool):
             raise TypeError(f"rotate must be a bool, got {type(self.rotate).__name__}")
+        if _checks.count(self.colluders, "colluders") >= self.n_min:
+            raise ValueError(
+                f"colluders must be < n_min ({self.n_min}), got {self.colluders}: some noise "
+                f"must stay unknown to the server"
+            )
         if self.clip / self.gamma + 1 >= 2.0 ** (self.bits - 1):
             raise ValueError(
                 f"gamma must exceed clip / (2^(bits-1) - 1) = "
@@ -232,7 +244,7 @@ class DistributedDiscreteGaussian:
             )
         if self.share_sigma < 0.5:
             raise ValueError(
-                f"sigma / (gamma sqrt(n_min)) must be >= 0.5 (each party's noise, in integer "
+                f"sigma / (gamma sqrt(n_honest)) must be >= 0.5 (each party's noise, in integer "
                 f"steps; Kairouz et al. Theorem 3), got {self.share_sigma:g}: lower gamma"
             )
 
@@ -242,9 +254,14 @@ class DistributedDiscreteGaussian:
         return _power_of_two(self.dim) if self.rotate else self.dim
 
     @property
+    def n_honest(self) -> int:
+        """Noise shares the server cannot know in a sum of :attr:`n_min` survivors."""
+        return self.n_min - self.colluders
+
+    @property
     def share_sigma(self) -> float:
-        """Each party's noise, in integer steps: ``sigma / (gamma sqrt(n_min))``."""
-        return self.sigma / (self.gamma * math.sqrt(self.n_min))
+        """Each party's noise, in integer steps: ``sigma / (gamma sqrt(n_honest))``."""
+        return self.sigma / (self.gamma * math.sqrt(self.n_honest))
 
     @property
     def l2_sensitivity_squared(self) -> float:
@@ -311,12 +328,21 @@ class DistributedDiscreteGaussian:
             "conditional rounding found no draw within the norm bound"
         )
 
-    def decode(self, total: Any, rotation_seed: int | bytes | None = None) -> NDArray[np.float64]:
+    def decode(
+        self, total: Any, rotation_seed: int | bytes | None = None, *, survivors: int
+    ) -> NDArray[np.float64]:
         """The noised sum of the parties' vectors from SecAgg's uint32 total (mod 2^32).
 
-        Exact (up to float rounding of the inverse rotation) when each coordinate of the
-        integer sum lies in ``[-2^(bits-1), 2^(bits-1))``; coordinates outside wrap.
+        ``survivors`` is how many parties' words are in ``total``; fewer than :attr:`n_min`
+        is refused (ValueError): that sum holds too little noise. Exact (up to float
+        rounding of the inverse rotation) when each coordinate of the integer sum lies in
+        ``[-2^(bits-1), 2^(bits-1))``; coordinates outside wrap.
         """
+        if _checks.count(survivors, "survivors") < self.n_min:
+            raise ValueError(
+                f"survivors ({survivors}) < n_min ({self.n_min}): the sum holds too little "
+                f"noise to be released; abort the round (or have the survivors top up)"
+            )
         seed = self._seed(rotation_seed)
         words = np.asarray(total)
         if words.dtype != np.uint32 or words.shape != (self.encoded_dim,):
@@ -336,7 +362,7 @@ class DistributedDiscreteGaussian:
             orders,
             l2_sensitivity=math.sqrt(self.l2_sensitivity_squared),
             share_sigma=self.share_sigma,
-            n=self.n_min,
+            n=self.n_honest,
             dim=self.encoded_dim,
         )
 
