@@ -391,3 +391,36 @@ def test_through_secagg_with_a_dropout_then_too_few_survivors(rng: np.random.Gen
     short = secure_sum(words, dropouts={3: "masked_input", 5: "masked_input"})
     with pytest.raises(ValueError, match=r"survivors \(7\) < n_min \(8\)"):
         mech.decode(short.total, b"round-7", survivors=len(short.survivors))
+
+
+def test_wrap_probability_bounds_the_observed_wraps(rng: np.random.Generator) -> None:
+    """Integer sums of 4 encodings leave the centred range no more often than the bound says,
+    in a signal-dominated and a noise-dominated setting near t / sqrt(V) = 2, where the
+    bound (about 0.25) is a few times the Gaussian tail (about 0.04): a proxy too small by
+    4 would bound the rate below 1e-3."""
+    n = 4
+    signal_heavy = DistributedDiscreteGaussian(
+        clip=2000.0, gamma=1.0, sigma=1.0, n_min=n, dim=64, bits=12
+    )
+    noise_heavy = DistributedDiscreteGaussian(
+        clip=1.0, gamma=1.0, sigma=2 * 1024 / 2.0, n_min=n, dim=64, bits=12, rotate=False
+    )
+    x = rng.standard_normal(64)
+    x *= 2000.0 / np.linalg.norm(x)
+    for mech, vector in [(signal_heavy, x), (noise_heavy, np.zeros(64))]:
+        half = 2 ** (mech.bits - 1)
+        sums = []
+        for r in range(60):
+            seed = r if mech.rotate else None
+            gens = seeded(1000 + r).spawn(n)
+            parts = [mech.quantize(vector, g, seed) for g in gens]
+            noise = [g.discrete_gaussian(mech.share_sigma, mech.encoded_dim) for g in gens]
+            sums.append(np.sum(parts, axis=0) + np.sum(noise, axis=0))
+        total = np.concatenate(sums)
+        rate = np.mean((total >= half) | (total < -half))
+        bound = mech.coordinate_wrap_probability(n)
+        assert 0.1 < bound < 0.5
+        assert 0.005 < rate <= bound  # the rate is not negligible: the test can fail
+    assert signal_heavy.wrap_probability(n) == 1.0  # 64 coordinates: the union is vacuous
+    readme = DistributedDiscreteGaussian(1.0, 1e-3, 5.0, n_min=8, dim=1000, bits=20)
+    assert readme.wrap_probability(9) < 1e-6

@@ -200,8 +200,10 @@ class DistributedDiscreteGaussian:
     bits
         Modulus ``2^bits`` of the encoded words (2 to 32; SecAgg sums uint32 mod 2^32).
     beta
-        Conditional rounding's parameter in [0, 1): smaller tightens nothing but the bound
-        holds with probability 1 - beta per draw (``exp(-0.5)`` as in the paper).
+        Conditional rounding's parameter in [0, 1): a larger beta tightens the norm bound
+        (less privacy loss for the same noise) but each draw meets it only with probability
+        >= 1 - beta, so rounding takes more draws (``exp(-0.5)`` as in the paper; 0 keeps
+        the bound that always holds).
     rotate
         Randomized Walsh-Hadamard rotation before rounding (then each round needs a shared
         public ``rotation_seed``, and vectors are padded to :attr:`encoded_dim`).
@@ -355,6 +357,33 @@ class DistributedDiscreteGaussian:
         centred = np.where(reduced >= half, reduced - (1 << self.bits), reduced)
         scaled = centred.astype(np.float64) * self.gamma
         return scaled if seed is None else randomized_hadamard_inverse(scaled, seed, self.dim)
+
+    def coordinate_wrap_probability(self, survivors: int) -> float:
+        """Bound on the probability that one coordinate of the integer sum of ``survivors``
+        encodings leaves ``[-2^(bits-1), 2^(bits-1))`` (so wraps), for inputs chosen without
+        knowledge of the round's rotation seed.
+
+        A coordinate is signal + rounding errors + noise. The rotated signal is sub-Gaussian
+        with variance proxy ``(survivors clip / gamma)^2 / encoded_dim`` (Hoeffding over the
+        random signs; unrotated it is at most ``survivors clip / gamma``), the rounding
+        errors sum to less than ``survivors`` in size, and the noise is
+        ``survivors share_sigma^2``-sub-Gaussian (Canonne, Kamath & Steinke 2020): the bound
+        is ``2 exp(-t^2 / (2 V))``, ``t`` the half-range less the bounded terms.
+        """
+        n = _checks.count(survivors, "survivors", minimum=1)
+        signal = n * self.clip / self.gamma
+        slack = 2.0 ** (self.bits - 1) - n - (0.0 if self.rotate else signal)
+        # the sampler rounds sigma^2 up by less than 2^-28 relative: 2^-20 covers it
+        proxy = n * self.share_sigma**2 * (1 + 2.0**-20)
+        if self.rotate:
+            proxy += signal**2 / self.encoded_dim
+        if slack <= 0:
+            return 1.0
+        return min(1.0, 2 * math.exp(-(slack**2) / (2 * proxy)))
+
+    def wrap_probability(self, survivors: int) -> float:
+        """Bound on the probability that any coordinate wraps (union over the coordinates)."""
+        return min(1.0, self.encoded_dim * self.coordinate_wrap_probability(survivors))
 
     def rdp(self, orders: Orders | None = None) -> NDArray[np.float64]:
         """RDP of one release at each order (default :data:`~hierfed.privacy.DEFAULT_ORDERS`)."""
