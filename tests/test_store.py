@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -234,3 +235,24 @@ def test_restore_into_a_store_is_durable(tmp_path) -> None:
     assert durable._log is not None
     durable._log.close()
     assert _full_state(_fed(tmp_path / "s.db")) == _full_state(plain)
+
+
+def test_splits_disbands_and_rehomed_updates_replay(tmp_path) -> None:
+    clock = [2.0]
+
+    def fed_on_clock() -> HierarchicalFederation:
+        cfg = dataclasses.replace(_cfg(tmp_path / "s.db"), basket_timeout=1.0)
+        gen = NoiseGenerator(seed=5, secure=False)
+        return HierarchicalFederation(cfg, clock=lambda: clock[0], generator=gen)
+
+    fed = fed_on_clock()
+    _register(fed)
+    for i in (0, 2):
+        fed.submit_update(f"c{i}", _update(0, i), 0)  # two buffered in d0's basket
+    _, right = fed.split_basket(fed.manager.get_client_basket("c0"))
+    fed.disband_basket(right)
+    clock[0] += 5
+    fed.poll()  # re-files the two updates under their new basket, aggregates it on timeout
+    assert fed.get_stats()["pending_basket_models"] == 1 and fed.version == 0
+    again = fed_on_clock()  # no round completed: all of it is replayed from the log
+    assert _full_state(again) == _full_state(fed)

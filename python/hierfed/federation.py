@@ -114,7 +114,9 @@ class FederationConfig:
         registration, removal, accepted update, basket model and global round is committed
         there before the call returns (commits are shared by concurrent submits), with a
         snapshot beside it at each round boundary. A federation built on an existing store
-        resumes from it: snapshot plus replay of the log. Excludes ``checkpoint_path``.
+        resumes from it: snapshot plus replay of the log. Change baskets through the
+        federation (``split_basket``, ``disband_basket``), not its ``manager``: only the
+        federation's calls are logged. Excludes ``checkpoint_path``.
     """
 
     basket: BasketConfig = field(default_factory=BasketConfig)
@@ -229,7 +231,8 @@ class HierarchicalFederation:
             raise TypeError(f"config must be a FederationConfig, got {type(config).__name__}")
         cfg = self.config
         self.clock = clock
-        self.manager = BasketManager(cfg.basket, clock=clock, seed=seed)
+        self._replay_at: float | None = None
+        self.manager = BasketManager(cfg.basket, clock=self._time, seed=seed)
         gen = NoiseGenerator() if generator is None else generator
         self.layer1 = Layer1Aggregator(cfg.layer1, generator=gen, clock=clock)
         self.layer2 = Layer2Aggregator(cfg.layer2, generator=gen, clock=clock)
@@ -282,6 +285,22 @@ class HierarchicalFederation:
             if removed:
                 self._emit("remove", {"client_id": client_id})
             return removed
+
+    def split_basket(self, basket_id: str) -> tuple[str, str]:
+        """Split a basket (:meth:`BasketManager.split_basket`); logged in a ``store``, unlike
+        a call on :attr:`manager` itself. Buffered updates follow at the next trigger."""
+        with self._op():
+            halves = self.manager.split_basket(basket_id)
+            self._emit("split", {"basket_id": basket_id})
+            return halves
+
+    def disband_basket(self, basket_id: str) -> dict[str, str]:
+        """Disband a basket (:meth:`BasketManager.disband_basket`); logged in a ``store``,
+        unlike a call on :attr:`manager` itself."""
+        with self._op():
+            moved = self.manager.disband_basket(basket_id)
+            self._emit("disband", {"basket_id": basket_id})
+            return moved
 
     # ---- updates -------------------------------------------------------------------------
 
@@ -445,7 +464,11 @@ class HierarchicalFederation:
 
     def _emit(self, kind: str, doc: dict[str, Any], array: Any = None) -> None:
         if self._log is not None:
-            self._events.append((kind, doc, array))
+            self._events.append((kind, {**doc, "at": self._time()}, array))
+
+    def _time(self) -> float:
+        """The clock, or the time of the event being replayed (the basket manager's)."""
+        return self.clock() if self._replay_at is None else self._replay_at
 
     def _open_store(self, path: str | PathLike[str]) -> None:
         """Resume from the store at ``path``: its snapshot, then its events in order."""
@@ -458,9 +481,12 @@ class HierarchicalFederation:
                 self._load(state, arrays)
             for seq, kind, doc, array in log.events(after):
                 try:
+                    self._replay_at = float(doc["at"])
                     self._apply(kind, doc, array)
                 except (ValueError, TypeError, KeyError) as exc:
                     raise ValueError(f"update log {os.fspath(path)!r}, event {seq}: {exc}") from exc
+                finally:
+                    self._replay_at = None
         except BaseException:
             log.close()
             raise
@@ -491,6 +517,12 @@ class HierarchicalFederation:
             self.manager.record_update(cid)
         elif kind == "stale":
             self._stats["dropped_stale"] += 1
+        elif kind == "split":
+            self.split_basket(doc["basket_id"])
+        elif kind == "disband":
+            self.disband_basket(doc["basket_id"])
+        elif kind == "rehome":
+            self._rehome()
         elif kind == "basket":
             model = BasketModel(aggregate=self._check_update("basket model", array), **doc["model"])
             buffered = [p.client_id for p in self.buffer.basket_updates(model.basket_id)]
@@ -514,10 +546,14 @@ class HierarchicalFederation:
 
     def _rehome(self) -> None:
         """File buffered updates under their clients' current baskets (after splits)."""
+        moved = False
         for p in self.buffer.all():
             now = self.manager.get_client_basket(p.client_id)
             if now is not None and now != p.basket_id:
                 self.buffer.move(p.client_id, now)
+                moved = True
+        if moved:
+            self._emit("rehome", {})
 
     def _savepoint(
         self,
@@ -545,7 +581,7 @@ class HierarchicalFederation:
             layer1()
             layer2()
             if basket_state is not None:
-                self.manager = BasketManager.from_state(basket_state, clock=self.clock)
+                self.manager = BasketManager.from_state(basket_state, clock=self._time)
 
         return rollback
 
@@ -832,7 +868,7 @@ class HierarchicalFederation:
                 local_noise=cfg.layer1.noise_multiplier if cfg.layer1.apply_local_noise else None,
                 central_noise=None if mechanism is None else mechanism.noise_multiplier,
             )
-            new = _fed_state.load(state, arrays, expected, self.clock)
+            new = _fed_state.load(state, arrays, expected, self._time)
             accountants = {b: _replay(h) for b, h in new.layer1_history.items()}
             central = _replay(new.layer2_history)
             self.manager = new.manager
