@@ -73,8 +73,9 @@ import hierfed
 # of that name within the module.
 def _documented(env: Any) -> dict[str, list[str]]:
     by_last: dict[str, list[str]] = {}
-    for name in env.domains["py"].objects:
-        by_last.setdefault(name.rsplit(".", 1)[-1], []).append(name)
+    for name, entry in env.domains["py"].objects.items():
+        if not entry.aliased:  # a class's canonical alias is the same object
+            by_last.setdefault(name.rsplit(".", 1)[-1], []).append(name)
     return by_last
 
 
@@ -91,6 +92,8 @@ def _resolve(app: Any, env: Any, node: Any, contnode: Any) -> Any:
         except (ImportError, AttributeError, ValueError):
             return None
         names = [n for n in _documented(env).get(attr, []) if _same(n, obj)]
+        if not names and head in env.domains["py"].modules:  # undocumented data: its module
+            return _xref(app, env, node, contnode, "mod", head)
     elif module.startswith("hierfed"):
         last = target.rsplit(".", 1)[-1]
         names = []

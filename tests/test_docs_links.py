@@ -48,3 +48,20 @@ def test_readme_and_docs_link_each_other() -> None:
     assert "../README.md" in _links(ROOT / "docs" / "index.rst")
     assert "../shared/DESIGN.md" not in (ROOT / "README.md").read_text()
     assert not re.search(r"(?<![\w/])spec/(basket|layers)\.md", (ROOT / "README.md").read_text())
+
+
+def test_every_public_module_is_in_the_api_reference() -> None:
+    """A module added without its ``.. automodule::`` would fail the ``-W -n`` docs build in CI
+    only at the end; this names it at once."""
+    package = ROOT / "python" / "hierfed"
+    modules = {
+        ".".join(("hierfed", *p.relative_to(package).with_suffix("").parts)).removesuffix(
+            ".__init__"
+        )
+        for p in package.rglob("*.py")
+    }
+    public = {m for m in modules if not any(part.startswith("_") for part in m.split("."))}
+    documented = set(
+        re.findall(r"^\.\. automodule:: (\S+)", "".join(p.read_text() for p in DOCS), flags=re.M)
+    )
+    assert public - documented == set(), "add an automodule for these to a page of docs/"
