@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from numpy.typing import NDArray
 
+from ..privacy.rng import fork_generation
 from . import _crypto as cr
 from . import messages as msg
 from . import shamir
@@ -94,7 +95,7 @@ class Client:
         self.rejected: dict[int, str] = {}
         """Peer -> why its advertisement or share was refused (that peer is left out)."""
         self._identity = identity
-        self._pid = os.getpid()
+        self._generation = fork_generation()
         self._enc = X25519PrivateKey.generate()
         self._mask = X25519PrivateKey.generate()
         self._public = (cr.public(self._enc), cr.public(self._mask))
@@ -110,10 +111,10 @@ class Client:
     # ------------------------------------------------------------------------------ checks
 
     def _check(self, stage: int, session: bytes | None = None, to: int | None = None) -> None:
-        if os.getpid() != self._pid:
+        if fork_generation() != self._generation:
             raise SecAggError(
-                f"client {self.index} was created in process {self._pid}: a forked copy would "
-                "reuse its keys and masks; create the client in the process that runs it"
+                f"client {self.index} was created before a fork: a forked copy would reuse its "
+                "keys and masks; create the client in the process that runs it"
             )
         if self._stage != stage:
             raise SecAggError(
