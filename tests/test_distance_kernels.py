@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from hierfed import _backend
-from hierfed import _kernels_numpy as kp
+from hierfed._kernels import numpy as kp
 
 FAST = [b for b in _backend.available_backends() if b != "numpy"]
 pytestmark = pytest.mark.skipif(not FAST, reason="neither the C++ core nor numba is available")

@@ -20,7 +20,7 @@ CHECK = textwrap.dedent(
     """
     import numpy as np
     import hierfed._core as core
-    import hierfed._kernels_numpy as ref
+    import hierfed._kernels.numpy as ref
 
     rng = np.random.default_rng(3)
     key = rng.integers(0, 2**32, 8, dtype=np.uint32)

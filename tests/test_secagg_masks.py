@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hierfed import _backend
-from hierfed import _kernels_numpy as ref
+from hierfed._kernels import numpy as ref
 from hierfed.privacy import chacha20_keystream
 from hierfed.secagg.masks import apply_masks, pair_key, self_key
 

@@ -191,7 +191,7 @@ def test_bulyan_median_ties_go_to_the_lower_index(backend):
 
 @pytest.mark.parametrize("dtype", [F32, F64])
 def test_mean_around_median_kernel_matches_reference(backend, dtype, rng):
-    from hierfed import _kernels_numpy as ref
+    from hierfed._kernels import numpy as ref
 
     for n, d in [(1, 3), (2, 5), (5, 40), (8, 33), (17, 100), (40, 70)]:
         x = rng.integers(-3, 4, (n, d)).astype(dtype)  # many ties

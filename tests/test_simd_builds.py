@@ -23,7 +23,7 @@ CHECK = textwrap.dedent(
     import hashlib
     import numpy as np
     import hierfed._core as core
-    import hierfed._kernels_numpy as ref
+    import hierfed._kernels.numpy as ref
 
     rng = np.random.default_rng(7)
     print(core.simd())

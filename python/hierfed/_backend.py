@@ -16,8 +16,8 @@ from types import ModuleType
 BACKENDS = ("cpp", "numba", "numpy")
 _MODULES = {
     "cpp": "hierfed._core",
-    "numba": "hierfed._kernels_numba",
-    "numpy": "hierfed._kernels_numpy",
+    "numba": "hierfed._kernels.numba",
+    "numpy": "hierfed._kernels.numpy",
 }
 _FIXES = {
     "cpp": (

@@ -1,4 +1,4 @@
-"""Stubs of the compiled core (cpp/src): kernels over validated segments, see _kernels_numpy."""
+"""Stubs of the compiled core (cpp/src): kernels over validated segments, see hierfed._kernels."""
 
 import numpy as np
 from numpy.typing import NDArray
@@ -63,7 +63,7 @@ def sq_distances_to(
 ) -> None:
     """Squared distance of every row to ``point`` (one array per segment) into ``out``."""
 
-# ---- privacy kernels (cpp/src/bind_privacy.cpp; definitions in _kernels_numpy) ------------
+# ---- privacy kernels (cpp/src/bind_privacy.cpp; definitions in _kernels.numpy) ------------
 
 def chacha20_keystream(
     key: NDArray[np.uint32],
@@ -113,7 +113,7 @@ def clip_by_l2(
 ) -> None:
     """Sums of squares into ``sq``; rows with a normal sum scaled into ``outs``."""
 
-# ---- secure-aggregation masks (cpp/src/bind_secagg.cpp; definition in _kernels_numpy) -------
+# ---- secure-aggregation masks (cpp/src/bind_secagg.cpp; definition in _kernels.numpy) -------
 
 def apply_masks(
     keys: NDArray[np.uint32],

@@ -5,6 +5,9 @@
 // The kernels work in super-blocks of 16 consecutive blocks (256 words), stored word-major:
 // words[w * 16 + j] is word w of block j. The keystream in RFC order is word w of block j at
 // position 16 * j + w.
+// Bound in cpp/src/bind_privacy.cpp. Twins (change the three together): the numba
+// python/hierfed/_kernels/numba/chacha20.py, the numpy reference
+// python/hierfed/_kernels/numpy/chacha20.py.
 #pragma once
 #include <cstddef>
 #include <cstdint>

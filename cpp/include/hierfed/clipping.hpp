@@ -4,6 +4,9 @@
 //   float64) and added to lane j % 32, lanes added in index order;
 // - the 32 lanes are reduced by halves (lane l += lane l + h, h = 16, 8, 4, 2, 1);
 // - block sums are added in order, then the sums of a row's segments (layers) in order.
+// Bound in cpp/src/bind_privacy.cpp. Twins (change the three together): the numba
+// python/hierfed/_kernels/numba/clipping.py, the numpy reference
+// python/hierfed/_kernels/numpy/clipping.py.
 #pragma once
 #include <cstddef>
 #include <cstdint>

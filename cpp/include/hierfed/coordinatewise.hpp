@@ -12,6 +12,9 @@
 //   the lower index as in a stable sort.
 // Every value read also feeds a probe (v * 0 is NaN exactly for NaN/inf) that reports
 // non-finite input without a second pass.
+// Bound in cpp/src/bind_coordinatewise.cpp. Twins (change the three together): the numba
+// python/hierfed/_kernels/numba/coordinatewise.py and coordinatewise_tiles.py, the numpy reference
+// python/hierfed/_kernels/numpy/coordinatewise.py.
 #pragma once
 #include <algorithm>
 #include <cmath>

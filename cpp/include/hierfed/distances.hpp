@@ -14,6 +14,9 @@
 // - float64 rows: each lane sums squared float64 differences in float64.
 // - per chunk the 16 lane sums are folded by a fixed tree (8, 4, 2, 1); chunk values are
 //   summed in order into one partial per unit, and unit partials in order into the result.
+// Bound in cpp/src/bind_distances.cpp. Twins (change the three together): the numba
+// python/hierfed/_kernels/numba/distances.py, the numpy reference
+// python/hierfed/_kernels/numpy/distances.py.
 #pragma once
 #include <algorithm>
 #include <cstddef>

@@ -5,6 +5,9 @@
 // 16 b + w is word w of block b). For each super-block of the output (16 blocks, 256 words)
 // the keystreams of all keys are generated in registers and summed into a word-major
 // accumulator in L1; the accumulator is then added to the output once.
+// Bound in cpp/src/bind_secagg.cpp. Twins (change the three together): the numba
+// python/hierfed/_kernels/numba/masks.py, the numpy reference
+// python/hierfed/_kernels/numpy/masks.py.
 #pragma once
 #include <cstddef>
 #include <cstdint>

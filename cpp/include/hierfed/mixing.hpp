@@ -5,6 +5,9 @@
 // here a vector of coordinates of every row is loaded once (widened to float64 into an L1
 // tile) and all outputs are formed from it, four at a time in registers. Rows are added in
 // index order, each as acc + w * x (no fused multiply-add): the numba twin gives the same bits.
+// Bound in cpp/src/bind_mixing.cpp. Twins (change the three together): the numba
+// python/hierfed/_kernels/numba/mixing.py, the numpy reference
+// python/hierfed/_kernels/numpy/mixing.py.
 #pragma once
 #include <algorithm>
 #include <cstddef>

@@ -9,6 +9,9 @@
 //           16 (2p) + j and 16 (2p + 1) + j (128 outputs);
 //   uniform float32: output 16 w + j from word w of block j (256 outputs).
 // log, sin and cos are polynomials of basic operations (no libm), with -ffp-contract=off.
+// Bound in cpp/src/bind_privacy.cpp. Twins (change the three together): the numba
+// python/hierfed/_kernels/numba/noise.py, the numpy reference
+// python/hierfed/_kernels/numpy/noise.py.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -1,4 +1,5 @@
 // Batcher's odd-even merge sorting network for any n, pruned to the output ranks needed.
+// Twin: python/hierfed/_kernels/numba/sorting_network.py (the numba kernels' comparators).
 #pragma once
 #include <cstdint>
 #include <vector>

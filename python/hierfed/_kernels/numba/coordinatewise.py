@@ -1,0 +1,336 @@
+"""Numba twins of the coordinate-wise kernels: mean, trimmed mean, median, mean around the
+median. Same algorithms and results as the C++ core, no compiler needed.
+
+Twins: ``cpp/include/hierfed/coordinatewise.hpp`` (bound in ``cpp/src/bind_coordinatewise.cpp``)
+and :mod:`hierfed._kernels.numpy.coordinatewise` (the definitions). Kernels return ``True``
+when an input value is NaN or infinite (checked within the kernel's own pass).
+
+- mean: per block a float64 accumulator, rows added in order.
+- unweighted trimmed mean with ``1 <= k <= 8``: one pass with a "pop network" per coordinate,
+  the ``k`` smallest and ``k`` largest values seen so far; a value pushed out of both is a kept
+  middle value and goes into a float64 sum, so no outlier is ever added and subtracted again.
+  Coordinates are independent lanes, which LLVM vectorises. Compiled once per ``k``.
+- everything else (median, larger ``k``, weighted rules, the mean around the median): a tile of
+  coordinates is sorted vertically by Batcher's odd-even merge sorting network
+  (:mod:`.sorting_network`), pruned to the comparators the needed output positions depend on
+  (unweighted, its first stages run in registers while loading); weighted rules sort (value,
+  row index) pairs, a stable order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import numpy as np
+from numba import prange
+from numpy.typing import NDArray
+
+from .._types import Outs, Segments, Weights
+from ._shared import (
+    addresses,
+    block_starts,
+    jit,
+    jit_parallel,
+    locate,
+    use_threads,
+    view,
+)
+from .coordinatewise_tiles import (
+    NET_GROUP,
+    around_median_kernel,
+    net_kernel,
+    net_weighted_kernel,
+)
+from .sorting_network import network
+
+__all__ = ["mean", "mean_around_median", "median", "trimmed_mean"]
+
+_POP_MAX_TRIM = 8  # the pop network handles 1 <= k <= this; larger k use a sorting network
+_MEAN_BLOCK = 8192  # coordinates per block of the mean (its float64 accumulator stays in L2)
+_POP_BLOCK = 128  # coordinates per block of the pop network (2k slots per lane stay in L1)
+_NO_WEIGHTS = np.ones(1)  # the weights argument of an unweighted kernel, unread
+
+
+@jit
+def _any_nonfinite(ptrs: Any, s: int, n: int, j0: int, le: int, like: Any) -> bool:
+    """Whether a row of segment ``s`` holds a NaN or infinity among ``le`` coordinates at j0."""
+    zero = np.zeros(1, like.dtype)[0]
+    probe = zero
+    for i in range(n):
+        x = view(ptrs[s * n + i], j0, le, like)
+        for j in range(le):
+            probe += x[j] * zero
+    return bool(probe != zero)
+
+
+@jit_parallel
+def _mean_kernel(
+    ptrs: Any, optrs: Any, lens: Any, n: int, w: Any, weighted: bool, like: Any, n_threads: int
+) -> bool:
+    """Weighted mean per block of coordinates: a float64 accumulator, rows added in order.
+
+    Four rows are added per sweep over the accumulator (the same order of additions), which
+    keeps the kernel at memory speed. A non-finite sum sends the block to a second look that
+    tells a NaN or infinity in the input from an overflow of finite values.
+    """
+    block = _MEAN_BLOCK
+    starts = block_starts(lens, block)
+    nb = starts[-1]
+    nch = min(nb, n_threads)
+    total = 0.0
+    for i in range(n):
+        total += w[i] if weighted else 1.0
+    bad = 0
+    for c in prange(nch):
+        acc = np.empty(block, np.float64)
+        s = 0
+        for b in range(c * nb // nch, (c + 1) * nb // nch):
+            s, j0, le = locate(b, s, starts, lens, block)
+            for j in range(le):
+                acc[j] = 0.0
+            base = s * n
+            i = 0
+            while i + 4 <= n:
+                x0 = view(ptrs[base + i], j0, le, like)
+                x1 = view(ptrs[base + i + 1], j0, le, like)
+                x2 = view(ptrs[base + i + 2], j0, le, like)
+                x3 = view(ptrs[base + i + 3], j0, le, like)
+                if weighted:
+                    w0, w1, w2, w3 = w[i], w[i + 1], w[i + 2], w[i + 3]
+                    for j in range(le):
+                        acc[j] = (((acc[j] + w0 * x0[j]) + w1 * x1[j]) + w2 * x2[j]) + w3 * x3[j]
+                else:
+                    for j in range(le):
+                        acc[j] = (((acc[j] + x0[j]) + x1[j]) + x2[j]) + x3[j]
+                i += 4
+            while i < n:
+                x0 = view(ptrs[base + i], j0, le, like)
+                if weighted:
+                    w0 = w[i]
+                    for j in range(le):
+                        acc[j] += w0 * x0[j]
+                else:
+                    for j in range(le):
+                        acc[j] += x0[j]
+                i += 1
+            nonfinite = 0  # an integer count vectorises, a float sum would not
+            for j in range(le):
+                nonfinite += (acc[j] - acc[j]) != 0.0
+            if nonfinite and _any_nonfinite(ptrs, s, n, j0, le, like):
+                bad += 1
+            out = view(optrs[s], j0, le, like)
+            for j in range(le):
+                out[j] = acc[j] / total
+    return bad > 0
+
+
+@cache
+def _pop_kernel(k: int) -> Callable[..., bool]:
+    """The pop-network trimmed mean compiled for ``k`` (a constant, so the slots unroll)."""
+
+    @jit_parallel
+    def pop_trimmed_mean(
+        ptrs: Any, optrs: Any, lens: Any, n: int, like: Any, n_threads: int
+    ) -> bool:
+        """Unweighted trimmed mean dropping ``k`` values at each end, in one pass.
+
+        Per lane ``lo`` holds the ``k`` smallest values seen, ascending, and ``hi`` the ``k``
+        largest, descending. Each value is inserted into ``lo``; what ``lo`` pops out (its
+        largest) goes into ``hi``, and what ``hi`` pops out (its smallest) is a middle value:
+        it joins the float64 sum. Rows ``0..k-1`` only fill ``lo`` (it pops its +inf
+        padding), rows ``k..2k-1`` also fill ``hi`` (which pops its -inf padding). Later rows
+        go four at a time through each slot: the same comparisons in the same order, with a
+        quarter of the slot loads and stores.
+        """
+        block = _POP_BLOCK
+        starts = block_starts(lens, block)
+        nb = starts[-1]
+        nch = min(nb, n_threads)
+        zero = np.zeros(1, like.dtype)[0]
+        kept = float(n - 2 * k)
+        bad = 0
+        for c in prange(nch):
+            lo = np.empty((k, block), like.dtype)
+            hi = np.empty((k, block), like.dtype)
+            probe = np.empty(block, like.dtype)
+            acc = np.empty(block, np.float64)
+            s = 0
+            for b in range(c * nb // nch, (c + 1) * nb // nch):
+                s, j0, le = locate(b, s, starts, lens, block)
+                for t in range(k):
+                    for j in range(block):
+                        lo[t, j] = np.inf
+                    for j in range(block):
+                        hi[t, j] = -np.inf
+                for j in range(block):
+                    probe[j] = zero
+                for j in range(block):
+                    acc[j] = 0.0
+                i = 0
+                while i < n:
+                    if i >= 2 * k and i + 3 < n:  # four rows per sweep over the slots
+                        x0 = view(ptrs[s * n + i], j0, le, like)
+                        x1 = view(ptrs[s * n + i + 1], j0, le, like)
+                        x2 = view(ptrs[s * n + i + 2], j0, le, like)
+                        x3 = view(ptrs[s * n + i + 3], j0, le, like)
+                        for j in range(le):
+                            v0 = x0[j]
+                            v1 = x1[j]
+                            v2 = x2[j]
+                            v3 = x3[j]
+                            probe[j] += ((v0 * zero + v1 * zero) + v2 * zero) + v3 * zero
+                            for t in range(k):
+                                a = lo[t, j]
+                                m = a if a < v0 else v0
+                                v0 = v0 if a < v0 else a
+                                a = m if m < v1 else v1
+                                v1 = v1 if m < v1 else m
+                                m = a if a < v2 else v2
+                                v2 = v2 if a < v2 else a
+                                lo[t, j] = m if m < v3 else v3
+                                v3 = v3 if m < v3 else m
+                            for t in range(k):
+                                a = hi[t, j]
+                                m = v0 if a < v0 else a
+                                v0 = a if a < v0 else v0
+                                a = v1 if m < v1 else m
+                                v1 = m if m < v1 else v1
+                                m = v2 if a < v2 else a
+                                v2 = a if a < v2 else v2
+                                hi[t, j] = v3 if m < v3 else m
+                                v3 = m if m < v3 else v3
+                            acc[j] = (((acc[j] + v0) + v1) + v2) + v3
+                        i += 4
+                        continue
+                    # One row: rows < k only fill lo, rows < 2k also fill hi (what they
+                    # eject are placeholders), later rows add the value ejected from hi.
+                    x = view(ptrs[s * n + i], j0, le, like)
+                    fill_hi = i >= k
+                    keep = i >= 2 * k
+                    for j in range(le):
+                        v = x[j]
+                        probe[j] += v * zero
+                        for t in range(k):
+                            a = lo[t, j]
+                            lo[t, j] = a if a < v else v
+                            v = v if a < v else a
+                        if fill_hi:
+                            for t in range(k):
+                                a = hi[t, j]
+                                hi[t, j] = v if a < v else a
+                                v = a if a < v else v
+                            if keep:
+                                acc[j] += v
+                    i += 1
+                check = zero
+                for j in range(le):
+                    check += probe[j]
+                if check != zero:
+                    bad += 1
+                out = view(optrs[s], j0, le, like)
+                for j in range(le):
+                    out[j] = acc[j] / kept
+        return bad > 0
+
+    return pop_trimmed_mean
+
+
+def _index_like(outs: Outs) -> NDArray[np.integer[Any]]:
+    """Row-index dtype witness of the weighted network: as wide as the values, to vectorise."""
+    return np.empty(0, np.uint32 if outs[0].dtype == np.float32 else np.uint64)
+
+
+def mean(segments: Segments, outs: Outs, weights: Weights, n_threads: int = 1) -> bool:
+    """Weighted mean ``sum(w_i x_i) / sum(w_i)`` per coordinate, accumulated in float64.
+
+    Returns True when an input value is NaN or infinite (the outputs are then unspecified).
+    """
+    if not segments:
+        return False
+    n, ptrs, optrs, lens = addresses(segments, outs)
+    used = use_threads(n_threads, n * int(lens.sum()))
+    w = _NO_WEIGHTS if weights is None else weights
+    return bool(_mean_kernel(ptrs, optrs, lens, n, w, weights is not None, outs[0], used))
+
+
+def trimmed_mean(
+    segments: Segments, outs: Outs, n_trim: int, weights: Weights, n_threads: int = 1
+) -> bool:
+    """Per coordinate drop the ``n_trim`` smallest and largest values, weighted mean of the rest.
+
+    ``n_trim == 0`` is the mean; unweighted with ``n_trim <= 8`` the single-pass pop network;
+    otherwise a sorting network (weighted: stable order by (value, row index)). A coordinate
+    whose kept weights sum to zero gets NaN (0/0); the caller checks. Returns True when an
+    input value is non-finite.
+    """
+    if not segments:
+        return False
+    k = int(n_trim)
+    if k == 0:
+        return mean(segments, outs, weights, n_threads)
+    n, ptrs, optrs, lens = addresses(segments, outs)
+    if not 0 < 2 * k < n:
+        raise ValueError(f"n_trim must satisfy 0 <= 2*n_trim < n (n={n}), got {k}")
+    used = use_threads(n_threads, n * int(lens.sum()))
+    if weights is None and k <= _POP_MAX_TRIM:
+        return bool(_pop_kernel(k)(ptrs, optrs, lens, n, outs[0], used))
+    if weights is None:
+        pa, pb = network(n, k, n - k - 1, NET_GROUP)
+        return bool(net_kernel(ptrs, optrs, lens, n, pa, pb, k, False, outs[0], used))
+    pa, pb = network(n, k, n - k - 1)
+    return bool(
+        net_weighted_kernel(
+            ptrs, optrs, lens, n, pa, pb, k, False, weights, outs[0], _index_like(outs), used
+        )
+    )
+
+
+def median(segments: Segments, outs: Outs, weights: Weights, n_threads: int = 1) -> bool:
+    """Coordinate-wise (weighted) median, as :func:`hierfed._kernels.numpy.coordinatewise.median`.
+
+    Unweighted: the sorting network pruned to the two middle positions. Weighted: the full
+    stable sort by (value, row index), then the first ranks where the weight at or below
+    reaches (``>=``) and exceeds (``>``) the weight above. Returns True when an input value
+    is non-finite.
+    """
+    if not segments:
+        return False
+    n, ptrs, optrs, lens = addresses(segments, outs)
+    used = use_threads(n_threads, n * int(lens.sum()))
+    if weights is None:
+        pa, pb = network(n, (n - 1) // 2, n // 2, NET_GROUP)
+        return bool(net_kernel(ptrs, optrs, lens, n, pa, pb, 0, True, outs[0], used))
+    pa, pb = network(n, 0, n - 1)
+    return bool(
+        net_weighted_kernel(
+            ptrs, optrs, lens, n, pa, pb, 0, True, weights, outs[0], _index_like(outs), used
+        )
+    )
+
+
+def mean_around_median(
+    segments: Segments, outs: Outs, n_keep: int, weights: Weights, n_threads: int = 1
+) -> bool:
+    """Per coordinate, the (weighted) mean of the ``n_keep`` values closest to the median.
+
+    As the numpy reference: ``med`` the two middle values halved then added, distances
+    ``|x_i - med|`` in float64, the ``n_keep`` smallest taken with ties to the lower row
+    index; the kept values (times their weights) and the kept weights are summed in row
+    order. Kept weights summing to zero give NaN; the caller checks. Returns True when an
+    input value is non-finite.
+    """
+    if not segments:
+        return False
+    n, ptrs, optrs, lens = addresses(segments, outs)
+    k = int(n_keep)
+    if not 1 <= k <= n:
+        raise ValueError(f"n_keep must satisfy 1 <= n_keep <= n (n={n}), got {k}")
+    if weights is not None and (weights.dtype != np.float64 or weights.shape != (n,)):
+        raise ValueError(f"weights must be a float64 array of length {n}")
+    used = use_threads(n_threads, n * int(lens.sum()))
+    m = (n - 1) // 2
+    pa, pb = network(n, max(0, m - k + 1), min(n - 1, m + k))
+    w = np.ones(n) if weights is None else weights  # the same sums, bit for bit
+    return bool(around_median_kernel(ptrs, optrs, lens, n, pa, pb, k, w, outs[0], used))

@@ -1,0 +1,41 @@
+"""Numpy reference of the secure-aggregation masks kernel.
+
+Twins: ``cpp/include/hierfed/masks.hpp`` (bound in ``cpp/src/bind_secagg.cpp``) and
+:mod:`hierfed._kernels.numba.masks`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .._types import Words
+from .chacha20 import chacha20_keystream
+
+__all__ = ["apply_masks"]
+
+_MASK_NONCE = np.zeros(3, np.uint32)
+
+
+def apply_masks(keys: Words, negate: NDArray[np.uint8], out: Words, n_threads: int = 1) -> None:
+    """``out += sum_j (-1)^negate[j] keystream_j`` mod 2^32, in place.
+
+    ``keys`` holds 8 little-endian words per mask; mask ``j`` is the RFC 8439 keystream of key
+    ``j`` with nonce 0 from counter 0, ``out.size`` words in RFC order.
+    """
+    if not (isinstance(negate, np.ndarray) and negate.dtype == np.uint8 and negate.ndim == 1):
+        raise ValueError("negate must be a 1-D uint8 array")
+    if not (isinstance(keys, np.ndarray) and keys.dtype == np.uint32 and keys.ndim == 1):
+        raise ValueError("keys must be a 1-D uint32 array")
+    if keys.size != 8 * negate.size:
+        raise ValueError("keys must hold 8 uint32 words per entry of negate")
+    if not (isinstance(out, np.ndarray) and out.dtype == np.uint32 and out.ndim == 1):
+        raise ValueError("out must be a 1-D uint32 array")
+    n = out.size
+    for j in range(negate.size):
+        stream = np.empty(n, np.uint32)
+        chacha20_keystream(keys[8 * j : 8 * j + 8], _MASK_NONCE, 0, stream)
+        if negate[j]:
+            out -= stream
+        else:
+            out += stream
