@@ -72,7 +72,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -84,6 +84,8 @@ from ._basket_state import dump, load
 
 __all__ = ["BasketConfig", "BasketInfo", "BasketManager", "BasketStatus", "ClientInfo"]
 
+_T = TypeVar("_T")
+
 
 def _check_id(value: Any, name: str) -> str:
     if not isinstance(value, str):
@@ -91,6 +93,15 @@ def _check_id(value: Any, name: str) -> str:
     if not value:
         raise ValueError(f"{name} must be a non-empty str")
     return value
+
+
+def _known(table: Mapping[str, _T], key: Any, name: str) -> _T:
+    """``table[key]``; ``key`` must be a non-empty str that ``table`` holds."""
+    _check_id(key, name)
+    found = table.get(key)
+    if found is None:
+        raise ValueError(f"unknown {name} {key!r}")
+    return found
 
 
 class _Basket:
@@ -188,18 +199,10 @@ class BasketManager:
         return float(now)
 
     def _client(self, client_id: Any) -> ClientInfo:
-        _check_id(client_id, "client_id")
-        client = self._clients.get(client_id)
-        if client is None:
-            raise ValueError(f"unknown client_id {client_id!r}")
-        return client
+        return _known(self._clients, client_id, "client_id")
 
     def _basket(self, basket_id: Any) -> _Basket:
-        _check_id(basket_id, "basket_id")
-        basket = self._baskets.get(basket_id)
-        if basket is None:
-            raise ValueError(f"unknown basket_id {basket_id!r}")
-        return basket
+        return _known(self._baskets, basket_id, "basket_id")
 
     def _status(self, basket: _Basket, now: float) -> BasketStatus:
         if basket.disbanded:

@@ -26,3 +26,31 @@ Every backend exposes the same kernel contract, used by :mod:`hierfed.aggregator
 Weighted order statistics break ties by row index (a stable sort): among equal values the
 update with the lower index counts as the smaller.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["FAMILIES", "gather"]
+
+# Each family's kernels, under the names of hierfed._core: the numba and numpy backends hold
+# them in their module <family>.py, the C++ core in cpp/include/hierfed/<family>.hpp.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "coordinatewise": ("mean", "trimmed_mean", "median", "mean_around_median"),
+    "distances": ("pairwise_sq_distances", "sq_distances_to"),
+    "mixing": ("mix_rows",),
+    "chacha20": ("chacha20_keystream",),
+    "noise": ("chacha20_noise", "discrete_gaussian"),
+    "clipping": ("l2_sq_norms", "clip_by_l2"),
+    "masks": ("apply_masks",),
+}
+
+
+def gather(backend: str) -> dict[str, Any]:
+    """Every kernel of the backend package ``backend`` by name, its family modules imported."""
+    return {
+        name: getattr(importlib.import_module(f"{backend}.{family}"), name)
+        for family, names in FAMILIES.items()
+        for name in names
+    }

@@ -13,7 +13,7 @@ The C++ side of the same jobs: ``cpp/include/hierfed/views.hpp`` (segments of ro
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -25,8 +25,10 @@ from numba.np.numpy_support import carray
 from .._types import IntArray, Outs, Rows, Segments
 
 __all__ = [
+    "Segs",
     "addresses",
     "block_starts",
+    "blocks",
     "checked_address",
     "input_addresses",
     "jit",
@@ -95,6 +97,14 @@ def block_starts(lens: Any, block: int) -> Any:
     return starts
 
 
+@jit
+def blocks(lens: Any, block: int, n_threads: int) -> tuple[Any, int, int]:
+    """:func:`block_starts`, the number of blocks and the threads they go to."""
+    starts = block_starts(lens, block)
+    nb = starts[-1]
+    return starts, nb, min(nb, n_threads)
+
+
 @jit_inline
 def locate(b: int, s: int, starts: Any, lens: Any, block: int) -> tuple[int, int, int]:
     """Block ``b``'s segment (searched from ``s`` on), first coordinate and length."""
@@ -161,8 +171,16 @@ def _segment_addresses(
                 ptrs[s * n + q + i] = checked_address(part[i], dtype, length, where)
 
 
-def addresses(segments: Segments, outs: Outs) -> tuple[int, IntArray, IntArray, IntArray]:
-    """``n``, the row and output addresses and the segment lengths, every array checked.
+class Segs(NamedTuple):
+    """The segments as the kernels see them (``views.hpp``'s ``Segment``, for all at once)."""
+
+    ptrs: IntArray  # row i of segment s at ptrs[s * n + i]
+    optrs: IntArray  # the output of segment s at optrs[s]
+    lens: IntArray  # the length of segment s
+
+
+def addresses(segments: Segments, outs: Outs) -> tuple[int, Segs]:
+    """``n`` and the row and output addresses and segment lengths, every array checked.
 
     The kernels read raw memory, so a row of the wrong length, dtype or layout must never
     reach them.
@@ -185,7 +203,7 @@ def addresses(segments: Segments, outs: Outs) -> tuple[int, IntArray, IntArray, 
         if len(rows) != n:
             raise ValueError(f"segment {s} has {len(rows)} rows, segment 0 has {n}")
         _segment_addresses(rows, s, dtype, length, ptrs)
-    return n, ptrs, optrs, lens
+    return n, Segs(ptrs, optrs, lens)
 
 
 def input_addresses(segments: Segments) -> tuple[int, IntArray, IntArray, np.dtype[Any]]:

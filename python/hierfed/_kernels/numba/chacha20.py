@@ -21,6 +21,8 @@ __all__ = [
     "check_blocks",
     "check_out",
     "check_words",
+    "state",
+    "super_blocks",
     "superblock",
 ]
 
@@ -79,14 +81,25 @@ def superblock(key: Any, nonce: Any, counter: int, x: Any, init: Any) -> None:
             x[w, j] = np.uint32(x[w, j] + init[w, j])
 
 
+@jit_inline
+def super_blocks(n: int, per: int, n_threads: int) -> tuple[int, int]:
+    """The super-blocks covering ``n`` outputs (``per`` each) and the threads they go to."""
+    sbs = (n + per - 1) // per
+    return sbs, max(1, min(sbs, n_threads))
+
+
+@jit_inline
+def state() -> tuple[Any, Any]:
+    """Room for :func:`superblock`: its output and its initial state, 16 x 16 words each."""
+    return np.empty((16, 16), np.uint32), np.empty((16, 16), np.uint32)
+
+
 @jit_parallel
 def _keystream_kernel(key: Any, nonce: Any, counter: int, out: Any, n_threads: int) -> None:
     n = out.size
-    sbs = (n + SB_WORDS - 1) // SB_WORDS
-    nch = max(1, min(sbs, n_threads))
+    sbs, nch = super_blocks(n, SB_WORDS, n_threads)
     for c in prange(nch):
-        x = np.empty((16, 16), np.uint32)
-        init = np.empty((16, 16), np.uint32)
+        x, init = state()
         for sb in range(c * sbs // nch, (c + 1) * sbs // nch):
             superblock(key, nonce, counter + 16 * sb, x, init)
             base = sb * SB_WORDS

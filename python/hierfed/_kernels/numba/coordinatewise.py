@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from .._types import Outs, Segments, Weights
 from ._shared import (
     addresses,
-    block_starts,
+    blocks,
     jit,
     jit_parallel,
     locate,
@@ -52,6 +52,11 @@ _MEAN_BLOCK = 8192  # coordinates per block of the mean (its float64 accumulator
 _POP_BLOCK = 128  # coordinates per block of the pop network (2k slots per lane stay in L1)
 _NO_WEIGHTS = np.ones(1)  # the weights argument of an unweighted kernel, unread
 
+# The kernels below write out four rows (x0..x3, v0..v3) where a loop over rows would do: the
+# unrolled form keeps four values per lane in registers for one load and store of the
+# accumulator or slot, which is what makes them run at memory speed (a loop over a small row
+# array does not vectorise). The repeated lines are deliberate.
+
 
 @jit
 def _any_nonfinite(ptrs: Any, s: int, n: int, j0: int, le: int, like: Any) -> bool:
@@ -66,19 +71,16 @@ def _any_nonfinite(ptrs: Any, s: int, n: int, j0: int, le: int, like: Any) -> bo
 
 
 @jit_parallel
-def _mean_kernel(
-    ptrs: Any, optrs: Any, lens: Any, n: int, w: Any, weighted: bool, like: Any, n_threads: int
-) -> bool:
+def _mean_kernel(segs: Any, n: int, w: Any, weighted: bool, like: Any, n_threads: int) -> bool:
     """Weighted mean per block of coordinates: a float64 accumulator, rows added in order.
 
     Four rows are added per sweep over the accumulator (the same order of additions), which
     keeps the kernel at memory speed. A non-finite sum sends the block to a second look that
     tells a NaN or infinity in the input from an overflow of finite values.
     """
+    ptrs, optrs, lens = segs
     block = _MEAN_BLOCK
-    starts = block_starts(lens, block)
-    nb = starts[-1]
-    nch = min(nb, n_threads)
+    starts, nb, nch = blocks(lens, block, n_threads)
     total = 0.0
     for i in range(n):
         total += w[i] if weighted else 1.0
@@ -131,9 +133,7 @@ def _pop_kernel(k: int) -> Callable[..., bool]:
     """The pop-network trimmed mean compiled for ``k`` (a constant, so the slots unroll)."""
 
     @jit_parallel
-    def pop_trimmed_mean(
-        ptrs: Any, optrs: Any, lens: Any, n: int, like: Any, n_threads: int
-    ) -> bool:
+    def pop_trimmed_mean(segs: Any, n: int, like: Any, n_threads: int) -> bool:
         """Unweighted trimmed mean dropping ``k`` values at each end, in one pass.
 
         Per lane ``lo`` holds the ``k`` smallest values seen, ascending, and ``hi`` the ``k``
@@ -144,10 +144,9 @@ def _pop_kernel(k: int) -> Callable[..., bool]:
         go four at a time through each slot: the same comparisons in the same order, with a
         quarter of the slot loads and stores.
         """
+        ptrs, optrs, lens = segs
         block = _POP_BLOCK
-        starts = block_starts(lens, block)
-        nb = starts[-1]
-        nch = min(nb, n_threads)
+        starts, nb, nch = blocks(lens, block, n_threads)
         zero = np.zeros(1, like.dtype)[0]
         kept = float(n - 2 * k)
         bad = 0
@@ -249,10 +248,10 @@ def mean(segments: Segments, outs: Outs, weights: Weights, n_threads: int = 1) -
     """
     if not segments:
         return False
-    n, ptrs, optrs, lens = addresses(segments, outs)
-    used = use_threads(n_threads, n * int(lens.sum()))
+    n, segs = addresses(segments, outs)
+    used = use_threads(n_threads, n * int(segs.lens.sum()))
     w = _NO_WEIGHTS if weights is None else weights
-    return bool(_mean_kernel(ptrs, optrs, lens, n, w, weights is not None, outs[0], used))
+    return bool(_mean_kernel(segs, n, w, weights is not None, outs[0], used))
 
 
 def trimmed_mean(
@@ -270,20 +269,18 @@ def trimmed_mean(
     k = int(n_trim)
     if k == 0:
         return mean(segments, outs, weights, n_threads)
-    n, ptrs, optrs, lens = addresses(segments, outs)
+    n, segs = addresses(segments, outs)
     if not 0 < 2 * k < n:
         raise ValueError(f"n_trim must satisfy 0 <= 2*n_trim < n (n={n}), got {k}")
-    used = use_threads(n_threads, n * int(lens.sum()))
+    used = use_threads(n_threads, n * int(segs.lens.sum()))
     if weights is None and k <= _POP_MAX_TRIM:
-        return bool(_pop_kernel(k)(ptrs, optrs, lens, n, outs[0], used))
+        return bool(_pop_kernel(k)(segs, n, outs[0], used))
     if weights is None:
-        pa, pb = network(n, k, n - k - 1, NET_GROUP)
-        return bool(net_kernel(ptrs, optrs, lens, n, pa, pb, k, False, outs[0], used))
-    pa, pb = network(n, k, n - k - 1)
+        net = network(n, k, n - k - 1, NET_GROUP)
+        return bool(net_kernel(segs, n, net, k, False, outs[0], used))
+    net = network(n, k, n - k - 1)
     return bool(
-        net_weighted_kernel(
-            ptrs, optrs, lens, n, pa, pb, k, False, weights, outs[0], _index_like(outs), used
-        )
+        net_weighted_kernel(segs, n, net, k, False, weights, outs[0], _index_like(outs), used)
     )
 
 
@@ -297,16 +294,14 @@ def median(segments: Segments, outs: Outs, weights: Weights, n_threads: int = 1)
     """
     if not segments:
         return False
-    n, ptrs, optrs, lens = addresses(segments, outs)
-    used = use_threads(n_threads, n * int(lens.sum()))
+    n, segs = addresses(segments, outs)
+    used = use_threads(n_threads, n * int(segs.lens.sum()))
     if weights is None:
-        pa, pb = network(n, (n - 1) // 2, n // 2, NET_GROUP)
-        return bool(net_kernel(ptrs, optrs, lens, n, pa, pb, 0, True, outs[0], used))
-    pa, pb = network(n, 0, n - 1)
+        net = network(n, (n - 1) // 2, n // 2, NET_GROUP)
+        return bool(net_kernel(segs, n, net, 0, True, outs[0], used))
+    net = network(n, 0, n - 1)
     return bool(
-        net_weighted_kernel(
-            ptrs, optrs, lens, n, pa, pb, 0, True, weights, outs[0], _index_like(outs), used
-        )
+        net_weighted_kernel(segs, n, net, 0, True, weights, outs[0], _index_like(outs), used)
     )
 
 
@@ -323,14 +318,14 @@ def mean_around_median(
     """
     if not segments:
         return False
-    n, ptrs, optrs, lens = addresses(segments, outs)
+    n, segs = addresses(segments, outs)
     k = int(n_keep)
     if not 1 <= k <= n:
         raise ValueError(f"n_keep must satisfy 1 <= n_keep <= n (n={n}), got {k}")
     if weights is not None and (weights.dtype != np.float64 or weights.shape != (n,)):
         raise ValueError(f"weights must be a float64 array of length {n}")
-    used = use_threads(n_threads, n * int(lens.sum()))
+    used = use_threads(n_threads, n * int(segs.lens.sum()))
     m = (n - 1) // 2
-    pa, pb = network(n, max(0, m - k + 1), min(n - 1, m + k))
+    net = network(n, max(0, m - k + 1), min(n - 1, m + k))
     w = np.ones(n) if weights is None else weights  # the same sums, bit for bit
-    return bool(around_median_kernel(ptrs, optrs, lens, n, pa, pb, k, w, outs[0], used))
+    return bool(around_median_kernel(segs, n, net, k, w, outs[0], used))

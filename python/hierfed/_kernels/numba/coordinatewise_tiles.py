@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numba import prange
 
-from ._shared import block_starts, jit, jit_inline, jit_parallel, locate, view
+from ._shared import blocks, jit, jit_inline, jit_parallel, locate, view
 
 __all__ = ["NET_BLOCK", "NET_GROUP", "around_median_kernel", "net_kernel", "net_weighted_kernel"]
 
@@ -79,16 +79,7 @@ def _flagged(probe: Any, le: int) -> bool:
 
 @jit_parallel
 def net_kernel(
-    ptrs: Any,
-    optrs: Any,
-    lens: Any,
-    n: int,
-    pa: Any,
-    pb: Any,
-    k: int,
-    median: bool,
-    like: Any,
-    n_threads: int,
+    segs: Any, n: int, net: Any, k: int, median: bool, like: Any, n_threads: int
 ) -> bool:
     """Unweighted median or trimmed mean: a vertical sorting network over tiles of lanes.
 
@@ -100,10 +91,10 @@ def net_kernel(
     rows ``(n - 1) // 2`` and ``n // 2``; the trimmed mean sums sorted rows ``k..n-k-1`` in
     ascending order.
     """
+    ptrs, optrs, lens = segs
+    pa, pb = net
     block = NET_BLOCK
-    starts = block_starts(lens, block)
-    nb = starts[-1]
-    nch = min(nb, n_threads)
+    starts, nb, nch = blocks(lens, block, n_threads)
     zero = np.zeros(1, like.dtype)[0]
     kept = float(n - 2 * k)
     bad = 0
@@ -197,12 +188,9 @@ def net_kernel(
 
 @jit_parallel
 def net_weighted_kernel(
-    ptrs: Any,
-    optrs: Any,
-    lens: Any,
+    segs: Any,
     n: int,
-    pa: Any,
-    pb: Any,
+    net: Any,
     k: int,
     median: bool,
     w: Any,
@@ -219,10 +207,10 @@ def net_weighted_kernel(
     downwards), the mean of the values at the first rank with ``below >= above`` and the
     first with ``below > above``; equal weights thus give exactly the unweighted median.
     """
+    ptrs, optrs, lens = segs
+    pa, pb = net
     block = NET_BLOCK
-    starts = block_starts(lens, block)
-    nb = starts[-1]
-    nch = min(nb, n_threads)
+    starts, nb, nch = blocks(lens, block, n_threads)
     zero = np.zeros(1, like.dtype)[0]
     ncomp = pa.size
     bad = 0
@@ -402,16 +390,7 @@ def _around_median_block(
 
 @jit_parallel
 def around_median_kernel(
-    ptrs: Any,
-    optrs: Any,
-    lens: Any,
-    n: int,
-    pa: Any,
-    pb: Any,
-    k: int,
-    w: Any,
-    like: Any,
-    n_threads: int,
+    segs: Any, n: int, net: Any, k: int, w: Any, like: Any, n_threads: int
 ) -> bool:
     """Per coordinate the weighted mean of the ``k`` values closest to the median.
 
@@ -425,10 +404,10 @@ def around_median_kernel(
     weights, and the weights, add up in row order, in float64. Unit weights give exactly the
     unweighted mean: ``1.0 * x`` is ``x`` and ``k`` ones add up to ``k``.
     """
+    ptrs, optrs, lens = segs
+    pa, pb = net
     block = NET_BLOCK
-    starts = block_starts(lens, block)
-    nb = starts[-1]
-    nch = min(nb, n_threads)
+    starts, nb, nch = blocks(lens, block, n_threads)
     bad = 0
     for c in prange(nch):
         tile = np.zeros((n, block), like.dtype)

@@ -30,7 +30,7 @@ from numba.core import types
 from numba.extending import overload
 from numpy.typing import NDArray
 
-from .._types import Outs, Segments
+from .._types import IntArray, Outs, Segments
 from ._shared import (
     block_starts,
     checked_address,
@@ -286,12 +286,22 @@ def _distances_to_kernel(
             out[i] = total
 
 
-def _check_float64_output(out: Any, shape: tuple[int, ...], name: str) -> None:
-    """``out`` must be a writeable C-contiguous float64 array of ``shape``."""
+def _rows_and_out(
+    segments: Segments, out: Any, square: bool
+) -> tuple[int, IntArray, IntArray, np.dtype[Any]] | None:
+    """The checked rows (as :func:`input_addresses`) once ``out`` is checked: a writeable
+    C-contiguous float64 array of shape ``(n, n)`` (``square``) or ``(n,)``. None when there
+    is nothing to sum (no segment: ``out`` zeroed; no row)."""
+    found = input_addresses(segments) if segments else None
+    n = 0 if found is None else found[0]
+    shape = np.shape(out) if found is None else (n, n) if square else (n,)
     if not isinstance(out, np.ndarray) or out.dtype != np.float64:
-        raise TypeError(f"{name} must be a float64 array")
+        raise TypeError("out must be a float64 array")
     if out.shape != shape or not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError(f"{name} must be a writeable C-contiguous array of shape {shape}")
+        raise ValueError(f"out must be a writeable C-contiguous array of shape {shape}")
+    if found is None:
+        out[...] = 0.0
+    return found if n else None
 
 
 def pairwise_sq_distances(
@@ -310,14 +320,10 @@ def pairwise_sq_distances(
         raise ValueError(f"chunk must be a positive multiple of {_RUN}, got {chunk}")
     if n_units < 1:
         raise ValueError(f"n_units must be at least 1, got {n_units}")
-    if not segments:
-        _check_float64_output(out, np.shape(out), "out")
-        out[...] = 0.0
+    found = _rows_and_out(segments, out, square=True)
+    if found is None:
         return
-    n, ptrs, lens, dtype = input_addresses(segments)
-    _check_float64_output(out, (n, n), "out")
-    if n == 0:
-        return
+    n, ptrs, lens, dtype = found
     n_chunks = int(((lens + chunk - 1) // chunk).sum())
     partial = np.zeros((max(1, min(n_units, n_chunks)), n * (n - 1) // 2))
     used = use_threads(n_threads, n * int(lens.sum()))
@@ -336,14 +342,10 @@ def sq_distances_to(
     """
     if len(point) != len(segments):
         raise ValueError(f"{len(segments)} segments but {len(point)} point segments")
-    if not segments:
-        _check_float64_output(out, np.shape(out), "out")
-        out[...] = 0.0
+    found = _rows_and_out(segments, out, square=False)
+    if found is None:
         return
-    n, ptrs, lens, dtype = input_addresses(segments)
-    _check_float64_output(out, (n,), "out")
-    if n == 0:
-        return
+    n, ptrs, lens, dtype = found
     pptrs = np.empty(len(point), np.int64)
     for s, part in enumerate(point):
         pptrs[s] = checked_address(part, dtype, int(lens[s]), f"point[{s}]")

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from .._types import Words
 from ._shared import jit_parallel, use_threads
-from .chacha20 import SB_WORDS, check_out, check_words, superblock
+from .chacha20 import SB_WORDS, check_out, check_words, state, super_blocks, superblock
 
 __all__ = ["apply_masks"]
 
@@ -24,11 +24,9 @@ __all__ = ["apply_masks"]
 def _masks_kernel(keys: Any, negate: Any, out: Any, n_threads: int) -> None:
     n = out.size
     m = negate.size
-    sbs = (n + SB_WORDS - 1) // SB_WORDS
-    nch = max(1, min(sbs, n_threads))
+    sbs, nch = super_blocks(n, SB_WORDS, n_threads)
     for c in prange(nch):
-        x = np.empty((16, 16), np.uint32)
-        init = np.empty((16, 16), np.uint32)
+        x, init = state()
         acc = np.empty((16, 16), np.uint32)
         nonce = np.zeros(3, np.uint32)
         for sb in range(c * sbs // nch, (c + 1) * sbs // nch):

@@ -13,7 +13,7 @@ from numba import prange
 from numpy.typing import NDArray
 
 from .._types import Outs, Segments
-from ._shared import block_starts, input_addresses, jit_parallel, locate, use_threads, view
+from ._shared import blocks, input_addresses, jit_parallel, locate, use_threads, view
 
 __all__ = ["mix_rows"]
 
@@ -30,9 +30,7 @@ def _mix_kernel(
     in index order as ``acc + w * x`` (the C++ core's order and rounding: the same bits).
     """
     block = _BLOCK
-    starts = block_starts(lens, block)
-    nb = starts[-1]
-    nch = min(nb, n_threads)
+    starts, nb, nch = blocks(lens, block, n_threads)
     m = w.shape[0]
     zero = np.zeros(1, like.dtype)[0]
     bad = 0

@@ -19,7 +19,15 @@ from numpy.typing import NDArray
 from .._types import FloatArray, Words
 from ..numpy import noise as _ref
 from ._shared import jit, jit_inline, jit_parallel, use_threads
-from .chacha20 import SB_WORDS, check_blocks, check_out, check_words, superblock
+from .chacha20 import (
+    SB_WORDS,
+    check_blocks,
+    check_out,
+    check_words,
+    state,
+    super_blocks,
+    superblock,
+)
 
 __all__ = ["chacha20_noise", "discrete_gaussian"]
 
@@ -135,11 +143,9 @@ def _noise_kernel(
     n = out.size
     f32 = out.itemsize == 4
     per = 256 if (kind == 0 and f32) else 128
-    sbs = (n + per - 1) // per
-    nch = max(1, min(sbs, n_threads))
+    sbs, nch = super_blocks(n, per, n_threads)
     for c in prange(nch):
-        x = np.empty((16, 16), np.uint32)
-        init = np.empty((16, 16), np.uint32)
+        x, init = state()
         z = np.empty(SB_WORDS, np.float64)
         for sb in range(c * sbs // nch, (c + 1) * sbs // nch):
             superblock(key, nonce, counter + 16 * sb, x, init)
@@ -326,8 +332,7 @@ def _dg_kernel(key: Any, out: Any, prm: Any, chunk: int, n_threads: int) -> None
         nonce = np.zeros(3, np.uint32)
         nonce[0] = np.uint32(c & 0xFFFFFFFF)
         nonce[1] = np.uint32(c >> 32)
-        buf = np.empty((16, 16), np.uint32)
-        init = np.empty((16, 16), np.uint32)
+        buf, init = state()
         st = np.zeros(4, np.int64)  # position, blocks used, reservoir, bits in it
         st[0] = SB_WORDS
         for i in range(c * chunk, min(n, (c + 1) * chunk)):

@@ -6,26 +6,7 @@ for the map and the contract every backend follows).
 
 from __future__ import annotations
 
-from .chacha20 import chacha20_keystream
-from .clipping import clip_by_l2, l2_sq_norms
-from .coordinatewise import mean, mean_around_median, median, trimmed_mean
-from .distances import pairwise_sq_distances, sq_distances_to
-from .masks import apply_masks
-from .mixing import mix_rows
-from .noise import chacha20_noise, discrete_gaussian
+from .. import FAMILIES, gather
 
-__all__ = [
-    "apply_masks",
-    "chacha20_keystream",
-    "chacha20_noise",
-    "clip_by_l2",
-    "discrete_gaussian",
-    "l2_sq_norms",
-    "mean",
-    "mean_around_median",
-    "median",
-    "mix_rows",
-    "pairwise_sq_distances",
-    "sq_distances_to",
-    "trimmed_mean",
-]
+globals().update(gather(__name__))
+__all__ = [name for names in FAMILIES.values() for name in names]

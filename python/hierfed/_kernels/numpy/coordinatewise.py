@@ -26,6 +26,18 @@ def midpoint(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float
     return out
 
 
+def _kept_mean(
+    x: NDArray[np.float64], order: NDArray[np.intp], weights: Weights
+) -> NDArray[np.float64]:
+    """Per column the weighted mean of the rows ``order`` picks (0/0 = NaN for zero weights)."""
+    w = np.ones(x.shape[0]) if weights is None else weights
+    kw = w[order]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result: NDArray[np.float64] = (kw * np.take_along_axis(x, order, axis=0)).sum(axis=0)
+        result /= kw.sum(axis=0)
+    return result
+
+
 def mean(segments: Segments, outs: Outs, weights: Weights, n_threads: int = 1) -> bool:
     """Weighted mean ``sum(w_i x_i) / sum(w_i)`` per coordinate, in float64."""
     if any_nonfinite(segments):
@@ -50,12 +62,7 @@ def trimmed_mean(
     for rows, out in zip(segments, outs, strict=True):
         x = stack(rows)
         n = x.shape[0]
-        order = np.argsort(x, axis=0, kind="stable")[n_trim : n - n_trim]
-        kept = np.take_along_axis(x, order, axis=0)
-        w = np.ones(n) if weights is None else weights
-        kw = w[order]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[...] = (kw * kept).sum(axis=0) / kw.sum(axis=0)
+        out[...] = _kept_mean(x, np.argsort(x, axis=0, kind="stable")[n_trim : n - n_trim], weights)
     return False
 
 
@@ -103,10 +110,7 @@ def mean_around_median(
         n = x.shape[0]
         s = np.sort(x, axis=0)
         med = midpoint(s[(n - 1) // 2], s[n // 2])
-        order = np.argsort(np.abs(x - med), axis=0, kind="stable")[:n_keep]
-        kept = np.take_along_axis(x, order, axis=0)
-        w = np.ones(n) if weights is None else weights
-        kw = w[order]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[...] = (kw * kept).sum(axis=0) / kw.sum(axis=0)
+        out[...] = _kept_mean(
+            x, np.argsort(np.abs(x - med), axis=0, kind="stable")[:n_keep], weights
+        )
     return False
