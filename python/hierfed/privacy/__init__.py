@@ -10,7 +10,7 @@
   orders), :class:`PLDAccountant` (through dp_accounting, extra ``dp``).
 - :class:`GaussianMechanism`, :class:`LaplaceMechanism`, :class:`CentralDPMechanism`.
 - :class:`DistributedDiscreteGaussian` (Kairouz, Liu & Steinke 2021): each party's noise
-  share added before secure aggregation, and its accounting (:mod:`.distributed`).
+  share added before secure aggregation, and its accounting (``hierfed.privacy.distributed``).
 """
 
 from .accountant import DEFAULT_ORDERS, PLDAccountant, RDPAccountant, compute_rdp, rdp_to_epsilon

@@ -239,10 +239,11 @@ class RDPAccountant:
     def add_rdp(self, rdp: Orders, steps: int = 1) -> None:
         """Record ``steps`` uses of a mechanism given by its RDP curve at :attr:`orders`.
 
-        For mechanisms other than the Gaussian (e.g. the distributed discrete Gaussian of
-        :mod:`hierfed.privacy.distributed`): ``rdp[i]`` must bound its Renyi divergence at
-        ``orders[i]`` (>= 0; ``inf`` where there is no bound). :meth:`to_dp_event` refuses
-        once a curve has been added: dp_accounting has no event for it.
+        For mechanisms other than the Gaussian (e.g. the distributed discrete Gaussian,
+        :class:`~hierfed.privacy.DistributedDiscreteGaussian`): ``rdp[i]`` must bound its
+        Renyi divergence at ``orders[i]`` (>= 0; ``inf`` where there is no bound).
+        :meth:`to_dp_event` refuses once a curve has been added: dp_accounting has no event
+        for it.
         """
         r = np.asarray(rdp, dtype=np.float64)
         if r.shape != self.orders.shape:

@@ -120,7 +120,7 @@ def distributed_discrete_gaussian_rdp(
     Kairouz et al. 2021, Proposition 14 (see the module docstring), in integer units:
     ``l2_sensitivity`` and ``l1_sensitivity`` (default ``l2 min(sqrt(dim), l2)``, valid for
     integer vectors) bound one party's encoded vector, ``dim`` its coordinates; ``orders``
-    ``None`` means :data:`~hierfed.privacy.DEFAULT_ORDERS`.
+    ``None`` means ``hierfed.privacy.DEFAULT_ORDERS``.
     """
     ords = _orders(orders)
     l2 = _checks.non_negative(l2_sensitivity, "l2_sensitivity")
@@ -386,7 +386,7 @@ class DistributedDiscreteGaussian:
         return min(1.0, self.encoded_dim * self.coordinate_wrap_probability(survivors))
 
     def rdp(self, orders: Orders | None = None) -> NDArray[np.float64]:
-        """RDP of one release at each order (default :data:`~hierfed.privacy.DEFAULT_ORDERS`)."""
+        """RDP of one release at each order (default ``hierfed.privacy.DEFAULT_ORDERS``)."""
         return distributed_discrete_gaussian_rdp(
             orders,
             l2_sensitivity=math.sqrt(self.l2_sensitivity_squared),
