@@ -319,7 +319,8 @@ def test_conditional_rounding_draws_again() -> None:
         ({"bits": 33}, r"bits must be in \[2, 32\]"),
         ({"beta": 1.0}, r"beta must be in \[0, 1\)"),
         ({"gamma": 1e-3, "bits": 10}, "gamma must exceed"),
-        ({"sigma": 0.009}, r"sigma / \(gamma sqrt\(n_honest\)\) must be >= 0.5"),
+        ({"sigma": 0.009}, r"sigma / \(gamma sqrt\(n_honest\)\) must be in \[0.5, 2\^30\]"),
+        ({"sigma": 1e8, "gamma": 1e-3}, r"must be in \[0.5, 2\^30\]"),
         ({"colluders": 4}, r"colluders must be < n_min \(4\)"),
     ],
 )
@@ -337,6 +338,10 @@ def test_bad_calls_are_refused() -> None:
         DistributedDiscreteGaussian(1.0, 0.01, 1.0, 4, 8, rotate=1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"survivors \(3\) < n_min \(4\)"):
         mech.decode(np.zeros(8, np.uint32), 1, survivors=3)
+    with pytest.raises(ValueError, match=r"dim must be in \[1, 8\]"):
+        randomized_hadamard_inverse(np.zeros(8), 1, 9)
+    with pytest.raises(ValueError, match="y must have a power-of-two length"):
+        randomized_hadamard_inverse(np.zeros(6), 1, 6)
     with pytest.raises(ValueError, match="rotation_seed is required"):
         mech.encode(np.zeros(8), gen)
     with pytest.raises(ValueError, match=r"x must have shape \(8,\)"):

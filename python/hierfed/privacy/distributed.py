@@ -174,6 +174,8 @@ def randomized_hadamard_inverse(y: Any, seed: int | bytes, dim: int) -> NDArray[
     v = np.asarray(y, dtype=np.float64).reshape(-1)
     if v.size != _power_of_two(max(v.size, 1)):
         raise ValueError(f"y must have a power-of-two length, got {v.size}")
+    if not 1 <= _checks.count(dim, "dim") <= v.size:
+        raise ValueError(f"dim must be in [1, {v.size}] (the length of y), got {dim}")
     return (_signs(seed, v.size) * _hadamard(v) / math.sqrt(v.size))[:dim]
 
 
@@ -244,10 +246,11 @@ class DistributedDiscreteGaussian:
                 f"{self.clip / (2.0 ** (self.bits - 1) - 1):g}: one clipped vector must fit "
                 f"in the centred range of 2^bits"
             )
-        if self.share_sigma < 0.5:
+        if not 0.5 <= self.share_sigma <= 2.0**30:
             raise ValueError(
-                f"sigma / (gamma sqrt(n_honest)) must be >= 0.5 (each party's noise, in integer "
-                f"steps; Kairouz et al. Theorem 3), got {self.share_sigma:g}: lower gamma"
+                f"sigma / (gamma sqrt(n_honest)) must be in [0.5, 2^30] (each party's noise in "
+                f"integer steps: Kairouz et al. Theorem 3 needs >= 0.5, the sampler <= 2^30), "
+                f"got {self.share_sigma:g}: change gamma"
             )
 
     @property
