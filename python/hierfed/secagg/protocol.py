@@ -46,8 +46,11 @@ Threat model (who may see what):
 - Other clients see only ciphertexts addressed to others, and their own shares.
 - A malicious client can send any input (robustness to bad *inputs* is Layer 1's job, not
   this protocol's), refuse to answer, or send malformed messages: it is then dropped, never
-  stops honest clients. A client that deals inconsistent but well-formed shares is named
-  (``SecAggError``) and the round aborts with no output: it cannot cause a wrong sum.
+  stops honest clients. It can also claim that a neighbour's share failed (the server cannot
+  tell which of the two lies), which leaves that neighbour's input out of the sum
+  (``Server.excluded``): it can shrink the sum, not read it. A client that deals inconsistent
+  but well-formed shares is named (``SecAggError``) and the round aborts with no output: it
+  cannot cause a wrong sum.
 - Out of scope: the server discarding honest inputs (it may always declare clients dropped:
   the sum is then over fewer clients, never fewer than ``t``), denial of service, traffic
   analysis, and a compromised operator key (it vouches for identities and plans). Each
