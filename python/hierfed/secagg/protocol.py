@@ -36,10 +36,15 @@ Threat model (who may see what):
   learns the sum of the inputs of one survivor set of at least ``t`` clients, and nothing else
   about an honest client's input: a split view (different survivor sets to different clients)
   fails the consistency tags; a swapped public key fails its identity signature; weak or
-  forged parameters fail the operator's signature or the client's policy. With ``2t > k + 1 +
-  c`` (``c`` colluders among a client's ``k + 1`` share holders, bounded by the plan check with
-  failure probability ``2^-security_bits``), two survivor sets cannot both gather ``t``
-  honest confirmations in one neighbourhood, so no secret's seed and key both leak.
+  forged parameters fail the operator's signature or the client's policy. Why it holds: an
+  honest holder reveals one kind of share per owner, so with ``2t > k + 1 + c`` (``c``
+  colluders among a client's ``k + 1`` share holders, bounded by the plan check with failure
+  probability ``2^-security_bits``) no client's seed and key both leak; and a client reveals
+  only after ``t`` holders (itself and ``t - 1`` neighbours) confirmed its survivor set, so on
+  the complete graph two different sets can never both be confirmed (``2t > k + 1 + c``
+  again). On a sparse graph the confirmations come from each client's own neighbourhood: there
+  the guarantee against split views rests on the tests that play them (max-flow split plans
+  at n = 50, 100, 200, every one refused), not on a general proof.
 - The consistency round uses pairwise HMACs rather than signatures: each tag is checked only
   by its receiver, who shares its key with the sender alone (from their authenticated X25519
   keys), so it is as unforgeable for the server as a signature, at a fraction of the cost.
