@@ -7,9 +7,9 @@ import hmac
 import struct
 from collections.abc import Iterable
 
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .masks import derive_key
 
 __all__ = [
     "ad",
@@ -69,8 +69,7 @@ def channel_keys(shared: bytes, plan_digest: bytes, a: int, b: int) -> tuple[byt
     """The AES-GCM key and the consistency MAC key of the pair ``a``, ``b``: one HKDF-SHA256
     of their encryption keys' X25519 secret (salt: the plan's digest), 64 bytes split."""
     pair = struct.pack("<II", min(a, b), max(a, b))
-    okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=plan_digest, info=_CHANNEL_LABEL + pair)
-    keys = okm.derive(shared)
+    keys = derive_key(shared, plan_digest, _CHANNEL_LABEL + pair, length=64)
     return keys[:32], keys[32:]
 
 

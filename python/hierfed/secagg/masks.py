@@ -23,9 +23,10 @@ _PAIR_LABEL = b"hierfed.secagg.pair-mask.v1"
 _SELF_LABEL = b"hierfed.secagg.self-mask.v1"
 
 
-def derive_key(material: bytes, session: bytes, info: bytes) -> bytes:
-    """A 32-byte key: HKDF-SHA256 of ``material``, salt ``session``, context ``info``."""
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=session, info=info).derive(material)
+def derive_key(material: bytes, session: bytes, info: bytes, length: int = 32) -> bytes:
+    """A ``length``-byte key: HKDF-SHA256 of ``material``, salt ``session``, context ``info``."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=length, salt=session, info=info)
+    return hkdf.derive(material)
 
 
 def _pair(a: int, b: int) -> bytes:
