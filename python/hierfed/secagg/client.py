@@ -21,6 +21,7 @@ from ..privacy.rng import fork_generation
 from . import _crypto as cr
 from . import messages as msg
 from . import shamir
+from .client_state import ClientState, decode_state, encode_state
 from .errors import SecAggError
 from .graph import client_neighbours, ring_order, survivors_connected
 from .identity import Identity, IdentityRegistry
@@ -74,17 +75,46 @@ class Client:
             raise TypeError(f"identity must be an Identity, got {type(identity).__name__}")
         if not isinstance(registry, IdentityRegistry):
             raise TypeError(f"registry must be an IdentityRegistry, got {type(registry).__name__}")
+        p = self._accept(identity, client_id, registry, plan, policy)
+        if joined is not None:
+            if p.session in joined:
+                raise SecAggError("this client already took part in this session: a replay")
+            joined.add(p.session)
+        self._setup(identity, client_id, registry, p, bytes(plan))
+        self._enc = X25519PrivateKey.generate()
+        self._mask = X25519PrivateKey.generate()
+        self._public = (cr.public(self._enc), cr.public(self._mask))
+        self._seed = shamir.draw_secret()
+
+    @staticmethod
+    def _accept(
+        identity: Identity,
+        client_id: int,
+        registry: IdentityRegistry,
+        plan: bytes,
+        policy: SecurityPolicy | None,
+    ) -> SessionPlan:
+        """The verified plan, after checking the identity's enrolment and the policy."""
         if client_id not in registry or registry.public_bytes(client_id) != identity.public_bytes:
             raise SecAggError(f"client {client_id!r} is not enrolled with this identity key")
         p = SessionPlan.from_signed(plan, registry)
         check_plan(p, registry, SecurityPolicy() if policy is None else policy)
         if client_id not in p.participants:
             raise SecAggError(f"the session plan does not name client {client_id}")
-        if joined is not None:
-            if p.session in joined:
-                raise SecAggError("this client already took part in this session: a replay")
-            joined.add(p.session)
+        return p
+
+    def _setup(
+        self,
+        identity: Identity,
+        client_id: int,
+        registry: IdentityRegistry,
+        p: SessionPlan,
+        signed_plan: bytes,
+    ) -> None:
+        """The fields every client has at stage 0 (its keys and seed apart)."""
         self.plan = p
+        self.client_id = client_id
+        self._signed_plan = signed_plan
         self.registry = registry
         self.index = p.participants.index(client_id)
         """This client's protocol index (its Shamir x-coordinate is ``index + 1``)."""
@@ -96,10 +126,6 @@ class Client:
         """Peer -> why its advertisement or share was refused (that peer is left out)."""
         self._identity = identity
         self._generation = fork_generation()
-        self._enc = X25519PrivateKey.generate()
-        self._mask = X25519PrivateKey.generate()
-        self._public = (cr.public(self._enc), cr.public(self._mask))
-        self._seed = shamir.draw_secret()
         self._stage = 0
         self._peers: dict[int, tuple[bytes, bytes]] = {}
         self._held: dict[int, msg.SharePlaintext] = {}
@@ -107,6 +133,79 @@ class Client:
         self._pair_keys: dict[int, tuple[bytes, bytes]] = {}
         self._survivors: frozenset[int] = frozenset()
         self._survivors_digest = b""
+
+    # ------------------------------------------------------------------------------ state
+
+    def export_state(self) -> bytes:
+        """This client's whole state as bytes (secrets included: keep them on this node),
+        authenticated under its identity key; :meth:`from_state` continues the round from it.
+
+        The state of a client that has answered ``unmask`` holds no shares any more.
+        """
+        return encode_state(
+            ClientState(
+                self._stage,
+                self.client_id,
+                self._signed_plan,
+                self._enc.private_bytes_raw(),
+                self._mask.private_bytes_raw(),
+                self._seed,
+                dict(self._peers),
+                dict(self._held),
+                self._own,
+                tuple(sorted(self._survivors)),
+                self._survivors_digest,
+                dict(self.rejected),
+            ),
+            self._identity.private_bytes(),
+        )
+
+    @classmethod
+    def from_state(
+        cls,
+        state: bytes,
+        identity: Identity,
+        registry: IdentityRegistry,
+        policy: SecurityPolicy | None = None,
+    ) -> Client:
+        """The client :meth:`export_state` wrote, at the stage it had reached.
+
+        The state must be authenticated by ``identity`` (the one that wrote it) and its plan
+        is checked again against ``registry`` and ``policy`` as at construction. The session
+        is not checked against a ``joined`` set: the client joined it when it was created, and
+        its stage (inside the authenticated state) refuses a message answered before.
+
+        Raises
+        ------
+        ValueError
+            When ``state`` is not a client state of ``identity``, or is malformed.
+        SecAggError
+            When its plan no longer passes the checks.
+        """
+        if not isinstance(identity, Identity):
+            raise TypeError(f"identity must be an Identity, got {type(identity).__name__}")
+        if not isinstance(registry, IdentityRegistry):
+            raise TypeError(f"registry must be an IdentityRegistry, got {type(registry).__name__}")
+        s = decode_state(state, identity.private_bytes())
+        p = cls._accept(identity, s.client_id, registry, s.plan, policy)
+        client = cls.__new__(cls)
+        client._setup(identity, s.client_id, registry, p, s.plan)
+        try:
+            client._enc = X25519PrivateKey.from_private_bytes(s.enc_key)
+            client._mask = X25519PrivateKey.from_private_bytes(s.mask_key)
+        except ValueError:  # pragma: no cover - 32 bytes are always an X25519 key
+            raise ValueError("the client state's keys are malformed") from None
+        client._public = (cr.public(client._enc), cr.public(client._mask))
+        _check_restored(s, client.index, client.neighbours, p.n)
+        client._seed = s.seed
+        client._stage = s.stage
+        client._peers = dict(s.peers)
+        client._held = dict(s.held)
+        client._own = s.own
+        client._survivors = frozenset(s.survivors)
+        client._survivors_digest = s.survivors_digest
+        client.rejected = dict(s.rejected)
+        return client
 
     # ------------------------------------------------------------------------------ checks
 
@@ -319,3 +418,28 @@ class Client:
         self._held = {}
         self._stage = 5
         return msg.UnmaskResponse(self.plan.session, self.index, tuple(out)).to_bytes()
+
+
+def _check_restored(s: ClientState, index: int, neighbours: frozenset[int], n: int) -> None:
+    """ValueError unless the restored fields are consistent with each other and the plan."""
+    why = None
+    if not 0 <= s.stage < len(_STAGES):
+        why = f"stage {s.stage} is not one of the {len(_STAGES)} stages"
+    elif s.peers.keys() - neighbours:
+        why = "it names peers that are not this client's neighbours"
+    elif s.held.keys() - s.peers.keys():
+        why = "it holds shares of clients that are not its peers"
+    elif any((p.sender, p.receiver) != (v, index) for v, p in s.held.items()):
+        why = "a held share is misaddressed"
+    elif (s.own is None) != (s.stage < 2):
+        why = "its own share does not match its stage"
+    elif s.own is not None and (s.own.sender, s.own.receiver) != (index, index):
+        why = "its own share is misaddressed"
+    elif s.survivors and (s.stage < 4 or max(s.survivors) >= n):
+        why = "its survivor set does not match its stage or the plan"
+    elif len(s.survivors_digest) not in (0, 32):
+        why = "its survivor digest has the wrong length"
+    elif len(s.seed) != 32 or int.from_bytes(s.seed, "little") >> shamir.SECRET_BITS:
+        why = "its seed is not a secret"
+    if why is not None:
+        raise ValueError(f"the client state is inconsistent: {why}")
