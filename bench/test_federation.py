@@ -103,7 +103,7 @@ def test_federation_round(benchmark: Any, updates: np.ndarray) -> None:
     )
     fed = feds[-1]
     assert fed.version == 1 and fed.get_stats()["aggregated_updates"] == N_CLIENTS
-    assert fed.get_stats()["last_layer2"]["secure_agg_used"] is True
+    assert fed.get_stats()["last_layer2"]["secure_agg_simulated"] is True
 
 
 def test_layers_alone(benchmark: Any, updates: np.ndarray) -> None:

@@ -304,6 +304,19 @@ def test_non_native_byte_order_raises(method, dtype):
         METHODS[method]([np.ones(4, dtype=dtype)] * 3)
 
 
+@pytest.mark.parametrize("method", METHOD_NAMES)
+@pytest.mark.parametrize("dtype", [">f8", ">f4"])
+def test_the_suggested_byte_order_conversion_is_accepted(method, dtype):
+    """The conversion the error message suggests gives a dtype equal to numpy's float but not
+    the same object (``dtype("=f8")``): the kernels must take it, as array and as list."""
+    x = np.arange(12.0).reshape(3, 4).astype(dtype)
+    native = x.astype(x.dtype.newbyteorder("="))
+    assert native.dtype is not np.dtype(native.dtype.char)
+    want = METHODS[method](np.ascontiguousarray(native, native.dtype.char))
+    np.testing.assert_array_equal(METHODS[method](native), want)
+    np.testing.assert_array_equal(METHODS[method](list(native)), want)
+
+
 @pytest.mark.parametrize("bad", ["abc", b"abc", None, {"a": np.ones(3)}, 3.5, 7])
 @pytest.mark.parametrize("method", METHOD_NAMES)
 def test_not_updates_raise(method, bad):

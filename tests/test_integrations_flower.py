@@ -87,7 +87,8 @@ def test_aggregate_train_places_nodes_in_domain_baskets_and_reports_metrics() ->
     np.testing.assert_allclose(arrays["w"].numpy(), np.full((2, 3), 3.5), atol=1e-6)
     assert arrays["b"].numpy().dtype == np.float32
     assert metrics["hierfed.baskets"] == 2 and metrics["hierfed.clients"] == 6
-    assert metrics["hierfed.secure-agg"] == 1 and metrics["hierfed.version"] == 1
+    assert metrics["hierfed.secure-agg"] == 0 and metrics["hierfed.secure-agg-simulated"] == 1
+    assert metrics["hierfed.version"] == 1
     assert metrics["hierfed.epsilon"] == 0.0 and metrics["hierfed.rejected"] == 0
     assert metrics["train-loss"] == pytest.approx(3.5)  # Flower's weighted average
     assert strategy.federation is not None and strategy.federation.version == 1

@@ -122,6 +122,9 @@ def _as_array(x: Any, where: str) -> FloatArray:
         raise TypeError(
             f"{where} has dtype {arr.dtype}; use float32 or float64 (e.g. x.astype(np.float32))"
         )
+    canonical = SUPPORTED_DTYPES[SUPPORTED_DTYPES.index(arr.dtype)]
+    if arr.dtype is not canonical:  # e.g. dtype("=f8") from newbyteorder: the kernels'
+        arr = arr.view(canonical)  # bindings compare dtype objects, so view it as numpy's own
     return arr
 
 

@@ -558,6 +558,14 @@ class Layer2Aggregator:
     ``z * 2 clip_norm max(w)`` (the replace-one sensitivity of the weighted sum) is added, and
     the accountant records the round.
 
+    Everything here runs in one process, which holds every basket model: the SecAgg+ round is
+    a simulation of the protocol (``last_stats["secure_agg_simulated"]``), not a protection
+    (``last_stats["secure_agg_used"]`` is ``False``), and the central noise is added by this
+    process, trusted with the exact sum (which it does not keep: the coordinator's
+    ``last_result`` is cleared). :mod:`hierfed.deploy` runs the roles as separate parties,
+    with SecAgg+ among the basket aggregators and distributed noise the server never sees
+    removed.
+
     Parameters
     ----------
     config
@@ -662,6 +670,7 @@ class Layer2Aggregator:
             total = np.asarray(coordinator.finalize())
             assert coordinator.last_result is not None
             alive = set(coordinator.last_result.survivors)
+            coordinator.last_result = None  # the un-noised sum is not kept (noise comes next)
             survivors = [i for i in survivors if i in alive]
             agg = (total / w[survivors].sum()).astype(arrays[0].dtype)
             sensitivity = 2.0 * cfg.clip_norm * float(w[survivors].max() / w[survivors].sum())
@@ -688,7 +697,11 @@ class Layer2Aggregator:
         self.last_stats = {
             "n_baskets": len(kept),
             "n_clients_total": n_clients,
-            "secure_agg_used": secure,
+            # in process, SecAgg+ runs over basket models this process already holds: it is
+            # simulated and protects nothing (hierfed.deploy runs it between real parties)
+            "secure_agg_used": False,
+            "secure_agg_simulated": secure,
+            "privacy": "central" if self.mechanism is not None else "none",
             "robust_method": None
             if cfg.robust_method is None
             else AggregationMethod(cfg.robust_method).value,

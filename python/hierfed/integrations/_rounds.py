@@ -150,7 +150,8 @@ class FederationRounds:
 
         Metrics (numbers only): ``accepted``, ``rejected`` and ``rejected-<reason>`` this round;
         ``baskets``, ``clients`` (contributing this round), ``outliers-removed``,
-        ``baskets-clipped``, ``secure-agg`` (0/1), ``noise-sigma`` of Layer 2;
+        ``baskets-clipped``, ``secure-agg`` (0/1: 0 in process, where the server holds the
+        basket models), ``secure-agg-simulated`` (0/1), ``noise-sigma`` of Layer 2;
         ``discarded``; the federation's ``version`` and the central ``epsilon``, ``delta``
         spent over all rounds so far.
         """
@@ -190,6 +191,7 @@ class FederationRounds:
             **{"outliers-removed": outliers},
             **{"baskets-clipped": int(last.get("baskets_clipped", 0))},
             **{"secure-agg": int(bool(last.get("secure_agg_used", False)))},
+            **{"secure-agg-simulated": int(bool(last.get("secure_agg_simulated", False)))},
             **{"noise-sigma": float(last.get("noise_sigma", 0.0))},
         )
         assert fed.model is not None

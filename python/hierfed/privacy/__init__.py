@@ -10,7 +10,8 @@
   orders), :class:`PLDAccountant` (through dp_accounting, extra ``dp``).
 - :class:`GaussianMechanism`, :class:`LaplaceMechanism`, :class:`CentralDPMechanism`.
 - :class:`DistributedDiscreteGaussian` (Kairouz, Liu & Steinke 2021): each party's noise
-  share added before secure aggregation, and its accounting (``hierfed.privacy.distributed``).
+  share added before secure aggregation, and its accounting (``hierfed.privacy.distributed``);
+  :class:`DistributedDPConfig`: its settings, and the granularity that fits them.
 """
 
 from .accountant import DEFAULT_ORDERS, PLDAccountant, RDPAccountant, compute_rdp, rdp_to_epsilon
@@ -22,6 +23,7 @@ from .calibration import (
 )
 from .clipping import clip_by_l2_norm, l2_norms
 from .distributed import DistributedDiscreteGaussian
+from .distributed_config import DistributedDPConfig
 from .mechanisms import CentralDPMechanism, GaussianMechanism, LaplaceMechanism
 from .noise import add_gaussian_noise, add_laplace_noise
 from .rng import NoiseGenerator, chacha20_keystream, discrete_gaussian_parameters
@@ -29,6 +31,7 @@ from .rng import NoiseGenerator, chacha20_keystream, discrete_gaussian_parameter
 __all__ = [
     "DEFAULT_ORDERS",
     "CentralDPMechanism",
+    "DistributedDPConfig",
     "DistributedDiscreteGaussian",
     "GaussianMechanism",
     "LaplaceMechanism",
