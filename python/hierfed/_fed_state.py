@@ -19,8 +19,9 @@ import numpy as np
 from ._buffer import PendingUpdate, UpdateBuffer
 from .basket import BasketConfig, BasketManager
 from .layers import BasketModel
+from .optimizers import ServerOptimizer
 
-FORMAT = 2
+FORMAT = 3
 Array = np.ndarray[Any, Any]
 History = list[tuple[float, float, int]]
 STATS_COUNTS = (
@@ -47,6 +48,7 @@ _KEYS = {
     "layer1_history",
     "centers",
     "client_releases",
+    "optimizer",
 }
 _PENDING_KEYS = {"client_id", "basket_id", "base_version", "staleness", "received_at"}
 _MODEL_KEYS = {"basket_id", "n_contributors", "round_id", "timestamp", "confidence"}
@@ -60,6 +62,7 @@ class Expected:
     model: Array | None  # its model (shape and dtype), if it has one
     local_noise: float | None  # Layer 1's noise multiplier, None when off
     central_noise: float | None  # Layer 2's, None without central DP
+    optimizer: ServerOptimizer  # its server optimizer (name; the model fixes the arrays)
 
 
 @dataclass
@@ -78,6 +81,7 @@ class Restored:
     layer1_history: dict[str, History]
     centers: dict[str, Array]
     client_releases: dict[str, int]
+    optimizer: tuple[int, Array | None, Array | None]  # steps, m, v
 
 
 def _fail(field: str, why: str) -> ValueError:
@@ -229,6 +233,11 @@ def load(
         if raw != f"center_{len(centers)}":
             raise _fail(f"centers[{bid!r}]", f"must name array center_{len(centers)}")
         centers[bid] = files.take(raw)
+    moments = {k: files.take(f"optimizer_{k}") for k in ("m", "v") if f"optimizer_{k}" in arrays}
+    try:
+        optimizer = expected.optimizer.checked_state(state["optimizer"], moments, model)
+    except ValueError as exc:
+        raise _fail("optimizer", str(exc)) from None
     files.done()
     stats = _stats(state["stats"], version, len(buffer), n_models)
     rounds = _int(state["layer2_rounds"], "layer2_rounds")
@@ -270,6 +279,7 @@ def load(
         layer1,
         centers,
         releases,
+        optimizer,
     )
 
 

@@ -60,6 +60,7 @@ from .layers import (
     Layer2Aggregator,
     Layer2Config,
 )
+from .optimizers import ServerOptimizer, ServerOptimizerConfig
 from .privacy import NoiseGenerator, RDPAccountant
 from .staleness import StalenessFunction, staleness_function
 
@@ -103,7 +104,13 @@ class FederationConfig:
     auto_aggregate
         Run the triggers inside :meth:`HierarchicalFederation.submit_update`.
     server_learning_rate
-        The global model moves by this times each global aggregate.
+        The server optimizer's learning rate: with ``"sgd"`` the global model moves by this
+        times each global aggregate.
+    server_optimizer
+        How the global model moves by each global aggregate: ``"sgd"``, ``"fedavgm"``,
+        ``"fedadagrad"``, ``"fedadam"``, ``"fedyogi"`` (Reddi et al. 2021), or a
+        :class:`~hierfed.optimizers.ServerOptimizerConfig` with their hyperparameters; its
+        state is in checkpoints and the store's snapshots.
     checkpoint_path, checkpoint_every
         With a path, :meth:`HierarchicalFederation.submit_update` checkpoints there after
         every ``checkpoint_every`` accepted updates (and after each global round) before it
@@ -128,6 +135,7 @@ class FederationConfig:
     basket_timeout: float | None = None
     auto_aggregate: bool = True
     server_learning_rate: float = 1.0
+    server_optimizer: str | ServerOptimizerConfig = "sgd"
     checkpoint_path: str | PathLike[str] | None = None
     checkpoint_every: int = 1
     store: str | PathLike[str] | None = None
@@ -163,6 +171,10 @@ class FederationConfig:
         lr = self.server_learning_rate
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr):
             raise ValueError(f"server_learning_rate must be a finite number, got {lr!r}")
+        try:
+            ServerOptimizer(self.server_optimizer, lr)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"server_optimizer: {exc}") from None
         need, size = self.layer1.min_inputs(), self.basket.max_clients
         if need > size:
             rule = AggregationMethod(self.layer1.aggregation_method).value
@@ -237,6 +249,7 @@ class HierarchicalFederation:
         self.layer1 = Layer1Aggregator(cfg.layer1, generator=gen, clock=clock)
         self.layer2 = Layer2Aggregator(cfg.layer2, generator=gen, clock=clock)
         self._weight = staleness_function(cfg.staleness, **cfg.staleness_params)
+        self.optimizer = ServerOptimizer(cfg.server_optimizer, cfg.server_learning_rate)
         self._min_inputs = cfg.layer1.min_inputs()
         self._lock = threading.RLock()
         self.buffer = UpdateBuffer()
@@ -529,8 +542,9 @@ class HierarchicalFederation:
             if buffered != doc["clients"]:
                 want = doc["clients"]
                 raise ValueError(f"basket {model.basket_id!r} holds {buffered}, not {want}")
-            self.layer1.record_release(model.basket_id, model.aggregate, buffered)
-            self._commit_basket(model, doc["stats"])
+            used = doc.get("used", buffered)
+            self.layer1.record_release(model.basket_id, model.aggregate, used)
+            self._commit_basket(model, doc["stats"], used)
         elif kind == "global":
             aggregate = self._check_update("global model", array)
             fields = dict(doc["model"], privacy_spent=tuple(doc["model"]["privacy_spent"]))
@@ -570,6 +584,8 @@ class HierarchicalFederation:
         buffer, contributed = self.buffer.savepoint(baskets), self._contributed
         models = {b: list(ms) for b, ms in self._basket_models.items()}
         version, model, latest = self.version, self.model, self.latest
+        opt = self.optimizer
+        moments = (opt.steps, opt.m, opt.v)
         stats = _copied(self._stats)
         layer1, layer2 = self.layer1.savepoint(baskets, clients), self.layer2.savepoint()
         basket_state = self.manager.state_dict() if manager else None
@@ -578,6 +594,7 @@ class HierarchicalFederation:
             buffer()
             self._contributed, self._basket_models = contributed, models
             self.version, self.model, self.latest, self._stats = version, model, latest, stats
+            opt.assign(*moments)
             layer1()
             layer2()
             if basket_state is not None:
@@ -617,14 +634,22 @@ class HierarchicalFederation:
         """Layer 1 over the basket's buffered updates (``None`` when it has none, or fewer
         than its rule needs, in which case they stay buffered).
 
+        Each update's weight is its staleness weight times its client's ``trust_score``
+        (:meth:`~hierfed.basket.BasketManager.set_trust_score`); updates of clients with
+        trust 0 are left out of the rule altogether (rules without weights, such as Krum,
+        see the others unweighted) and leave the buffer with the rest (counted as
+        ``dropped_unaggregated`` in :meth:`get_stats`).
+
         The updates leave the buffer only when the aggregation succeeds; otherwise
         :class:`TriggerError` names the basket and why, and nothing changed.
         """
         with self._op():
             if self.buffer.count(basket_id) < max(1, self._min_inputs):
                 return None
-            pending = self.buffer.basket_updates(basket_id)
-            weights = [self._weight(p.staleness) for p in pending]
+            pending = [p for p in self.buffer.basket_updates(basket_id) if self._trust(p) > 0]
+            if len(pending) < max(1, self._min_inputs):
+                return None
+            weights = [self._weight(p.staleness) * self._trust(p) for p in pending]
             known = self.manager.get_basket(basket_id) is not None
             members = len(self.manager.get_basket_clients(basket_id)) if known else 0
             try:
@@ -646,21 +671,28 @@ class HierarchicalFederation:
                 ) from exc
             if model is None:
                 return None
-            self._commit_basket(model, _plain(self.layer1.last_stats))
+            used = [p.client_id for p in pending]
+            self._commit_basket(model, _plain(self.layer1.last_stats), used)
             return model
 
-    def _commit_basket(self, model: BasketModel, stats: Any) -> None:
-        """Store a basket model made from all of its basket's buffered updates."""
+    def _trust(self, p: PendingUpdate) -> float:
+        info = self.manager.get_client(p.client_id)
+        return 1.0 if info is None else info.trust_score
+
+    def _commit_basket(self, model: BasketModel, stats: Any, used: list[str]) -> None:
+        """Store a basket model made from its basket's buffered updates (``used``: the
+        clients whose updates it took; the others, of trust 0, leave the buffer too)."""
         pending = self.buffer.pop_basket_updates(model.basket_id)
         self._basket_models.setdefault(model.basket_id, []).append(model)
         if self.manager.get_basket(model.basket_id) is not None:
             self.manager.touch_basket(model.basket_id)
         self._stats["basket_aggregations"] += 1
         self._stats["aggregated_updates"] += model.n_contributors
+        self._stats["dropped_unaggregated"] += len(pending) - len(used)
         self._stats["last_layer1"] = stats
         if self._log is not None:
             clients = [p.client_id for p in pending]
-            doc = {"model": _meta(model), "clients": clients, "stats": stats}
+            doc = {"model": _meta(model), "clients": clients, "used": used, "stats": stats}
             self._emit("basket", doc, model.aggregate)
 
     def aggregate_global(self, *, force: bool = False) -> GlobalMetaModel | None:
@@ -675,23 +707,29 @@ class HierarchicalFederation:
             models = self._fresh_basket_models()
             if len({m.basket_id for m in models}) < need or not models:
                 return None
+            rollback = self.layer2.savepoint()
             try:
                 global_model = self.layer2.aggregate(models)
+                assert self.model is not None
+                moved = self.optimizer.step(self.model, global_model.aggregate)
             except (ValueError, TypeError, ArithmeticError) as exc:
+                rollback()
                 ids = sorted({m.basket_id for m in models})
                 raise TriggerError(
                     f"global round {self.version}: Layer 2 failed over {len(models)} basket "
                     f"models of {ids}, which stay stored: {exc}"
                 ) from exc
-            self._commit_global(global_model, _plain(self.layer2.last_stats))
+            self._commit_global(global_model, _plain(self.layer2.last_stats), moved)
             return global_model
 
-    def _commit_global(self, global_model: GlobalMetaModel, stats: Any) -> None:
-        """Apply a global round made from every stored basket model."""
-        self._basket_models = {}
+    def _commit_global(self, global_model: GlobalMetaModel, stats: Any, moved: Any = None) -> None:
+        """Apply a global round made from every stored basket model (``moved``: the model
+        after the optimizer's step, when already taken)."""
         assert self.model is not None
-        lr = self.config.server_learning_rate
-        self.model = (self.model + lr * global_model.aggregate).astype(self.model.dtype)
+        if moved is None:
+            moved = self.optimizer.step(self.model, global_model.aggregate)
+        self._basket_models = {}
+        self.model = moved
         self.version += 1
         self._contributed = set()
         self.latest = global_model
@@ -819,6 +857,8 @@ class HierarchicalFederation:
             for i, m in enumerate(m for ms in self._basket_models.values() for m in ms):
                 arrays[f"basket_model_{i}"] = m.aggregate
                 models.append(_meta(m))
+            optimizer, moments = self.optimizer.state()
+            arrays.update({f"optimizer_{k}": a for k, a in moments.items()})
             centers = {}
             for i, (b, center) in enumerate(self.layer1._previous.items()):
                 centers[b] = f"center_{i}"
@@ -839,6 +879,7 @@ class HierarchicalFederation:
                 "layer1_history": {b: _history(a) for b, a in self.layer1._accountants.items()},
                 "client_releases": dict(self.layer1._client_releases),
                 "centers": centers,
+                "optimizer": optimizer,
             }
             return state, arrays
 
@@ -867,6 +908,7 @@ class HierarchicalFederation:
                 model=self.model,
                 local_noise=cfg.layer1.noise_multiplier if cfg.layer1.apply_local_noise else None,
                 central_noise=None if mechanism is None else mechanism.noise_multiplier,
+                optimizer=self.optimizer,
             )
             new = _fed_state.load(state, arrays, expected, self._time)
             accountants = {b: _replay(h) for b, h in new.layer1_history.items()}
@@ -880,6 +922,7 @@ class HierarchicalFederation:
                 mechanism.accountant, mechanism.rounds = central, len(new.layer2_history)
             self.layer1._accountants, self.layer1._previous = accountants, new.centers
             self.layer1._client_releases = new.client_releases
+            self.optimizer.assign(*new.optimizer)
 
 
 def _history(acc: Any) -> list[list[float]]:
