@@ -1,5 +1,5 @@
-"""The entries of Python's, numpy's, torch's and Flower's Sphinx inventories that these pages
-link to, written as ``objects.inv`` files for intersphinx.
+"""The entries of Python's, numpy's, torch's, cryptography's and Flower's Sphinx inventories
+that these pages link to, written as ``objects.inv`` files for intersphinx.
 
 The build reads these instead of downloading each project's inventory: it then works offline
 and resolves the private module paths that type hints carry (``numpy.random._generator``,
@@ -88,6 +88,16 @@ PROJECTS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
                 "py:class",
                 "generated/torch.nn.Module.html#torch.nn.Module",
             ),
+        },
+    ),
+    "cryptography": (
+        "https://cryptography.io/en/latest/",
+        {
+            f"cryptography.hazmat.primitives.asymmetric.x25519.{n}": (
+                "py:class",
+                "hazmat/primitives/asymmetric/x25519/#$",
+            )
+            for n in ("X25519PrivateKey", "X25519PublicKey")
         },
     ),
     "flwr": (

@@ -1,8 +1,8 @@
 """hierfed deployed as separate parties: members, basket aggregators, a global aggregator.
 
 The seed design is a trust hierarchy; this package gives each role its own object, so that
-each runs where it is trusted (Flower's runtime carries the messages between them:
-:mod:`hierfed.integrations.flower_private`).
+each runs where it is trusted (Flower's runtime carries the messages between them: see the
+Flower integration, :mod:`hierfed.integrations`).
 
 ==================  ==========================================  ===============================
 party               may see                                     never sees

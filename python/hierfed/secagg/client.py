@@ -256,7 +256,7 @@ class Client:
         """Round 2: the SHARE_KEYS message, given this client's ROSTER from the server.
 
         Every neighbour's advertisement is checked against its identity key; a neighbour
-        whose signature fails is left out (recorded in :attr:`rejected`).
+        whose signature fails is left out (recorded in ``self.rejected``).
         """
         self._check(1)
         r = msg.Roster.from_bytes(roster)
