@@ -224,6 +224,8 @@ def test_killing_baskets_finishes_on_survivors_or_releases_nothing() -> None:
     )
     assert out.survivors == ("b0", "b1") and out.update is not None
     assert aggregator.rounds == 1
+    # each node counts its own release: its view of the spend is the aggregator's
+    assert nodes[0].privacy_spent(1e-5) == aggregator.privacy_spent()
     # two die: one survivor is fewer than n_min = 2; the release is refused, not accounted
     sealed = {n.basket_id: _sealed(n, u, 1) for n, u in baskets}
     spent = aggregator.privacy_spent()
@@ -237,6 +239,12 @@ def test_killing_baskets_finishes_on_survivors_or_releases_nothing() -> None:
             dropouts={"b1": "masked_input", "b2": "masked_input"},
         )
     assert aggregator.rounds == 1 and aggregator.privacy_spent() == spent
+    # a third round on all three: three releases (the failed one was never decoded), composed
+    sealed = {n.basket_id: _sealed(n, u, 2) for n, u in baskets}
+    run_round(nodes, sealed, aggregator, session=SESSION, round_id=2)
+    ddg = nodes[0].ddg
+    assert aggregator.privacy_spent() == (ddg.epsilon(1e-5, rounds=2), 1e-5)
+    assert spent[0] < aggregator.privacy_spent()[0] < 2 * spent[0]
 
 
 def test_global_aggregator_refuses_an_under_noised_or_inconsistent_release() -> None:

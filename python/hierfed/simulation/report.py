@@ -48,7 +48,8 @@ COMPACT_COLUMNS = (
     "\u0394 pts",
 )
 LEGEND = (
-    "hier.: hierarchical; +DP/+LDP: central/local DP; +SecAgg: secure aggregation;\n"
+    "hier.: hierarchical; +DP/+LDP: central/local DP; +SecAgg: secure aggregation (simulated\n"
+    "in process: hierfed.deploy runs it between separate parties);\n"
     "clean: final accuracy without the attack; \u0394: final minus clean, in points"
 )
 
