@@ -26,6 +26,12 @@ update is then not accepted either, so the client may submit it again. A configu
 triggers could never aggregate (a Layer 1 rule needing more updates than ``max_clients``, a
 Layer 2 robust rule ``min_baskets`` cannot feed, a rule missing a parameter, staleness weights
 of 0) is refused when it is built.
+
+Trust: the federation plays every role in one process, which holds every client's update (in
+its buffer and checkpoints) and every basket model; its SecAgg+ round is a simulation of the
+protocol (``last_layer2["secure_agg_simulated"]``; ``secure_agg_used`` is ``False``) and its
+central noise trusts this process with the exact sum. :mod:`hierfed.deploy` runs the roles as
+separate parties.
 """
 
 from __future__ import annotations

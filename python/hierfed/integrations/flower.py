@@ -10,7 +10,7 @@ aggregation of training replies with a :class:`~hierfed.HierarchicalFederation`:
 - its reply's ArrayRecord, flattened to one vector, minus the global model it was sent, is its
   update; each basket is aggregated by Layer 1 with the configured rule
   (any :class:`~hierfed.AggregationMethod`), the basket models by Layer 2 (clipping, weights,
-  SecAgg+ run in process, central DP with its accountant), and the global model moves by
+  SecAgg+ simulated in process, central DP with its accountant), and the global model moves by
   ``server_learning_rate`` times the result;
 - the MetricRecord it returns holds the clients' train metrics (Flower's weighted average)
   and hierfed's round numbers under ``hierfed.`` (``hierfed.epsilon`` and ``hierfed.delta``
@@ -21,6 +21,13 @@ The ``num-examples`` a node reports weights its train metrics, not its update: a
 must not let one node claim a large weight. A round whose baskets cannot be aggregated (too
 few updates for the rule, fewer than ``layer2.min_baskets`` baskets) leaves the global model
 as it was. ``strategy.federation`` is the federation itself (stats, checkpoints).
+
+Trust: nodes send their updates in the clear to the ServerApp, which computes every basket
+model and the sum itself. SecAgg+ here is a simulation over models the server already holds
+(``hierfed.secure-agg`` is 0, ``hierfed.secure-agg-simulated`` 1) and central DP trusts the
+server with the exact sum. Where the server must see neither, run the roles as separate
+parties (:mod:`hierfed.deploy`: members seal their updates to their basket aggregator, which
+adds its share of distributed noise before SecAgg+).
 """
 
 from __future__ import annotations
