@@ -172,6 +172,13 @@ def test_basket_node_rejects_what_an_attacker_sends_and_keeps_its_state() -> Non
                 rotation_seed=b"r" * 32,
             )
     assert (node.releases, node.last_round) == (1, 3)
+    with pytest.raises(ValueError, match="session"):
+        node.prepare({}, session=b"short", round_id=4, rotation_seed=b"r" * 32)
+    with pytest.raises(TypeError, match="sealed"):
+        node.prepare([b"blob"], session=SESSION, round_id=4, rotation_seed=b"r" * 32)
+    with pytest.raises(TypeError, match="not one str"):
+        BasketNode("b0", X25519PrivateKey.generate(), node.ddg, LAYER1, members="b0-m0")
+    assert (node.releases, node.last_round) == (1, 3)
 
 
 def test_basket_node_refuses_a_plan_that_under_noises() -> None:

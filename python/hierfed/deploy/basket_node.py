@@ -104,6 +104,8 @@ class BasketNode:
         except ValueError:
             known = ", ".join(w.value for w in Weighting)
             raise ValueError(f"weighting must be one of {known}; got {weighting!r}") from None
+        if isinstance(members, (str, bytes)):
+            raise TypeError("members must be a collection of member ids, not one str")
         self.members = None if members is None else frozenset(members)
         if self.members is not None and not all(isinstance(m, str) for m in self.members):
             raise TypeError("members must be a collection of str")
@@ -153,6 +155,7 @@ class BasketNode:
             raise TypeError(
                 f"sealed must be a mapping member -> bytes, got {type(sealed).__name__}"
             )
+        SealContext(session, round_id, "-", self.basket_id)  # session and round_id checked
         ids: list[str] = []
         updates: list[NDArray[Any]] = []
         rejected: dict[str, str] = {}
