@@ -131,7 +131,7 @@ def test_the_trimmed_share_belongs_to_the_trimmed_mean() -> None:
     assert SimulationConfig(rule="krum").rule_kwargs() == {}
     with pytest.raises(ValueError, match="trim_ratio applies to trimmed_mean, not 'krum'"):
         SimulationConfig(rule="krum", trim_ratio=0.3)
-    with pytest.raises(ValueError, match="f applies to krum, multi_krum and bulyan"):
+    with pytest.raises(ValueError, match="f applies to krum, multi_krum, bulyan"):
         SimulationConfig(f=1)
 
 

@@ -97,7 +97,7 @@ def test_toml_file_under_options(tmp_path: Path) -> None:
         (["--rule", "krum", "--trim-ratio", "0.3"], "trim_ratio applies to trimmed_mean, not"),
         (["--rule", "centered_clipping", "--rule-params", "tau=-1"], "tau must be finite and > 0"),
         (["--byzantine-fraction", "1.5"], "byzantine_fraction must be a number in [0.0, 0.9]"),
-        (["--f", "1"], "f applies to krum, multi_krum and bulyan"),
+        (["--f", "1"], "f applies to krum, multi_krum, bulyan"),
         (["--attack", "label_flip", "--attack-strength", "2"], "takes no attack_strength"),
         (["--frobnicate"], "unrecognized arguments: --frobnicate"),
     ],

@@ -25,7 +25,11 @@ from .layers import (
     Layer2Aggregator,
     Layer2Config,
 )
+from .mda import mda
+from .meamed import meamed
 from .mixing import nearest_neighbor_mixing
+from .monna import monna
+from .preaggregation import adaptive_robust_clipping, bucketing
 from .privacy import CentralDPMechanism, NoiseGenerator, clip_by_l2_norm, l2_norms
 from .secagg import SecureAggregator, secure_sum
 from .selection import bulyan, krum, krum_select, multi_krum
@@ -53,8 +57,10 @@ __all__ = [
     "NoiseGenerator",
     "SecureAggregator",
     "__version__",
+    "adaptive_robust_clipping",
     "aggregate",
     "backend",
+    "bucketing",
     "bulyan",
     "centered_clipping",
     "clip_by_l2_norm",
@@ -63,8 +69,11 @@ __all__ = [
     "krum",
     "krum_select",
     "l2_norms",
+    "mda",
+    "meamed",
     "mean",
     "median",
+    "monna",
     "multi_krum",
     "nearest_neighbor_mixing",
     "pairwise_sq_distances",

@@ -56,3 +56,12 @@ def count(value: Any, name: str, minimum: int = 0) -> int:
     if n < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {n}")
     return n
+
+
+def byzantine_count(f: Any, n: int, rule: str) -> int:
+    """The ``f`` of a rule that keeps ``n - f`` of ``n`` updates: an int with ``0 <= f < n``."""
+    if isinstance(f, (bool, np.bool_)) or not isinstance(f, (int, np.integer)):
+        raise TypeError(f"f must be an int, got {type(f).__name__}")
+    if not 0 <= f < n:
+        raise ValueError(f"{rule} needs 0 <= f < n (n={n}), got f={f}")
+    return int(f)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .aggregator import AggregationMethod, aggregate
+from .preaggregation import as_steps
 from .selection import BULYAN_PER_F, KRUM_PER_F, min_updates
 
 TAKES_WEIGHTS = frozenset(
@@ -25,7 +26,14 @@ TAKES_WEIGHTS = frozenset(
         AggregationMethod.MULTI_KRUM,
         AggregationMethod.BULYAN,
         AggregationMethod.GEOMETRIC_MEDIAN,
+        AggregationMethod.MDA,
+        AggregationMethod.MEAMED,
+        AggregationMethod.MONNA,
     }
+)
+# Rules that keep n - f of n updates: they need n >= f + 1.
+_KEEP_N_MINUS_F = frozenset(
+    {AggregationMethod.MDA, AggregationMethod.MEAMED, AggregationMethod.MONNA}
 )
 
 _PER_F = {
@@ -35,14 +43,26 @@ _PER_F = {
 }
 
 
-def min_inputs(rule: AggregationMethod, params: Mapping[str, Any]) -> int:
+def min_inputs(rule: AggregationMethod, params: Mapping[str, Any], pre: Any = None) -> int:
     """The fewest inputs ``rule`` with ``params`` accepts (``2f + 3`` for Krum, ``4f + 3``
-    for Bulyan, ``2 n_trim + 1`` for a trimmed mean with ``n_trim``; else 1). Parameters of
-    the wrong type count as 1 (the dry run reports them)."""
+    for Bulyan, ``2 n_trim + 1`` for a trimmed mean with ``n_trim``, ``f + 1`` for MDA,
+    Meamed and MoNNA; else 1), times the bucket size ``s`` when ``pre`` buckets (``need``
+    buckets take ``s (need - 1) + 1`` updates). Parameters of the wrong type count as 1 (the
+    dry run reports them)."""
+    need = _rule_min_inputs(rule, params)
+    s = _count(params.get("s"))
+    if s and "bucketing" in as_steps(pre):
+        need = s * (need - 1) + 1
+    return need
+
+
+def _rule_min_inputs(rule: AggregationMethod, params: Mapping[str, Any]) -> int:
     per_f = _PER_F.get(rule)
     f, n_trim = _count(params.get("f")), _count(params.get("n_trim"))
     if per_f is not None and f is not None:
         return min_updates(per_f, f)
+    if rule in _KEEP_N_MINUS_F and f is not None:
+        return f + 1
     if rule is AggregationMethod.TRIMMED_MEAN and n_trim is not None:
         return 2 * n_trim + 1
     return 1
@@ -58,7 +78,7 @@ def dry_run(
     params: Mapping[str, Any],
     n: int,
     where: str,
-    pre: str | None = None,
+    pre: Any = None,
 ) -> None:
     """Run ``rule`` with ``params`` on ``n`` zero updates; a failure raises ``ValueError``
     (or ``TypeError`` for a parameter the rule does not take) naming ``where`` and ``n``."""
@@ -67,7 +87,10 @@ def dry_run(
     shape = np.shape(center) if center is not None else (1,)
     if rule is AggregationMethod.CENTERED_CLIPPING:
         trial.setdefault("center", np.zeros(shape))
-    if rule in TAKES_WEIGHTS and "weights" not in trial:
+    if rule is AggregationMethod.MONNA:
+        trusted = trial.setdefault("trusted", np.zeros(shape))
+        shape = np.shape(trusted)
+    if rule in TAKES_WEIGHTS and "weights" not in trial and "bucketing" not in as_steps(pre):
         trial["weights"] = np.ones(n)
     try:
         aggregate(np.zeros((n, *shape)), rule, pre, **trial)

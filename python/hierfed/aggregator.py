@@ -1,15 +1,16 @@
 """Robust aggregation API: every rule by name, with what it selected.
 
-The rules live in :mod:`hierfed.coordinatewise`, :mod:`hierfed.selection` and
-:mod:`hierfed.center`; :func:`aggregate` runs one by :class:`AggregationMethod`, optionally
-after nearest-neighbour mixing (:mod:`hierfed.mixing`), and returns an
-:class:`AggregationResult`.
+The rules live in :mod:`hierfed.coordinatewise`, :mod:`hierfed.selection`,
+:mod:`hierfed.center`, :mod:`hierfed.mda`, :mod:`hierfed.meamed` and :mod:`hierfed.monna`;
+:func:`aggregate` runs one by :class:`AggregationMethod`, optionally after pre-aggregation
+steps (:mod:`hierfed.preaggregation`: nearest-neighbour mixing, bucketing, ARC, clipping),
+and returns an :class:`AggregationResult`.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -18,7 +19,10 @@ from ._inputs import Aggregate, Updates, as_updates
 from ._interop import tensor_io
 from .center import _centered_clipping, _geometric_median, centered_clipping, geometric_median
 from .coordinatewise import _mean, _median, _trimmed_mean, mean, median, trimmed_mean
-from .mixing import mix
+from .mda import _mda, mda
+from .meamed import _meamed, meamed
+from .monna import _monna, monna
+from .preaggregation import as_steps, check_params, run_steps, step_params
 from .selection import _bulyan, _krum, _multi_krum, bulyan, krum, multi_krum
 
 __all__ = ["AggregationMethod", "AggregationResult", "aggregate"]
@@ -35,6 +39,9 @@ class AggregationMethod(str, Enum):
     BULYAN = "bulyan"
     GEOMETRIC_MEDIAN = "geometric_median"
     CENTERED_CLIPPING = "centered_clipping"
+    MDA = "mda"
+    MEAMED = "meamed"
+    MONNA = "monna"
 
 
 @dataclass(frozen=True)
@@ -51,8 +58,9 @@ class AggregationResult:
         Number of updates aggregated.
     selected
         Indices (ascending) of the updates chosen as a whole by a selection rule (Krum,
-        Multi-Krum, Bulyan's selection), or ``None`` for rules where every update may
-        contribute (coordinate-wise rules, geometric median, centered clipping).
+        Multi-Krum, Bulyan's selection, MDA, MoNNA), or ``None`` for rules where every update
+        may contribute (coordinate-wise rules, geometric median, centered clipping) and after
+        bucketing (whose random buckets, not the updates, reach the rule).
     outliers_removed
         Indices (ascending) of the updates a selection rule rejected as a whole; empty for
         the other rules.
@@ -88,15 +96,17 @@ _RULES: dict[AggregationMethod, tuple[Callable[..., Any], Rule]] = {
     AggregationMethod.BULYAN: (bulyan, _bulyan),
     AggregationMethod.GEOMETRIC_MEDIAN: (geometric_median, _whole(_geometric_median)),
     AggregationMethod.CENTERED_CLIPPING: (centered_clipping, _whole(_centered_clipping)),
+    AggregationMethod.MDA: (mda, _mda),
+    AggregationMethod.MEAMED: (meamed, _whole(_meamed)),
+    AggregationMethod.MONNA: (monna, _monna),
 }
-_PRE = ("nnm",)
 
 
 @tensor_io("updates")
 def aggregate(
     updates: Any,
     method: AggregationMethod | str = AggregationMethod.MEAN,
-    pre: str | None = None,
+    pre: str | Sequence[str] | None = None,
     **params: Any,
 ) -> AggregationResult:
     """Aggregate ``updates`` with ``method``; ``params`` go to that rule's function.
@@ -108,10 +118,14 @@ def aggregate(
     method
         An :class:`AggregationMethod` or its value, e.g. ``"krum"``.
     pre
-        ``"nnm"``: nearest-neighbour mixing (:func:`hierfed.nearest_neighbor_mixing`) first;
-        it needs ``f``, which also goes to the rule when the rule takes ``f``.
+        Pre-aggregation steps run first, in order: a name or a sequence of names among
+        ``"nnm"`` (nearest-neighbour mixing, needs ``f``), ``"bucketing"`` (needs ``s``, takes
+        ``seed``), ``"arc"`` (adaptive robust clipping, needs ``f``) and ``"clip"`` (needs
+        ``clip_norm``); see :mod:`hierfed.preaggregation`. Their parameters come from
+        ``params``; ``f`` also goes to the rule when the rule takes ``f``. After bucketing,
+        ``weights`` are refused (the buckets are new inputs).
     **params
-        The rule's parameters, e.g. ``trim_ratio``, ``f``, ``weights``.
+        The rule's parameters, e.g. ``trim_ratio``, ``f``, ``weights``, ``trusted`` (MoNNA).
 
     Raises
     ------
@@ -125,23 +139,24 @@ def aggregate(
     except ValueError:
         known = ", ".join(m.value for m in AggregationMethod)
         raise ValueError(f"method must be one of {known}; got {method!r}") from None
-    if pre is not None and pre not in _PRE:
-        raise ValueError(f"pre must be None or one of {_PRE}; got {pre!r}")
+    steps = as_steps(pre)
     public, body = _RULES[rule]
     signature = inspect.signature(public)
-    rule_params = dict(params)
-    if pre == "nnm":
-        if "f" not in params:
-            raise TypeError("aggregate(pre='nnm') needs f, the number of Byzantine updates")
-        if "f" not in signature.parameters:
-            del rule_params["f"]
+    check_params(steps, params)
+    rule_params = {
+        k: v for k, v in params.items() if k not in step_params(steps) or k in signature.parameters
+    }
+    if "bucketing" in steps and params.get("weights") is not None:
+        raise ValueError("aggregate(pre='bucketing'): weights cannot follow updates into buckets")
     try:
         signature.bind(updates, **rule_params)
     except TypeError as exc:
         raise TypeError(f"aggregate(method={rule.value!r}): {exc}") from None
     upd = as_updates(updates)
-    if pre == "nnm":
-        upd = mix(upd, params["f"], rule_params.get("check_finite", True))
+    n = upd.n
+    upd = run_steps(upd, steps, params, rule_params.get("check_finite", True))
     result, selected = body(upd, **rule_params)
+    if "bucketing" in steps:
+        return AggregationResult(result, rule, n)
     removed = () if selected is None else tuple(sorted(set(range(upd.n)) - set(selected)))
-    return AggregationResult(result, rule, upd.n, selected, removed)
+    return AggregationResult(result, rule, n, selected, removed)

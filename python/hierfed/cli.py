@@ -76,6 +76,7 @@ def _option(group: Any, name: str, help: str = "", shown: str = "", **kw: Any) -
 
 def _add_simulate(sub: Any) -> argparse.ArgumentParser:
     from .aggregator import AggregationMethod
+    from .preaggregation import PRE_STEPS
     from .simulation.attacks import ATTACKS
     from .simulation.config import DEFAULT_TRIM_RATIO, PLACEMENTS, SETUPS
     from .simulation.datasets import BUILTIN
@@ -158,10 +159,20 @@ def _add_simulate(sub: Any) -> argparse.ArgumentParser:
     o(
         g,
         "f",
-        "Byzantine updates per basket (krum, multi_krum, bulyan only)",
+        "Byzantine updates per basket (krum, multi_krum, bulyan, mda, meamed, monna, and the "
+        "pre-steps nnm and arc)",
         shown="the most the smallest basket allows",
         type=i,
         metavar="F",
+    )
+    g.add_argument(
+        "--pre",
+        action="append",
+        choices=list(PRE_STEPS),
+        help=(
+            "a pre-aggregation step before the rule, repeatable, in order, e.g. --pre bucketing "
+            "--pre nnm (bucketing's s=2 and clip's clip_norm are rule parameters)"
+        ),
     )
     g.add_argument(
         "--rule-params",

@@ -29,6 +29,7 @@ from ._feasible import TAKES_WEIGHTS, dry_run, min_inputs
 from ._inputs import as_updates, refuse_masked
 from .aggregator import AggregationMethod, aggregate
 from .coordinatewise import mean
+from .preaggregation import as_steps
 from .privacy import (
     DEFAULT_ORDERS,
     CentralDPMechanism,
@@ -60,6 +61,8 @@ __all__ = [
 
 
 _DEFAULT_TRIM = 0.1
+# Rules whose parameter defaults to the basket's previous model (zeros at first).
+_PREVIOUS_AS = {AggregationMethod.CENTERED_CLIPPING: "center", AggregationMethod.MONNA: "trusted"}
 
 
 def method_of(value: Any, name: str) -> AggregationMethod:
@@ -104,9 +107,12 @@ class Layer1Config:
         Clip updates to ``local_clip_norm`` and add Gaussian noise to the basket model.
     method_params
         Further parameters of the rule, e.g. ``{"f": 2}`` for Krum or Bulyan, ``{"tau": 1.0}``
-        for centered clipping (whose ``center`` defaults to the basket's previous model).
+        for centered clipping (whose ``center`` defaults to the basket's previous model, as
+        MoNNA's ``trusted`` does).
     pre
-        ``"nnm"`` for nearest-neighbour mixing before the rule (needs ``f``).
+        Pre-aggregation steps before the rule, a name or a tuple of names among ``"nnm"``,
+        ``"bucketing"``, ``"arc"`` and ``"clip"`` (:mod:`hierfed.preaggregation`; their
+        parameters, e.g. ``f`` or ``s``, go in ``method_params``).
     expected_contributors
         The count at which a basket model has confidence 1 (default ``min_updates``).
     local_clip_norm
@@ -122,7 +128,7 @@ class Layer1Config:
     min_updates: int = 3
     apply_local_noise: bool = True
     method_params: dict[str, Any] = field(default_factory=dict)
-    pre: str | None = None
+    pre: str | tuple[str, ...] | None = None
     expected_contributors: int | None = None
     local_clip_norm: float = 1.0
     local_epsilon: float = 1.0
@@ -138,8 +144,9 @@ class Layer1Config:
             raise TypeError("apply_local_noise must be a bool")
         if not isinstance(self.method_params, Mapping):
             raise TypeError("method_params must be a dict of the rule's parameters")
-        if self.pre is not None and self.pre != "nnm":
-            raise ValueError(f"pre must be None or 'nnm', got {self.pre!r}")
+        if self.pre is not None:
+            steps = as_steps(self.pre)
+            self.pre = self.pre if isinstance(self.pre, str) else steps
         if self.expected_contributors is not None:
             _checks.count(self.expected_contributors, "expected_contributors", 1)
         _checks.positive(self.local_clip_norm, "local_clip_norm")
@@ -170,7 +177,7 @@ class Layer1Config:
 
     def min_inputs(self) -> int:
         """The fewest updates the rule (with its ``f``) can aggregate."""
-        return min_inputs(AggregationMethod(self.aggregation_method), self.rule_params())
+        return min_inputs(AggregationMethod(self.aggregation_method), self.rule_params(), self.pre)
 
 
 @dataclass
@@ -258,8 +265,10 @@ class Layer1Aggregator:
         return rollback
 
     def _params(self, weights: Any) -> dict[str, Any]:
-        params = self.config.rule_params()
-        if weights is not None and self.config.aggregation_method in TAKES_WEIGHTS:
+        cfg = self.config
+        params = cfg.rule_params()
+        buckets = "bucketing" in as_steps(cfg.pre)  # the rule sees buckets, not updates
+        if weights is not None and cfg.aggregation_method in TAKES_WEIGHTS and not buckets:
             params["weights"] = weights
         return params
 
@@ -281,7 +290,8 @@ class Layer1Aggregator:
             An ``(n, d)`` array or a sequence of ``n`` arrays of one shape (read in place).
         weights
             Optional non-negative weight per update (e.g. staleness weights); rules without
-            weights (Krum, centered clipping) ignore them (``last_stats["weights_used"]``).
+            weights (Krum, centered clipping) and rules after bucketing ignore them
+            (``last_stats["weights_used"]``).
         basket_id, round_id
             Recorded in the model.
         expected_contributors
@@ -308,12 +318,13 @@ class Layer1Aggregator:
         if cfg.apply_local_noise:
             inputs = clip_by_l2_norm(updates, cfg.local_clip_norm)
         params = self._params(weights)
-        if rule is AggregationMethod.CENTERED_CLIPPING and "center" not in params:
+        point = _PREVIOUS_AS.get(rule)
+        if point is not None and point not in params:
             upd = as_updates(updates)
             shape = upd.shapes[0]
             previous = self._previous.get(basket_id)
             ok = previous is not None and previous.shape == shape and previous.dtype == upd.dtype
-            params["center"] = previous if ok else np.zeros(shape, upd.dtype)
+            params[point] = previous if ok else np.zeros(shape, upd.dtype)
         result = aggregate(inputs, rule, cfg.pre, **params)
         agg = np.asarray(result.aggregate)
         timestamp = float(self.clock())

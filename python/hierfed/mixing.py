@@ -47,17 +47,30 @@ def _mixed_segments(upd: Updates, f: Any, check_finite: bool) -> list[FloatArray
     weights = np.zeros((upd.n, upd.n))
     for i, near in enumerate(neighbours(pairwise(upd, check_finite), int(f))):
         weights[i, list(near)] = 1.0
-    outs = [np.empty((upd.n, rows[0].size), upd.dtype) for rows in upd.segments]
+    return mixed_rows(upd, weights, check_finite)
+
+
+def mixed_rows(
+    upd: Updates, weights: NDArray[np.float64], check_finite: bool = True
+) -> list[FloatArray]:
+    """Per segment, the ``(m, len)`` weighted means of the rows of ``upd`` given by the
+    ``(m, n)`` ``weights`` (non-negative, each row with a positive sum): one kernel pass."""
+    outs = [np.empty((weights.shape[0], rows[0].size), upd.dtype) for rows in upd.segments]
     kernel = _backend.kernels().mix_rows
     if kernel(upd.segments, weights, outs, _backend.get_num_threads()) and check_finite:
-        raise upd.nonfinite_error()  # pragma: no cover - pairwise() has checked already
+        raise upd.nonfinite_error()
     return outs
+
+
+def as_rows(upd: Updates, outs: list[FloatArray], m: int) -> Updates:
+    """The ``m`` rows of kernel outputs ``outs`` (one ``(m, len)`` array per segment) as
+    updates of ``upd``'s form."""
+    return Updates([list(out) for out in outs], upd.shapes, upd.kind, m, upd.dtype)
 
 
 def mix(upd: Updates, f: Any, check_finite: bool = True) -> Updates:
     """The mixed updates as validated updates of the same form (rows of the kernel's output)."""
-    outs = _mixed_segments(upd, f, check_finite)
-    return Updates([list(out) for out in outs], upd.shapes, upd.kind, upd.n, upd.dtype)
+    return as_rows(upd, _mixed_segments(upd, f, check_finite), upd.n)
 
 
 @tensor_io("updates")

@@ -9,17 +9,20 @@ by any other) with every update clipped to L2 norm at most ``C``. The bounds, pe
   (in l1) in each value, so per coordinate the sum of the kept middle values moves by at most
   the changed value's move, and the trimmed mean by that over ``n - 2k``.
 - median, unweighted: ``2C`` (each order statistic, and the mean of two, is 1-Lipschitz).
-- Krum, Multi-Krum, geometric median: ``2C``: the output is a convex combination of the
-  updates, so its norm is at most ``C``.
+- Krum, Multi-Krum, geometric median, MDA, MoNNA: ``2C``: the output is a convex combination
+  of the updates, so its norm is at most ``C``.
 - centered clipping: ``2 max(C, |center|)``: each iteration moves to a convex combination of
   the current point and the updates.
 - Bulyan, unweighted: ``2C sqrt(theta / beta)``: per coordinate the output is a mean of
   ``beta`` values of the ``theta = n - 2f`` selected updates, so by Jensen its squared norm is
   at most ``sum_selected |x_i|^2 / beta``.
+- Meamed, unweighted: ``2C sqrt(n / (n - f))``: per coordinate a mean of ``n - f`` of the
+  ``n`` values (Jensen, as for Bulyan).
 - weighted trimmed mean: ``2C sqrt(sum(w) / W)``, ``W`` the sum of the ``n - 2k`` smallest
   weights (Jensen, as for Bulyan).
-- anything else (weighted median, weighted Bulyan, any rule after nearest-neighbour mixing,
-  which spreads one update into all): ``2C sqrt(n)``: per coordinate the output lies between
+- anything else (weighted median, weighted Bulyan or Meamed, any rule after a pre-step:
+  nearest-neighbour mixing spreads one update into all, bucketing and clipping keep every
+  input within the bound): ``2C sqrt(n)``: per coordinate the output lies between
   the updates' smallest and largest values, so its squared norm is at most
   ``sum_i |x_i|^2 <= n C^2``.
 """
@@ -47,7 +50,7 @@ def aggregate_sensitivity(
     clip_norm: float,
     *,
     weights: Any = None,
-    pre: str | None = None,
+    pre: Any = None,
     center_norm: float = 0.0,
     **params: Any,
 ) -> float:
@@ -64,7 +67,7 @@ def aggregate_sensitivity(
     weights
         The rule's weights, if any (they are public: not part of the neighbouring relation).
     pre
-        ``"nnm"`` when nearest-neighbour mixing runs first.
+        The pre-aggregation steps (:mod:`hierfed.preaggregation`), if any.
     center_norm
         For centered clipping: the norm of its starting point (or pass ``center``).
     **params
@@ -80,7 +83,7 @@ def aggregate_sensitivity(
     w = None if weights is None else np.asarray(weights, dtype=np.float64)
     if w is not None and w.size and np.all(w == w.flat[0]) and w.flat[0] > 0:
         w = None  # equal weights give the unweighted rule
-    if pre is not None:
+    if pre:
         return _box(c, n)
     if rule is AggregationMethod.MEAN:
         return 2.0 * c / n if w is None else 2.0 * c * float(w.max() / w.sum())
@@ -96,8 +99,12 @@ def aggregate_sensitivity(
         AggregationMethod.KRUM,
         AggregationMethod.MULTI_KRUM,
         AggregationMethod.GEOMETRIC_MEDIAN,
+        AggregationMethod.MDA,
+        AggregationMethod.MONNA,
     ):
         return 2.0 * c
+    if rule is AggregationMethod.MEAMED and w is None:
+        return 2.0 * c * math.sqrt(n / (n - int(params["f"])))
     if rule is AggregationMethod.CENTERED_CLIPPING:
         if params.get("center") is not None:
             center = np.asarray(params["center"], dtype=np.float64)

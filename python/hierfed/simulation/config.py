@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..aggregator import AggregationMethod
+from ..mda import MDA_MAX_WORK, mda_work
+from ..preaggregation import PRE_STEPS
 from ..staleness import PRESETS
 from .attacks import ATTACKS, DEFAULT_STRENGTH
 from .datasets import BUILTIN
@@ -46,7 +48,16 @@ PLACEMENTS = ("spread", "concentrated")
 DEFAULT_CENTRAL_NOISE_MULTIPLIER = 0.2
 # The trimmed mean's share cut at each end when trim_ratio is not given.
 DEFAULT_TRIM_RATIO = 0.2
-_SELECTION = {"krum": 2, "multi_krum": 2, "bulyan": 4}
+# Rules taking f, each needing n >= per * f + plus inputs (krum 2f + 3, bulyan 4f + 3; mda,
+# meamed and monna an honest majority, 2f + 1).
+_F_RULES = {
+    "krum": (2, 3),
+    "multi_krum": (2, 3),
+    "bulyan": (4, 3),
+    "mda": (2, 1),
+    "meamed": (2, 1),
+    "monna": (2, 1),
+}
 
 
 def _is_int(v: Any) -> bool:
@@ -92,11 +103,21 @@ class SimulationConfig:
     rule, trim_ratio, f, rule_params
         The robust rule (Layer 1 in hierarchical setups, the server's in the flat one), the
         trimmed mean's share cut at each end (only with ``trimmed_mean``; ``None``:
-        ``DEFAULT_TRIM_RATIO``, 0.2), the ``f`` of Krum/Multi-Krum/Bulyan (only with those;
-        ``None``: the most the smallest basket allows, ``(n - 3) // 4`` for Bulyan,
-        ``(n - 3) // 2`` for Krum) and further parameters of the rule (e.g. ``n_iter`` of
+        ``DEFAULT_TRIM_RATIO``, 0.2), the ``f`` of Krum/Multi-Krum/Bulyan/MDA/Meamed/MoNNA
+        (only with those; ``None``: the most the smallest basket allows, ``(n - 3) // 4`` for
+        Bulyan, ``(n - 3) // 2`` for Krum, ``(n - 1) // 2`` for MDA, Meamed and MoNNA; in the
+        flat setup MDA's f is also capped to an exact search of at most ``MDA_MAX_WORK``
+        comparisons, ``f = 2`` for 75 clients; after bucketing, ``n`` counts the buckets) and
+        further parameters of the rule (e.g. ``n_iter`` of
         centered clipping, whose ``tau`` defaults to ``clip_norm``, the norm every honest
         update is clipped to).
+    pre
+        Pre-aggregation steps before the rule, in order (:mod:`hierfed.preaggregation`):
+        ``nnm``, ``bucketing``, ``arc``, ``clip``. ``nnm`` and ``arc`` read ``f`` (the rule's,
+        or for a rule without one the most the smallest basket allows, ``(n - 1) // 2``),
+        ``bucketing`` reads ``s`` from ``rule_params`` (default 2) and shuffles with a
+        generator seeded by ``seed``, ``clip`` reads ``clip_norm`` from ``rule_params``
+        (default ``clip_norm``).
     compare
         Run the four setups (flat FedAvg, flat robust, hierarchical robust, hierarchical
         robust + DP + secure aggregation), each with the attack and without it.
@@ -149,6 +170,7 @@ class SimulationConfig:
     trim_ratio: float | None = None
     f: int | None = None
     rule_params: dict[str, Any] = field(default_factory=dict)
+    pre: list[str] = field(default_factory=list)
     compare: bool = True
     setup: str = "hierarchical"
     secure_aggregation: bool = False
@@ -233,13 +255,20 @@ class SimulationConfig:
                 raise ValueError(f"trim_ratio applies to trimmed_mean, not {self.rule!r}")
         if self.f is not None:
             self._int("f", 0)
-            if self.rule not in _SELECTION:
-                raise ValueError(f"f applies to krum, multi_krum and bulyan, not {self.rule!r}")
+            if not self.takes_f:
+                raise ValueError(
+                    f"f applies to {', '.join(_F_RULES)} and the pre-steps nnm and arc, "
+                    f"not {self.rule!r}"
+                )
         if not isinstance(self.rule_params, dict) or not all(
             isinstance(k, str) for k in self.rule_params
         ):
             raise TypeError("rule_params must be a table of parameter names to values")
-        for key in ("f", "weights", "trim_ratio", "center"):
+        if not isinstance(self.pre, list) or not all(p in PRE_STEPS for p in self.pre):
+            raise ValueError(
+                f"pre must be a list of steps among {', '.join(PRE_STEPS)}; got {self.pre!r}"
+            )
+        for key in ("f", "weights", "trim_ratio", "center", "trusted", "seed"):
             if key in self.rule_params:
                 raise ValueError(f"rule_params must not set {key!r} (use its own option)")
         for name in ("compare", "secure_aggregation"):
@@ -291,6 +320,10 @@ class SimulationConfig:
             )
         if self.rule == "centered_clipping":
             params.setdefault("tau", self.clip_norm)
+        if "bucketing" in self.pre:
+            params.setdefault("s", 2)
+        if "clip" in self.pre:
+            params.setdefault("clip_norm", self.clip_norm)
         return params
 
     @property
@@ -309,19 +342,40 @@ class SimulationConfig:
             return 0
         return round(self.byzantine_fraction * self.clients)
 
+    @property
+    def takes_f(self) -> bool:
+        """Whether the rule or a pre-step reads ``f``."""
+        return self.rule in _F_RULES or bool({"nnm", "arc"} & set(self.pre))
+
     def f_for(self, n: int) -> int | None:
         """The ``f`` for a rule over ``n`` inputs: the option, else the most ``n`` allows."""
-        per = _SELECTION.get(self.rule)
-        if per is None:
+        if not self.takes_f:
             return None
         if self.f is not None:
             return self.f
-        return max((n - 3) // per, 0)
+        return self.f_most(n)
+
+    def f_most(self, n: int) -> int:
+        """The most ``f`` the rule takes over ``n`` inputs (for MDA also at most
+        ``MDA_MAX_WORK`` comparisons in its exact search)."""
+        per, plus = _F_RULES.get(self.rule, (2, 1))
+        n = self.buckets(n)
+        f = max((n - plus) // per, 0)
+        while self.rule == "mda" and mda_work(n, f) > MDA_MAX_WORK:
+            f -= 1
+        return f
+
+    def buckets(self, n: int) -> int:
+        """How many of ``n`` inputs reach the rule (``ceil(n / s)`` after bucketing)."""
+        return -(-n // self.rule_kwargs()["s"]) if "bucketing" in self.pre else n
 
     def min_inputs(self, f: int | None) -> int:
-        """The fewest inputs the rule needs with ``f``."""
-        per = _SELECTION.get(self.rule)
-        return 1 if per is None or f is None else per * f + 3
+        """The fewest inputs the rule needs with ``f`` (``s (need - 1) + 1`` after bucketing)."""
+        if self.rule not in _F_RULES or f is None:
+            return 1
+        per, plus = _F_RULES[self.rule]
+        need = per * f + plus
+        return self.rule_kwargs()["s"] * (need - 1) + 1 if "bucketing" in self.pre else need
 
     def replace(self, **changes: Any) -> SimulationConfig:
         """A validated copy with ``changes``."""

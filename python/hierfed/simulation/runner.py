@@ -52,8 +52,20 @@ __all__ = ["RoundMetrics", "RunResult", "Simulation", "noise_multiplier_for_epsi
 FloatArray = NDArray[np.float64]
 Progress = Callable[[], None]
 
-_TAG_INIT, _TAG_SGD, _TAG_STRAGGLE, _TAG_ATTACK, _TAG_BYZ = 11, 12, 13, 14, 15
-_TAKES_WEIGHTS = {"mean", "trimmed_mean", "median", "multi_krum", "bulyan", "geometric_median"}
+_TAG_INIT, _TAG_SGD, _TAG_STRAGGLE, _TAG_ATTACK, _TAG_BYZ, _TAG_BUCKETS = 11, 12, 13, 14, 15, 16
+_TAKES_WEIGHTS = {
+    "mean",
+    "trimmed_mean",
+    "median",
+    "multi_krum",
+    "bulyan",
+    "geometric_median",
+    "mda",
+    "meamed",
+    "monna",
+}
+# Rules given the previous aggregate (zeros at first) as this parameter.
+_PREVIOUS_AS = {"centered_clipping": "center", "monna": "trusted"}
 
 
 def noise_multiplier_for_epsilon(epsilon: float, delta: float, steps: int) -> float:
@@ -179,6 +191,7 @@ class Simulation:
         self._check_rule(min(sizes))
         self.byzantine = self._place_byzantine(config.n_byzantine)
         self.basket_of = {c: b for b, members in self.baskets.items() for c in members}
+        self._bucket_rng = np.random.default_rng([config.seed, _TAG_BUCKETS])
 
     def _check_rule(self, n: int) -> None:
         """Run the rule once on ``n`` dummy updates so bad parameters fail before any round."""
@@ -186,10 +199,10 @@ class Simulation:
         params = cfg.rule_kwargs()
         if self.f is not None:
             params["f"] = self.f
-        if cfg.rule == "centered_clipping":
-            params["center"] = np.zeros(2)
+        if cfg.rule in _PREVIOUS_AS:
+            params[_PREVIOUS_AS[cfg.rule]] = np.zeros(2)
         try:
-            aggregate(np.zeros((n, 2)), cfg.rule, **params)
+            aggregate(np.zeros((n, 2)), cfg.rule, cfg.pre, **params)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"rule {cfg.rule} with {sorted(params)}: {exc}") from None
 
@@ -231,8 +244,7 @@ class Simulation:
         return [int(k) for k in counts]
 
     def _flat_cap(self, n: int) -> int:
-        per = {"krum": 2, "multi_krum": 2, "bulyan": 4}[self.config.rule]
-        return max((n - 3) // per, 0)
+        return self.config.f_most(n)
 
     def _manager_config(self) -> BasketConfig:
         return BasketConfig(min_clients=1, max_clients=self.config.clients_per_basket)
@@ -404,6 +416,8 @@ class Simulation:
         params = cfg.rule_kwargs()
         if self.f is not None:
             params["f"] = self.f
+        if "bucketing" in cfg.pre:
+            params["seed"] = np.random.default_rng([cfg.seed, _TAG_BUCKETS])
         secure = dp or cfg.secure_aggregation
         fed_cfg = FederationConfig(
             basket=self._manager_config(),
@@ -412,6 +426,7 @@ class Simulation:
                 min_updates=cfg.clients_per_basket,
                 apply_local_noise=z_local is not None,
                 method_params=params,
+                pre=tuple(cfg.pre) or None,
                 local_clip_norm=cfg.clip_norm,
                 local_delta=cfg.local_delta,
                 local_noise_multiplier=z_local,
@@ -505,13 +520,16 @@ class Simulation:
         ups = np.array([delivered[c][0] for c in order])
         w = np.array([weight(version - delivered[c][1]) for c in order])
         params: dict[str, Any] = {} if rule == "mean" else cfg.rule_kwargs()
+        pre = None if rule == "mean" else cfg.pre
+        if pre and "bucketing" in pre:
+            params["seed"] = self._bucket_rng
         if self.flat_f is not None and setup == "flat":
             params["f"] = min(self.flat_f, self._flat_cap(len(order)))
-        if rule == "centered_clipping":
-            params["center"] = np.zeros_like(theta) if center is None else center
-        if rule in _TAKES_WEIGHTS and not np.all(w == 1.0):
+        if rule in _PREVIOUS_AS:
+            params[_PREVIOUS_AS[rule]] = np.zeros_like(theta) if center is None else center
+        if rule in _TAKES_WEIGHTS and not np.all(w == 1.0) and "bucketing" not in (pre or ()):
             params["weights"] = w
-        return np.asarray(aggregate(ups, rule, **params).aggregate, dtype=np.float64)
+        return np.asarray(aggregate(ups, rule, pre, **params).aggregate, dtype=np.float64)
 
     def run(
         self, setup: str, attack: str | None = None, progress: Progress | None = None
@@ -532,6 +550,7 @@ class Simulation:
             groups = {"all": list(range(self.data.n_clients))}
             details = {"f": self.flat_f if setup == "flat" else None}
         theta = self._init()
+        self._bucket_rng = np.random.default_rng([cfg.seed, _TAG_BUCKETS])
         center: FloatArray | None = None
         in_flight: dict[int, tuple[FloatArray, int]] = {}
         history: list[RoundMetrics] = []

@@ -1,0 +1,63 @@
+"""Mean around the median (Meamed, Xie, Koyejo & Gupta 2018): a coordinate-wise rule.
+
+Per coordinate, the (weighted) mean of the ``n - f`` values closest to the coordinate-wise
+median. It runs the coordinate-wise family's ``mean_around_median`` kernel (the one Bulyan's
+last step uses) on every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, overload
+
+from ._checks import byzantine_count
+from ._inputs import Aggregate, Updates, as_updates, as_weights
+from ._interop import tensor_io
+from ._types import ArrayT
+from .coordinatewise import raise_if_zero_weight, run_kernel
+
+__all__ = ["meamed"]
+
+
+@overload
+def meamed(updates: ArrayT, f: int, weights: Any = ..., *, check_finite: bool = ...) -> ArrayT: ...
+
+
+@overload
+def meamed(
+    updates: Sequence[ArrayT], f: int, weights: Any = ..., *, check_finite: bool = ...
+) -> ArrayT: ...
+
+
+@overload
+def meamed(
+    updates: Sequence[Sequence[ArrayT]], f: int, weights: Any = ..., *, check_finite: bool = ...
+) -> list[ArrayT]: ...
+
+
+@tensor_io("updates")
+def meamed(updates: Any, f: int, weights: Any = None, *, check_finite: bool = True) -> Any:
+    """Mean around the median: per coordinate, the mean of the ``n - f`` values closest to
+    the coordinate-wise median (ties of distance to the lower index).
+
+    Parameters
+    ----------
+    updates
+        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
+    f
+        Number of Byzantine updates tolerated, ``0 <= f < n``.
+    weights
+        Optional non-negative weight per update, used in the mean (the median is unweighted).
+        A coordinate whose kept values all have weight zero raises ValueError.
+    check_finite
+        Raise ValueError naming the first update that holds NaN or infinity.
+    """
+    return _meamed(as_updates(updates), f, weights, check_finite=check_finite)
+
+
+def _meamed(upd: Updates, f: Any, weights: Any = None, *, check_finite: bool = True) -> Aggregate:
+    f = byzantine_count(f, upd.n, "meamed")
+    w = as_weights(weights, upd.n)
+    result = run_kernel("mean_around_median", upd, check_finite, upd.n - f, w)
+    raise_if_zero_weight(result, w, "every value kept around the median has weight zero")
+    return result

@@ -1,0 +1,91 @@
+"""Mean of the nearest neighbours of a trusted vector (MoNNA; Farhadkhani et al. 2023).
+
+The ``n - f`` updates closest to a vector the server trusts (its own update, or the previous
+aggregate) are averaged. The distances to it are one pass of the distance-to-point kernel
+(:mod:`hierfed.distances`) on the active backend; ties go to the lower index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, overload
+
+import numpy as np
+
+from ._checks import byzantine_count
+from ._inputs import Aggregate, Updates, as_point, as_updates, as_weights
+from ._interop import tensor_io
+from ._types import ArrayT
+from .coordinatewise import mean_of
+from .distances import to_point
+
+__all__ = ["monna"]
+
+
+@overload
+def monna(
+    updates: ArrayT, f: int, trusted: Any, weights: Any = ..., *, check_finite: bool = ...
+) -> ArrayT: ...
+
+
+@overload
+def monna(
+    updates: Sequence[ArrayT],
+    f: int,
+    trusted: Any,
+    weights: Any = ...,
+    *,
+    check_finite: bool = ...,
+) -> ArrayT: ...
+
+
+@overload
+def monna(
+    updates: Sequence[Sequence[ArrayT]],
+    f: int,
+    trusted: Any,
+    weights: Any = ...,
+    *,
+    check_finite: bool = ...,
+) -> list[ArrayT]: ...
+
+
+@tensor_io("updates", "trusted")
+def monna(
+    updates: Any, f: int, trusted: Any, weights: Any = None, *, check_finite: bool = True
+) -> Any:
+    """MoNNA: the weighted mean of the ``n - f`` updates nearest (Euclidean) to ``trusted``.
+
+    Parameters
+    ----------
+    updates
+        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
+    f
+        Number of Byzantine updates tolerated, ``0 <= f < n``.
+    trusted
+        The trusted vector, shaped like one update (a list of layers for per-layer models),
+        finite. ByzFL's ``MoNNA(f, idx)`` is ``trusted=updates[idx]``.
+    weights
+        Optional non-negative weight per update, used in the mean; the chosen ones must not
+        all be zero.
+    check_finite
+        Raise ValueError naming the first update that holds NaN or infinity.
+    """
+    return _monna(as_updates(updates), f, trusted, weights, check_finite=check_finite)[0]
+
+
+def _monna(
+    upd: Updates, f: Any, trusted: Any, weights: Any = None, *, check_finite: bool = True
+) -> tuple[Aggregate, tuple[int, ...]]:
+    f = byzantine_count(f, upd.n, "monna")
+    w = as_weights(weights, upd.n)
+    point = as_point(trusted, upd, "trusted")
+    dist = to_point(upd, point)
+    if not np.isfinite(dist).all():
+        if any(not np.isfinite(rows[i]).all() for rows in upd.segments for i in range(upd.n)):
+            if check_finite:
+                raise upd.nonfinite_error()
+        else:
+            raise ValueError("updates: distances to trusted overflow float64 (values near 1e154)")
+    chosen = tuple(sorted(int(i) for i in np.argsort(dist, kind="stable")[: upd.n - f]))
+    return mean_of(upd, chosen, w), chosen
