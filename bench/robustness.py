@@ -49,7 +49,7 @@ def _labels(rule: str) -> dict[str, str]:
         "fedavg": "FedAvg",
         "flat": f"flat {rule}",
         "hierarchical": f"hierarchical {rule}",
-        "hierarchical_dp": f"hierarchical {rule} + DP + SecAgg",
+        "hierarchical_dp": f"hierarchical {rule} + DP-SGD + SecAgg",
     }
 
 

@@ -145,14 +145,17 @@ def test_default_run_end_to_end_small(
     status = cli.main(["simulate", "--rounds", "3", "--quiet", "--out", str(out)])
     assert status == 0
     text = capsys.readouterr().out
-    for label in ("FedAvg", "flat trimmed_mean", "hierarchical trimmed_mean + DP + SecAgg"):
+    for label in ("FedAvg", "flat trimmed_mean", "hierarchical trimmed_mean + DP-SGD + SecAgg"):
         assert label in text
     assert "sign_flip (strength 4) attack, 15/75 Byzantine clients spread" in text
     doc = json.loads((out / "results.json").read_text())
     assert doc["config"]["rounds"] == 3 and doc["config"]["dataset"] == "digits"
     assert len(doc["runs"]) == 8
     dp = [r for r in doc["runs"] if r["setup"] == "hierarchical_dp"]
-    assert all(r["privacy_spent"]["epsilon"] > 0 for r in dp)
+    # the default DP row protects a record, calibrated to epsilon 8 over the run's rounds
+    spent = [r["record_privacy_spent"] for r in dp]
+    assert all(7.9 < s["epsilon"] <= 8.0 and s["delta"] == 1e-5 for s in spent)
+    assert doc["table"]["rows"][3][4] == "8/record"
     assert [len(r["rounds"]) for r in doc["runs"]] == [3] * 8
     assert len(doc["table"]["rows"]) == 4
 

@@ -9,7 +9,8 @@ import pytest
 
 from hierfed.privacy import RDPAccountant
 from hierfed.simulation.config import SimulationConfig
-from hierfed.simulation.runner import Simulation, noise_multiplier_for_epsilon
+from hierfed.simulation.dpsgd import noise_multiplier_for_epsilon
+from hierfed.simulation.runner import Simulation
 from hierfed.simulation.study import plan, prepare, run_study
 
 SMALL = dict(
@@ -46,8 +47,10 @@ def test_dp_run_with_secure_aggregation_repeats_up_to_its_rounding() -> None:
     b = _sim().run("hierarchical_dp")
     assert [m.accuracy for m in a.rounds] == [m.accuracy for m in b.rounds]
     assert np.allclose([m.loss for m in a.rounds], [m.loss for m in b.rounds], rtol=1e-6)
-    assert a.privacy_spent == b.privacy_spent and a.privacy_spent[0] > 0
-    assert a.details["secure_aggregation"] and a.details["central_noise_multiplier"] == 0.2
+    assert a.record_privacy_spent == b.record_privacy_spent and a.record_privacy_spent[0] > 0
+    assert a.privacy_spent == (0.0, 0.0)  # no central noise unless asked for
+    assert a.details["secure_aggregation"] and a.details["central_noise_multiplier"] is None
+    assert a.details["record_noise_multiplier"] > 0
 
 
 def test_placement_spread_and_concentrated() -> None:

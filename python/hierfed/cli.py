@@ -78,7 +78,7 @@ def _add_simulate(sub: Any) -> argparse.ArgumentParser:
     from .aggregator import AggregationMethod
     from .preaggregation import PRE_STEPS
     from .simulation.attacks import ATTACKS
-    from .simulation.config import DEFAULT_TRIM_RATIO, PLACEMENTS, SETUPS
+    from .simulation.config import DEFAULT_RECORD_EPSILON, DEFAULT_TRIM_RATIO, PLACEMENTS, SETUPS
     from .simulation.datasets import BUILTIN
     from .simulation.models import MODELS
     from .staleness import PRESETS
@@ -91,8 +91,8 @@ def _add_simulate(sub: Any) -> argparse.ArgumentParser:
             "a bundled dataset (or your .npz) and report accuracy, privacy spent and time. "
             "Without arguments: digits, 75 clients in 5 domain baskets, 20% of them sending "
             "scaled sign-flipped updates; FedAvg, flat robust, hierarchical robust and "
-            "hierarchical robust + DP + secure aggregation compared, each with and without "
-            "the attack. Settings: defaults < --config FILE.toml < options.",
+            "hierarchical robust + record-level DP-SGD + secure aggregation compared, each "
+            "with and without the attack. Settings: defaults < --config FILE.toml < options.",
             78,
         ),
         epilog=(
@@ -201,6 +201,18 @@ def _add_simulate(sub: Any) -> argparse.ArgumentParser:
     )
     o(g, "target_accuracy", "accuracy whose first round is reported", type=f, metavar="A")
     g = p.add_argument_group("differential privacy (an epsilon is the total over the run)")
+    o(
+        g,
+        "record_epsilon",
+        "per-record epsilon of every client's DP-SGD",
+        shown=f"{DEFAULT_RECORD_EPSILON:g} in hierarchical_dp, else off",
+        type=f,
+        metavar="EPS",
+    )
+    o(g, "record_noise_multiplier", "DP-SGD noise over its record clip norm", type=f, metavar="Z")
+    o(g, "record_delta", type=f, metavar="D")
+    o(g, "record_clip_norm", "DP-SGD's per-record gradient clip norm", type=f, metavar="C")
+    o(g, "record_sample_rate", "DP-SGD's Poisson sampling rate per step", type=f, metavar="Q")
     o(g, "central_epsilon", "Layer 2 noise calibrated to this", type=f, metavar="EPS")
     o(g, "central_noise_multiplier", "Layer 2 noise per round", type=f, metavar="Z")
     o(g, "central_delta", type=f, metavar="D")

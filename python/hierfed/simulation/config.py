@@ -34,7 +34,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = [
-    "DEFAULT_CENTRAL_NOISE_MULTIPLIER",
+    "DEFAULT_RECORD_EPSILON",
     "DEFAULT_TRIM_RATIO",
     "PLACEMENTS",
     "SETUPS",
@@ -44,8 +44,8 @@ __all__ = [
 
 SETUPS = ("fedavg", "flat", "hierarchical", "hierarchical_dp")
 PLACEMENTS = ("spread", "concentrated")
-# Central noise of the hierarchical_dp setup when no central DP option is given.
-DEFAULT_CENTRAL_NOISE_MULTIPLIER = 0.2
+# Record-level epsilon of the hierarchical_dp setup's DP-SGD when no record option is given.
+DEFAULT_RECORD_EPSILON = 8.0
 # The trimmed mean's share cut at each end when trim_ratio is not given.
 DEFAULT_TRIM_RATIO = 0.2
 # Rules taking f, each needing n >= per * f + plus inputs (krum 2f + 3, bulyan 4f + 3; mda,
@@ -120,18 +120,27 @@ class SimulationConfig:
         (default ``clip_norm``).
     compare
         Run the four setups (flat FedAvg, flat robust, hierarchical robust, hierarchical
-        robust + DP + secure aggregation), each with the attack and without it.
+        robust + DP-SGD + secure aggregation), each with the attack and without it.
     setup
         The one setup to run when not comparing: ``fedavg``, ``flat``, ``hierarchical`` or
         ``hierarchical_dp``.
     secure_aggregation
         Sum basket models with SecAgg+ in the ``hierarchical`` setup (``hierarchical_dp``
         always does).
+    record_epsilon, record_noise_multiplier, record_delta
+        Record-level DP: every client trains with DP-SGD (:mod:`hierfed.simulation.dpsgd`),
+        its noise from a total epsilon per record for the whole run (calibrated so that
+        the RDP accountant reaches it after ``rounds`` rounds of local training) or a noise
+        multiplier; at most one. ``hierarchical_dp`` always trains so, with
+        ``DEFAULT_RECORD_EPSILON`` when neither is given; ``hierarchical`` when one is.
+    record_clip_norm, record_sample_rate
+        DP-SGD's per-record gradient clip norm, and each record's probability of being in
+        a step's batch (Poisson sampling); ``local_epochs * ceil(1 / record_sample_rate)``
+        steps a round.
     central_epsilon, central_noise_multiplier, central_delta
-        Central DP of Layer 2: a total epsilon for the whole run (the per-round noise is
-        calibrated so that the RDP accountant reaches it after ``rounds`` rounds) or a
-        per-round noise multiplier; at most one. ``hierarchical_dp`` without either uses
-        noise multiplier ``DEFAULT_CENTRAL_NOISE_MULTIPLIER``.
+        Central DP of Layer 2 (the unit: one basket): a total epsilon for the whole run
+        (the per-round noise is calibrated so that the RDP accountant reaches it after
+        ``rounds`` rounds) or a per-round noise multiplier; at most one.
     local_epsilon, local_noise_multiplier, local_delta
         Layer 1's local DP per basket, the same way (off when neither is given).
     staleness, stragglers
@@ -174,6 +183,11 @@ class SimulationConfig:
     compare: bool = True
     setup: str = "hierarchical"
     secure_aggregation: bool = False
+    record_epsilon: float | None = None
+    record_noise_multiplier: float | None = None
+    record_delta: float = 1e-5
+    record_clip_norm: float = 1.0
+    record_sample_rate: float = 0.25
     central_epsilon: float | None = None
     central_noise_multiplier: float | None = None
     central_delta: float = 1e-5
@@ -275,13 +289,18 @@ class SimulationConfig:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         self._choice("setup", SETUPS)
+        self._optional("record_epsilon", 0.0, math.inf)
+        self._optional("record_noise_multiplier", 0.0, math.inf)
+        self._num("record_delta", 0.0, 0.5, open_low=True)
+        self._num("record_clip_norm", 0.0, math.inf, open_low=True)
+        self._num("record_sample_rate", 0.0, 1.0, open_low=True)
         self._optional("central_epsilon", 0.0, math.inf)
         self._optional("central_noise_multiplier", 0.0, math.inf)
         self._optional("local_epsilon", 0.0, math.inf)
         self._optional("local_noise_multiplier", 0.0, math.inf)
         self._num("central_delta", 0.0, 0.5, open_low=True)
         self._num("local_delta", 0.0, 0.5, open_low=True)
-        for kind in ("central", "local"):
+        for kind in ("record", "central", "local"):
             if (
                 getattr(self, f"{kind}_epsilon") is not None
                 and getattr(self, f"{kind}_noise_multiplier") is not None
@@ -303,6 +322,8 @@ class SimulationConfig:
         return any(
             getattr(self, k) is not None
             for k in (
+                "record_epsilon",
+                "record_noise_multiplier",
                 "central_epsilon",
                 "central_noise_multiplier",
                 "local_epsilon",
@@ -325,6 +346,11 @@ class SimulationConfig:
         if "clip" in self.pre:
             params.setdefault("clip_norm", self.clip_norm)
         return params
+
+    @property
+    def uses_record_dp(self) -> bool:
+        """Whether a record-level DP option is set."""
+        return self.record_epsilon is not None or self.record_noise_multiplier is not None
 
     @property
     def strength(self) -> float | None:

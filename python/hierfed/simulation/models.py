@@ -46,6 +46,17 @@ class Model(Protocol):
         """Mean regularised cross-entropy on ``(X, y)`` and its gradient."""
         ...
 
+    def per_example_grads(self, theta: FloatArray, x: FloatArray, y: IntArray) -> FloatArray:
+        """``(n, n_params)``: row ``i`` is the gradient of the regularised loss on record
+        ``i`` alone (for DP-SGD's per-record clipping)."""
+        ...
+
+
+def _outer(a: FloatArray, b: FloatArray) -> FloatArray:
+    """Row-wise outer products ``a_i b_i^T``, flattened: ``(n, p * q)``."""
+    out: FloatArray = (a[:, :, None] * b[:, None, :]).reshape(a.shape[0], -1)
+    return out
+
 
 def _softmax_ce(logits: FloatArray, y: IntArray) -> tuple[float, FloatArray]:
     """Mean cross-entropy and its gradient with respect to the logits (stable)."""
@@ -90,6 +101,17 @@ class LogisticRegression:
         gb[:] = d.sum(axis=0)
         return loss + 0.5 * self.l2 * float(np.dot(w.ravel(), w.ravel())), grad
 
+    def per_example_grads(self, theta: FloatArray, x: FloatArray, y: IntArray) -> FloatArray:
+        """Each record's gradient: ``[x_i d_i^T + l2 W, d_i]`` with ``d_i`` its softmax
+        minus one-hot."""
+        w, b = self._unpack(theta)
+        d = _softmax_ce(x @ w + b, y)[1] * y.size
+        k = self.p * self.c
+        out = np.empty((y.size, self.n_params))
+        out[:, :k] = _outer(x, d) + self.l2 * w.ravel()
+        out[:, k:] = d
+        return out
+
 
 class MLP:
     """One hidden layer of ``n_hidden`` tanh units."""
@@ -133,6 +155,21 @@ class MLP:
         gb1[:] = dh.sum(axis=0)
         reg = 0.5 * self.l2 * (float(np.sum(w1 * w1)) + float(np.sum(w2 * w2)))
         return loss + reg, grad
+
+    def per_example_grads(self, theta: FloatArray, x: FloatArray, y: IntArray) -> FloatArray:
+        """Each record's gradient, by the same backpropagation row by row."""
+        w1, b1, w2, b2 = self._unpack(theta)
+        hid = np.tanh(x @ w1 + b1)
+        d = _softmax_ce(hid @ w2 + b2, y)[1] * y.size
+        dh = (d @ w2.T) * (1.0 - hid * hid)
+        p, h, c = self.p, self.h, self.c
+        a, b_, cc = p * h, p * h + h, p * h + h + h * c
+        out = np.empty((y.size, self.n_params))
+        out[:, :a] = _outer(x, dh) + self.l2 * w1.ravel()
+        out[:, a:b_] = dh
+        out[:, b_:cc] = _outer(hid, d) + self.l2 * w2.ravel()
+        out[:, cc:] = d
+        return out
 
 
 def make_model(name: str, n_features: int, n_classes: int, hidden: int = 32) -> Model:

@@ -48,8 +48,9 @@ COMPACT_COLUMNS = (
     "\u0394 pts",
 )
 LEGEND = (
-    "hier.: hierarchical; +DP/+LDP: central/local DP; +SecAgg: secure aggregation (simulated\n"
-    "in process: hierfed.deploy runs it between separate parties);\n"
+    "hier.: hierarchical; +DPSGD: record-level DP-SGD; +DP/+LDP: central/local DP;\n"
+    "+SecAgg: secure aggregation (simulated in process: hierfed.deploy runs it\n"
+    "between separate parties); \u03b5 R/B/L: per record/basket, local;\n"
     "clean: final accuracy without the attack; \u0394: final minus clean, in points"
 )
 
@@ -58,15 +59,16 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def _eps(epsilon: float, local: float, compact: bool) -> str:
-    if epsilon <= 0 and local <= 0:
-        return "-"
-    parts = []
-    if epsilon > 0:
-        parts.append(f"{epsilon:.3g}")
-    if local > 0:
-        parts.append(f"L{local:.3g}" if compact else f"local {local:.3g}")
-    return (" " if compact else ", ").join(parts)
+def _eps(record: float, epsilon: float, local: float, compact: bool) -> str:
+    """The epsilons a run spent, each with its unit: a record (DP-SGD), a basket (central
+    DP), a basket's release (local DP)."""
+    kinds = (("R", "{}/record", record), ("B", "{}/basket", epsilon), ("L", "local {}", local))
+    parts = [
+        f"{short}{e:.3g}" if compact else long.format(f"{e:.3g}")
+        for short, long, e in kinds
+        if e > 0
+    ]
+    return (" " if compact else ", ").join(parts) or "-"
 
 
 def headers(study: StudyResult, *, compact: bool = False) -> list[str]:
@@ -89,7 +91,12 @@ def table_rows(study: StudyResult, *, compact: bool = False) -> list[list[str]]:
                 _pct(run.final_accuracy),
                 _pct(run.best_accuracy),
                 "-" if reached is None else str(reached),
-                _eps(run.privacy_spent[0], run.local_privacy_spent[0], compact),
+                _eps(
+                    run.record_privacy_spent[0],
+                    run.privacy_spent[0],
+                    run.local_privacy_spent[0],
+                    compact,
+                ),
                 f"{run.seconds_per_round:.3f}",
                 "-" if clean is None else _pct(clean.final_accuracy),
                 "-"
@@ -167,22 +174,18 @@ def rich_table(study: StudyResult, *, compact: bool = False) -> Any:
 
 
 def _dp_epsilon(study: StudyResult) -> str:
-    spent = [
-        (r.privacy_spent[0], r.local_privacy_spent[0])
-        for r in study.runs
-        if r.privacy_spent[0] > 0 or r.local_privacy_spent[0] > 0
+    cfg = study.config
+    kinds = (
+        ("record-level", cfg.record_delta, [r.record_privacy_spent[0] for r in study.runs]),
+        ("central (per basket)", cfg.central_delta, [r.privacy_spent[0] for r in study.runs]),
+        ("local", cfg.local_delta, [r.local_privacy_spent[0] for r in study.runs]),
+    )
+    text = [
+        f"{name} \u03b5 = {max(spent):.3g} (\u03b4 = {delta:g})"
+        for name, delta, spent in kinds
+        if max(spent) > 0
     ]
-    if not spent:
-        return "no DP"
-    central = max(s[0] for s in spent)
-    local = max(s[1] for s in spent)
-    delta = study.config.central_delta if central > 0 else study.config.local_delta
-    text = []
-    if central > 0:
-        text.append(f"central \u03b5 = {central:.3g}")
-    if local > 0:
-        text.append(f"local \u03b5 = {local:.3g}")
-    return f"DP: {', '.join(text)} (\u03b4 = {delta:g})"
+    return f"DP: {', '.join(text)}" if text else "no DP"
 
 
 def plot_accuracy(study: StudyResult, path: str) -> None:

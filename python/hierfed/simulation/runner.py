@@ -9,8 +9,10 @@ Setups (same clients, data, attackers and seed for all of them):
 - ``hierarchical``: a :class:`~hierfed.HierarchicalFederation`: the rule in every basket
   (Layer 1), basket models clipped to ``clip_norm`` and averaged by size (Layer 2), with the
   config's DP and secure aggregation options.
-- ``hierarchical_dp``: the same plus secure aggregation and central DP (the config's, or
-  noise multiplier ``DEFAULT_CENTRAL_NOISE_MULTIPLIER`` when none is given).
+- ``hierarchical_dp``: the same plus secure aggregation and record-level DP: every client
+  trains with DP-SGD (:mod:`~hierfed.simulation.dpsgd`) at the config's record epsilon or
+  noise multiplier (``DEFAULT_RECORD_EPSILON`` when neither is given); the run reports the
+  largest per-client epsilon, which is each record's.
 
 A round: every client starts from the global model of this round; honest clients run
 :func:`~hierfed.simulation.models.local_sgd`; stragglers deliver their update one round late
@@ -40,14 +42,15 @@ from ..aggregator import aggregate
 from ..basket import BasketConfig, BasketManager
 from ..federation import FederationConfig, HierarchicalFederation
 from ..layers import Layer1Config, Layer2Config
-from ..privacy import NoiseGenerator, RDPAccountant
+from ..privacy import NoiseGenerator
 from ..staleness import staleness_function
 from . import attacks
-from .config import DEFAULT_CENTRAL_NOISE_MULTIPLIER, SimulationConfig
+from .config import DEFAULT_RECORD_EPSILON, SimulationConfig
 from .datasets import FederatedData
+from .dpsgd import dp_sgd, epsilon_spent, noise_multiplier_for_epsilon, steps_per_epoch
 from .models import Model, accuracy, local_sgd, make_model
 
-__all__ = ["RoundMetrics", "RunResult", "Simulation", "noise_multiplier_for_epsilon"]
+__all__ = ["RoundMetrics", "RunResult", "Simulation"]
 
 FloatArray = NDArray[np.float64]
 Progress = Callable[[], None]
@@ -68,29 +71,10 @@ _TAKES_WEIGHTS = {
 _PREVIOUS_AS = {"centered_clipping": "center", "monna": "trusted"}
 
 
-def noise_multiplier_for_epsilon(epsilon: float, delta: float, steps: int) -> float:
-    """The Gaussian noise multiplier whose ``steps``-fold composition (RDP, no subsampling)
-    spends ``epsilon`` at ``delta``: the smallest such value to 1e-4 relative."""
-
-    def spent(z: float) -> float:
-        acc = RDPAccountant()
-        acc.step(z, 1.0, steps)
-        return acc.get_epsilon(delta)
-
-    lo, hi = 1e-3, 1.0
-    while spent(hi) > epsilon:
-        lo, hi = hi, hi * 2.0
-        if hi > 1e6:
-            raise ValueError(f"epsilon={epsilon} is out of reach over {steps} rounds")
-    while hi - lo > 1e-4 * hi:
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if spent(mid) > epsilon else (lo, mid)
-    return hi
-
-
 @dataclass
 class RoundMetrics:
-    """What one round gives: test accuracy and loss, central and local epsilon so far, time."""
+    """What one round gives: test accuracy and loss, central, local and record-level epsilon
+    so far, time."""
 
     round: int
     accuracy: float
@@ -98,6 +82,7 @@ class RoundMetrics:
     epsilon: float
     local_epsilon: float
     seconds: float
+    record_epsilon: float = 0.0
 
 
 @dataclass
@@ -112,6 +97,7 @@ class RunResult:
     local_privacy_spent: tuple[float, float]
     details: dict[str, Any] = field(default_factory=dict)
     short_label: str = ""
+    record_privacy_spent: tuple[float, float] = (0.0, 0.0)
 
     @property
     def final_accuracy(self) -> float:
@@ -147,6 +133,10 @@ class RunResult:
             "local_privacy_spent": {
                 "epsilon": self.local_privacy_spent[0],
                 "delta": self.local_privacy_spent[1],
+            },
+            "record_privacy_spent": {
+                "epsilon": self.record_privacy_spent[0],
+                "delta": self.record_privacy_spent[1],
             },
             "details": self.details,
             "rounds": [vars(r) for r in self.rounds],
@@ -192,6 +182,8 @@ class Simulation:
         self.byzantine = self._place_byzantine(config.n_byzantine)
         self.basket_of = {c: b for b, members in self.baskets.items() for c in members}
         self._bucket_rng = np.random.default_rng([config.seed, _TAG_BUCKETS])
+        self._record_z: float | None = None  # DP-SGD's noise multiplier in the current run
+        self._record_runs: dict[int, int] = {}  # DP-SGD trainings per client in the run
 
     def _check_rule(self, n: int) -> None:
         """Run the rule once on ``n`` dummy updates so bad parameters fail before any round."""
@@ -292,12 +284,30 @@ class Simulation:
 
     def client_update(self, theta: FloatArray, c: int, t: int, *, flip: bool = False) -> FloatArray:
         """Client ``c``'s honest update from ``theta`` in round ``t`` (labels flipped when
-        ``flip``): :func:`~hierfed.simulation.models.local_sgd` with a generator seeded by
-        the seed, ``t`` and ``c``."""
+        ``flip``): :func:`~hierfed.simulation.models.local_sgd`, or
+        :func:`~hierfed.simulation.dpsgd.dp_sgd` in a run with record-level DP (its delta
+        clipped to ``clip_norm`` too), with a generator seeded by the seed, ``t`` and
+        ``c``."""
         cfg = self.config
         y = self.data.client_y[c]
         if flip:
             y = attacks.flip_labels(y, self.data.n_classes)
+        if self._record_z is not None:
+            self._record_runs[c] = self._record_runs.get(c, 0) + 1
+            delta = dp_sgd(
+                self.model,
+                theta,
+                self.data.client_x[c],
+                y,
+                steps=cfg.local_epochs * steps_per_epoch(cfg.record_sample_rate),
+                sample_rate=cfg.record_sample_rate,
+                learning_rate=cfg.learning_rate,
+                record_clip_norm=cfg.record_clip_norm,
+                noise_multiplier=self._record_z,
+                rng=np.random.default_rng([cfg.seed, _TAG_SGD, t, c]),
+            )
+            norm = float(np.linalg.norm(delta))
+            return delta * (cfg.clip_norm / norm) if norm > cfg.clip_norm else delta
         return local_sgd(
             self.model,
             theta,
@@ -374,16 +384,43 @@ class Simulation:
     # ---- a run ---------------------------------------------------------------------------
 
     def protections(self, setup: str) -> tuple[str, ...]:
-        """What ``setup`` adds to its rule: ``"DP"`` (central), ``"local DP"``, ``"SecAgg"``."""
+        """What ``setup`` adds to its rule: ``"DP-SGD"`` (record-level), ``"DP"`` (central),
+        ``"local DP"``, ``"SecAgg"``."""
         cfg = self.config
         if setup not in ("hierarchical", "hierarchical_dp"):
             return ()
         dp = setup == "hierarchical_dp"
-        central = dp or cfg.central_epsilon is not None or cfg.central_noise_multiplier is not None
+        record = dp or cfg.uses_record_dp
+        central = cfg.central_epsilon is not None or cfg.central_noise_multiplier is not None
         local = cfg.local_epsilon is not None or cfg.local_noise_multiplier is not None
         secure = dp or cfg.secure_aggregation
-        flags = (("DP", central), ("local DP", local), ("SecAgg", secure))
+        flags = (("DP-SGD", record), ("DP", central), ("local DP", local), ("SecAgg", secure))
         return tuple(name for name, on in flags if on)
+
+    def record_noise_multiplier(self, setup: str) -> float | None:
+        """DP-SGD's noise multiplier in ``setup`` (``None``: no record-level DP): the
+        config's, or calibrated to its record epsilon (``DEFAULT_RECORD_EPSILON`` in
+        ``hierarchical_dp`` when neither is given) over the run's local steps."""
+        cfg = self.config
+        if "DP-SGD" not in self.protections(setup):
+            return None
+        if cfg.record_noise_multiplier is not None:
+            return cfg.record_noise_multiplier
+        epsilon = DEFAULT_RECORD_EPSILON if cfg.record_epsilon is None else cfg.record_epsilon
+        steps = cfg.rounds * cfg.local_epochs * steps_per_epoch(cfg.record_sample_rate)
+        return noise_multiplier_for_epsilon(
+            epsilon, cfg.record_delta, steps, cfg.record_sample_rate
+        )
+
+    def record_epsilon(self) -> float:
+        """The record-level epsilon spent so far in the current run: the largest over the
+        clients (each trained a number of times at one noise and sample rate)."""
+        runs = max(self._record_runs.values(), default=0)
+        if self._record_z is None or runs == 0:
+            return 0.0
+        cfg = self.config
+        steps = cfg.local_epochs * steps_per_epoch(cfg.record_sample_rate) * runs
+        return epsilon_spent(self._record_z, cfg.record_sample_rate, steps, cfg.record_delta)
 
     def label(self, setup: str, *, short: bool = False) -> str:
         """A human name of ``setup`` saying what the run had: its rule, central DP, local DP
@@ -395,7 +432,7 @@ class Simulation:
         added = self.protections(setup)
         if short:
             base = "flat" if setup == "flat" else "hier."
-            marks = {"DP": "+DP", "local DP": "+LDP", "SecAgg": "+SecAgg"}
+            marks = {"DP-SGD": "+DPSGD", "DP": "+DP", "local DP": "+LDP", "SecAgg": "+SecAgg"}
             return " ".join([base, *(marks[p] for p in added)])
         base = f"flat {rule}" if setup == "flat" else f"hierarchical {rule}"
         return " + ".join([base, *added])
@@ -408,8 +445,6 @@ class Simulation:
             z_central = noise_multiplier_for_epsilon(
                 cfg.central_epsilon, cfg.central_delta, cfg.rounds
             )
-        if dp and z_central is None:
-            z_central = DEFAULT_CENTRAL_NOISE_MULTIPLIER
         z_local = cfg.local_noise_multiplier
         if cfg.local_epsilon is not None:
             z_local = noise_multiplier_for_epsilon(cfg.local_epsilon, cfg.local_delta, cfg.rounds)
@@ -543,6 +578,7 @@ class Simulation:
         attack = cfg.attack if attack is None else attack
         byz = sorted(self.byzantine) if attack != "none" else []
         fed: HierarchicalFederation | None = None
+        self._record_z, self._record_runs = self.record_noise_multiplier(setup), {}
         if setup.startswith("hierarchical"):
             fed, details = self._federation(setup)
             groups = {b: list(m) for b, m in self.baskets.items()}
@@ -573,7 +609,11 @@ class Simulation:
             acc, loss = accuracy(self.model, theta, self.data.x_test, self.data.y_test)
             eps = 0.0 if fed is None else fed.privacy_spent()[0]
             seconds = time.perf_counter() - start
-            history.append(RoundMetrics(t + 1, acc, loss, eps, self._local_epsilon(fed), seconds))
+            history.append(
+                RoundMetrics(
+                    t + 1, acc, loss, eps, self._local_epsilon(fed), seconds, self.record_epsilon()
+                )
+            )
             if progress is not None:
                 progress()
         local = self._local_epsilon(fed)
@@ -585,6 +625,8 @@ class Simulation:
                 rejected=stats["rejected"],
             )
         details["byzantine_clients"] = len(byz)
+        details["record_noise_multiplier"] = self._record_z
+        record = self.record_epsilon()
         return RunResult(
             setup,
             self.label(setup),
@@ -594,6 +636,7 @@ class Simulation:
             (local, cfg.local_delta if local > 0 else 0.0),
             details,
             self.label(setup, short=True),
+            (record, cfg.record_delta if record > 0 else 0.0),
         )
 
     def _local_epsilon(self, fed: HierarchicalFederation | None) -> float:
