@@ -12,6 +12,8 @@ Groups (2 threads by default, ``HIERFED_BENCH_THREADS``):
 - ``clip n=50 d=1e6 float32``: ``clip_by_l2_norm`` (new output, and into a preallocated
   ``out=``) against the floor ``np.mean(X, axis=0)``, the new-output floor ``X.copy()`` and
   the usual numpy clipping.
+- ``walsh_hadamard 2^20 float64``: the distributed discrete Gaussian's rotation kernel (in
+  place) against the floor (a copy of the vector) and numpy's real FFT (the same O(n log n)).
 """
 
 from __future__ import annotations
@@ -188,3 +190,47 @@ def test_clip_hierfed(benchmark: Any, clip_input: np.ndarray, backend: str, into
     norms = np.linalg.norm(clip_input.astype(np.float64), axis=1)
     want = clip_input * np.minimum(1.0, CLIP_NORM / norms)[:, None]
     np.testing.assert_allclose(res, want, rtol=1e-6)
+
+
+HADAMARD = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def hadamard_input() -> np.ndarray:
+    return np.random.default_rng(peers.SEED).standard_normal(HADAMARD)
+
+
+@pytest.mark.parametrize("backend", _backend_params())
+def test_walsh_hadamard_hierfed(benchmark: Any, backend: str, hadamard_input: np.ndarray) -> None:
+    _need(backend)
+    with _backend.using(backend):
+        kernel = _backend.kernels().walsh_hadamard
+        x = hadamard_input.copy()
+        kernel(x, peers.threads())  # compile (numba)
+        _run(
+            benchmark,
+            "walsh_hadamard 2^20 float64",
+            f"hierfed-{backend}",
+            lambda: kernel(x, peers.threads()),
+        )
+
+
+def test_walsh_hadamard_floor(benchmark: Any, hadamard_input: np.ndarray) -> None:
+    """The floor: one read and one write of the vector (a copy into a preallocated array)."""
+    out = np.empty_like(hadamard_input)
+    _run(
+        benchmark,
+        "walsh_hadamard 2^20 float64",
+        "copy (floor)",
+        lambda: np.copyto(out, hadamard_input),
+    )
+
+
+def test_walsh_hadamard_numpy_fft(benchmark: Any, hadamard_input: np.ndarray) -> None:
+    """A peer of the same O(n log n) shape: numpy's real FFT of the vector."""
+    _run(
+        benchmark,
+        "walsh_hadamard 2^20 float64",
+        "np.fft.rfft (peer)",
+        lambda: np.fft.rfft(hadamard_input),
+    )

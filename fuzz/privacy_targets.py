@@ -246,6 +246,23 @@ def chacha20_keystream(data: Data) -> None:
         same(got.value, np.frombuffer(stream, "<u4").astype(np.uint32), 0.0, 0.0)
 
 
+def randomized_hadamard(data: Data) -> None:
+    """The distributed discrete Gaussian's rotation and its inverse (the hadamard kernel):
+    the same bits on every backend and thread count, any length, values of every scale."""
+    n = data.pick((0, 1, 2, 3, 4095, 4096, 4097, 1 << 16, 70_000, data.int(0, 3000)))
+    x = np.array([data.float64() for _ in range(min(n, 64))] * (n // 64 + 1))[:n]
+    if data.chance(3):
+        x = x * 10.0 ** data.int(-300, 300)
+    seed = data.pick((0, 7, b"s" * 32, data.take(32)))
+
+    def call() -> Any:
+        y = privacy.distributed.randomized_hadamard(x, seed)
+        return y, privacy.distributed.randomized_hadamard_inverse(y, seed, max(n, 1))
+
+    got, want = _both(call, data)
+    agree(got, want, 0.0)
+
+
 TARGETS: dict[str, Target] = {
     "l2_norms": l2_norms,
     "clip_by_l2_norm": clip_by_l2_norm,
@@ -259,4 +276,5 @@ TARGETS: dict[str, Target] = {
     "NoiseGenerator.random_uint32": _method("random_uint32", _uint32),
     "NoiseGenerator.spawn": _method("spawn", _spawn),
     "chacha20_keystream": chacha20_keystream,
+    "randomized_hadamard": randomized_hadamard,
 }

@@ -77,6 +77,7 @@ def _kernel_calls(k: Any) -> dict[str, Callable[[], Any]]:
         "apply_masks": lambda: k.apply_masks(
             np.arange(16, dtype=np.uint32), np.array([0, 1], np.uint8), words, 2
         ),
+        "walsh_hadamard": lambda: k.walsh_hadamard(np.ones(1 << 13), 2),
     }
 
 

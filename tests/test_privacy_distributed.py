@@ -212,6 +212,47 @@ def test_randomized_hadamard_is_an_orthogonal_rotation(rng: np.random.Generator)
     assert not np.allclose(randomized_hadamard(x, seed=8), y)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_walsh_hadamard_kernel_is_the_reference_bit_for_bit(
+    backend: str, threads: int, rng: np.random.Generator
+) -> None:
+    """Every backend's kernel gives the numpy reference's bits: sizes from 1 to past the C++
+    tile (4096) and its threading threshold (2^16), values from 3 numbers (ties), huge
+    offsets, subnormals and non-finite values; H H = n I; bad arrays are refused."""
+    from hierfed import _backend
+    from hierfed._kernels.numpy.hadamard import walsh_hadamard as reference
+
+    kernel = _backend.kernels().walsh_hadamard
+    for n in (1, 2, 8, 4096, 8192, 1 << 17):
+        for x in (
+            rng.standard_normal(n),
+            rng.choice([-1.5, 0.0, 2.25], n),
+            1e12 + rng.standard_normal(n),
+            np.where(rng.random(n) < 0.5, 5e-324, -1e300),
+        ):
+            got, want = x.copy(), x.copy()
+            kernel(got, threads)
+            reference(want)
+            assert np.array_equal(got, want)
+        x = rng.standard_normal(n)
+        back = x.copy()
+        kernel(back, threads)
+        kernel(back, threads)
+        np.testing.assert_allclose(back / n, x, rtol=0, atol=1e-12 * math.sqrt(n))  # H H = n I
+    odd = np.array([np.inf, 1.0, np.nan, 2.0])
+    got, want = odd.copy(), odd.copy()
+    kernel(got, threads)
+    reference(want)
+    assert np.array_equal(got, want, equal_nan=True)
+    for bad in (np.ones(6), np.ones(0), np.ones(8, np.float32), np.ones(16)[::2], np.ones((2, 4))):
+        with pytest.raises((ValueError, TypeError)):
+            kernel(bad, threads)
+    frozen = np.ones(8)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError):
+        kernel(frozen, threads)
+
+
 def seeded(seed: int) -> NoiseGenerator:
     return NoiseGenerator(seed=seed, secure=False)
 

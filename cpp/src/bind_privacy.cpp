@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "hierfed/hadamard.hpp"
 #include "hierfed/privacy_dispatch.hpp"
 #include "batch.hpp"
 #include "hierfed/threads.hpp"
@@ -122,6 +123,18 @@ void discrete_gaussian(const py::object& key, const py::object& out, std::uint64
     parallel_for(chunks, th, [&](std::size_t a, std::size_t b, int) {
         privacy_kernels().discrete_gaussian(k, p, n, prm, chunk, a, b);
     });
+}
+
+// ---- Walsh-Hadamard ------------------------------------------------------------------------
+
+void walsh_hadamard_bound(const py::object& x, int n_threads) {
+    auto a = checked<double>(x, "x", true);
+    const std::size_t n = static_cast<std::size_t>(a.shape(0));
+    if (n == 0 || (n & (n - 1)) != 0) throw py::value_error("x must have a power-of-two length");
+    if (n_threads < 1) throw py::value_error("n_threads must be >= 1");
+    auto* p = static_cast<double*>(a.mutable_data());
+    py::gil_scoped_release release;
+    walsh_hadamard(p, n, n_threads);
 }
 
 // ---- norms and clipping -----------------------------------------------------------------
@@ -322,6 +335,9 @@ void bind_privacy(py::module_& m) {
           py::arg("t"), py::arg("alpha"), py::arg("beta"), py::arg("denom"), py::arg("ymax"),
           py::arg("chunk"), py::arg("n_threads"),
           "Exact discrete Gaussian samples (CKS 2020) into out (int64).");
+    m.def("walsh_hadamard", &walsh_hadamard_bound, py::arg("x"), py::arg("n_threads"),
+          "The unnormalised Walsh-Hadamard transform of x (float64, power-of-two length) in "
+          "place.");
     m.def(
         "l2_sq_norms",
         [](const py::list& s, const py::object& sq, int t) {

@@ -100,6 +100,9 @@ def discrete_gaussian(
 ) -> None:
     """Exact discrete Gaussian samples (Canonne, Kamath, Steinke 2020) into ``out``."""
 
+def walsh_hadamard(x: NDArray[np.float64], n_threads: int) -> None:
+    """The unnormalised Walsh-Hadamard transform of ``x`` (power-of-two length) in place."""
+
 def l2_sq_norms(segments: list[_Rows], sq: NDArray[np.float64], n_threads: int) -> None:
     """Canonical float64 sum of squares of every update into ``sq``."""
 

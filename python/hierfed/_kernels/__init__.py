@@ -5,8 +5,9 @@ Every family has three twins, found by its name: the C++ header
 :mod:`hierfed._core`), the numba twin ``hierfed/_kernels/numba/<family>.py`` and the numpy
 reference ``hierfed/_kernels/numpy/<family>.py``. The families are ``coordinatewise``
 (mean, trimmed mean, median, mean around the median), ``distances``, ``mixing``,
-``chacha20``, ``noise`` (and the discrete Gaussian), ``clipping`` (L2 norms) and ``masks``
-(secure aggregation). :mod:`hierfed._kernels.numba` and :mod:`hierfed._kernels.numpy` gather
+``chacha20``, ``noise`` (and the discrete Gaussian), ``clipping`` (L2 norms), ``masks``
+(secure aggregation) and ``hadamard`` (the distributed discrete Gaussian's rotation).
+:mod:`hierfed._kernels.numba` and :mod:`hierfed._kernels.numpy` gather
 their families' kernels under the names of :mod:`hierfed._core`; :mod:`hierfed._backend`
 picks one of the three.
 
@@ -44,6 +45,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "noise": ("chacha20_noise", "discrete_gaussian"),
     "clipping": ("l2_sq_norms", "clip_by_l2"),
     "masks": ("apply_masks",),
+    "hadamard": ("walsh_hadamard",),
 }
 
 

@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .. import _checks
+from .. import _backend, _checks
 from .accountant import Orders, RDPAccountant, _orders, rdp_to_epsilon
 from .clipping import clip_by_l2_norm
 from .rng import NoiseGenerator
@@ -140,14 +140,11 @@ def distributed_discrete_gaussian_rdp(
 
 
 def _hadamard(v: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The unnormalised Walsh-Hadamard transform ``H v`` (Sylvester order; ``H H = d I``)."""
-    out = v
-    h = 1
-    while h < v.size:
-        pairs = out.reshape(-1, 2, h)
-        out = np.stack((pairs[:, 0] + pairs[:, 1], pairs[:, 0] - pairs[:, 1]), axis=1)
-        h *= 2
-    return out.reshape(-1)
+    """The unnormalised Walsh-Hadamard transform ``H v`` (Sylvester order; ``H H = d I``), by
+    the active backend's kernel (the same bits on every backend and thread count)."""
+    out = np.array(v, dtype=np.float64, order="C")  # a copy: the kernel works in place
+    _backend.kernels().walsh_hadamard(out, _backend.get_num_threads())
+    return out
 
 
 def _signs(seed: int | bytes, dim: int) -> NDArray[np.float64]:
