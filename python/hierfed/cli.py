@@ -200,6 +200,12 @@ def _add_simulate(sub: Any) -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
     )
     o(g, "target_accuracy", "accuracy whose first round is reported", type=f, metavar="A")
+    o(
+        g,
+        "privacy_sweep",
+        "instead: accuracy against the record epsilon, drawn in privacy_sweep.png",
+        action=argparse.BooleanOptionalAction,
+    )
     g = p.add_argument_group("differential privacy (an epsilon is the total over the run)")
     o(
         g,
@@ -325,6 +331,8 @@ def _report(config: Any, simulation: Any, show: bool) -> int:
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console = console_mod.Console(width=max(console.width, 130))
     errors = console_mod.Console(stderr=True)
+    if config.privacy_sweep:
+        return _sweep(config, simulation, console, errors, show)
     total = len(plan(config)) * config.rounds
     # label, bar, "n/total rounds" and the time within the terminal's width
     room = max(10, min(44, errors.width // 3))
@@ -350,6 +358,36 @@ def _report(config: Any, simulation: Any, show: bool) -> int:
     console.print(f"{study.seconds:.1f} s in all; backend {_backend_name()}")
     if config.out is not None:
         json_path, png_path = write_outputs(study, config.out)
+        console.print(f"wrote {json_path} and {png_path}")
+    return 0
+
+
+def _sweep(config: Any, simulation: Any, console: Any, errors: Any, show: bool) -> int:
+    from .simulation._deps import require
+    from .simulation.sweep import SWEEP_HEADERS, run_sweep, write_sweep
+
+    table_mod = require("rich.table")
+
+    def on_run(name: str) -> None:
+        if show:
+            errors.print(f"privacy sweep: {name}", highlight=False)
+
+    result = run_sweep(config, simulation, on_run=on_run)
+    table = table_mod.Table(
+        title=f"{simulation.data.name}: hierarchical {config.rule}, {config.rounds} rounds, "
+        f"DP-SGD per record (\u03b4 = {config.record_delta:g})",
+        title_justify="left",
+    )
+    for i, h in enumerate(SWEEP_HEADERS):
+        table.add_column(h, justify="left" if i == 0 else "right", no_wrap=True)
+    for row in result.rows():
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"{result.seconds:.1f} s in all; backend {_backend_name()}")
+    if config.out is None:
+        console.print("give --out DIR to write privacy_sweep.json and privacy_sweep.png")
+    else:
+        json_path, png_path = write_sweep(result, config.out)
         console.print(f"wrote {json_path} and {png_path}")
     return 0
 

@@ -150,6 +150,10 @@ class SimulationConfig:
         model and delivering it one round late.
     target_accuracy
         The accuracy whose first round the table reports.
+    privacy_sweep
+        Instead of the setups, run the hierarchical one without DP and with DP-SGD at each
+        record epsilon of :data:`~hierfed.simulation.sweep.SWEEP_EPSILONS`, and plot accuracy
+        against epsilon (``privacy_sweep.png`` in ``out``).
     seed
         Seeds the split, the clients' SGD, the attackers, the stragglers and the noise.
     out
@@ -197,6 +201,7 @@ class SimulationConfig:
     staleness: str = "exponential"
     stragglers: float = 0.0
     target_accuracy: float = 0.8
+    privacy_sweep: bool = False
     seed: int = 0
     out: str | None = None
 
@@ -285,7 +290,7 @@ class SimulationConfig:
         for key in ("f", "weights", "trim_ratio", "center", "trusted", "seed"):
             if key in self.rule_params:
                 raise ValueError(f"rule_params must not set {key!r} (use its own option)")
-        for name in ("compare", "secure_aggregation"):
+        for name in ("compare", "secure_aggregation", "privacy_sweep"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         self._choice("setup", SETUPS)
