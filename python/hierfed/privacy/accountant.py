@@ -95,6 +95,23 @@ def _log_a_frac(q: float, sigma: float, alpha: float) -> float:
     z0 = sigma**2 * math.log(1 / q - 1) + 0.5
     log_q, log_1mq = math.log(q), math.log1p(-q)
     root2s = math.sqrt(2) * sigma
+
+    def log_half(
+        log_cs: NDArray[np.float64],
+        a: NDArray[np.float64],
+        b: NDArray[np.float64],
+        erfc_arg: NDArray[np.float64],
+    ) -> NDArray[np.float64]:
+        """log of ``|C| q^a (1-q)^b e^((a^2-a)/(2s^2)) erfc(erfc_arg / (sqrt(2) s)) / 2``."""
+        return (
+            log_cs
+            + a * log_q
+            + b * log_1mq
+            + (a * a - a) / (2 * sigma**2)
+            + math.log(0.5)
+            + log_erfc(erfc_arg / root2s)
+        )
+
     pos, neg = -math.inf, -math.inf
     log_c, sign = 0.0, 1.0  # log |C(alpha, i0)| and its sign, carried across chunks
     i0 = 0
@@ -105,22 +122,8 @@ def _log_a_frac(q: float, sigma: float, alpha: float) -> float:
         log_cs = log_c + np.concatenate(([0.0], np.cumsum(steps[:-1])))
         signs = sign * np.concatenate(([1.0], np.cumprod(np.sign(ratio[:-1]))))
         j = alpha - i
-        log_s0 = (
-            log_cs
-            + i * log_q
-            + j * log_1mq
-            + (i * i - i) / (2 * sigma**2)
-            + math.log(0.5)
-            + log_erfc((i - z0) / root2s)
-        )
-        log_s1 = (
-            log_cs
-            + j * log_q
-            + i * log_1mq
-            + (j * j - j) / (2 * sigma**2)
-            + math.log(0.5)
-            + log_erfc((z0 - j) / root2s)
-        )
+        log_s0 = log_half(log_cs, i, j, i - z0)
+        log_s1 = log_half(log_cs, j, i, z0 - j)
         terms = np.concatenate((log_s0, log_s1))
         term_signs = np.concatenate((signs, signs))
         pos = _log_add(pos, _logsumexp(terms[term_signs > 0]))
