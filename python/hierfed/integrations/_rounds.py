@@ -54,10 +54,9 @@ class FederationRounds:
     config
         The federation's settings; ``auto_aggregate`` is turned off (each round aggregates
         once, in :meth:`finish_round`).
-    generator
-        Noise source of both layers (default: secure, keyed from the OS).
-    seed
-        Seed of the basket manager's random splits.
+    generator, seed
+        Passed to the :class:`~hierfed.HierarchicalFederation` (its noise source and its
+        basket manager's split seed).
 
     Attributes
     ----------
