@@ -7,14 +7,13 @@ kernel over the updates, both on the active backend with the GIL released.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 
 from ._inputs import Aggregate, FloatArray, Updates, as_point, as_updates, as_weights
 from ._interop import tensor_io
-from ._types import ArrayT
+from ._types import rule_types
 from .coordinatewise import run_flat
 from .distances import to_point
 
@@ -37,42 +36,7 @@ def _count(value: Any, name: str) -> int:
     return int(value)
 
 
-@overload
-def geometric_median(
-    updates: ArrayT,
-    weights: Any = ...,
-    eps: float = ...,
-    max_iter: int = ...,
-    tol: float = ...,
-    *,
-    check_finite: bool = ...,
-) -> ArrayT: ...
-
-
-@overload
-def geometric_median(
-    updates: Sequence[ArrayT],
-    weights: Any = ...,
-    eps: float = ...,
-    max_iter: int = ...,
-    tol: float = ...,
-    *,
-    check_finite: bool = ...,
-) -> ArrayT: ...
-
-
-@overload
-def geometric_median(
-    updates: Sequence[Sequence[ArrayT]],
-    weights: Any = ...,
-    eps: float = ...,
-    max_iter: int = ...,
-    tol: float = ...,
-    *,
-    check_finite: bool = ...,
-) -> list[ArrayT]: ...
-
-
+@rule_types
 @tensor_io("updates")
 def geometric_median(
     updates: Any,
@@ -134,34 +98,7 @@ def _geometric_median(
     return upd.wrap(z)
 
 
-@overload
-def centered_clipping(
-    updates: ArrayT, center: Any, tau: float, n_iter: int = ..., *, check_finite: bool = ...
-) -> ArrayT: ...
-
-
-@overload
-def centered_clipping(
-    updates: Sequence[ArrayT],
-    center: Any,
-    tau: float,
-    n_iter: int = ...,
-    *,
-    check_finite: bool = ...,
-) -> ArrayT: ...
-
-
-@overload
-def centered_clipping(
-    updates: Sequence[Sequence[ArrayT]],
-    center: Any,
-    tau: float,
-    n_iter: int = ...,
-    *,
-    check_finite: bool = ...,
-) -> list[ArrayT]: ...
-
-
+@rule_types
 @tensor_io("updates", "center")
 def centered_clipping(
     updates: Any, center: Any, tau: float, n_iter: int = 1, *, check_finite: bool = True

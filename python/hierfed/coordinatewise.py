@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from . import _backend
 from ._inputs import Aggregate, FloatArray, Updates, as_updates, as_weights
 from ._interop import tensor_io
-from ._types import ArrayT
+from ._types import rule_types
 
 __all__ = [
     "mean",
@@ -69,20 +69,7 @@ def run_kernel(name: str, upd: Updates, check_finite: bool, *args: Any) -> Aggre
     return upd.wrap(run_flat(name, upd, check_finite, *args))
 
 
-@overload
-def mean(updates: ArrayT, weights: Any = ..., *, check_finite: bool = ...) -> ArrayT: ...
-
-
-@overload
-def mean(updates: Sequence[ArrayT], weights: Any = ..., *, check_finite: bool = ...) -> ArrayT: ...
-
-
-@overload
-def mean(
-    updates: Sequence[Sequence[ArrayT]], weights: Any = ..., *, check_finite: bool = ...
-) -> list[ArrayT]: ...
-
-
+@rule_types
 @tensor_io("updates")
 def mean(updates: Any, weights: Any = None, *, check_finite: bool = True) -> Any:
     """Weighted coordinate-wise mean ``sum(w_i x_i) / sum(w_i)``, accumulated in float64.
@@ -123,39 +110,7 @@ def _n_trim(n: int, trim_ratio: Any, n_trim: Any) -> int:
     return int(ratio * n)  # as scipy.stats.trim_mean: floor(trim_ratio * n)
 
 
-@overload
-def trimmed_mean(
-    updates: ArrayT,
-    trim_ratio: float | None = ...,
-    weights: Any = ...,
-    *,
-    n_trim: int | None = ...,
-    check_finite: bool = ...,
-) -> ArrayT: ...
-
-
-@overload
-def trimmed_mean(
-    updates: Sequence[ArrayT],
-    trim_ratio: float | None = ...,
-    weights: Any = ...,
-    *,
-    n_trim: int | None = ...,
-    check_finite: bool = ...,
-) -> ArrayT: ...
-
-
-@overload
-def trimmed_mean(
-    updates: Sequence[Sequence[ArrayT]],
-    trim_ratio: float | None = ...,
-    weights: Any = ...,
-    *,
-    n_trim: int | None = ...,
-    check_finite: bool = ...,
-) -> list[ArrayT]: ...
-
-
+@rule_types
 @tensor_io("updates")
 def trimmed_mean(
     updates: Any,
@@ -228,22 +183,7 @@ def mean_of(upd: Updates, indices: Sequence[int], weights: Any) -> Aggregate:
     return _mean(upd.take(indices), sub)
 
 
-@overload
-def median(updates: ArrayT, weights: Any = ..., *, check_finite: bool = ...) -> ArrayT: ...
-
-
-@overload
-def median(
-    updates: Sequence[ArrayT], weights: Any = ..., *, check_finite: bool = ...
-) -> ArrayT: ...
-
-
-@overload
-def median(
-    updates: Sequence[Sequence[ArrayT]], weights: Any = ..., *, check_finite: bool = ...
-) -> list[ArrayT]: ...
-
-
+@rule_types
 @tensor_io("updates")
 def median(updates: Any, weights: Any = None, *, check_finite: bool = True) -> Any:
     """Coordinate-wise (weighted) median.

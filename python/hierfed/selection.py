@@ -7,8 +7,7 @@ lower index throughout.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,7 +15,7 @@ from numpy.typing import NDArray
 from ._inputs import Aggregate, Updates, as_updates, as_weights
 from ._interop import tensor_io
 from ._krum_rounds import bulyan_selection
-from ._types import ArrayT
+from ._types import rule_types
 from .coordinatewise import mean_of, raise_if_zero_weight, run_kernel, subset_weights
 from .distances import pairwise
 
@@ -86,20 +85,7 @@ def krum_select(
     return _krum_select(as_updates(updates), f, check_finite)
 
 
-@overload
-def krum(updates: ArrayT, f: int, *, check_finite: bool = ...) -> ArrayT: ...
-
-
-@overload
-def krum(updates: Sequence[ArrayT], f: int, *, check_finite: bool = ...) -> ArrayT: ...
-
-
-@overload
-def krum(
-    updates: Sequence[Sequence[ArrayT]], f: int, *, check_finite: bool = ...
-) -> list[ArrayT]: ...
-
-
+@rule_types
 @tensor_io("updates")
 def krum(updates: Any, f: int, *, check_finite: bool = True) -> Any:
     """The update Krum chooses (a copy), shaped like one input update; see :func:`krum_select`."""
@@ -111,34 +97,7 @@ def _krum(upd: Updates, f: Any, *, check_finite: bool = True) -> Selection:
     return upd.copy_of(index), (index,)
 
 
-@overload
-def multi_krum(
-    updates: ArrayT, f: int, m: int | None = ..., weights: Any = ..., *, check_finite: bool = ...
-) -> ArrayT: ...
-
-
-@overload
-def multi_krum(
-    updates: Sequence[ArrayT],
-    f: int,
-    m: int | None = ...,
-    weights: Any = ...,
-    *,
-    check_finite: bool = ...,
-) -> ArrayT: ...
-
-
-@overload
-def multi_krum(
-    updates: Sequence[Sequence[ArrayT]],
-    f: int,
-    m: int | None = ...,
-    weights: Any = ...,
-    *,
-    check_finite: bool = ...,
-) -> list[ArrayT]: ...
-
-
+@rule_types
 @tensor_io("updates")
 def multi_krum(
     updates: Any,
@@ -185,22 +144,7 @@ def _multi_krum(
     return mean_of(upd, chosen, w), chosen
 
 
-@overload
-def bulyan(updates: ArrayT, f: int, weights: Any = ..., *, check_finite: bool = ...) -> ArrayT: ...
-
-
-@overload
-def bulyan(
-    updates: Sequence[ArrayT], f: int, weights: Any = ..., *, check_finite: bool = ...
-) -> ArrayT: ...
-
-
-@overload
-def bulyan(
-    updates: Sequence[Sequence[ArrayT]], f: int, weights: Any = ..., *, check_finite: bool = ...
-) -> list[ArrayT]: ...
-
-
+@rule_types
 @tensor_io("updates")
 def bulyan(updates: Any, f: int, weights: Any = None, *, check_finite: bool = True) -> Any:
     """Bulyan (El Mhamdi et al. 2018) over Krum.
