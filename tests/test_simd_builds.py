@@ -78,6 +78,7 @@ CHECK = textwrap.dedent(
 def run_check(isa: str) -> tuple[str, str]:
     """The build used and the digest of its distances, with HIERFED_SIMD=isa."""
     env = {**os.environ, "HIERFED_SIMD": isa}
+    env.pop("HIERFED_BACKEND", None)  # the child reads _core itself, whatever the run
     proc = subprocess.run(
         [sys.executable, "-c", CHECK], env=env, capture_output=True, text=True, timeout=600
     )

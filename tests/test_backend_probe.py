@@ -1,0 +1,125 @@
+"""The backend probe (tests/backend_probe.py) fails a once-only test that reaches the run's backend.
+
+The suite's conftest runs on tests of its own here (pytester), in a cpp run and a numpy run;
+this module runs in the cpp run only (its outcome does not depend on the run's backend).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("hierfed._core") is None
+    or os.environ.get("HIERFED_BACKEND", "cpp") != "cpp",
+    reason="checks the cpp run's probe; runs in the cpp run",
+)
+
+_CONFTEST = Path(__file__).with_name("conftest.py").read_text(encoding="utf-8")
+_FREE = """
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import hierfed
+
+pytestmark = pytest.mark.backend_free
+
+
+def test_pure():
+    assert sorted([3, 1, 2]) == [1, 2, 3]
+
+
+def test_kernel():
+    hierfed.median(np.ones((3, 4), np.float32))
+
+
+def test_child_process():
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+
+
+def test_fixture(backend):
+    pass
+"""
+_NAMES = """
+import pytest
+
+
+@pytest.mark.backend_free
+def test_names():
+    import hierfed._core
+"""
+_OWN = """
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import hierfed
+from hierfed import _backend
+
+pytestmark = pytest.mark.own_backends
+
+
+def test_explicit_backend():
+    with _backend.using("numpy"):
+        hierfed.median(np.ones((3, 4), np.float32))
+
+
+def test_told_child():
+    env = dict(os.environ, HIERFED_BACKEND="numpy")
+    subprocess.run([sys.executable, "-c", "pass"], check=True, env=env)
+
+
+def test_runs_backend():
+    hierfed.median(np.ones((3, 4), np.float32))
+
+
+def test_inheriting_child():
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+"""
+
+
+def _run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, backend: str):
+    monkeypatch.setenv("HIERFED_BACKEND", backend)
+    pytester.makeconftest(_CONFTEST)
+    pytester.makepyfile(test_free=_FREE, test_names=_NAMES, test_own=_OWN)
+    return pytester.runpytest_inprocess("-p", "no:cacheprovider")
+
+
+def test_probe_fails_each_way_of_reaching_the_backend(pytester, monkeypatch):
+    """In the cpp run a backend-free test passes only if it reaches nothing of the backend."""
+    result = _run(pytester, monkeypatch, "cpp")
+    # A test that reaches what it may not passes, then fails at teardown (a pass, an error).
+    result.assert_outcomes(passed=7, errors=6)
+    result.stdout.re_match_lines_random(
+        [
+            r"_+ ERROR at teardown of test_kernel _+",
+            r"backend_free test reached _backend.kernels\(\) of the run's backend x1: .*",
+            r"_+ ERROR at teardown of test_child_process _+",
+            r"backend_free test reached a child process inheriting HIERFED_BACKEND x1: .*",
+            r"_+ ERROR at setup of test_fixture\[cpp\] _+",
+            r"backend_free test_free.py names the backend fixture",
+            r"_+ ERROR at setup of test_names _+",
+            r"backend_free test_names.py names _core",
+            r"_+ ERROR at teardown of test_runs_backend _+",
+            r"own_backends test reached _backend.kernels\(\) of the run's backend x1: .*",
+            r"_+ ERROR at teardown of test_inheriting_child _+",
+            r"own_backends test reached a child process inheriting HIERFED_BACKEND x1: .*",
+        ]
+    )
+    errors = result.stdout.str().split("short test summary")[-1]
+    for fine in ("test_pure", "test_explicit_backend", "test_told_child"):
+        assert fine not in errors
+
+
+def test_backend_free_tests_leave_the_numpy_run(pytester, monkeypatch):
+    """With the compiled core built, the numba and numpy runs leave backend-free tests out."""
+    _run(pytester, monkeypatch, "numpy").assert_outcomes(deselected=9)
