@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,7 +20,7 @@ from numpy.typing import NDArray
 from ._checks import byzantine_count
 from ._inputs import Aggregate, Updates, as_updates, as_weights
 from ._interop import tensor_io
-from ._types import ArrayT
+from ._types import rule_types
 from .coordinatewise import mean_of
 from .distances import pairwise
 
@@ -64,22 +63,7 @@ def mda_select(upd: Updates, f: Any, check_finite: bool = True) -> tuple[int, ..
     return min_diameter_subset(pairwise(upd, check_finite), f)
 
 
-@overload
-def mda(updates: ArrayT, f: int, weights: Any = ..., *, check_finite: bool = ...) -> ArrayT: ...
-
-
-@overload
-def mda(
-    updates: Sequence[ArrayT], f: int, weights: Any = ..., *, check_finite: bool = ...
-) -> ArrayT: ...
-
-
-@overload
-def mda(
-    updates: Sequence[Sequence[ArrayT]], f: int, weights: Any = ..., *, check_finite: bool = ...
-) -> list[ArrayT]: ...
-
-
+@rule_types
 @tensor_io("updates")
 def mda(updates: Any, f: int, weights: Any = None, *, check_finite: bool = True) -> Any:
     """Minimum-diameter averaging: the weighted mean of the ``n - f`` updates of least diameter.

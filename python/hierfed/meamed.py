@@ -7,34 +7,18 @@ last step uses) on every backend.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, overload
+from typing import Any
 
 from ._checks import byzantine_count
 from ._inputs import Aggregate, Updates, as_updates, as_weights
 from ._interop import tensor_io
-from ._types import ArrayT
+from ._types import rule_types
 from .coordinatewise import raise_if_zero_weight, run_kernel
 
 __all__ = ["meamed"]
 
 
-@overload
-def meamed(updates: ArrayT, f: int, weights: Any = ..., *, check_finite: bool = ...) -> ArrayT: ...
-
-
-@overload
-def meamed(
-    updates: Sequence[ArrayT], f: int, weights: Any = ..., *, check_finite: bool = ...
-) -> ArrayT: ...
-
-
-@overload
-def meamed(
-    updates: Sequence[Sequence[ArrayT]], f: int, weights: Any = ..., *, check_finite: bool = ...
-) -> list[ArrayT]: ...
-
-
+@rule_types
 @tensor_io("updates")
 def meamed(updates: Any, f: int, weights: Any = None, *, check_finite: bool = True) -> Any:
     """Mean around the median: per coordinate, the mean of the ``n - f`` values closest to

@@ -7,49 +7,21 @@ aggregate) are averaged. The distances to it are one pass of the distance-to-poi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 
 from ._checks import byzantine_count
 from ._inputs import Aggregate, Updates, as_point, as_updates, as_weights
 from ._interop import tensor_io
-from ._types import ArrayT
+from ._types import rule_types
 from .coordinatewise import mean_of
 from .distances import to_point
 
 __all__ = ["monna"]
 
 
-@overload
-def monna(
-    updates: ArrayT, f: int, trusted: Any, weights: Any = ..., *, check_finite: bool = ...
-) -> ArrayT: ...
-
-
-@overload
-def monna(
-    updates: Sequence[ArrayT],
-    f: int,
-    trusted: Any,
-    weights: Any = ...,
-    *,
-    check_finite: bool = ...,
-) -> ArrayT: ...
-
-
-@overload
-def monna(
-    updates: Sequence[Sequence[ArrayT]],
-    f: int,
-    trusted: Any,
-    weights: Any = ...,
-    *,
-    check_finite: bool = ...,
-) -> list[ArrayT]: ...
-
-
+@rule_types
 @tensor_io("updates", "trusted")
 def monna(
     updates: Any, f: int, trusted: Any, weights: Any = None, *, check_finite: bool = True
