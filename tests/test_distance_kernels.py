@@ -3,15 +3,17 @@ references, bad input.
 
 ``pairwise_sq_distances`` and ``sq_distances_to`` follow a fixed summation order shared by the
 C++ core and its numba twin; a slow transcription of that recipe below (scalar loops,
-``np.float32`` scalars for float32 rows) must equal each kernel exactly. ``mean_around_median``
-is defined exactly by its selection rule and row-order sums, transcribed the same way. Every
-test runs once per available fast backend.
+``np.float32`` scalars for float32 rows, fused multiply-adds rounded from exact rationals)
+must equal each kernel exactly. ``mean_around_median`` is defined exactly by its selection
+rule and row-order sums, transcribed the same way. Every test runs once per available fast
+backend.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -81,6 +83,23 @@ def fold(lanes: list[float]) -> float:
     return a[0]
 
 
+def fma64(a: float, b: float, c: float) -> float:
+    """``a * b + c`` rounded once to float64 (exact rationals, correctly rounded division)."""
+    return float(Fraction(a) * Fraction(b) + Fraction(c))
+
+
+def fma32(a: np.float32, b: np.float32, c: np.float32) -> np.float32:
+    """``a * b + c`` rounded once to float32: the nearest float32 to the exact value (ties
+    to even), among the neighbours of its float64 rounding."""
+    exact = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
+    near = np.float32(float(exact))
+    cands = [np.nextafter(near, F32(-np.inf)), near, np.nextafter(near, F32(np.inf))]
+    return min(
+        cands,
+        key=lambda x: (abs(Fraction(float(x)) - exact), int(np.array(x).view(np.int32)) & 1),
+    )
+
+
 def chunk_value(xi: np.ndarray, xj: np.ndarray, first: int, end: int) -> float:
     """One pair's value of the chunk ``[first, end)``, as the recipe states it."""
     a = [0.0] * 16
@@ -92,14 +111,14 @@ def chunk_value(xi: np.ndarray, xj: np.ndarray, first: int, end: int) -> float:
                     c = run + 16 * step + lane
                     if c < end:
                         d = np.float32(xi[c] - xj[c])
-                        t[lane] = np.float32(t[lane] + np.float32(d * d))
+                        t[lane] = fma32(d, d, t[lane])
             for lane in range(16):
                 a[lane] = a[lane] + float(t[lane])
     else:
         for c in range(first, end):
             d = float(xi[c]) - float(xj[c])
             lane = (c - first) % 16
-            a[lane] = a[lane] + d * d
+            a[lane] = fma64(d, d, a[lane])
     return fold(a)
 
 
@@ -192,6 +211,7 @@ RECIPE_CASES = [  # (n, segment lengths, chunk, n_units)
     (5, [1, 130, 256, 7], 128, 100),
     (6, [600], 256, 2),
     (1, [40], 128, 1),
+    (9, [300], 128, 2),  # tiles of 4 x 4 rows and 2 x 4: whole, diagonal, past the last row
 ]
 
 
@@ -377,7 +397,7 @@ def test_around_median_subnormal_middle_values():
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_results_do_not_depend_on_threads(rng, dtype):
     segments = make_segments(rng, 9, [20000, 333], dtype)  # large enough for two threads
-    for chunk, n_units in ((128, 5), (256, 2)):
+    for chunk, n_units in ((128, 5), (256, 2), (1024, 1)):  # one unit: threads split the rows
         one = pairwise(segments, chunk, n_units, 1)
         assert np.array_equal(one, pairwise(segments, chunk, n_units, 2))
     point = [rows[0] for rows in segments]

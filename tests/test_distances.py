@@ -166,12 +166,12 @@ def test_non_contiguous_input_and_list_untouched(backend, rng):
         np.testing.assert_array_equal(r, b)
 
 
-def test_plan_fits_cache_and_bounds_units():
+def test_plan_chunks_rows_in_4kib_and_bounds_units():
     from hierfed.distances import plan
 
-    chunk, units = plan(50, [10**6], 4)
-    assert chunk % 128 == 0 and 50 * chunk * 4 <= 1 << 20 < 50 * (chunk + 128) * 4
-    assert units == 32
-    assert plan(3, [5], 8) == (16384, 1)  # one chunk: one unit
-    chunk, units = plan(5000, [10**4], 4)  # 12.5e6 pairs: unit partials bounded by memory
-    assert chunk == 128 and units == 2
+    assert plan(50, [10**6], 4) == (1024, 32)
+    assert plan(3, [5], 8) == (512, 1)  # one chunk: one unit
+    # 5e5 pairs: one unit's partials (4 MB) within a thirty-second of the input; the threads
+    # split the pairs instead of the coordinates
+    assert plan(1000, [5 * 10**4], 4) == (1024, 1)
+    assert plan(200, [2 * 10**5, 5 * 10**4], 8) == (512, 32)

@@ -13,6 +13,7 @@ namespace hierfed {
 namespace {
 
 constexpr std::size_t kRunLength = 128;  // the recipe's float32 run: chunks are multiples
+constexpr int kRowBlock = 4;  // row groups start at multiples of it (dist::kRowBlock)
 
 void check_threads(int n_threads) {
     if (n_threads < 1) throw py::value_error("n_threads must be >= 1");
@@ -28,9 +29,28 @@ double* checked_matrix(py::array out, int n) {
     return static_cast<double*>(out.mutable_data());
 }
 
-// Chunks of every segment in order; unit u holds chunks [u*K/U, (u+1)*K/U). Units run in
-// parallel, each summing its chunks in order into its own packed upper triangle; the units'
-// triangles are then added in order. Nothing depends on the number of threads.
+// Row groups [bounds[g], bounds[g+1]) at multiples of kRowBlock, about equal in pairs.
+std::vector<int> row_groups(int n, std::size_t groups) {
+    const std::size_t blocks = (std::size_t(n) + kRowBlock - 1) / kRowBlock;
+    groups = std::max<std::size_t>(1, std::min(groups, blocks));
+    const std::size_t total = blocks * (blocks + 1) / 2;  // block b pairs with blocks - b
+    std::vector<int> bounds{0};
+    std::size_t done = 0;
+    for (std::size_t b = 0; b < blocks; ++b) {
+        done += blocks - b;
+        if (done * groups >= total * bounds.size() && bounds.size() < groups &&
+            (b + 1) * kRowBlock < std::size_t(n))
+            bounds.push_back(int((b + 1) * kRowBlock));
+    }
+    bounds.push_back(n);
+    return bounds;
+}
+
+// Chunks of every segment in order; unit u holds chunks [u*K/U, (u+1)*K/U). Units sum their
+// chunks in order, each into its own packed upper triangle; the units' triangles are then
+// added in order. Work items are (unit, group of rows): each pair belongs to one item, which
+// adds its chunk values in order, so however the items are shared among threads (more groups
+// when there are fewer units than threads) nothing depends on the number of threads.
 template <class T>
 void pairwise(const py::list& segments, const py::array& out, std::size_t chunk, int n_units,
               int n_threads) {
@@ -57,19 +77,24 @@ void pairwise(const py::list& segments, const py::array& out, std::size_t chunk,
     const std::size_t pairs = std::size_t(n) * std::size_t(n - 1) / 2;
     std::vector<double> partial(units * pairs, 0.0);
     if (elements < (std::size_t{1} << 16)) n_threads = 1;
+    const std::vector<int> bounds =
+        row_groups(n, units ? (4 * std::size_t(n_threads) + units - 1) / units : 1);
+    const std::size_t groups = bounds.size() - 1;
     {
         py::gil_scoped_release release;
-        parallel_for(units, n_threads, [&](std::size_t u0, std::size_t u1, int) {
-            for (std::size_t u = u0; u < u1; ++u)
+        parallel_for(units * groups, n_threads, [&](std::size_t w0, std::size_t w1, int) {
+            for (std::size_t w = w0; w < w1; ++w) {
+                const std::size_t u = w / groups, g = w % groups;
                 for (std::size_t c = u * k / units; c < (u + 1) * k / units; ++c) {
                     const Chunk& ch = chunks[c];
                     if constexpr (sizeof(T) == 4)
-                        kernels().pairwise_chunk_f32(ch.rows, n, ch.c0, ch.c1,
-                                                     partial.data() + u * pairs);
+                        kernels().pairwise_chunk_f32(ch.rows, n, ch.c0, ch.c1, bounds[g],
+                                                     bounds[g + 1], partial.data() + u * pairs);
                     else
-                        kernels().pairwise_chunk_f64(ch.rows, n, ch.c0, ch.c1,
-                                                     partial.data() + u * pairs);
+                        kernels().pairwise_chunk_f64(ch.rows, n, ch.c0, ch.c1, bounds[g],
+                                                     bounds[g + 1], partial.data() + u * pairs);
                 }
+            }
         });
         std::size_t p = 0;
         for (int i = 0; i < n; ++i) {

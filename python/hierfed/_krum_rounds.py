@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 _U = 2.0**-53
+_BLOCK_ROWS = 64  # rows sorted at a time
 _SMALL = 96  # up to here re-sorting is as fast as the bookkeeping (measured: 1.2 vs 0.9 ms at 50)
 
 
@@ -48,7 +49,7 @@ def _scores(sub: NDArray[np.float64], self_col: NDArray[np.intp], k: int) -> NDA
 
 
 def _step(
-    order: NDArray[np.intp],
+    order: NDArray[np.int32],
     alive: NDArray[np.bool_],
     rows: NDArray[np.intp],
     pos: NDArray[np.intp],
@@ -64,21 +65,51 @@ def _step(
     return pos
 
 
+def _sorted_rows(
+    dist: NDArray[np.float64], k: int
+) -> tuple[NDArray[np.int32], NDArray[np.int32], NDArray[np.float64], NDArray[np.float64]]:
+    """Each row's columns by ascending distance (its own last), their ranks, the sum of its
+    ``k`` smallest and of all but its own (``n - 1``), in sorted order, a block of rows at a
+    time (the extra memory: the two int32 matrices and one block)."""
+    n = dist.shape[0]
+    order = np.empty((n, n), np.int32)
+    rank = np.empty((n, n), np.int32)
+    score, total = np.empty(n), np.empty(n)
+    for start in range(0, n, _BLOCK_ROWS):
+        block = dist[start : start + _BLOCK_ROWS].copy()
+        rows = np.arange(len(block))
+        block[rows, start + rows] = np.inf
+        at = np.argsort(block, axis=1, kind="stable")
+        vals = np.take_along_axis(block, at, axis=1)
+        order[start : start + len(block)] = at
+        np.put_along_axis(rank[start : start + len(block)], at, np.arange(n), axis=1)
+        score[start : start + len(block)] = vals[:, :k].sum(axis=1)
+        total[start : start + len(block)] = vals[:, : n - 1].sum(axis=1)
+    return order, rank, score, total
+
+
+def _value(
+    dist: NDArray[np.float64],
+    order: NDArray[np.int32],
+    rows: NDArray[np.intp],
+    pos: NDArray[np.intp],
+) -> NDArray[np.float64]:
+    """The value at sorted position ``pos`` of each row (its own column counts as inf)."""
+    cols = order[rows, pos]
+    vals = dist[rows, cols]
+    vals[cols == rows] = np.inf
+    return vals
+
+
 def bulyan_selection(dist: NDArray[np.float64], f: int) -> list[int]:
     """Bulyan's ``n - 2f`` choices in order; the same as :func:`reference_selection`."""
     n = dist.shape[0]
     rounds = n - 2 * f
     if n <= _SMALL:
         return reference_selection(dist, f)
-    with_self = dist.copy()
-    np.fill_diagonal(with_self, np.inf)
-    order = np.argsort(with_self, axis=1, kind="stable")
-    vals = np.take_along_axis(with_self, order, axis=1)
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.broadcast_to(np.arange(n), (n, n)), axis=1)
     k = _k(n, f)
-    score = vals[:, :k].sum(axis=1)
-    bound = (4.0 * n + 64.0) * 2 * _U * vals[:, : n - 1].sum(axis=1)  # running-sum error
+    order, rank, score, total = _sorted_rows(dist, k)
+    bound = (4.0 * n + 64.0) * 2 * _U * total  # running-sum error
     boundary = np.full(n, k - 1, dtype=np.intp)
     alive_col = np.ones(n, dtype=bool)
     remaining = np.arange(n)
@@ -105,12 +136,12 @@ def bulyan_selection(dist: NDArray[np.float64], f: int) -> list[int]:
         s = score[rows] - np.where(in_top, dist[rows, winner], 0.0)
         size = k - in_top.astype(np.intp)
         shrink = size > new_k  # drop the largest kept value
-        s[shrink] -= vals[rows[shrink], b[shrink]]
+        s[shrink] -= _value(dist, order, rows[shrink], b[shrink])
         grow = size < new_k  # take the next alive value
         back = shrink | (in_top & (p == b) & ~grow)
         b[back] = _step(order, alive_col, rows[back], b[back], -1)
         b[grow] = _step(order, alive_col, rows[grow], b[grow], +1)
-        s[grow] += vals[rows[grow], b[grow]]
+        s[grow] += _value(dist, order, rows[grow], b[grow])
         score[rows], boundary[rows] = s, b
         k = new_k
     return chosen

@@ -24,10 +24,9 @@ from ._interop import tensor_io
 
 __all__ = ["pairwise_sq_distances"]
 
-_CACHE_BYTES = 1 << 20  # one chunk of every row fits in L2 (1 MiB on Zen 4) or L3
+_ROW_BYTES = 4096  # one chunk of a row: four of them (a tile's first side) stay in L1
 _RUN = 128  # the float32 run of the recipe; chunks are multiples of it
-_MAX_CHUNK = 16384
-_MAX_UNITS = 32  # units of work summed in order (threads take whole units)
+_MAX_UNITS = 32  # units of work summed in order (threads take whole units and row groups)
 _TINY = 2.0**-100  # float32 sums below d * _TINY may have lost digits to underflow
 _FALLBACK_BLOCK = 1 << 16
 
@@ -35,16 +34,16 @@ _FALLBACK_BLOCK = 1 << 16
 def plan(n: int, lens: list[int], itemsize: int) -> tuple[int, int]:
     """``(chunk, n_units)`` of the summation recipe for ``n`` rows of segments ``lens``.
 
-    A chunk of every row fits in ``_CACHE_BYTES``; the units' partial sums (one float64 per
-    pair each) stay within a sixteenth of the input (at least 16 MiB) and there are at least
-    two, so two threads have work.
+    A chunk is 4 KiB of a row (1024 float32 or 512 float64 coordinates). Units split the
+    chunks so that threads have work at small ``n``; their partial sums (one float64 per pair
+    each) stay within a thirty-second of the input (at least 1 MiB), so at large ``n`` there is
+    one unit and the threads split the pairs instead.
     """
-    chunk = _CACHE_BYTES // max(1, n * itemsize) // _RUN * _RUN
-    chunk = max(_RUN, min(_MAX_CHUNK, chunk))
+    chunk = max(_RUN, _ROW_BYTES // itemsize // _RUN * _RUN)
     n_chunks = sum(-(-length // chunk) for length in lens)
     pairs = max(1, n * (n - 1) // 2)
-    budget = max(n * sum(lens) * itemsize // 16, 16 << 20)
-    n_units = max(1, min(n_chunks, _MAX_UNITS, max(2, budget // (8 * pairs))))
+    budget = max(n * sum(lens) * itemsize // 32, 1 << 20)
+    n_units = max(1, min(n_chunks, _MAX_UNITS, budget // (8 * pairs)))
     return chunk, n_units
 
 

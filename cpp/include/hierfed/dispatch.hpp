@@ -14,9 +14,12 @@ struct KernelSet {
                                const CoordParams&);
     bool (*coordinatewise_f64)(const Segment<double>&, std::size_t, std::size_t,
                                const CoordParams&);
-    // Adds the chunk values of every pair i < j over [c0, c1) to the packed upper triangle.
-    void (*pairwise_chunk_f32)(const float* const*, int, std::size_t, std::size_t, double*);
-    void (*pairwise_chunk_f64)(const double* const*, int, std::size_t, std::size_t, double*);
+    // Adds the chunk values over [c0, c1) of the pairs i < j with i in [i0, i1) to the packed
+    // upper triangle: rows, n, c0, c1, i0, i1, partial.
+    void (*pairwise_chunk_f32)(const float* const*, int, std::size_t, std::size_t, int, int,
+                               double*);
+    void (*pairwise_chunk_f64)(const double* const*, int, std::size_t, std::size_t, int, int,
+                               double*);
     // Squared distance of one row to a point over `len` coordinates.
     double (*sq_distance_to_f32)(const float*, const float*, std::size_t);
     double (*sq_distance_to_f64)(const double*, const double*, std::size_t);

@@ -8,21 +8,33 @@
 // - 16 "virtual lanes": lane l takes coordinates l, l + 16, ... of a chunk; a vector build
 //   holds them in 16 / (lanes per vector) registers.
 // - float32 rows: per run of 128 coordinates, each lane sums 8 squared float32 differences in
-//   float32 (multiply, then add: no fused multiply-add), then adds that to a float64 lane
-//   sum. Eight float32 terms bound the relative error by about 10 units of float32 rounding
-//   (6e-7), while the float32 arithmetic runs at twice the speed of float64.
-// - float64 rows: each lane sums squared float64 differences in float64.
+//   float32, each term added by one fused multiply-add (t = fma(d, d, t): one rounding), then
+//   adds that to a float64 lane sum. d and eight fused adds bound the relative error by 10
+//   units of float32 rounding (6e-7, every term being >= 0), while the float32 arithmetic
+//   runs at twice the speed of float64.
+// - float64 rows: each lane adds squared float64 differences by fused multiply-adds.
 // - per chunk the 16 lane sums are folded by a fixed tree (8, 4, 2, 1); chunk values are
 //   summed in order into one partial per unit, and unit partials in order into the result.
+// The pairs are computed in register tiles of kTileA x kTileB rows (4 x 4 on AVX-512, 2 x 4
+// on 16-register builds): each vector loaded serves kTileB or kTileA pairs, so the kernel runs
+// at the speed of its arithmetic rather than of its loads. Builds without a fused
+// multiply-add instruction (x86 baseline) compute it exactly in software: slower, same bits.
 // Bound in cpp/src/bind_distances.cpp. Twins (change the three together): the numba
 // python/hierfed/_kernels/numba/distances.py, the numpy reference
 // python/hierfed/_kernels/numpy/distances.py.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
 #include "simd.hpp"
+
+#if defined(__AVX512F__) || defined(__FMA__)
+#include <immintrin.h>
+#endif
 
 namespace hierfed::HIERFED_ISA {
 
@@ -31,6 +43,9 @@ namespace dist {
 constexpr int kLanes = 16;    // virtual lanes of the recipe
 constexpr int kSteps = 8;     // float32 terms per lane before they go to float64
 constexpr std::size_t kRun = kLanes * kSteps;
+constexpr int kTileA = HIERFED_VECTOR_BYTES >= 64 ? 4 : 2;  // rows of a tile's first side
+constexpr int kTileB = 4;                                   // rows of its second side
+constexpr int kRowBlock = 4;  // callers split the rows at multiples of this (of kTileA too)
 
 // Folds 16 float64 lane sums: for w in 8, 4, 2, 1: a[l] += a[l + w] for l < w.
 inline double fold16(double* a) {
@@ -39,83 +54,100 @@ inline double fold16(double* a) {
     return a[0];
 }
 
-// The float32 part: RA x RB pairs of rows over one run of 128 coordinates at `c`, their
-// 16-lane float32 sums added into the float64 lane sums `acc`.
+// a * b + c with one rounding, lane by lane.
+template <class V>
+inline V fused(V a, V b, V c) {
+    constexpr bool f32 = sizeof(a[0]) == 4;
+#if HIERFED_VECTOR_BYTES == 64 && defined(__AVX512F__)
+    if constexpr (f32)
+        return (V)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+    else
+        return (V)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+#elif HIERFED_VECTOR_BYTES == 32 && defined(__FMA__)
+    if constexpr (f32)
+        return (V)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+    else
+        return (V)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+#else
+    (void)f32;
+    V r;
+    for (int l = 0; l < int(sizeof(V) / sizeof(a[0])); ++l) r[l] = std::fma(a[l], b[l], c[l]);
+    return r;
+#endif
+}
+
+template <class T>
+constexpr int kVectors = kLanes / simd::Lanes<T>::value;  // vectors holding the 16 lanes
+
+// float32: the RA x RB pairs over `runs` runs of 128 coordinates at `c`, each run's float32
+// lane sums added to the float64 lane sums `acc`. The lanes of one vector are done a run at
+// a time, so only RA x RB float32 sums are live.
 template <int RA, int RB>
-inline void run_f32(const float* const* a, const float* const* b, std::size_t c,
-                    simd::VecD<float> (&acc)[RA][RB][kLanes / simd::Lanes<float>::value]) {
+inline void runs_f32(const float* const* a, const float* const* b, std::size_t c,
+                     std::size_t runs, simd::VecD<float> (&acc)[RA][RB][kVectors<float>]) {
     using V = simd::Vec<float>;
     constexpr int W = simd::Lanes<float>::value;
-    constexpr int NV = kLanes / W;
-    V t[RA][RB][NV] = {};
-    for (int s = 0; s < kSteps; ++s) {
-        for (int v = 0; v < NV; ++v) {
-            const std::size_t at = c + std::size_t(s) * kLanes + std::size_t(v) * W;
-            V xa[RA], xb[RB];
-            for (int r = 0; r < RA; ++r) xa[r] = simd::load<V>(a[r] + at);
-            for (int q = 0; q < RB; ++q) xb[q] = simd::load<V>(b[q] + at);
-            for (int r = 0; r < RA; ++r)
+    for (std::size_t run = 0; run < runs; ++run, c += kRun)
+        for (int v = 0; v < kVectors<float>; ++v) {
+            V t[RA][RB] = {};
+            for (int s = 0; s < kSteps; ++s) {
+                const std::size_t at = c + std::size_t(s) * kLanes + std::size_t(v) * W;
+                V xa[RA];
+                for (int r = 0; r < RA; ++r) xa[r] = simd::load<V>(a[r] + at);
                 for (int q = 0; q < RB; ++q) {
-                    V d = xa[r] - xb[q];
-                    t[r][q][v] += d * d;
+                    const V xb = simd::load<V>(b[q] + at);
+                    for (int r = 0; r < RA; ++r) {
+                        const V d = xa[r] - xb;
+                        t[r][q] = fused(d, d, t[r][q]);
+                    }
                 }
+            }
+            for (int r = 0; r < RA; ++r)
+                for (int q = 0; q < RB; ++q)
+                    acc[r][q][v] += __builtin_convertvector(t[r][q], simd::VecD<float>);
         }
-    }
-    for (int r = 0; r < RA; ++r)
-        for (int q = 0; q < RB; ++q)
-            for (int v = 0; v < NV; ++v)
-                acc[r][q][v] += __builtin_convertvector(t[r][q][v], simd::VecD<float>);
 }
 
-// The float64 recipe over 16 coordinates at `c`.
+// float64: the RA x RB pairs over `steps` steps of 16 coordinates at `c`, into `acc`.
 template <int RA, int RB>
-inline void step_f64(const double* const* a, const double* const* b, std::size_t c,
-                     simd::Vec<double> (&acc)[RA][RB][kLanes / simd::Lanes<double>::value]) {
+inline void steps_f64(const double* const* a, const double* const* b, std::size_t c,
+                      std::size_t steps, simd::Vec<double> (&acc)[RA][RB][kVectors<double>]) {
     using V = simd::Vec<double>;
     constexpr int W = simd::Lanes<double>::value;
-    constexpr int NV = kLanes / W;
-    for (int v = 0; v < NV; ++v) {
-        V xa[RA], xb[RB];
-        for (int r = 0; r < RA; ++r) xa[r] = simd::load<V>(a[r] + c + std::size_t(v) * W);
-        for (int q = 0; q < RB; ++q) xb[q] = simd::load<V>(b[q] + c + std::size_t(v) * W);
-        for (int r = 0; r < RA; ++r)
+    for (int v = 0; v < kVectors<double>; ++v)
+        for (std::size_t s = 0; s < steps; ++s) {
+            const std::size_t at = c + s * kLanes + std::size_t(v) * W;
+            V xa[RA];
+            for (int r = 0; r < RA; ++r) xa[r] = simd::load<V>(a[r] + at);
             for (int q = 0; q < RB; ++q) {
-                V d = xa[r] - xb[q];
-                acc[r][q][v] += d * d;
+                const V xb = simd::load<V>(b[q] + at);
+                for (int r = 0; r < RA; ++r) {
+                    const V d = xa[r] - xb;
+                    acc[r][q][v] = fused(d, d, acc[r][q][v]);
+                }
             }
-    }
+        }
 }
 
-// Chunk values of the RA x RB pairs (a[r], b[q]) over coordinates [c0, c1) into
-// out[r * RB + q]. The last partial run is read from zero-padded copies: a zero difference
-// adds exactly nothing, so padding leaves every sum as the recipe defines it.
+// Chunk values of the RA x RB pairs (a[r], b[q]): `full` coordinates at `c0` (a multiple of
+// the step: 128 for float32, 16 for float64), then, when `ta` is given, one more step read at
+// the start of the zero-padded copies ta[r], tb[q] of the rest of the chunk (a zero difference
+// adds exactly nothing). Into out[r * RB + q].
 template <class T, int RA, int RB>
-inline void pair_tile(const T* const* a, const T* const* b, std::size_t c0, std::size_t c1,
-                      double* out) {
-    constexpr std::size_t step = std::is_same_v<T, float> ? kRun : kLanes;
-    constexpr int NV = kLanes / simd::Lanes<T>::value;
-    using Acc = std::conditional_t<std::is_same_v<T, float>, simd::VecD<float>, simd::Vec<double>>;
-    Acc acc[RA][RB][NV] = {};
-    auto body = [&](const T* const* pa, const T* const* pb, std::size_t c) {
-        if constexpr (std::is_same_v<T, float>)
-            run_f32<RA, RB>(pa, pb, c, acc);
+inline void pair_tile(const T* const* a, const T* const* b, std::size_t c0, std::size_t full,
+                      const T* const* ta, const T* const* tb, double* out) {
+    constexpr bool f32 = std::is_same_v<T, float>;
+    constexpr std::size_t step = f32 ? kRun : kLanes;
+    using Acc = std::conditional_t<f32, simd::VecD<float>, simd::Vec<double>>;
+    Acc acc[RA][RB][kVectors<T>] = {};
+    auto body = [&](const T* const* pa, const T* const* pb, std::size_t c, std::size_t k) {
+        if constexpr (f32)
+            runs_f32<RA, RB>(pa, pb, c, k, acc);
         else
-            step_f64<RA, RB>(pa, pb, c, acc);
+            steps_f64<RA, RB>(pa, pb, c, k, acc);
     };
-    std::size_t c = c0;
-    for (; c + step <= c1; c += step) body(a, b, c);
-    if (c < c1) {
-        alignas(64) T pad[RA + RB][step];
-        const T* pa[RA];
-        const T* pb[RB];
-        for (int r = 0; r < RA + RB; ++r) {
-            const T* src = r < RA ? a[r] : b[r - RA];
-            std::fill(pad[r], pad[r] + step, T(0));
-            std::copy(src + c, src + c1, pad[r]);
-            (r < RA ? pa[r] : pb[r - RA]) = pad[r];
-        }
-        body(pa, pb, 0);
-    }
+    body(a, b, c0, full / step);
+    if (ta) body(ta, tb, 0, 1);
     for (int r = 0; r < RA; ++r)
         for (int q = 0; q < RB; ++q) {
             alignas(64) double lanes[kLanes];
@@ -126,37 +158,51 @@ inline void pair_tile(const T* const* a, const T* const* b, std::size_t c0, std:
 
 }  // namespace dist
 
-// Adds, for every pair i < j of the n rows, the chunk value over [c0, c1) to
-// partial[pair_index(i, j)], pairs indexed row-major over the upper triangle. Rows are taken
-// two by two: the pair (2I, 2I+1) alone, and 2 x 2 tiles of blocks I < J (smaller at an odd
-// end), so each vector loaded serves two pairs while the chunk of every row stays in cache.
+// Adds, for every pair i < j of the n rows with i in [i0, i1), the chunk value over [c0, c1)
+// to partial[pair_index(i, j)], pairs indexed row-major over the upper triangle. i0 is a
+// multiple of dist::kRowBlock. Tiles of kTileA x kTileB rows: rows I.. against rows J.. for
+// J = I, I + kTileB, ...; pairs with j <= i or past the last row (read as copies of the last
+// row) are computed and dropped.
 template <class T>
-inline void pairwise_chunk(const T* const* rows, int n, std::size_t c0, std::size_t c1,
-                           double* partial) {
+inline void pairwise_chunk(const T* const* rows, int n, std::size_t c0, std::size_t c1, int i0,
+                           int i1, double* partial) {
+    constexpr int RA = dist::kTileA, RB = dist::kTileB;
+    constexpr std::size_t step = std::is_same_v<T, float> ? dist::kRun : dist::kLanes;
+    const std::size_t full = (c1 - c0) / step * step;
+    std::vector<T> pad;
+    std::vector<const T*> tails;
+    if (c0 + full < c1) {
+        pad.assign(std::size_t(n) * step, T(0));
+        tails.resize(std::size_t(n));
+        for (int i = 0; i < n; ++i) {
+            std::copy(rows[i] + c0 + full, rows[i] + c1, pad.data() + std::size_t(i) * step);
+            tails[std::size_t(i)] = pad.data() + std::size_t(i) * step;
+        }
+    }
     auto index = [n](int i, int j) {
         return std::size_t(i) * std::size_t(n) - std::size_t(i) * std::size_t(i + 1) / 2 +
                std::size_t(j - i - 1);
     };
-    double v[4];
-    for (int i = 0; i < n; i += 2) {
-        const int ra = std::min(2, n - i);
-        if (ra == 2) {
-            dist::pair_tile<T, 1, 1>(rows + i, rows + i + 1, c0, c1, v);
-            partial[index(i, i + 1)] += v[0];
+    auto gather = [&](int first, int count, const T** out, const T** tail_out) {
+        for (int r = 0; r < count; ++r) {
+            const int i = std::min(first + r, n - 1);
+            out[r] = rows[i];
+            tail_out[r] = tails.empty() ? nullptr : tails[std::size_t(i)];
         }
-        for (int j = i + 2; j < n; j += 2) {
-            const int rb = std::min(2, n - j);
-            if (ra == 2 && rb == 2) {
-                dist::pair_tile<T, 2, 2>(rows + i, rows + j, c0, c1, v);
-            } else if (ra == 2) {
-                dist::pair_tile<T, 2, 1>(rows + i, rows + j, c0, c1, v);
-            } else if (rb == 2) {
-                dist::pair_tile<T, 1, 2>(rows + i, rows + j, c0, c1, v);
-            } else {
-                dist::pair_tile<T, 1, 1>(rows + i, rows + j, c0, c1, v);
-            }
-            for (int r = 0; r < ra; ++r)
-                for (int q = 0; q < rb; ++q) partial[index(i + r, j + q)] += v[r * rb + q];
+    };
+    double v[RA * RB];
+    for (int I = i0; I < std::min(i1, n); I += RA) {
+        const T *a[RA], *ta[RA];
+        gather(I, RA, a, ta);
+        for (int J = I; J < n; J += RB) {
+            const T *b[RB], *tb[RB];
+            gather(J, RB, b, tb);
+            dist::pair_tile<T, RA, RB>(a, b, c0, full, tails.empty() ? nullptr : ta, tb, v);
+            for (int r = 0; r < RA && I + r < std::min(i1, n); ++r)
+                for (int q = 0; q < RB; ++q) {
+                    const int i = I + r, j = J + q;
+                    if (j > i && j < n) partial[index(i, j)] += v[r * RB + q];
+                }
         }
     }
 }

@@ -9,15 +9,17 @@ summation recipe, operation for operation, so the two agree bit for bit:
   segment-major; ``U = min(n_units, chunks)`` units take consecutive chunks,
   ``[u*K//U, (u+1)*K//U)``;
 - a chunk's value for a pair is summed in 16 float64 lanes, coordinate ``c`` going to lane
-  ``(c - chunk start) % 16``: float64 rows add ``d*d`` to their lane directly; float32 rows
-  sum ``d*d`` in float32 lanes over runs of 128 coordinates (``d`` and ``d*d`` rounded to
-  float32, no fused multiply-add) and add each run's lanes to the float64 lanes;
+  ``(c - chunk start) % 16``, each term ``d*d`` added by one fused multiply-add
+  (``t = fma(d, d, t)``, one rounding): float64 rows add to their lane directly; float32 rows
+  sum in float32 lanes over runs of 128 coordinates (``d`` rounded to float32) and add each
+  run's lanes to the float64 lanes;
 - the lanes fold as a tree (``A[l] += A[l + w]`` for ``w = 8, 4, 2, 1``), chunk values add
   up in order within a unit, and unit partials in unit order.
 
 Within a lane the coordinates are always taken in order, so the code below may walk the
 lanes in any order: it takes a run lane by lane, the eight steps of a lane in a row, which
-LLVM vectorises across lanes with no reassociation.
+LLVM vectorises across lanes with no reassociation. Pairs go in tiles of four rows against
+four (sixteen float32 sums live per lane), as the C++ AVX-512 build does.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 from numba import prange
 from numba.core import types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 from numpy.typing import NDArray
 
 from .._types import IntArray, Outs, Segments
@@ -46,7 +48,7 @@ __all__ = ["pairwise_sq_distances", "sq_distances_to"]
 
 _LANES = 16  # float64 lanes of a chunk sum
 _RUN = 128  # coordinates per float32 run (8 steps of 16 lanes)
-_PAIR_BLOCK = 4  # pairs (one row against four) summed per sweep over a chunk
+_TILE = 4  # rows per side of a tile of pairs
 
 
 def _run_start(total: Any, zero: Any) -> Any:
@@ -98,134 +100,212 @@ def _fold_lanes(lanes: Any) -> float:
     return float(lanes[0])
 
 
+def _fma(a: Any, b: Any, c: Any) -> Any:
+    """``a * b + c`` rounded once (numba: LLVM's ``fma``, one instruction where the CPU has it)."""
+    raise NotImplementedError("compiled only")
+
+
+def _fused_typing(typingctx: Any, a: Any, b: Any, c: Any) -> Any:
+    """LLVM's ``fma`` of three floats of one type."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.fma(*args)
+
+    return a(a, b, c), codegen
+
+
+_fused: Any = intrinsic(_fused_typing)
+
+
+def _fma_typing(a: Any, b: Any, c: Any) -> Any:
+    """Numba's :func:`_fma`."""
+
+    def fused(a: Any, b: Any, c: Any) -> Any:
+        return _fused(a, b, c)
+
+    return fused
+
+
+overload(_fma, inline="always")(_fma_typing)
+
+
 @jit
-def _pair_lanes4(xi: Any, x0: Any, x1: Any, x2: Any, x3: Any, full: int, acc: Any) -> None:
-    """Add the squared differences of ``xi`` and each of ``x0..x3`` to their lanes in ``acc``.
+def _tile_runs(
+    a0: Any, a1: Any, a2: Any, a3: Any, b0: Any, b1: Any, b2: Any, b3: Any, full: int, acc: Any
+) -> None:
+    """Add the squared differences of rows ``a0..a3`` against ``b0..b3`` to their lanes.
 
     The first ``full`` coordinates of the chunk, a multiple of 128 (the rest goes to
-    :func:`_pair_lanes1`). ``acc`` holds the 16 float64 lanes of each pair in a row (a 1-D
-    array: LLVM does not vectorise the lane loop over a 2-D one). Per lane the coordinates
-    go in order: a run of 128 is eight steps, each lane's steps in a row, lanes vectorised.
+    :func:`_pair_tail`). ``acc`` holds the 16 float64 lanes of pair ``(ar, bq)`` at
+    ``(4 * r + q) * 16`` (a 1-D array: LLVM does not vectorise the lane loop over a 2-D one).
+    Per lane the coordinates go in order: a run of 128 is eight steps, each lane's steps in a
+    row, lanes vectorised.
     """
-    zero = np.zeros(1, xi.dtype)[0]
+    zero = np.zeros(1, a0.dtype)[0]
     for r in range(full // _RUN):  # not range(0, full, _RUN): LLVM then gathers the loads
         b = r * _RUN
         for q in range(_LANES):
-            t0 = _run_start(acc[q], zero)
-            t1 = _run_start(acc[_LANES + q], zero)
-            t2 = _run_start(acc[2 * _LANES + q], zero)
-            t3 = _run_start(acc[3 * _LANES + q], zero)
+            t00 = _run_start(acc[q], zero)
+            t01 = _run_start(acc[16 + q], zero)
+            t02 = _run_start(acc[32 + q], zero)
+            t03 = _run_start(acc[48 + q], zero)
+            t10 = _run_start(acc[64 + q], zero)
+            t11 = _run_start(acc[80 + q], zero)
+            t12 = _run_start(acc[96 + q], zero)
+            t13 = _run_start(acc[112 + q], zero)
+            t20 = _run_start(acc[128 + q], zero)
+            t21 = _run_start(acc[144 + q], zero)
+            t22 = _run_start(acc[160 + q], zero)
+            t23 = _run_start(acc[176 + q], zero)
+            t30 = _run_start(acc[192 + q], zero)
+            t31 = _run_start(acc[208 + q], zero)
+            t32 = _run_start(acc[224 + q], zero)
+            t33 = _run_start(acc[240 + q], zero)
             for st in range(_RUN // _LANES):
                 c = b + st * _LANES + q
-                v = xi[c]
-                d0 = v - x0[c]
-                d1 = v - x1[c]
-                d2 = v - x2[c]
-                d3 = v - x3[c]
-                t0 = t0 + d0 * d0
-                t1 = t1 + d1 * d1
-                t2 = t2 + d2 * d2
-                t3 = t3 + d3 * d3
-            acc[q] = _run_end(acc[q], t0)
-            acc[_LANES + q] = _run_end(acc[_LANES + q], t1)
-            acc[2 * _LANES + q] = _run_end(acc[2 * _LANES + q], t2)
-            acc[3 * _LANES + q] = _run_end(acc[3 * _LANES + q], t3)
+                x0, x1, x2, x3 = a0[c], a1[c], a2[c], a3[c]
+                y = b0[c]
+                t00 = _fma(x0 - y, x0 - y, t00)
+                t10 = _fma(x1 - y, x1 - y, t10)
+                t20 = _fma(x2 - y, x2 - y, t20)
+                t30 = _fma(x3 - y, x3 - y, t30)
+                y = b1[c]
+                t01 = _fma(x0 - y, x0 - y, t01)
+                t11 = _fma(x1 - y, x1 - y, t11)
+                t21 = _fma(x2 - y, x2 - y, t21)
+                t31 = _fma(x3 - y, x3 - y, t31)
+                y = b2[c]
+                t02 = _fma(x0 - y, x0 - y, t02)
+                t12 = _fma(x1 - y, x1 - y, t12)
+                t22 = _fma(x2 - y, x2 - y, t22)
+                t32 = _fma(x3 - y, x3 - y, t32)
+                y = b3[c]
+                t03 = _fma(x0 - y, x0 - y, t03)
+                t13 = _fma(x1 - y, x1 - y, t13)
+                t23 = _fma(x2 - y, x2 - y, t23)
+                t33 = _fma(x3 - y, x3 - y, t33)
+            acc[q] = _run_end(acc[q], t00)
+            acc[16 + q] = _run_end(acc[16 + q], t01)
+            acc[32 + q] = _run_end(acc[32 + q], t02)
+            acc[48 + q] = _run_end(acc[48 + q], t03)
+            acc[64 + q] = _run_end(acc[64 + q], t10)
+            acc[80 + q] = _run_end(acc[80 + q], t11)
+            acc[96 + q] = _run_end(acc[96 + q], t12)
+            acc[112 + q] = _run_end(acc[112 + q], t13)
+            acc[128 + q] = _run_end(acc[128 + q], t20)
+            acc[144 + q] = _run_end(acc[144 + q], t21)
+            acc[160 + q] = _run_end(acc[160 + q], t22)
+            acc[176 + q] = _run_end(acc[176 + q], t23)
+            acc[192 + q] = _run_end(acc[192 + q], t30)
+            acc[208 + q] = _run_end(acc[208 + q], t31)
+            acc[224 + q] = _run_end(acc[224 + q], t32)
+            acc[240 + q] = _run_end(acc[240 + q], t33)
 
 
 @jit
-def _pair_lanes1(xi: Any, xj: Any, le: int, acc: Any) -> None:
-    """One pair's squared differences over ``le`` coordinates into ``acc[:16]``.
-
-    Full runs as in :func:`_pair_lanes4`, then the last, shorter run with each lane's
-    coordinates in order.
-    """
+def _pair_tail(xi: Any, xj: Any, le: int, lanes: Any) -> None:
+    """One pair's last, shorter run (``le`` coordinates) into ``lanes``, each lane in order:
+    the C++ kernel's zero-padded run, whose padding adds exactly nothing."""
     zero = np.zeros(1, xi.dtype)[0]
-    full = le // _RUN * _RUN
-    for r in range(full // _RUN):
-        b = r * _RUN
-        for q in range(_LANES):
-            t = _run_start(acc[q], zero)
-            for st in range(_RUN // _LANES):
-                c = b + st * _LANES + q
-                d = xi[c] - xj[c]
-                t = t + d * d
-            acc[q] = _run_end(acc[q], t)
-    if full < le:
-        for q in range(_LANES):
-            t = _run_start(acc[q], zero)
-            for c in range(full + q, le, _LANES):
-                d = xi[c] - xj[c]
-                t = t + d * d
-            acc[q] = _run_end(acc[q], t)
+    for q in range(_LANES):
+        t = _run_start(lanes[q], zero)
+        for c in range(q, le, _LANES):
+            d = xi[c] - xj[c]
+            t = _fma(d, d, t)
+        lanes[q] = _run_end(lanes[q], t)
+
+
+@jit_inline
+def _row(ptrs: Any, base: int, n: int, i: int, j0: int, le: int, like: Any) -> Any:
+    """Row ``min(i, n - 1)``'s chunk: tiles past the last row read copies of it."""
+    return view(ptrs[base + min(i, n - 1)], j0, le, like)
 
 
 @jit
 def _pairs_chunk(
-    ptrs: Any, base: int, n: int, j0: int, le: int, acc: Any, part: Any, like: Any
+    ptrs: Any,
+    base: int,
+    n: int,
+    j0: int,
+    le: int,
+    i0: int,
+    i1: int,
+    acc: Any,
+    part: Any,
+    like: Any,
 ) -> None:
-    """Add every pair's value of one chunk (``le`` coordinates at ``j0``) to ``part``.
+    """Add the values of one chunk (``le`` coordinates at ``j0``) of the pairs ``(i, j)``,
+    ``i < j``, ``i0 <= i < i1``, to ``part`` (row-major over the upper triangle).
 
-    Rows are ``ptrs[base:base + n]``; pair ``(i, j)``, ``i < j``, is ``part[p]`` in row-major
-    order of the upper triangle. Row ``i`` is taken against four rows at a time over the
-    full runs; a last, shorter run (at a segment's end) goes pair by pair.
+    Rows are ``ptrs[base:base + n]``, in tiles of rows ``I..I+3`` against ``J..J+3`` for
+    ``J = I, I + 4, ...``; pairs with ``j <= i`` or past the last row are computed and dropped.
     """
     full = le // _RUN * _RUN
-    p = 0
-    for i in range(n - 1):
-        xi = view(ptrs[base + i], j0, le, like)
-        j = i + 1
-        while j + _PAIR_BLOCK <= n:
-            x0 = view(ptrs[base + j], j0, le, like)
-            x1 = view(ptrs[base + j + 1], j0, le, like)
-            x2 = view(ptrs[base + j + 2], j0, le, like)
-            x3 = view(ptrs[base + j + 3], j0, le, like)
-            for q in range(_PAIR_BLOCK * _LANES):
-                acc[q] = 0.0
-            _pair_lanes4(xi, x0, x1, x2, x3, full, acc)
-            for q in range(_PAIR_BLOCK):
-                lanes = acc[q * _LANES : (q + 1) * _LANES]
-                if full < le:  # the last, shorter run (full is a multiple of 16: same lanes)
-                    tail_i = view(ptrs[base + i], j0 + full, le - full, like)
-                    tail_q = view(ptrs[base + j + q], j0 + full, le - full, like)
-                    _pair_lanes1(tail_i, tail_q, le - full, lanes)
-                part[p + q] = part[p + q] + _fold_lanes(lanes)
-            p += _PAIR_BLOCK
-            j += _PAIR_BLOCK
-        while j < n:
-            xj = view(ptrs[base + j], j0, le, like)
-            lanes = acc[:_LANES]
-            for q in range(_LANES):
-                lanes[q] = 0.0
-            _pair_lanes1(xi, xj, le, lanes)
-            part[p] = part[p] + _fold_lanes(lanes)
-            p += 1
-            j += 1
+    last = min(i1, n)
+    for big_i in range(i0, last, _TILE):
+        a0 = _row(ptrs, base, n, big_i, j0, le, like)
+        a1 = _row(ptrs, base, n, big_i + 1, j0, le, like)
+        a2 = _row(ptrs, base, n, big_i + 2, j0, le, like)
+        a3 = _row(ptrs, base, n, big_i + 3, j0, le, like)
+        for big_j in range(big_i, n, _TILE):
+            b0 = _row(ptrs, base, n, big_j, j0, le, like)
+            b1 = _row(ptrs, base, n, big_j + 1, j0, le, like)
+            b2 = _row(ptrs, base, n, big_j + 2, j0, le, like)
+            b3 = _row(ptrs, base, n, big_j + 3, j0, le, like)
+            acc[:] = 0.0
+            _tile_runs(a0, a1, a2, a3, b0, b1, b2, b3, full, acc)
+            for r in range(_TILE):
+                i = big_i + r
+                for q in range(_TILE):
+                    j = big_j + q
+                    if i < last and i < j < n:
+                        lanes = acc[(_TILE * r + q) * _LANES : (_TILE * r + q + 1) * _LANES]
+                        if full < le:
+                            tail_i = _row(ptrs, base, n, i, j0 + full, le - full, like)
+                            tail_j = _row(ptrs, base, n, j, j0 + full, le - full, like)
+                            _pair_tail(tail_i, tail_j, le - full, lanes)
+                        p = i * n - i * (i + 1) // 2 + j - i - 1
+                        part[p] = part[p] + _fold_lanes(lanes)
 
 
 @jit_parallel
 def _pairwise_kernel(
-    ptrs: Any, lens: Any, n: int, chunk: int, partial: Any, out: Any, like: Any, n_threads: int
+    ptrs: Any,
+    lens: Any,
+    n: int,
+    chunk: int,
+    bounds: Any,
+    partial: Any,
+    out: Any,
+    like: Any,
+    n_threads: int,
 ) -> None:
     """Squared distances of every pair of rows, summed by the module's recipe, into ``out``.
 
     ``partial`` is a zeroed (units, n*(n-1)/2) array, ``units = min(n_units, chunks)`` (or
-    one row when there is no chunk). Units run in parallel, each over its chunks with all
-    pairs per chunk (a chunk of every row stays in cache), into its row of partials; the
-    partials then add up in unit order, so the result does not depend on the number of
-    threads.
+    one row when there is no chunk). Work items are (unit, row group ``bounds[g]`` to
+    ``bounds[g + 1]``), run in parallel: each adds its unit's chunk values of its pairs in
+    order (a chunk of every row stays in cache) into its unit's row of partials; the partials
+    then add up in unit order, so the result does not depend on the number of threads.
     """
     starts = block_starts(lens, chunk)
     nk = starts[-1]
     units = min(partial.shape[0], nk)
-    for u in prange(units):
-        acc = np.empty(_PAIR_BLOCK * _LANES)
+    groups = bounds.size - 1
+    for w in prange(units * groups):
+        u = w // groups
+        g = w % groups
+        acc = np.empty(_TILE * _TILE * _LANES)
         part = partial[u]
         s = 0
         for b in range(u * nk // units, (u + 1) * nk // units):
             while b >= starts[s + 1]:
                 s += 1
             j0 = (b - starts[s]) * chunk
-            _pairs_chunk(ptrs, s * n, n, j0, min(chunk, lens[s] - j0), acc, part, like)
+            le = min(chunk, lens[s] - j0)
+            _pairs_chunk(ptrs, s * n, n, j0, le, bounds[g], bounds[g + 1], acc, part, like)
     p = 0
     for i in range(n):
         out[i, i] = 0.0
@@ -325,9 +405,27 @@ def pairwise_sq_distances(
         return
     n, ptrs, lens, dtype = found
     n_chunks = int(((lens + chunk - 1) // chunk).sum())
-    partial = np.zeros((max(1, min(n_units, n_chunks)), n * (n - 1) // 2))
+    units = max(1, min(n_units, n_chunks))
+    partial = np.zeros((units, n * (n - 1) // 2))
     used = use_threads(n_threads, n * int(lens.sum()))
-    _pairwise_kernel(ptrs, lens, n, chunk, partial, out, np.empty(0, dtype), used)
+    bounds = row_groups(n, -(-4 * used // units))
+    _pairwise_kernel(ptrs, lens, n, chunk, bounds, partial, out, np.empty(0, dtype), used)
+
+
+def row_groups(n: int, groups: int) -> IntArray:
+    """Bounds of about ``groups`` row groups (at multiples of the tile) of about equal pairs;
+    how the pairs are grouped changes no bit of the result, only the threads' shares."""
+    blocks = -(-n // _TILE)
+    groups = max(1, min(groups, blocks))
+    total = blocks * (blocks + 1) // 2
+    bounds = [0]
+    done = 0
+    for b in range(blocks):
+        done += blocks - b
+        if done * groups >= total * len(bounds) and len(bounds) < groups and (b + 1) * _TILE < n:
+            bounds.append((b + 1) * _TILE)
+    bounds.append(n)
+    return np.array(bounds, np.int64)
 
 
 def sq_distances_to(
