@@ -175,3 +175,49 @@ def test_plan_chunks_rows_in_4kib_and_bounds_units():
     # split the pairs instead of the coordinates
     assert plan(1000, [5 * 10**4], 4) == (1024, 1)
     assert plan(200, [2 * 10**5, 5 * 10**4], 8) == (512, 32)
+
+
+def sixteenths_1e6(rng: np.random.Generator, n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Updates ``1e6 + k / 16`` (exact in float32 and float64) with heavy ties and duplicate
+    rows, and their exact squared distances (integer arithmetic on the centred ``k``)."""
+    k = rng.integers(-40, 41, (n, d))
+    k[: n // 2] = rng.choice([-3, 0, 5], (n // 2, d))  # three distinct values
+    k[n // 2 : n // 2 + 50] = k[7]  # fifty duplicates of one row
+    sq = (k * k).sum(axis=1)
+    exact = (sq[:, None] + sq[None, :] - 2 * (k @ k.T)) / 256.0
+    return 1e6 + k / 16.0, exact
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_n1000_huge_offset_ties_and_duplicates_are_exact(backend, dtype, rng):
+    """n=1000 (whole tiles, the last partial one, rows split among threads): a 1e6 offset
+    with steps of 1/16, three-valued rows, fifty identical rows, a strided view; every partial
+    sum is exact, so every backend returns the exact distances, and Krum and Bulyan choose
+    as the float64 numpy reference does."""
+    x, exact = sixteenths_1e6(rng, 1000, 46)
+    wide = np.repeat(x, 2, axis=1).astype(dtype)
+    strided = wide[:, ::2]  # non-contiguous rows
+    got = hierfed.pairwise_sq_distances(strided)
+    np.testing.assert_array_equal(got, exact, strict=True)
+    assert (got[7, 500:550] == 0).all()
+    f = 249
+    with _backend.using("numpy"):
+        want_krum = hierfed.krum_select(strided, f)
+        want_bulyan = hierfed.bulyan(strided, f)
+    choice, scores = hierfed.krum_select(strided, f)
+    assert choice == want_krum[0]
+    np.testing.assert_array_equal(scores, want_krum[1])
+    np.testing.assert_array_equal(hierfed.bulyan(strided, f), want_bulyan)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_n1000_within_1e6_of_the_reference(backend, dtype, rng):
+    """Random updates at n=1000 and d=1 and 300: within 1e-6 (float32) of float64."""
+    for d in (1, 300):
+        x = rng.standard_normal((1000, d)).astype(dtype)
+        with _backend.using("numpy"):
+            want = hierfed.pairwise_sq_distances(x)
+        got = hierfed.pairwise_sq_distances(x)
+        assert_structure(got, 1000)
+        rtol = 1e-6 if dtype == F32 else 1e-13
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=0)
