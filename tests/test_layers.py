@@ -348,7 +348,7 @@ def test_layer2_input_errors() -> None:
         {"min_baskets": 0},
         {"central_dp_epsilon": -1.0},
         {"central_dp_delta": 2.0},
-        {"weighting": "trust"},
+        {"weighting": "reputation"},
         {"use_secure_aggregation": 1},
     ],
 )

@@ -20,6 +20,7 @@ from ._buffer import PendingUpdate, UpdateBuffer
 from .basket import BasketConfig, BasketManager
 from .layers import BasketModel
 from .optimizers import ServerOptimizer
+from .trust import ReliabilityTracker
 
 FORMAT = 3
 Array = np.ndarray[Any, Any]
@@ -49,6 +50,7 @@ _KEYS = {
     "centers",
     "client_releases",
     "optimizer",
+    "layer2_reliability",
 }
 _PENDING_KEYS = {"client_id", "basket_id", "base_version", "staleness", "received_at"}
 _MODEL_KEYS = {"basket_id", "n_contributors", "round_id", "timestamp", "confidence"}
@@ -82,6 +84,7 @@ class Restored:
     centers: dict[str, Array]
     client_releases: dict[str, int]
     optimizer: tuple[int, Array | None, Array | None]  # steps, m, v
+    reliability: dict[str, float]  # Layer 2's reliability scores by basket
 
 
 def _fail(field: str, why: str) -> ValueError:
@@ -239,6 +242,11 @@ def load(
     except ValueError as exc:
         raise _fail("optimizer", str(exc)) from None
     files.done()
+    tracker = ReliabilityTracker()
+    try:
+        tracker.load(_dict(state["layer2_reliability"], "layer2_reliability"))
+    except ValueError as exc:
+        raise _fail("layer2_reliability", str(exc)) from None
     stats = _stats(state["stats"], version, len(buffer), n_models)
     rounds = _int(state["layer2_rounds"], "layer2_rounds")
     if rounds != version:
@@ -280,6 +288,7 @@ def load(
         centers,
         releases,
         optimizer,
+        tracker.scores,
     )
 
 

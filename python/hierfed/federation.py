@@ -556,6 +556,7 @@ class HierarchicalFederation:
             fields = dict(doc["model"], privacy_spent=tuple(doc["model"]["privacy_spent"]))
             self._fresh_basket_models()
             self.layer2.record_round()
+            self.layer2.reliability.load(doc["stats"].get("reliability", {}))
             self._commit_global(GlobalMetaModel(aggregate=aggregate, **fields), doc["stats"])
         elif kind == "discard":
             self.discard_buffered()
@@ -886,6 +887,7 @@ class HierarchicalFederation:
                 "client_releases": dict(self.layer1._client_releases),
                 "centers": centers,
                 "optimizer": optimizer,
+                "layer2_reliability": dict(self.layer2.reliability.scores),
             }
             return state, arrays
 
@@ -929,6 +931,7 @@ class HierarchicalFederation:
             self.layer1._accountants, self.layer1._previous = accountants, new.centers
             self.layer1._client_releases = new.client_releases
             self.optimizer.assign(*new.optimizer)
+            self.layer2.reliability.scores = new.reliability
 
 
 def _history(acc: Any) -> list[list[float]]:

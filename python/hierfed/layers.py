@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _checks
+from . import _checks, trust
 from ._feasible import TAKES_WEIGHTS, dry_run, min_inputs
 from ._inputs import as_updates, refuse_masked
 from .aggregator import AggregationMethod, aggregate
@@ -404,6 +404,7 @@ class Weighting(str, Enum):
     SIZE = "size"
     UNIFORM = "uniform"
     CONFIDENCE = "confidence"
+    TRUST = "trust"
 
 
 @dataclass
@@ -425,7 +426,16 @@ class Layer2Config:
     weight_by_size
         Weight by ``n_contributors`` (else uniformly), unless ``weighting`` says otherwise.
     weighting
-        ``"size"``, ``"uniform"`` or ``"confidence"``; ``None`` follows ``weight_by_size``.
+        ``"size"``, ``"uniform"``, ``"confidence"`` or ``"trust"`` (size times
+        ``basket_trust`` times the reliability score, :mod:`hierfed.trust`); ``None`` follows
+        ``weight_by_size``.
+    basket_trust
+        With ``"trust"``: the operator's trust in each basket by id (finite, >= 0; 1 for a
+        basket not listed); a basket of trust 0 is left out of the round.
+    reliability, reliability_decay
+        With ``"trust"``: also weight each basket by its agreement with the robust consensus
+        over past rounds (an exponential average with this decay); needs the basket models
+        in the clear (no secure aggregation).
     central_dp_noise_multiplier
         Noise standard deviation over sensitivity per round; overrides ``central_dp_epsilon``
         (the form for many rounds; the accountant composes them).
@@ -447,8 +457,12 @@ class Layer2Config:
     central_dp_noise_multiplier: float | None = None
     robust_method: AggregationMethod | str | None = None
     robust_params: dict[str, Any] = field(default_factory=dict)
+    basket_trust: dict[str, float] = field(default_factory=dict)
+    reliability: bool = False
+    reliability_decay: float = 0.5
 
     def __post_init__(self) -> None:
+        trust.check_config(self)
         if self.robust_method is not None:
             self.robust_method = method_of(self.robust_method, "robust_method")
             if self.use_secure_aggregation:
@@ -516,7 +530,7 @@ class GlobalMetaModel:
 
 
 def _raw_weights(models: list[BasketModel], scheme: Weighting) -> NDArray[np.float64]:
-    if scheme is Weighting.SIZE:
+    if scheme in (Weighting.SIZE, Weighting.TRUST):
         raw = [float(m.n_contributors) for m in models]
     elif scheme is Weighting.CONFIDENCE:
         raw = [float(m.confidence) for m in models]
@@ -620,17 +634,21 @@ class Layer2Aggregator:
         self.clock = clock
         self.rounds = 0
         self.last_stats: dict[str, Any] = {}
+        self.reliability = trust.ReliabilityTracker(cfg.reliability_decay)
 
     def savepoint(self) -> Callable[[], None]:
-        """A function that puts the round count, the accountant and the stats back as they
-        are now (for a caller whose operation fails after this layer's part succeeded)."""
+        """A function that puts the round count, the accountant, the stats and the
+        reliability scores back as they are now (for a caller whose operation fails after
+        this layer's part succeeded)."""
         rounds, stats, mechanism = self.rounds, self.last_stats, self.mechanism
+        scores = dict(self.reliability.scores)
         saved = None
         if mechanism is not None:
             saved = (mechanism.rounds, copy.deepcopy(mechanism.accountant))
 
         def rollback() -> None:
             self.rounds, self.last_stats = rounds, stats
+            self.reliability.scores = scores
             if mechanism is not None and saved is not None:
                 mechanism.rounds, mechanism.accountant = saved
 
@@ -666,7 +684,13 @@ class Layer2Aggregator:
         """
         cfg = self.config
         models = _check_models(basket_models)
+        if cfg.scheme is Weighting.TRUST:
+            models = [m for m in models if cfg.basket_trust.get(m.basket_id, 1.0) > 0]
+            if not models:
+                raise ValueError("every basket model has weight zero (basket_trust)")
         w = _raw_weights(models, cfg.scheme)
+        if cfg.scheme is Weighting.TRUST:
+            w = trust.trust_weights(models, w, cfg.basket_trust, self.reliability)
         arrays = [np.asarray(m.aggregate) for m in models]
         norms = l2_norms(arrays)
         clipped = clip_by_l2_norm(arrays, cfg.clip_norm)
@@ -695,6 +719,8 @@ class Layer2Aggregator:
         else:
             agg = weighted_average(clipped, w)
             sensitivity = 2.0 * cfg.clip_norm * float(w.max())
+        if cfg.reliability:
+            self.reliability.observe([m.basket_id for m in models], clipped)
         sigma = 0.0
         timestamp = float(self.clock())
         if self.mechanism is not None:
@@ -727,6 +753,7 @@ class Layer2Aggregator:
             "baskets_dropped": [
                 models[i].basket_id for i in range(len(models)) if i not in survivors
             ],
+            "reliability": dict(self.reliability.scores),
         }
         return GlobalMetaModel(
             aggregate=agg,
