@@ -142,3 +142,39 @@ def test_study_plan_and_results_document() -> None:
         "placement": "spread",
     }
     assert len(study.pairs()) == 4 and all(clean is not None for _, clean in study.pairs())
+
+
+def test_worker_momentum_sends_the_average_of_the_rounds_updates() -> None:
+    sim = _sim(worker_momentum=0.75, attack="none")
+    theta = sim._init()
+    sim._momentum = {}
+    groups = {"all": list(range(sim.data.n_clients))}
+    first, _ = sim._collect(0, theta, 0, "none", [], groups, {}, None)
+    second, _ = sim._collect(1, theta, 1, "none", [], groups, {}, None)
+    for c in (0, 5):
+        g0, g1 = sim.client_update(theta, c, 0), sim.client_update(theta, c, 1)
+        np.testing.assert_allclose(first[c][0], g0, rtol=1e-12)
+        np.testing.assert_allclose(second[c][0], 0.75 * g0 + 0.25 * g1, rtol=1e-12)
+
+
+def test_the_server_optimizer_steps_every_setup() -> None:
+    for setup in ("fedavg", "hierarchical"):
+        sgd = _sim(server_optimizer="sgd").run(setup)
+        avgm = _sim(server_optimizer="fedavgm").run(setup)
+        assert _curve(sgd)[0] == _curve(avgm)[0]  # m = delta at the first step
+        assert _curve(sgd)[1:] != _curve(avgm)[1:]
+
+
+def test_reliability_lowers_a_captured_baskets_weight() -> None:
+    # three baskets (with two, the median is their mean and both agree with it alike)
+    kw = dict(clients=30, domains=3, byzantine_fraction=1 / 3, placement="concentrated")
+    sim = _sim(reliability=True, **kw)
+    run = sim.run("hierarchical")
+    assert run.label == "hierarchical trimmed_mean + reliability"
+    captured = next(b for b, v in sim.layout().items() if v["byzantine"] == v["clients"])
+    weights = [w[captured] for w in run.details["layer2_weights"]]
+    assert weights == sorted(weights, reverse=True) and weights[-1] < weights[0]
+    dp = sim.run("hierarchical_dp")  # SecAgg: the basket models are not in the clear
+    assert "reliability" not in dp.label
+    with pytest.raises(ValueError, match="reliability needs the basket models in the clear"):
+        SimulationConfig(reliability=True, secure_aggregation=True)

@@ -76,6 +76,7 @@ def _option(group: Any, name: str, help: str = "", shown: str = "", **kw: Any) -
 
 def _add_simulate(sub: Any) -> argparse.ArgumentParser:
     from .aggregator import AggregationMethod
+    from .optimizers import OPTIMIZERS
     from .preaggregation import PRE_STEPS
     from .simulation.attacks import ATTACKS
     from .simulation.config import DEFAULT_RECORD_EPSILON, DEFAULT_TRIM_RATIO, PLACEMENTS, SETUPS
@@ -127,6 +128,14 @@ def _add_simulate(sub: Any) -> argparse.ArgumentParser:
     o(g, "learning_rate", "clients' SGD step", type=f, metavar="LR")
     o(g, "clip_norm", "L2 bound of a client update and of a basket model", type=f, metavar="C")
     o(g, "server_learning_rate", type=f, metavar="LR")
+    o(g, "server_optimizer", "how the server steps by the aggregate", choices=OPTIMIZERS)
+    o(
+        g,
+        "worker_momentum",
+        "honest clients send the momentum of their updates",
+        type=f,
+        metavar="B",
+    )
     o(g, "staleness", "weighting of stragglers' late updates", choices=PRESETS)
     o(g, "stragglers", "chance an honest client delivers a round late", type=f, metavar="P")
     o(g, "seed", type=i, metavar="N")
@@ -197,6 +206,12 @@ def _add_simulate(sub: Any) -> argparse.ArgumentParser:
         g,
         "secure_aggregation",
         "SecAgg+ across baskets (hierarchical setup)",
+        action=argparse.BooleanOptionalAction,
+    )
+    o(
+        g,
+        "reliability",
+        "weight basket models by their agreement with the consensus (hierarchical setup)",
         action=argparse.BooleanOptionalAction,
     )
     o(g, "target_accuracy", "accuracy whose first round is reported", type=f, metavar="A")

@@ -12,6 +12,9 @@ aggregation):
   the typical one scores 1; one ``k`` times farther scores ``1 / k``);
 - its reliability is the exponential average ``r = decay r + (1 - decay) agreement``, from 1,
   and weights the basket from the next round on.
+
+With two baskets the median is their mean and both agree with it alike: the score needs three
+or more.
 """
 
 from __future__ import annotations

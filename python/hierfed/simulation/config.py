@@ -22,6 +22,7 @@ from typing import Any
 
 from ..aggregator import AggregationMethod
 from ..mda import MDA_MAX_WORK, mda_work
+from ..optimizers import OPTIMIZERS
 from ..preaggregation import PRE_STEPS
 from ..staleness import PRESETS
 from .attacks import ATTACKS, DEFAULT_STRENGTH
@@ -93,8 +94,19 @@ class SimulationConfig:
     clip_norm
         L2 bound of a client's update: honest clients clip their delta to it, Layer 1's local
         DP clips every update to it and Layer 2 clips every basket model to it.
-    server_learning_rate
-        The global model moves by this times the aggregate.
+    server_learning_rate, server_optimizer
+        The server's step: ``sgd`` moves the global model by this times the aggregate;
+        ``fedavgm``, ``fedadagrad``, ``fedadam``, ``fedyogi`` (:mod:`hierfed.optimizers`)
+        take it as their learning rate, in every setup.
+    worker_momentum
+        Honest clients send the momentum ``m = worker_momentum m + (1 - worker_momentum) g``
+        of their updates ``g`` over the rounds instead of ``g`` (Karimireddy et al. 2021);
+        0 turns it off.
+    reliability
+        The hierarchical setup weights basket models by size times a reliability score
+        learnt from their agreement with the robust consensus (:mod:`hierfed.trust`); it
+        needs the basket models in the clear, so not with ``secure_aggregation``, and
+        ``hierarchical_dp`` (always SecAgg) runs without it.
     byzantine_fraction, attack, attack_strength, placement
         Share of Byzantine clients, their attack (``none``, ``sign_flip``, ``gaussian``,
         ``label_flip``, ``alie``, ``ipm``), its strength (``None``: the attack's default, see
@@ -175,6 +187,9 @@ class SimulationConfig:
     learning_rate: float = 0.1
     clip_norm: float = 0.5
     server_learning_rate: float = 1.0
+    server_optimizer: str = "sgd"
+    worker_momentum: float = 0.0
+    reliability: bool = False
     byzantine_fraction: float = 0.2
     attack: str = "sign_flip"
     attack_strength: float | None = None
@@ -290,10 +305,18 @@ class SimulationConfig:
         for key in ("f", "weights", "trim_ratio", "center", "trusted", "seed"):
             if key in self.rule_params:
                 raise ValueError(f"rule_params must not set {key!r} (use its own option)")
-        for name in ("compare", "secure_aggregation", "privacy_sweep"):
+        self._choice("server_optimizer", OPTIMIZERS)
+        v = self.worker_momentum
+        if not (_is_num(v) and 0 <= v < 1):
+            raise ValueError(f"worker_momentum must be a number in [0, 1), got {v!r}")
+        for name in ("compare", "secure_aggregation", "privacy_sweep", "reliability"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         self._choice("setup", SETUPS)
+        if self.reliability and self.secure_aggregation:
+            raise ValueError(
+                "reliability needs the basket models in the clear: drop secure_aggregation"
+            )
         self._optional("record_epsilon", 0.0, math.inf)
         self._optional("record_noise_multiplier", 0.0, math.inf)
         self._num("record_delta", 0.0, 0.5, open_low=True)

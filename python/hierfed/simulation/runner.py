@@ -42,6 +42,7 @@ from ..aggregator import aggregate
 from ..basket import BasketConfig, BasketManager
 from ..federation import FederationConfig, HierarchicalFederation
 from ..layers import Layer1Config, Layer2Config
+from ..optimizers import ServerOptimizer
 from ..privacy import NoiseGenerator
 from ..staleness import staleness_function
 from . import attacks
@@ -184,6 +185,7 @@ class Simulation:
         self._bucket_rng = np.random.default_rng([config.seed, _TAG_BUCKETS])
         self._record_z: float | None = None  # DP-SGD's noise multiplier in the current run
         self._record_runs: dict[int, int] = {}  # DP-SGD trainings per client in the run
+        self._momentum: dict[int, FloatArray] = {}  # worker momentum per client in the run
 
     def _check_rule(self, n: int) -> None:
         """Run the rule once on ``n`` dummy updates so bad parameters fail before any round."""
@@ -394,7 +396,14 @@ class Simulation:
         central = cfg.central_epsilon is not None or cfg.central_noise_multiplier is not None
         local = cfg.local_epsilon is not None or cfg.local_noise_multiplier is not None
         secure = dp or cfg.secure_aggregation
-        flags = (("DP-SGD", record), ("DP", central), ("local DP", local), ("SecAgg", secure))
+        reliable = cfg.reliability and not secure
+        flags = (
+            ("DP-SGD", record),
+            ("DP", central),
+            ("local DP", local),
+            ("SecAgg", secure),
+            ("reliability", reliable),
+        )
         return tuple(name for name, on in flags if on)
 
     def record_noise_multiplier(self, setup: str) -> float | None:
@@ -432,7 +441,13 @@ class Simulation:
         added = self.protections(setup)
         if short:
             base = "flat" if setup == "flat" else "hier."
-            marks = {"DP-SGD": "+DPSGD", "DP": "+DP", "local DP": "+LDP", "SecAgg": "+SecAgg"}
+            marks = {
+                "DP-SGD": "+DPSGD",
+                "DP": "+DP",
+                "local DP": "+LDP",
+                "SecAgg": "+SecAgg",
+                "reliability": "+rel",
+            }
             return " ".join([base, *(marks[p] for p in added)])
         base = f"flat {rule}" if setup == "flat" else f"hierarchical {rule}"
         return " + ".join([base, *added])
@@ -473,10 +488,13 @@ class Simulation:
                 clip_norm=cfg.clip_norm,
                 min_baskets=len(self.baskets),
                 central_dp_noise_multiplier=z_central,
+                weighting="trust" if "reliability" in self.protections(setup) else None,
+                reliability="reliability" in self.protections(setup),
             ),
             staleness=cfg.staleness,
             auto_aggregate=False,
             server_learning_rate=cfg.server_learning_rate,
+            server_optimizer=cfg.server_optimizer,
         )
         self._clock = 0.0
         fed = HierarchicalFederation(
@@ -530,6 +548,10 @@ class Simulation:
             if c in delivered or c in byz or waiting(c):
                 continue
             update = self.client_update(model, c, t)
+            if cfg.worker_momentum > 0:
+                beta, previous = cfg.worker_momentum, self._momentum.get(c)
+                update = update if previous is None else beta * previous + (1 - beta) * update
+                self._momentum[c] = update
             if draws[c] < cfg.stragglers:
                 late_next[c] = (update, version)
             else:
@@ -579,6 +601,9 @@ class Simulation:
         byz = sorted(self.byzantine) if attack != "none" else []
         fed: HierarchicalFederation | None = None
         self._record_z, self._record_runs = self.record_noise_multiplier(setup), {}
+        self._momentum = {}
+        optimizer = ServerOptimizer(cfg.server_optimizer, cfg.server_learning_rate)
+        layer2_weights: list[dict[str, float]] = []
         if setup.startswith("hierarchical"):
             fed, details = self._federation(setup)
             groups = {b: list(m) for b, m in self.baskets.items()}
@@ -603,9 +628,11 @@ class Simulation:
                 fed.flush()
                 assert fed.model is not None
                 theta = fed.model
+                last = fed.layer2.last_stats
+                layer2_weights.append(dict(zip(last["basket_ids"], last["weights"], strict=True)))
             else:
                 center = self._flat_step(setup, theta, delivered, version, center)
-                theta = theta + cfg.server_learning_rate * center
+                theta = optimizer.step(theta, center)
             acc, loss = accuracy(self.model, theta, self.data.x_test, self.data.y_test)
             eps = 0.0 if fed is None else fed.privacy_spent()[0]
             seconds = time.perf_counter() - start
@@ -625,6 +652,8 @@ class Simulation:
                 rejected=stats["rejected"],
             )
         details["byzantine_clients"] = len(byz)
+        if layer2_weights:
+            details["layer2_weights"] = layer2_weights
         details["record_noise_multiplier"] = self._record_z
         record = self.record_epsilon()
         return RunResult(
