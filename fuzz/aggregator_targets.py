@@ -86,9 +86,20 @@ def _centered(data: Data, u: Any) -> dict[str, Any]:
     return p
 
 
-def check(data: Data, call: Callable[[Any, dict[str, Any]], Any], method: str) -> None:
-    """Decode updates and parameters, run ``call`` on both backends, compare."""
-    u = _gen.updates(data)
+def _many_updates(data: Data) -> Any:
+    """Hundreds of updates of a few coordinates: the selection kernels of the median and the
+    trimmed means (n >= 256), with the generator's hostile values (ties, huge, non-finite)."""
+    n = data.int(256, 700)
+    block = _gen.values(data, (n, data.int(1, 40)), _gen.dtype(data))
+    return _gen.layout(data, block) if data.int(0, 1) else [block[i] for i in range(n)]
+
+
+def check(
+    data: Data, call: Callable[[Any, dict[str, Any]], Any], method: str, many: bool = False
+) -> None:
+    """Decode updates (hundreds of them when ``many``) and parameters, run ``call`` on both
+    backends, compare."""
+    u = _many_updates(data) if many else _gen.updates(data)
     n = _gen.n_of(u) if not isinstance(u, np.ndarray) or u.ndim else 0
     params = _centered(data, u) if method == "centered_clipping" else _params(data, method, n)
     if data.chance(20):  # a parameter the rule does not take
@@ -124,9 +135,9 @@ def _aggregate_target(method: str) -> Target:
     return target
 
 
-def _direct_target(fn: Callable[..., Any], method: str) -> Target:
+def _direct_target(fn: Callable[..., Any], method: str, many: bool = False) -> Target:
     def target(data: Data) -> None:
-        check(data, lambda u, params: fn(u, **params), method)
+        check(data, lambda u, params: fn(u, **params), method, many)
 
     return target
 
@@ -151,6 +162,8 @@ TARGETS.update(
         "mean": _direct_target(hierfed.mean, "mean"),
         "trimmed_mean": _direct_target(hierfed.trimmed_mean, "trimmed_mean"),
         "median": _direct_target(hierfed.median, "median"),
+        "trimmed_mean.many_updates": _direct_target(hierfed.trimmed_mean, "trimmed_mean", True),
+        "median.many_updates": _direct_target(hierfed.median, "median", True),
         "krum": _direct_target(hierfed.krum, "krum"),
         "krum_select": _direct_target(_krum_select, "krum"),
         "multi_krum": _direct_target(hierfed.multi_krum, "multi_krum"),

@@ -7,6 +7,8 @@
 //   through one holding the k largest (hi), and the value ejected there is a kept value and
 //   is added to a float64 sum. Only kept values are ever summed: a 1e30 outlier is never
 //   added and subtracted, so nothing cancels.
+// - n >= kSelectMinN, the median and the other trimmed means (weighted too): selection by
+//   counting against pivots, in coordinatewise_select.hpp.
 // - everything else: the block is copied into a tile and sorted by a Batcher network (pruned
 //   to the ranks that are read); weighted rules sort (value, row index) pairs, so ties go to
 //   the lower index as in a stable sort.
@@ -24,6 +26,8 @@
 #include <utility>
 #include <vector>
 
+#include "coordinatewise_lanes.hpp"
+#include "coordinatewise_select.hpp"
 #include "simd.hpp"
 #include "sorting_network.hpp"
 #include "views.hpp"
@@ -91,46 +95,6 @@ inline void sort_group_impl(V* v, std::index_sequence<C...>) {
 template <int G, class V>
 inline void sort_group(V* v) {
     sort_group_impl<G>(v, std::make_index_sequence<GroupNetwork<G>::count()>{});
-}
-
-template <class V>
-inline bool any_nan(V v) {
-    bool bad = false;
-    for (std::size_t l = 0; l < sizeof(V) / sizeof(v[0]); ++l) bad |= v[l] != v[l];
-    return bad;
-}
-
-template <class T>
-inline simd::Vec<T> from_double(simd::VecD<T> x) {
-    return __builtin_convertvector(x, simd::Vec<T>);
-}
-
-template <class T>
-inline simd::VecD<T> to_double(simd::Vec<T> x) {
-    return __builtin_convertvector(x, simd::VecD<T>);
-}
-
-// The median of two middle values a <= b: halves first (no overflow near the float64
-// maximum), and a itself where they are equal. Halving rounds below the smallest normal
-// float64, where 0.5a + 0.5a can exceed a by one unit; for a < b the result lies in [a, b].
-inline double midpoint(double a, double b) { return a == b ? a : a * 0.5 + b * 0.5; }
-
-// Lane-wise, one native vector at a time: GCC scalarises a select on wider vectors.
-template <class V>
-inline V midpoint(V a, V b) {
-    using E = std::remove_cv_t<std::remove_reference_t<decltype(a[0])>>;
-    using N = typename simd::VectorOf<E, HIERFED_VECTOR_BYTES>::type;
-    constexpr std::size_t P = sizeof(V) / sizeof(N);
-    N pa[P], pb[P];
-    std::memcpy(pa, &a, sizeof(V));
-    std::memcpy(pb, &b, sizeof(V));
-    for (std::size_t i = 0; i < P; ++i) {
-        const N h = pa[i] * 0.5 + pb[i] * 0.5;
-        pa[i] = pa[i] == pb[i] ? pa[i] : h;
-    }
-    V r;
-    std::memcpy(&r, pa, sizeof(V));
-    return r;
 }
 
 // ---- trimmed mean, small k: the pop network -------------------------------------------
@@ -451,6 +415,12 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
     T* pad = tile + tile_len;
     I* itile = reinterpret_cast<I*>(pad + tile_len);
     V probe = {};
+    // Large n: selection (coordinatewise_select.hpp) for the median and the trimmed means
+    // other than the pop network's (weighted too); the weighted median keeps the network.
+    const bool select = n >= kSelectMinN && !pop &&
+                        ((p.op == CoordOp::Median && !p.weights) || p.op == CoordOp::TrimmedMean);
+    std::vector<SelectTile<T>> selector;
+    if (select) selector.emplace_back(n);
     auto block = [&](const T* const* rows, std::size_t j, T* out) {
         if (p.weights && p.op != CoordOp::AroundMedian) {  // it reads weights itself
             tile_block<T, true>(rows, j, p, tile, itile, above.data(), out, probe);
@@ -470,6 +440,13 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
         }
     };
     std::size_t j = c0;
+    while (select && j + bw <= c1) {  // up to kSelectWide blocks per visit of the rows
+        const int nv = int(std::min<std::size_t>(kSelectWide, (c1 - j) / bw));
+        const unsigned failed = select_blocks(selector[0], seg.rows, j, nv, p, seg.out, probe);
+        for (int v = 0; v < nv; ++v)
+            if (failed >> v & 1u) block(seg.rows, j + std::size_t(v) * bw, seg.out);
+        j += std::size_t(nv) * bw;
+    }
     for (; j + bw <= c1; j += bw) block(seg.rows, j, seg.out);
     if (j < c1) {  // the last partial block: pad each row's tail with zeros
         const std::size_t m = c1 - j;
@@ -481,7 +458,8 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
             padded[i] = r;
         }
         std::vector<T> out(bw);
-        block(padded.data(), 0, out.data());
+        if (!select || select_blocks(selector[0], padded.data(), 0, 1, p, out.data(), probe))
+            block(padded.data(), 0, out.data());
         std::copy(out.begin(), out.begin() + m, seg.out + j);
     }
     return any_nan(probe);

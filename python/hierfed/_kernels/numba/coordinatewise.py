@@ -10,6 +10,8 @@ when an input value is NaN or infinite (checked within the kernel's own pass).
   the ``k`` smallest and ``k`` largest values seen so far; a value pushed out of both is a kept
   middle value and goes into a float64 sum, so no outlier is ever added and subtracted again.
   Coordinates are independent lanes, which LLVM vectorises. Compiled once per ``k``.
+- ``n >= 256``: the median and the other trimmed means (weighted too) by selection
+  (:mod:`.coordinatewise_select`), not sorting.
 - everything else (median, larger ``k``, weighted rules, the mean around the median): a tile of
   coordinates is sorted vertically by Batcher's odd-even merge sorting network
   (:mod:`.sorting_network`), pruned to the comparators the needed output positions depend on
@@ -37,6 +39,7 @@ from ._shared import (
     use_threads,
     view,
 )
+from .coordinatewise_select import SELECT_MIN_N, sample_network, select_kernel
 from .coordinatewise_tiles import (
     NET_GROUP,
     around_median_kernel,
@@ -275,6 +278,10 @@ def trimmed_mean(
     used = use_threads(n_threads, n * int(segs.lens.sum()))
     if weights is None and k <= _POP_MAX_TRIM:
         return bool(_pop_kernel(k)(segs, n, outs[0], used))
+    if n >= SELECT_MIN_N:
+        w = _NO_WEIGHTS if weights is None else weights
+        net = sample_network(n)
+        return bool(select_kernel(segs, n, k, False, w, weights is not None, net, outs[0], used))
     if weights is None:
         net = network(n, k, n - k - 1, NET_GROUP)
         return bool(net_kernel(segs, n, net, k, False, outs[0], used))
@@ -296,6 +303,9 @@ def median(segments: Segments, outs: Outs, weights: Weights, n_threads: int = 1)
         return False
     n, segs = addresses(segments, outs)
     used = use_threads(n_threads, n * int(segs.lens.sum()))
+    if weights is None and n >= SELECT_MIN_N:
+        net = sample_network(n)
+        return bool(select_kernel(segs, n, 0, True, _NO_WEIGHTS, False, net, outs[0], used))
     if weights is None:
         net = network(n, (n - 1) // 2, n // 2, NET_GROUP)
         return bool(net_kernel(segs, n, net, 0, True, outs[0], used))
