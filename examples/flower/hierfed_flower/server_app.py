@@ -1,4 +1,6 @@
-"""The ServerApp: hierfed's HierarchicalStrategy over the nodes' domain baskets."""
+"""The ServerApp: the plaintext path (hierfed's HierarchicalStrategy over the nodes' domain
+baskets: nodes send their models in the clear, the ServerApp runs every role in its own
+process) or, with ``private=true``, the private path (:mod:`.private_server`)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from hierfed import FederationConfig, Layer1Config, Layer2Config
 from hierfed.integrations.flower import HierarchicalStrategy
 
 from . import task
+from .private_server import central_accuracy, run_private
 
 app = ServerApp()
 
@@ -67,6 +70,12 @@ def run(grid: Grid, cfg: dict[str, Any]) -> Result:
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Entry point of the ServerApp."""
-    result = run(grid, task.settings(context.run_config))
-    final = result.evaluate_metrics_serverapp[max(result.evaluate_metrics_serverapp)]
-    print(f"hierfed-flower: final central accuracy {final['central-acc']:.3f}")
+    cfg = task.settings(context.run_config)
+    if cfg["private"]:
+        model, _ = run_private(grid, cfg)
+        accuracy = central_accuracy(model)
+    else:
+        result = run(grid, cfg)
+        final = result.evaluate_metrics_serverapp[max(result.evaluate_metrics_serverapp)]
+        accuracy = float(final["central-acc"])
+    print(f"hierfed-flower: final central accuracy {accuracy:.3f}")

@@ -7,12 +7,12 @@ node config names one (``--node-config "domain='hospital'"``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.datasets import load_digits
 
 Arrays = dict[str, NDArray[np.float32]]
 
@@ -30,6 +30,11 @@ DEFAULTS: dict[str, Any] = {
     "secure-aggregation": True,
     "central-dp-epsilon": 0.0,  # 0 turns central DP off
     "seed": 0,
+    # the private path (hierfed_flower/private_server.py): members, basket aggregators
+    "private": False,
+    "provision-dir": "",  # the server's provisioned directory (public data only)
+    "stage-timeout": 120.0,  # seconds a SecAgg+ stage waits before dropping a node
+    "record-to": "",  # a file the ServerApp writes every message's payload to ("": none)
 }
 N_HELD_OUT = 297
 
@@ -39,7 +44,10 @@ def settings(run_config: Mapping[str, Any]) -> dict[str, Any]:
     return {**DEFAULTS, **dict(run_config)}
 
 
+@functools.cache
 def _data() -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    from sklearn.datasets import load_digits  # here: a basket aggregator node never needs it
+
     x, y = load_digits(return_X_y=True)
     order = np.random.default_rng(1234).permutation(len(y))
     return (x[order] / 16.0).astype(np.float32), y[order].astype(np.int64)
@@ -66,6 +74,20 @@ def domain(node_config: Mapping[str, Any], num_domains: int) -> str:
     if "domain" in node_config:
         return str(node_config["domain"])
     return f"domain-{int(node_config['partition-id']) % num_domains}"
+
+
+def role(node_config: Mapping[str, Any]) -> str:
+    """The node's role: its node config's ``role`` (``"member"`` or ``"basket"``: the private
+    path), else ``"plaintext"`` (the plaintext path's node)."""
+    value = str(node_config.get("role", "plaintext"))
+    if value not in ("member", "basket", "plaintext"):
+        raise ValueError(f"node config role must be 'member' or 'basket', got {value!r}")
+    return value
+
+
+def model_size() -> int:
+    """Values in the model (the distributed DP's dimension)."""
+    return sum(a.size for a in initial_arrays().values())
 
 
 def initial_arrays() -> Arrays:
