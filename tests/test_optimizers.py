@@ -3,6 +3,7 @@ arithmetic, the federation's global step, checkpoints and the store."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -251,3 +252,27 @@ def test_a_bad_server_optimizer_is_named() -> None:
         _config("adam")
     with pytest.raises(TypeError, match="server_optimizer: config must be"):
         _config(3)  # type: ignore[arg-type]
+
+
+def test_the_flower_strategies_rounds_step_by_the_optimizer() -> None:
+    """FederationRounds (behind HierarchicalStrategy and the legacy strategy) keeps the
+    optimizer's state across rounds: each round's model is its step by the aggregate."""
+    from hierfed.integrations._rounds import FederationRounds
+
+    cfg = dataclasses.replace(_config("fedadam"), server_learning_rate=0.05)
+    rounds = FederationRounds(cfg, seed=0)
+    ref = ServerOptimizer("fedadam", learning_rate=0.05)
+    rng = np.random.default_rng(4)
+    arrays = {"w": rng.normal(size=D)}
+    for _ in range(3):
+        rounds.start_round(arrays)
+        for i in range(4):
+            trained = {"w": arrays["w"] + rng.normal(scale=0.1, size=D)}
+            assert rounds.submit(f"c{i}", "ab"[i % 2], trained) is None
+        result = rounds.finish_round()
+        assert result.arrays is not None and rounds.federation is not None
+        assert rounds.federation.latest is not None
+        want = ref.step(arrays["w"], rounds.federation.latest.aggregate)
+        np.testing.assert_allclose(result.arrays["w"], want, rtol=1e-12)
+        arrays = result.arrays
+    assert rounds.federation.optimizer.steps == 3
