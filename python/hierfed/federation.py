@@ -800,12 +800,16 @@ class HierarchicalFederation:
     # ---- reporting -----------------------------------------------------------------------
 
     def privacy_spent(self) -> tuple[float, float]:
-        """Central (epsilon, delta) over all global rounds."""
+        """Central (epsilon, delta) over all global rounds; the unit it protects is one
+        basket (Layer 2's sensitivity is that of replacing one basket model). Per client:
+        :meth:`client_privacy_spent`; per record: DP-SGD inside the clients
+        (:mod:`hierfed.simulation.dpsgd`)."""
         with self._lock:
             return self.layer2.privacy_spent()
 
     def client_privacy_spent(self, client_id: str) -> tuple[float, float]:
-        """Local (epsilon, delta) spent on ``client_id``: over every noised basket release its
+        """Local (epsilon, delta) spent on ``client_id`` (the unit: one client's update in
+        its basket, Layer 1's sensitivity): over every noised basket release its
         updates took part in, across splits, disbands, reassignments, leaving and restores
         (the account follows the client id, not the basket)."""
         with self._lock:
