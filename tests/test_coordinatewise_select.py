@@ -152,3 +152,24 @@ def test_non_finite_input_at_many_updates_raises(backend, rng):
     for call in (lambda: hierfed.median(x), lambda: hierfed.trimmed_mean(x, n_trim=50)):
         with pytest.raises(ValueError, match=r"non-finite|NaN|finite"):
             call()
+
+
+def test_sums_near_the_float64_maximum_follow_the_reference(backend):
+    """Kept values near 1.8e308 of both signs: a sum in rank order overflows (all negatives
+    first), one in row order (alternating) would not. The kernels then sum in rank order as
+    the reference does, so both refuse the call (found by fuzz/aggregator_targets.py)."""
+    n = 300
+    big = 1.7e308 - np.arange(n) * 1e300
+    col = np.where(np.arange(n) % 2 == 0, big, -big)
+    x = np.stack([col, col[::-1]], axis=1)
+    w = np.linspace(1.0, 2.0, n)
+    for weights in (None, w):
+        numpy_reference = hierfed._backend.using("numpy")
+        with (
+            numpy_reference,
+            np.errstate(over="ignore"),
+            pytest.raises(ValueError, match="overflow"),
+        ):
+            hierfed.trimmed_mean(x, n_trim=20, weights=weights)
+        with pytest.raises(ValueError, match="overflow"):
+            hierfed.trimmed_mean(x, n_trim=20, weights=weights)

@@ -377,6 +377,17 @@ inline unsigned select_blocks(SelectTile<T>& t, const T* const* rows, std::size_
             failed |= 1u << v;
             continue;
         }
+        // Kept values near the float64 maximum: the sums could overflow in one order and not
+        // in another, so such blocks take the network's (the reference's) rank order.
+        const double scale = p.weights ? p.weight_sum : double(n - 2 * p.k);
+        bool huge = false;
+        for (int l = 0; l < W; ++l)
+            huge |= !(std::max(std::fabs(double(lo[l])), std::fabs(double(hi[l]))) * scale <
+                      0.25 * std::numeric_limits<double>::max());
+        if (huge) {
+            failed |= 1u << v;
+            continue;
+        }
         alignas(64) T r[W];
         if (p.weights)
             weighted_trimmed_from_thresholds(t, p.k, p.weights, lo, hi, r);

@@ -36,8 +36,10 @@ SELECT_MIN_N = 256  # below this the sorting networks are as fast (as the C++ ke
 SELECT_BLOCK = 64  # lanes per tile: n rows of them stay in L2
 _PIVOTS = 7  # pivots per counting pass
 _CAP = 64  # values a lane may keep for the final sort
-_ENOUGH = 32  # stop splitting once every lane's bracket holds this few
-_ROUNDS = 4  # counting passes at most
+_ENOUGH = 4  # stop splitting when the brackets' squared sizes sum to <= this * n
+_ROUNDS = 6  # counting passes at most
+_CPP_LANES = 16  # the C++ kernels' block (AVX-512 float32), to which _ENOUGH refers
+_DBL_MAX = float(np.finfo(np.float64).max)
 
 
 @jit
@@ -160,7 +162,8 @@ def _select(
                 ci = cnt[i]
                 for j in range(block):
                     ci[j] += row[j] < pi[j]
-        widest = 0
+        widest = 0  # another round costs about 4n; sorting the kept values about m^2 a lane
+        squares = 0
         for j in range(block):
             for i in range(npiv):  # ascending: the highest pivot with few enough below
                 if cnt[i, j] <= r_lo:
@@ -171,7 +174,8 @@ def _select(
                     b[j] = piv[i, j]
                     lb[j] = cnt[i, j]
             widest = max(widest, lb[j] - la[j])
-        if widest <= _ENOUGH:
+            squares += (lb[j] - la[j]) * (lb[j] - la[j])
+        if widest <= _CAP and squares <= _ENOUGH * n * block // _CPP_LANES:
             break
     for j in range(block):
         eq[j] = 0
@@ -332,6 +336,11 @@ def select_kernel(
     block = SELECT_BLOCK
     s = sample_size(n)
     starts, nb, nch = blocks(lens, block, n_threads)
+    scale = float(n - 2 * k)
+    if weighted:
+        scale = 0.0
+        for i in range(n):
+            scale += w[i]
     bad = 0
     for c in prange(nch):
         tile = np.zeros((n, block), like.dtype)
@@ -368,6 +377,10 @@ def select_kernel(
                 ok = ok and _select(
                     tile, sample, lanes, top, top, le, piv, cnt, state, kept, hi, spare
                 )
+                if ok:  # kept values near the float64 maximum: sum in rank order instead
+                    for j in range(le):
+                        big = max(abs(np.float64(lo[j])), abs(np.float64(hi[j])))
+                        ok = ok and big * scale < 0.25 * _DBL_MAX
                 if ok and weighted:
                     _weighted_trimmed(tile, k, w, lo, hi, flanes, state, res[:le])
                 elif ok:
