@@ -380,7 +380,7 @@ def select_kernel(
                 if ok:  # kept values near the float64 maximum: sum in rank order instead
                     for j in range(le):
                         big = max(abs(np.float64(lo[j])), abs(np.float64(hi[j])))
-                        ok = ok and big * scale < 0.25 * _DBL_MAX
+                        ok = ok and bool(big * scale < 0.25 * _DBL_MAX)
                 if ok and weighted:
                     _weighted_trimmed(tile, k, w, lo, hi, flanes, state, res[:le])
                 elif ok:
