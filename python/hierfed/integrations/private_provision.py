@@ -24,7 +24,9 @@ Layout under ``root``::
     member-<id>/{identity.key, member.json}
 
 ``joined`` is the basket aggregator's record of the sessions it took part in (one hex id per
-line): a plan relayed twice is refused (:class:`hierfed.secagg.Client`'s ``joined``).
+line): a plan relayed twice is refused (:class:`hierfed.secagg.Client`'s ``joined``);
+``last_round`` (written by the node, next to it) the last round it released in, so a node
+never releases twice in one round (:class:`hierfed.deploy.BasketNode`'s ``last_round``).
 Private keys are written with mode 0600.
 """
 
