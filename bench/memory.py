@@ -45,7 +45,9 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     import hierfed
 
     hierfed.set_num_threads(peers.threads())
-    cfg = peers.Config(spec["n"], spec["d"], spec["dtype"], ops=(spec["op"],), list_input=True)
+    cfg = peers.Config(
+        spec["n"], spec["d"], spec["dtype"], ops=(spec["op"],), list_input=True, weighted_rules=True
+    )
     impl = peers.find(spec["op"], cfg, spec["impl"])
     reason = impl.unavailable()
     if reason:

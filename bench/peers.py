@@ -74,6 +74,7 @@ class Config:
     peers: bool = True
     list_input: bool = False  # also time hierfed on a list of n separate 1-D arrays
     memory: bool = False  # also measure each call's peak extra memory in a subprocess
+    weighted_rules: bool = False  # also hierfed's weighted trimmed mean and median
 
     @property
     def input_bytes(self) -> int:
@@ -364,7 +365,7 @@ def implementations(op: str, cfg: Config, backends: tuple[str, ...] | None = Non
     out = [_GRAM if op in DISTANCE_OPS else _FLOOR]
     for backend in bench_backends() if backends is None else backends:
         out.append(_hierfed(op, backend, "array", False))
-        if op == "mean":
+        if op == "mean" or (cfg.weighted_rules and op in ("trimmed_mean", "median")):
             out.append(_hierfed(op, backend, "array", True))
         if cfg.list_input:
             out.append(_hierfed(op, backend, "list", False))
