@@ -118,6 +118,10 @@ def test_fork_pool_workers(fork_backend: str, secure: bool) -> None:
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(2, maxtasksperchild=1) as pool:  # each task: a fresh fork of this state
         got = pool.map(_pool_task, [secure] * 4, chunksize=1)
+        # close and join before the with's terminate(): terminating a maxtasksperchild pool
+        # can race its worker handler forking a replacement, which then waits forever
+        pool.close()
+        pool.join()
     mine = _pool_task(secure)
     if secure:
         assert len({mine, *got}) == 5, "pool workers drew the parent's (or each other's) noise"
