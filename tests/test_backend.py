@@ -271,5 +271,8 @@ def test_aggregation_method_values():
         "bulyan",
         "geometric_median",
         "centered_clipping",
+        "mda",
+        "meamed",
+        "monna",
     ]
     assert all(callable(getattr(hierfed, v)) for v in values)
