@@ -9,6 +9,14 @@ trimmed mean and hierarchical Bulyan stay within 5 points of their attack-free r
 
     PYTHONPATH=python python -m bench.robustness                 # seeds 0-4, about 3 minutes
     PYTHONPATH=python python -m bench.robustness --seeds 0 --json robustness.json
+    PYTHONPATH=python python -m bench.robustness --new-attacks   # the issue-20 attacks table
+
+``--new-attacks`` runs the attacks of issue 20 (Optimal IPM, Optimal ALIE, Mimic, Inf) against
+each rule of ``NEW_ATTACK_RULES``, flat and hierarchical, with the same clients and attackers,
+and prints one table per rule: the mean final accuracy over the seeds and the worst change
+from the attack-free run. Flat MDA is left out: its exact search caps ``f`` at 2 of 75 clients
+(``SimulationConfig.f_most``), fewer than the 15 attackers, and one round of the optimal
+attacks' line search there takes minutes.
 
 Each scenario is the same as ``hierfed simulate --attack A --rule R --seed S`` (plus
 ``--placement concentrated`` for the last one).
@@ -23,7 +31,7 @@ import time
 from typing import Any
 
 from hierfed.simulation.config import SimulationConfig
-from hierfed.simulation.study import run_study
+from hierfed.simulation.study import prepare, run_study
 
 SCENARIOS: list[dict[str, Any]] = [
     {"attack": "sign_flip", "rule": "trimmed_mean"},
@@ -34,6 +42,42 @@ SCENARIOS: list[dict[str, Any]] = [
     {"attack": "ipm", "rule": "bulyan"},
     {"attack": "sign_flip", "rule": "trimmed_mean", "placement": "concentrated"},
 ]
+
+
+NEW_ATTACKS = ("optimal_ipm", "optimal_alie", "mimic", "inf")
+NEW_ATTACK_RULES = ("trimmed_mean", "median", "meamed", "monna", "mda", "bulyan")
+NEW_ATTACK_SETUPS = ("flat", "hierarchical")
+
+
+def _new_attack_finals(rule: str, seed: int) -> dict[str, dict[str, float]]:
+    """Final accuracy per setup and attack (``"none"``: attack-free) for ``rule``."""
+    sim = prepare(SimulationConfig(rule=rule, seed=seed, attack=NEW_ATTACKS[0]))
+    out: dict[str, dict[str, float]] = {}
+    for setup in NEW_ATTACK_SETUPS:
+        if setup == "flat" and rule == "mda":
+            continue
+        out[setup] = {a: sim.run(setup, a).final_accuracy for a in ("none", *NEW_ATTACKS)}
+    return out
+
+
+def new_attacks_table(seeds: list[int]) -> list[dict[str, Any]]:
+    """Print the issue-20 attacks table; return every figure."""
+    figures = []
+    for rule in NEW_ATTACK_RULES:
+        per_seed = {s: _new_attack_finals(rule, s) for s in seeds}
+        print(f"\n**{rule}** (mean final accuracy over seeds {seeds}; worst change in points)\n")
+        print("| setup | attack-free | " + " | ".join(NEW_ATTACKS) + " |")
+        print("|---|---:|" + "---:|" * len(NEW_ATTACKS))
+        for setup in per_seed[seeds[0]]:
+            runs = [per_seed[s][setup] for s in seeds]
+            cells = [f"{100 * statistics.mean(r['none'] for r in runs):.1f}%"]
+            for a in NEW_ATTACKS:
+                mean = 100 * statistics.mean(r[a] for r in runs)
+                worst = min(100 * (r[a] - r["none"]) for r in runs)
+                cells.append(f"{mean:.1f}% ({worst:+.1f})")
+            print(f"| {setup} {rule} | " + " | ".join(cells) + " |")
+        figures.append({"rule": rule, "final_accuracy": {str(s): v for s, v in per_seed.items()}})
+    return figures
 
 
 def _finals(settings: dict[str, Any], seed: int) -> dict[str, tuple[float, float]]:
@@ -58,8 +102,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--json", metavar="FILE", help="also write every figure here")
+    parser.add_argument(
+        "--new-attacks", action="store_true", help="the table of the issue-20 attacks instead"
+    )
     args = parser.parse_args()
     start = time.perf_counter()
+    if args.new_attacks:
+        figures = new_attacks_table(args.seeds)
+        print(f"\n{time.perf_counter() - start:.0f} s in all")
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                json.dump(figures, fh, indent=2)
+        return
     everything: list[dict[str, Any]] = []
     checks: list[str] = []
     for settings in SCENARIOS:

@@ -1,4 +1,4 @@
-"""The new rules and pre-steps against ByzFL's own functions on random data.
+"""The new rules, pre-steps and attacks against ByzFL's own functions on random data.
 
 Skipped where ByzFL (and the torch it needs) is not installed. Convention differences, the
 only ones allowed: ByzFL's MoNNA takes the index of the trusted update where hierfed takes
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import hierfed
+from hierfed.simulation import attacks
 
 byzfl = pytest.importorskip("byzfl")
 
@@ -61,3 +62,31 @@ def test_pre_steps_match_byzfl(backend, rng, monkeypatch):
             np.testing.assert_allclose(
                 hierfed.bucketing(x, s, seed=7), byzfl.Bucketing(s=s)(x.copy()), rtol=1e-12
             )
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        ("trimmed_mean", lambda f: byzfl.TrMean(f=f)),
+        ("median", lambda f: byzfl.Median()),
+        ("meamed", lambda f: byzfl.Meamed(f=f)),
+    ],
+)
+def test_optimal_attacks_match_byzfl(rng, ours, theirs):
+    honest = data(rng, n=9, d=12)
+    f = 2
+
+    def rule(v: np.ndarray) -> np.ndarray:
+        params = {"n_trim": f} if ours == "trimmed_mean" else {"f": f}
+        if ours == "median":
+            params = {}
+        return np.asarray(hierfed.aggregate(v, ours, **params).aggregate)
+
+    got = attacks.optimal_ipm(honest, f, rule)
+    want = byzfl.Optimal_InnerProductManipulation(agg=theirs(f), pre_agg_list=[], f=f)(honest)
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    got = attacks.optimal_alie(honest, f, rule)
+    want = byzfl.Optimal_ALittleIsEnough(agg=theirs(f), pre_agg_list=[], f=f)(honest)
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    np.testing.assert_array_equal(attacks.mimic(honest, 3), byzfl.Mimic(epsilon=3)(honest))
+    np.testing.assert_array_equal(attacks.inf(12), byzfl.Inf()(honest))

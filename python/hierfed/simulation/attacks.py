@@ -16,6 +16,16 @@
 - ``ipm``, Inner Product Manipulation (Xie et al. 2019): every attacker sends
   ``-eps * mean(honest updates)`` (``eps`` = strength, default 0.1, the paper's value against
   median-style rules).
+- ``optimal_ipm`` and ``optimal_alie``: IPM's ``-tau * mean(honest)`` and ALIE's
+  ``mean(honest) + tau * std(honest, ddof=1)`` (ByzFL's sign) with the factor ``tau`` found by
+  ByzFL's benchmark line search (:func:`line_search`) against the rule in use: it maximises
+  ``|rule(honest + f copies) - mean(honest)|`` (:func:`attack_damage`).
+- ``mimic`` (Karimireddy, He & Jaggi 2022): every attacker sends a copy of one honest
+  client's update, the client chosen by the paper's online heuristic (:class:`MimicTarget`):
+  over the first rounds it learns the direction of largest variance of the honest updates,
+  then mimics the client furthest along it, over-representing that client's data.
+- ``inf``: every coordinate ``+inf`` (ByzFL's ``Inf``). A federation refuses such updates on
+  submission; the simulated flat server drops them too (counted as rejected).
 
 The attackers collude and know the topology: ALIE and IPM use the honest updates and the
 counts of the aggregation the attacker's update enters (its basket in a hierarchical
@@ -25,7 +35,9 @@ federation, all clients in a flat one; see :mod:`hierfed.simulation.runner`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,18 +45,38 @@ from numpy.typing import NDArray
 __all__ = [
     "ATTACKS",
     "DEFAULT_STRENGTH",
+    "OPTIMAL",
+    "MimicTarget",
     "alie",
     "alie_z",
+    "attack_damage",
     "flip_labels",
     "gaussian",
+    "inf",
     "ipm",
+    "line_search",
+    "mimic",
+    "optimal_alie",
+    "optimal_ipm",
     "sign_flip",
 ]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
-ATTACKS = ("none", "sign_flip", "gaussian", "label_flip", "alie", "ipm")
+ATTACKS = (
+    "none",
+    "sign_flip",
+    "gaussian",
+    "label_flip",
+    "alie",
+    "ipm",
+    "optimal_ipm",
+    "optimal_alie",
+    "mimic",
+    "inf",
+)
+OPTIMAL = ("optimal_ipm", "optimal_alie")  # the attacks that search against the rule
 
 # Strength of each attack when none is given (None: the attack has no strength, or ALIE's z
 # comes from n and f).
@@ -55,6 +87,10 @@ DEFAULT_STRENGTH: dict[str, float | None] = {
     "label_flip": None,
     "alie": None,
     "ipm": 0.1,
+    "optimal_ipm": None,
+    "optimal_alie": None,
+    "mimic": None,
+    "inf": None,
 }
 
 
@@ -123,3 +159,145 @@ def ipm(honest: FloatArray, epsilon: float) -> FloatArray:
     h = _honest(honest, 1)
     out: FloatArray = -float(epsilon) * h.mean(axis=0)
     return out
+
+
+Rule = Callable[[FloatArray], FloatArray]  # the aggregate of an (n, d) array of updates
+
+
+def attack_damage(rule: Rule, honest: FloatArray, byzantine: FloatArray, f: int) -> float:
+    """``|rule(honest and f copies of byzantine) - mean(honest)|``, ByzFL's attack objective."""
+    h = _honest(honest, 1)
+    inputs = np.vstack([h, np.repeat(np.asarray(byzantine, np.float64)[None, :], f, axis=0)])
+    return float(np.linalg.norm(np.asarray(rule(inputs), np.float64) - h.mean(axis=0)))
+
+
+def line_search(
+    objective: Callable[[float], float],
+    *,
+    evals: int = 20,
+    start: float = 0.0,
+    delta: float = 10.0,
+    ratio: float = 0.8,
+) -> float:
+    """The factor ByzFL's benchmark line search finds for ``objective`` (to maximise).
+
+    Expansion: from ``start``, step by ``delta`` while the objective improves, doubling the
+    step each time; on the first step that does not improve, shrink it by ``ratio``. Then
+    contraction: try ``best + delta``, keep it if better, shrink ``delta`` by ``ratio``, until
+    ``evals`` evaluations in all (ByzFL's defaults).
+    """
+    if isinstance(evals, bool) or not isinstance(evals, int) or evals < 1:
+        raise ValueError(f"evals must be an int >= 1, got {evals!r}")
+    if not 0.5 < ratio < 1:
+        raise ValueError(f"ratio must be in (0.5, 1), got {ratio}")
+    if not (math.isfinite(delta) and delta != 0):
+        raise ValueError(f"delta must be finite and non-zero, got {delta}")
+    best_x, best_y = float(start), objective(float(start))
+    left = evals - 1
+    while left > 0:
+        x = best_x + delta
+        y = objective(x)
+        left -= 1
+        if y > best_y:
+            best_x, best_y = x, y
+            delta *= 2
+        else:
+            delta *= ratio
+            break
+    while left > 0:
+        x = best_x + delta
+        y = objective(x)
+        left -= 1
+        if y > best_y:
+            best_x, best_y = x, y
+        delta *= ratio
+    return best_x
+
+
+def _alie_plus(h: FloatArray, tau: float) -> FloatArray:
+    out: FloatArray = h.mean(axis=0) + tau * h.std(axis=0, ddof=1)
+    return out
+
+
+def optimal_ipm(honest: FloatArray, f: int, rule: Rule, **search: Any) -> FloatArray:
+    """IPM's ``-tau * mean(honest)`` with ``tau`` from :func:`line_search` on
+    :func:`attack_damage` against ``rule`` with ``f`` attackers (``search``: its options)."""
+    h = _honest(honest, 1)
+    mu = h.mean(axis=0)
+    tau = line_search(lambda t: attack_damage(rule, h, -t * mu, f), **search)
+    return ipm(h, tau)
+
+
+def optimal_alie(honest: FloatArray, f: int, rule: Rule, **search: Any) -> FloatArray:
+    """ALIE's ``mean(honest) + tau * std(honest, ddof=1)`` with ``tau`` from
+    :func:`line_search` on :func:`attack_damage` against ``rule`` with ``f`` attackers."""
+    h = _honest(honest, 2)
+    tau = line_search(lambda t: attack_damage(rule, h, _alie_plus(h, t), f), **search)
+    return _alie_plus(h, tau)
+
+
+def mimic(honest: FloatArray, index: int) -> FloatArray:
+    """A copy of honest update ``index``."""
+    h = _honest(honest, 1)
+    if not 0 <= index < h.shape[0]:
+        raise ValueError(f"index must be in [0, {h.shape[0]}), got {index}")
+    out: FloatArray = h[index].copy()
+    return out
+
+
+def inf(size: int) -> FloatArray:
+    """``size`` values of ``+inf``."""
+    out: FloatArray = np.full(size, np.inf)
+    return out
+
+
+class MimicTarget:
+    """Whom Mimic copies: Karimireddy et al. 2022's online heuristic (as ByzFL's
+    ``WorkerWithMaxVariance``).
+
+    For the first ``steps_to_learn`` calls it copies honest update 0 and learns ``z``, the
+    direction of largest variance of the honest updates (one step of power iteration per call
+    on the running mean ``mu``: ``z <- (t z + u / |u|) / (t + 1)``, normalised, with
+    ``u = sum_i (x_i - mu) <x_i - mu, z>``); then it copies the update furthest along ``z``,
+    ``argmax_i |<x_i, z>|``.
+
+    Parameters
+    ----------
+    steps_to_learn
+        Calls spent learning ``z``.
+    rng
+        Draws the starting ``z`` (uniform in ``[0, 1)^d``).
+    """
+
+    def __init__(self, steps_to_learn: int, rng: np.random.Generator) -> None:
+        if isinstance(steps_to_learn, bool) or not isinstance(steps_to_learn, int):
+            raise TypeError("steps_to_learn must be an int")
+        if steps_to_learn < 0:
+            raise ValueError(f"steps_to_learn must be >= 0, got {steps_to_learn}")
+        self.steps_to_learn = steps_to_learn
+        self.rng = rng
+        self.step = 0
+        self.z: FloatArray | None = None
+        self.mu: FloatArray | None = None
+
+    def __call__(self, honest: FloatArray) -> int:
+        """The index of the honest update to copy this round (and one learning step)."""
+        h = _honest(honest, 1)
+        t = self.step
+        self.step += 1
+        if t >= self.steps_to_learn:
+            if self.z is None:
+                return 0
+            return int(np.argmax(np.abs(h @ self.z)))
+        d = int(h.shape[1])
+        z: FloatArray = self.rng.random(d) if self.z is None else self.z
+        mu: FloatArray = np.zeros(d) if self.mu is None else self.mu
+        mu = mu * (t / (t + 1)) + h.mean(axis=0) / (t + 1)
+        dev = h - mu
+        u = (dev * (dev @ z)[:, None]).sum(axis=0)
+        norm = float(np.linalg.norm(u))
+        if norm > 0:
+            z = z * (t / (t + 1)) + u / norm / (t + 1)
+            z = z / np.linalg.norm(z)
+        self.z, self.mu = z, mu
+        return 0

@@ -109,7 +109,8 @@ class SimulationConfig:
         ``hierarchical_dp`` (always SecAgg) runs without it.
     byzantine_fraction, attack, attack_strength, placement
         Share of Byzantine clients, their attack (``none``, ``sign_flip``, ``gaussian``,
-        ``label_flip``, ``alie``, ``ipm``), its strength (``None``: the attack's default, see
+        ``label_flip``, ``alie``, ``ipm``, ``optimal_ipm``, ``optimal_alie``, ``mimic``,
+        ``inf``), its strength (``None``: the attack's default, see
         :mod:`hierfed.simulation.attacks`), and ``spread`` (evenly over the baskets of all
         domains) or ``concentrated`` (filling the first domain's baskets first).
     rule, trim_ratio, f, rule_params

@@ -17,8 +17,12 @@ Setups (same clients, data, attackers and seed for all of them):
 A round: every client starts from the global model of this round; honest clients run
 :func:`~hierfed.simulation.models.local_sgd`; stragglers deliver their update one round late
 (weighted by the staleness function); Byzantine clients never straggle and send the attack's
-update, which ALIE and IPM compute from the honest updates delivered in the same aggregation
-group (the attacker's basket in hierarchical setups, all clients in flat ones). Then the
+update, which ALIE, IPM, their optimal variants and Mimic compute from the honest updates
+delivered in the same aggregation group (the attacker's basket in hierarchical setups, all
+clients in flat ones); the optimal variants search their factor against that group's rule
+with its parameters (:meth:`Simulation._attackers_rule`). Updates holding NaN or infinity
+(``inf``) are refused: by the federation on submission, by the flat server before its rule,
+and counted in ``details["rejected"]``. Then the
 updates are aggregated, the global model moves, and the test accuracy is measured.
 
 Determinism: every random draw comes from a generator seeded by the config's seed and the
@@ -30,6 +34,7 @@ randomness (by design it takes no seed), which perturbs results by about
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +43,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..aggregator import aggregate
+from ..aggregator import AggregationMethod, aggregate
 from ..basket import BasketConfig, BasketManager
 from ..federation import FederationConfig, HierarchicalFederation
 from ..layers import Layer1Config, Layer2Config
@@ -55,6 +60,10 @@ __all__ = ["RoundMetrics", "RunResult", "Simulation"]
 
 FloatArray = NDArray[np.float64]
 Progress = Callable[[], None]
+# A group's aggregation as the attackers evaluate it: (group name, (n, d) updates) -> aggregate.
+GroupRule = Callable[[str, FloatArray], FloatArray]
+# Rounds Mimic spends learning whom to copy (Karimireddy et al. 2022's heuristic).
+MIMIC_LEARNING_ROUNDS = 5
 
 _TAG_INIT, _TAG_SGD, _TAG_STRAGGLE, _TAG_ATTACK, _TAG_BYZ, _TAG_BUCKETS = 11, 12, 13, 14, 15, 16
 _TAKES_WEIGHTS = {
@@ -70,6 +79,11 @@ _TAKES_WEIGHTS = {
 }
 # Rules given the previous aggregate (zeros at first) as this parameter.
 _PREVIOUS_AS = {"centered_clipping": "center", "monna": "trusted"}
+
+
+def _mean_rows(v: FloatArray) -> FloatArray:
+    out: FloatArray = v.mean(axis=0)
+    return out
 
 
 @dataclass
@@ -186,6 +200,8 @@ class Simulation:
         self._record_z: float | None = None  # DP-SGD's noise multiplier in the current run
         self._record_runs: dict[int, int] = {}  # DP-SGD trainings per client in the run
         self._momentum: dict[int, FloatArray] = {}  # worker momentum per client in the run
+        self._mimic: dict[str, attacks.MimicTarget] = {}
+        self._rejected = 0
 
     def _check_rule(self, n: int) -> None:
         """Run the rule once on ``n`` dummy updates so bad parameters fail before any round."""
@@ -330,6 +346,7 @@ class Simulation:
         byzantine: list[int],
         delivered: dict[int, tuple[FloatArray, int]],
         groups: dict[str, list[int]],
+        rule: GroupRule | None = None,
     ) -> dict[int, FloatArray]:
         """The updates the ``byzantine`` clients send in round ``t``.
 
@@ -346,9 +363,12 @@ class Simulation:
         delivered
             The honest updates of the round (client -> (update, base version)).
         groups
-            The aggregation groups (name -> clients): ALIE and IPM use the honest updates
-            delivered in the attacker's group (all honest updates when it has fewer than two)
-            and the group's counts.
+            The aggregation groups (name -> clients): ALIE, IPM, their optimal variants and
+            Mimic use the honest updates delivered in the attacker's group (all honest updates
+            when it has fewer than two) and the group's counts.
+        rule
+            The aggregation of a group as the attackers see it (group name, ``(n, d)`` updates
+            -> aggregate), for the optimal attacks' line search; default the mean.
         """
         given = self.config.attack_strength if attack == self.config.attack else None
         strength = given if given is not None else attacks.DEFAULT_STRENGTH[attack]
@@ -365,8 +385,10 @@ class Simulation:
                 rng = np.random.default_rng([self.config.seed, _TAG_ATTACK, t, c])
                 out[c] = attacks.gaussian(self.model.n_params, float(strength or 0.0), rng)
             return out
+        if attack == "inf":
+            return {c: attacks.inf(self.model.n_params) for c in byzantine}
         everyone = [u for c, (u, _) in delivered.items() if c not in self.byzantine]
-        for members in groups.values():
+        for name, members in groups.items():
             byz = [c for c in members if c in byzantine]
             if not byz:
                 continue
@@ -375,13 +397,72 @@ class Simulation:
             ]
             ref = np.array(honest if len(honest) >= 2 else everyone)
             n = len(honest) + len(byz)
-            if attack == "alie":
-                vec = attacks.alie(ref, n, len(byz), given)
-            else:
-                vec = attacks.ipm(ref, float(strength or 0.0))
+            vec = self._group_attack(attack, name, ref, n, len(byz), rule, given, strength)
             for c in byz:
                 out[c] = vec
         return out
+
+    def _group_attack(
+        self,
+        attack: str,
+        group: str,
+        ref: FloatArray,
+        n: int,
+        f: int,
+        rule: GroupRule | None,
+        given: float | None,
+        strength: float | None,
+    ) -> FloatArray:
+        """The one update every attacker of ``group`` sends (``ref``: honest updates)."""
+        if attack == "alie":
+            return attacks.alie(ref, n, f, given)
+        if attack == "ipm":
+            return attacks.ipm(ref, float(strength or 0.0))
+        if attack == "mimic":
+            seed = [self.config.seed, _TAG_ATTACK, len(self._mimic)]
+            target = self._mimic.setdefault(
+                group, attacks.MimicTarget(MIMIC_LEARNING_ROUNDS, np.random.default_rng(seed))
+            )
+            return attacks.mimic(ref, target(ref))
+
+        def aggregate_group(v: FloatArray) -> FloatArray:
+            return _mean_rows(v) if rule is None else rule(group, v)
+
+        if attack == "optimal_ipm":
+            return attacks.optimal_ipm(ref, f, aggregate_group)
+        if attack == "optimal_alie":
+            return attacks.optimal_alie(ref, f, aggregate_group)
+        raise ValueError(f"unknown attack {attack!r}")  # pragma: no cover - config checks
+
+    def _attackers_rule(
+        self, setup: str, fed: HierarchicalFederation | None, center: FloatArray | None
+    ) -> GroupRule:
+        """A group's aggregation as the colluding attackers evaluate it: the rule in use with
+        its parameters (the flat server's, or the basket's Layer 1 with the basket's previous
+        model as centre), stalenesses and the server's bucket order unknown to them (their
+        own shuffle)."""
+        rng = np.random.default_rng([self.config.seed, _TAG_ATTACK, _TAG_BUCKETS])
+
+        def flat(group: str, v: FloatArray) -> FloatArray:
+            rule, pre, params = self._flat_rule(setup, len(v), center, v.shape[1])
+            if pre and "bucketing" in pre:
+                params["seed"] = rng
+            return np.asarray(aggregate(v, rule, pre, **params).aggregate, np.float64)
+
+        def basket(group: str, v: FloatArray) -> FloatArray:
+            assert fed is not None
+            cfg = fed.layer1.config
+            rule = AggregationMethod(cfg.aggregation_method)
+            params = cfg.rule_params()
+            if "seed" in params:
+                params["seed"] = rng
+            point = _PREVIOUS_AS.get(rule.value)
+            if point is not None and point not in params:
+                previous = fed.layer1._previous.get(group)
+                params[point] = np.zeros(v.shape[1]) if previous is None else previous
+            return np.asarray(aggregate(v, rule, cfg.pre, **params).aggregate, np.float64)
+
+        return flat if fed is None else basket
 
     # ---- a run ---------------------------------------------------------------------------
 
@@ -528,6 +609,7 @@ class Simulation:
         groups: dict[str, list[int]],
         in_flight: dict[int, tuple[FloatArray, int]],
         fed: HierarchicalFederation | None,
+        rule: GroupRule | None = None,
     ) -> tuple[dict[int, tuple[FloatArray, int]], dict[int, tuple[FloatArray, int]]]:
         """Round ``t``'s deliveries (client -> (update, base version)) and the stragglers'
         updates left for the next round.
@@ -557,9 +639,24 @@ class Simulation:
             else:
                 delivered[c] = (update, version)
         senders = [c for c in byz if not waiting(c)]
-        for c, u in self.byzantine_updates(model, t, attack, senders, delivered, groups).items():
+        sent = self.byzantine_updates(model, t, attack, senders, delivered, groups, rule)
+        for c, u in sent.items():
             delivered[c] = (u, version)
         return delivered, late_next
+
+    def _flat_rule(
+        self, setup: str, n: int, center: FloatArray | None, d: int
+    ) -> tuple[str, list[str] | None, dict[str, Any]]:
+        """The flat server's rule, pre-steps and parameters over ``n`` updates of size ``d``."""
+        cfg = self.config
+        if setup == "fedavg":
+            return "mean", None, {}
+        params = cfg.rule_kwargs()
+        if self.flat_f is not None and setup == "flat":
+            params["f"] = min(self.flat_f, self._flat_cap(n))
+        if cfg.rule in _PREVIOUS_AS:
+            params[_PREVIOUS_AS[cfg.rule]] = np.zeros(d) if center is None else center
+        return cfg.rule, cfg.pre, params
 
     def _flat_step(
         self,
@@ -569,21 +666,17 @@ class Simulation:
         version: int,
         center: FloatArray | None,
     ) -> FloatArray:
-        """The flat server's aggregate of ``delivered`` (stale ones weighted)."""
-        cfg = self.config
-        rule = "mean" if setup == "fedavg" else cfg.rule
-        weight = staleness_function(cfg.staleness)
-        order = sorted(delivered)
+        """The flat server's aggregate of ``delivered`` (stale ones weighted); updates holding
+        NaN or infinity are dropped first, as the federation refuses them (counted in
+        ``rejected``)."""
+        weight = staleness_function(self.config.staleness)
+        order = [c for c in sorted(delivered) if np.isfinite(delivered[c][0]).all()]
+        self._rejected += len(delivered) - len(order)
         ups = np.array([delivered[c][0] for c in order])
         w = np.array([weight(version - delivered[c][1]) for c in order])
-        params: dict[str, Any] = {} if rule == "mean" else cfg.rule_kwargs()
-        pre = None if rule == "mean" else cfg.pre
+        rule, pre, params = self._flat_rule(setup, len(order), center, theta.size)
         if pre and "bucketing" in pre:
             params["seed"] = self._bucket_rng
-        if self.flat_f is not None and setup == "flat":
-            params["f"] = min(self.flat_f, self._flat_cap(len(order)))
-        if rule in _PREVIOUS_AS:
-            params[_PREVIOUS_AS[rule]] = np.zeros_like(theta) if center is None else center
         if rule in _TAKES_WEIGHTS and not np.all(w == 1.0) and "bucketing" not in (pre or ()):
             params["weights"] = w
         return np.asarray(aggregate(ups, rule, pre, **params).aggregate, dtype=np.float64)
@@ -612,19 +705,27 @@ class Simulation:
             details = {"f": self.flat_f if setup == "flat" else None}
         theta = self._init()
         self._bucket_rng = np.random.default_rng([cfg.seed, _TAG_BUCKETS])
+        self._mimic = {}
+        self._rejected = 0
         center: FloatArray | None = None
         in_flight: dict[int, tuple[FloatArray, int]] = {}
         history: list[RoundMetrics] = []
         for t in range(cfg.rounds):
             start = time.perf_counter()
             version = t if fed is None else fed.version
+            rule = self._attackers_rule(setup, fed, center) if attack in attacks.OPTIMAL else None
             delivered, in_flight = self._collect(
-                t, theta, version, attack, byz, groups, in_flight, fed
+                t, theta, version, attack, byz, groups, in_flight, fed, rule
             )
             if fed is not None:
                 self._clock = float(t)
                 for c in sorted(delivered):
-                    fed.submit_update(self.ids[c], *delivered[c])
+                    update, base = delivered[c]
+                    if not np.isfinite(update).all():
+                        with contextlib.suppress(ValueError):  # refused, counted in "rejected"
+                            fed.submit_update(self.ids[c], update, base)
+                        continue
+                    fed.submit_update(self.ids[c], update, base)
                 fed.flush()
                 assert fed.model is not None
                 theta = fed.model
@@ -651,6 +752,8 @@ class Simulation:
                 basket_aggregations=stats["basket_aggregations"],
                 rejected=stats["rejected"],
             )
+        else:
+            details["rejected"] = {"non_finite": self._rejected} if self._rejected else {}
         details["byzantine_clients"] = len(byz)
         if layer2_weights:
             details["layer2_weights"] = layer2_weights
