@@ -65,10 +65,10 @@ def run_private(grid: Grid, cfg: dict[str, Any]) -> tuple[task.Arrays, list[Roun
         print(f"hierfed-flower: private round {r.server_round} {state}; dropped {r.dropped}")
     print(f"hierfed-flower: distributed DP spent epsilon {epsilon:.4g} at delta {delta:g}")
     if record:
-        np.savez(
-            record + ".models.npz",
-            **{f"{i + 1}.{k}": v for i, m in enumerate(models) for k, v in m.items()},
-        )
+        named: dict[str, Any] = {  # Any: savez's stub reads a key as its allow_pickle flag
+            f"{i + 1}.{k}": v for i, m in enumerate(models) for k, v in m.items()
+        }
+        np.savez(record + ".models.npz", **named)
         with open(record + ".reports.json", "w") as f:
             json.dump([_report(r) for r in reports], f, indent=1, default=str)
     return model, reports

@@ -77,5 +77,7 @@ def main(grid: Grid, context: Context) -> None:
     else:
         result = run(grid, cfg)
         final = result.evaluate_metrics_serverapp[max(result.evaluate_metrics_serverapp)]
-        accuracy = float(final["central-acc"])
+        value = final["central-acc"]
+        assert isinstance(value, (int, float)), value  # a MetricRecord value may be a list
+        accuracy = float(value)
     print(f"hierfed-flower: final central accuracy {accuracy:.3f}")
