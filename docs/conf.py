@@ -58,6 +58,7 @@ nitpick_ignore_regex = [
     ("py:class", r"dict\[str"),  # autodoc splits a few dict[str, ...] hints at the comma
     ("py:class", r"(hierfed\._types\.)?ArrayT"),
     ("py:class", r"hierfed\.privacy\.noise\.X"),
+    ("py:class", r"flwr\.supercore\..*"),  # Flower's internal types (Grid.set_run's Run)
 ]
 
 # doctest: every page's examples run with ``sphinx-build -b doctest docs build/doctest``.

@@ -106,6 +106,7 @@ PROJECTS: dict[str, tuple[str, dict[str, tuple[str, str]]]] = {
             name: ("py:class", f"ref-api/{public}.html#{public}")
             for private, public in {
                 "flwr.app.message.arrayrecord.ArrayRecord": "flwr.app.ArrayRecord",
+                "flwr.app.message.context.Context": "flwr.app.Context",
                 "flwr.app.message.configrecord.ConfigRecord": "flwr.app.ConfigRecord",
                 "flwr.app.message.message.Message": "flwr.app.Message",
                 "flwr.app.message.metricrecord.MetricRecord": "flwr.app.MetricRecord",

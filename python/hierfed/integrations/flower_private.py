@@ -11,10 +11,12 @@ in ConfigRecords, a node that does not answer within ``timeout`` dropped):
 1. the global model to every member (with the round's session id and number) and, in the
    same push, the operator-signed session plan to every basket aggregator (``advertise``);
    members reply with their update sealed to their basket's pinned key and signed;
-2. ``share_keys``: the rosters; 3. ``masked_input``: the routed shares, each basket's sealed
-   updates and the round's rotation seed (drawn now, after the updates are in): the node
-   opens, runs Layer 1, clips, weights, noises, encodes and masks; 4. ``consistency``;
-   5. ``unmask``;
+2. ``share_keys``: the rosters;
+3. ``masked_input``: the routed shares, each basket's sealed updates and the round's rotation
+   seed (drawn now, after the updates are in): the node opens, runs Layer 1, clips, weights,
+   noises, encodes and masks;
+4. ``consistency``;
+5. ``unmask``;
 6. :class:`hierfed.secagg.Server` unmasks the survivors' sum, which holds every survivor's
    noise share, and :class:`hierfed.deploy.GlobalAggregator` decodes and accounts it; the
    global model moves by ``server_learning_rate`` times the released update.

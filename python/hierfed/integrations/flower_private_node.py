@@ -8,7 +8,7 @@ SecAgg+ stages (extra ``flower``).
 - :class:`BasketAggregatorNode`: answers the ``train.hierfed_secagg`` messages of
   :class:`hierfed.integrations.flower_private.PrivateRounds`, one SecAgg+ stage each, running
   a :class:`hierfed.secagg.Client` whose state lives in ``context.state`` between messages
-  (:meth:`~hierfed.secagg.Client.export_state`: Flower's SuperNode may run each message in a
+  (:meth:`~hierfed.secagg.client.Client.export_state`: Flower's SuperNode may run each message in a
   fresh ClientApp process; the state never leaves the node). At the masked-input stage it
   checks each relayed update's member signature, then its :class:`hierfed.deploy.BasketNode`
   opens them, runs Layer 1, clips, weights and adds its noise share; only the masked words
