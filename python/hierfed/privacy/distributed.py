@@ -140,11 +140,11 @@ def distributed_discrete_gaussian_rdp(
 
 
 def _hadamard(v: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The unnormalised Walsh-Hadamard transform ``H v`` (Sylvester order; ``H H = d I``), by
-    the active backend's kernel (the same bits on every backend and thread count)."""
-    out = np.array(v, dtype=np.float64, order="C")  # a copy: the kernel works in place
-    _backend.kernels().walsh_hadamard(out, _backend.get_num_threads())
-    return out
+    """``v <- H v`` in place and returned: the unnormalised Walsh-Hadamard transform
+    (Sylvester order; ``H H = d I``) by the active backend's kernel (the same bits on every
+    backend and thread count). ``v`` must be a fresh C-contiguous float64 array."""
+    _backend.kernels().walsh_hadamard(v, _backend.get_num_threads())
+    return v
 
 
 def _signs(seed: int | bytes, dim: int) -> NDArray[np.float64]:
@@ -173,7 +173,7 @@ def randomized_hadamard_inverse(y: Any, seed: int | bytes, dim: int) -> NDArray[
         raise ValueError(f"y must have a power-of-two length, got {v.size}")
     if not 1 <= _checks.count(dim, "dim") <= v.size:
         raise ValueError(f"dim must be in [1, {v.size}] (the length of y), got {dim}")
-    return (_signs(seed, v.size) * _hadamard(v) / math.sqrt(v.size))[:dim]
+    return (_signs(seed, v.size) * _hadamard(v.copy()) / math.sqrt(v.size))[:dim]
 
 
 @dataclass(frozen=True)

@@ -89,9 +89,9 @@ class DistributedDPConfig:
             raise ValueError(f"n_max ({n_max}) must be >= min_survivors ({n_min})")
         clip = _checks.positive(clip, "clip")
         sigma = self.noise_multiplier * clip
-        honest = math.sqrt(n_min - self.colluders) if self.colluders < n_min else 0.0
-        if honest == 0.0:
+        if self.colluders >= n_min:
             raise ValueError(f"colluders ({self.colluders}) must be < min_survivors ({n_min})")
+        honest = math.sqrt(n_min - self.colluders)
 
         def build(gamma: float) -> DistributedDiscreteGaussian:
             return DistributedDiscreteGaussian(
