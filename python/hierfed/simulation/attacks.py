@@ -193,23 +193,16 @@ def line_search(
     if not (math.isfinite(delta) and delta != 0):
         raise ValueError(f"delta must be finite and non-zero, got {delta}")
     best_x, best_y = float(start), objective(float(start))
-    left = evals - 1
-    while left > 0:
+    expanding = True
+    for _ in range(evals - 1):
         x = best_x + delta
         y = objective(x)
-        left -= 1
         if y > best_y:
             best_x, best_y = x, y
-            delta *= 2
-        else:
-            delta *= ratio
-            break
-    while left > 0:
-        x = best_x + delta
-        y = objective(x)
-        left -= 1
-        if y > best_y:
-            best_x, best_y = x, y
+            if expanding:
+                delta *= 2
+                continue
+        expanding = False
         delta *= ratio
     return best_x
 
