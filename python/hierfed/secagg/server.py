@@ -6,7 +6,8 @@ not having sent it (dropped at that stage), and the reason is kept in :attr:`Ser
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,6 +24,18 @@ from .session import SessionPlan
 __all__ = ["Server"]
 
 Shares = list[tuple[int, tuple[int, ...]]]
+T = TypeVar("T")
+
+
+def _inboxes(sent: Mapping[int, Iterable[tuple[int, T]]]) -> dict[int, list[tuple[int, T]]]:
+    """Each sender's ``(recipient, item)`` pairs as every sender's inbox of ``(sender, item)``,
+    senders ascending; items for a client that sent nothing are dropped."""
+    inbox: dict[int, list[tuple[int, T]]] = {u: [] for u in sent}
+    for u in sorted(sent):
+        for v, item in sent[u]:
+            if v in inbox:
+                inbox[v].append((u, item))
+    return inbox
 
 
 def _recover(
@@ -144,13 +157,14 @@ class Server:
         """End of round 2: the SHARES message of each client that shared keys."""
         self._expect(1, "route_shares")
         self._stage = 2
-        inbox: dict[int, list[msg.Ciphertext]] = {u: [] for u in self._shared}
-        for u in sorted(self._shared):
-            for c in self._shared[u].ciphertexts:
-                if c.peer in inbox:
-                    inbox[c.peer].append(msg.Ciphertext(u, c.nonce, c.data))
+        inbox = _inboxes({u: [(c.peer, c) for c in m.ciphertexts] for u, m in self._shared.items()})
         session = self.plan.session
-        return {v: msg.Shares(session, v, tuple(cts)).to_bytes() for v, cts in inbox.items()}
+        return {
+            v: msg.Shares(
+                session, v, tuple(msg.Ciphertext(u, c.nonce, c.data) for u, c in got)
+            ).to_bytes()
+            for v, got in inbox.items()
+        }
 
     def receive_masked_input(self, data: bytes) -> None:
         """Round 3: a client's MASKED_INPUT (its length must be the plan's)."""
@@ -227,11 +241,7 @@ class Server:
         """End of round 4: each tagging survivor's CONSISTENCY_PROOFS (its neighbours' tags)."""
         self._expect(3, "consistency_proofs")
         self._stage = 4
-        inbox: dict[int, list[tuple[int, bytes]]] = {u: [] for u in self._tags}
-        for u in sorted(self._tags):
-            for p, tag in self._tags[u].entries:
-                if p in inbox:
-                    inbox[p].append((u, tag))
+        inbox = _inboxes({u: m.entries for u, m in self._tags.items()})
         self._proofs = set(inbox)
         session = self.plan.session
         return {v: msg.ConsistencyProofs(session, v, tuple(e)).to_bytes() for v, e in inbox.items()}
