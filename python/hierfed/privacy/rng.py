@@ -319,6 +319,13 @@ class NoiseGenerator:
             return float(flat[0])
         return flat.reshape(_shape(size))
 
+    def _fill_loc_scale(
+        self, kind: int, loc: Any, scale: Any, size: Size, dtype: DTypeLike | None, out: Any
+    ) -> Any:
+        """:meth:`_fill` for a location-scale family: ``loc`` real, ``scale >= 0``."""
+        loc_ = _checks.real(loc, "loc")
+        return self._fill(kind, loc_, _checks.non_negative(scale, "scale"), size, dtype, out)
+
     def _noise_into(
         self, flat: NDArray[Any], kind: int, loc: float, scale: float, *, accumulate: bool
     ) -> None:
@@ -385,14 +392,7 @@ class NoiseGenerator:
         out: NDArray[np.floating[Any]] | None = None,
     ) -> Any:
         """Normal draws ``loc + scale z`` (computed in float64, rounded once to ``dtype``)."""
-        return self._fill(
-            _NORMAL,
-            _checks.real(loc, "loc"),
-            _checks.non_negative(scale, "scale"),
-            size,
-            dtype,
-            out,
-        )
+        return self._fill_loc_scale(_NORMAL, loc, scale, size, dtype, out)
 
     def laplace(
         self,
@@ -407,14 +407,7 @@ class NoiseGenerator:
 
         ``L`` has a random sign and magnitude ``-ln u``, ``u`` uniform on a 2^-53 grid.
         """
-        return self._fill(
-            _LAPLACE,
-            _checks.real(loc, "loc"),
-            _checks.non_negative(scale, "scale"),
-            size,
-            dtype,
-            out,
-        )
+        return self._fill_loc_scale(_LAPLACE, loc, scale, size, dtype, out)
 
     def discrete_gaussian(self, sigma: float, size: Size = None) -> Any:
         """Exact samples of the discrete Gaussian ``P(k) ~ exp(-k^2 / (2 sigma^2))`` (int64).
