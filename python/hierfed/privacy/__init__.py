@@ -12,6 +12,8 @@
 - :class:`DistributedDiscreteGaussian` (Kairouz, Liu & Steinke 2021): each party's noise
   share added before secure aggregation, and its accounting (``hierfed.privacy.distributed``);
   :class:`DistributedDPConfig`: its settings, and the granularity that fits them.
+- :class:`DPFedAvg` (Andrew et al. 2021): DP-FedAvg with Poisson sampling of clients (or
+  baskets) and adaptive clipping, accounted per unit (``hierfed.privacy.dp_fedavg``).
 """
 
 from .accountant import DEFAULT_ORDERS, PLDAccountant, RDPAccountant, compute_rdp, rdp_to_epsilon
@@ -24,6 +26,7 @@ from .calibration import (
 from .clipping import clip_by_l2_norm, l2_norms
 from .distributed import DistributedDiscreteGaussian
 from .distributed_config import DistributedDPConfig
+from .dp_fedavg import DPFedAvg, DPFedAvgConfig, DPFedAvgRound
 from .mechanisms import CentralDPMechanism, GaussianMechanism, LaplaceMechanism
 from .noise import add_gaussian_noise, add_laplace_noise
 from .rng import NoiseGenerator, chacha20_keystream, discrete_gaussian_parameters
@@ -31,6 +34,9 @@ from .rng import NoiseGenerator, chacha20_keystream, discrete_gaussian_parameter
 __all__ = [
     "DEFAULT_ORDERS",
     "CentralDPMechanism",
+    "DPFedAvg",
+    "DPFedAvgConfig",
+    "DPFedAvgRound",
     "DistributedDPConfig",
     "DistributedDiscreteGaussian",
     "GaussianMechanism",
