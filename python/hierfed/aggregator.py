@@ -85,8 +85,9 @@ def _whole(body: Callable[..., Aggregate]) -> Rule:
     return run
 
 
-# Each rule: its public function (whose signature checks the parameters) and its body on
-# already validated updates, returning the aggregate and the selected indices (or None).
+# Each rule: its public function (whose signature checks the parameters and holds their
+# defaults) and its body on already validated updates, which takes every parameter
+# explicitly and returns the aggregate and the selected indices (or None).
 _RULES: dict[AggregationMethod, tuple[Callable[..., Any], Rule]] = {
     AggregationMethod.MEAN: (mean, _whole(_mean)),
     AggregationMethod.TRIMMED_MEAN: (trimmed_mean, _whole(_trimmed_mean)),
@@ -149,13 +150,15 @@ def aggregate(
     if "bucketing" in steps and params.get("weights") is not None:
         raise ValueError("aggregate(pre='bucketing'): weights cannot follow updates into buckets")
     try:
-        signature.bind(updates, **rule_params)
+        bound = signature.bind(updates, **rule_params)
     except TypeError as exc:
         raise TypeError(f"aggregate(method={rule.value!r}): {exc}") from None
+    bound.apply_defaults()  # the defaults are the public function's (the body has none)
+    options = {k: v for k, v in bound.arguments.items() if k != "updates"}
     upd = as_updates(updates)
     n = upd.n
-    upd = run_steps(upd, steps, params, rule_params.get("check_finite", True))
-    result, selected = body(upd, **rule_params)
+    upd = run_steps(upd, steps, params, options["check_finite"])
+    result, selected = body(upd, **options)
     if "bucketing" in steps:
         return AggregationResult(result, rule, n)
     removed = () if selected is None else tuple(sorted(set(range(upd.n)) - set(selected)))

@@ -73,13 +73,7 @@ def geometric_median(
 
 
 def _geometric_median(
-    upd: Updates,
-    weights: Any = None,
-    eps: float = 1e-8,
-    max_iter: int = 100,
-    tol: float = 1e-6,
-    *,
-    check_finite: bool = True,
+    upd: Updates, weights: Any, eps: float, max_iter: int, tol: float, *, check_finite: bool
 ) -> Aggregate:
     eps = _positive(eps, "eps")
     tol = _positive(tol, "tol")
@@ -126,7 +120,7 @@ def centered_clipping(
 
 
 def _centered_clipping(
-    upd: Updates, center: Any, tau: float, n_iter: int = 1, *, check_finite: bool = True
+    upd: Updates, center: Any, tau: float, n_iter: int, *, check_finite: bool
 ) -> Aggregate:
     tau = _positive(tau, "tau")
     n_iter = _count(n_iter, "n_iter")

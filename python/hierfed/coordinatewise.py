@@ -88,7 +88,7 @@ def mean(updates: Any, weights: Any = None, *, check_finite: bool = True) -> Any
     return _mean(as_updates(updates), weights, check_finite=check_finite)
 
 
-def _mean(upd: Updates, weights: Any = None, *, check_finite: bool = True) -> Aggregate:
+def _mean(upd: Updates, weights: Any, *, check_finite: bool) -> Aggregate:
     return run_kernel("mean", upd, check_finite, as_weights(weights, upd.n))
 
 
@@ -147,12 +147,7 @@ def trimmed_mean(
 
 
 def _trimmed_mean(
-    upd: Updates,
-    trim_ratio: float | None = None,
-    weights: Any = None,
-    *,
-    n_trim: int | None = None,
-    check_finite: bool = True,
+    upd: Updates, trim_ratio: float | None, weights: Any, *, n_trim: int | None, check_finite: bool
 ) -> Aggregate:
     k = _n_trim(upd.n, trim_ratio, n_trim)
     w = as_weights(weights, upd.n)
@@ -180,7 +175,7 @@ def subset_weights(weights: NDArray[np.float64], indices: Sequence[int]) -> NDAr
 def mean_of(upd: Updates, indices: Sequence[int], weights: Any) -> Aggregate:
     """Weighted mean of the updates at ``indices`` (validated ``weights`` of all ``n``)."""
     sub = None if weights is None else subset_weights(weights, indices)
-    return _mean(upd.take(indices), sub)
+    return _mean(upd.take(indices), sub, check_finite=True)
 
 
 @rule_types
@@ -204,5 +199,5 @@ def median(updates: Any, weights: Any = None, *, check_finite: bool = True) -> A
     return _median(as_updates(updates), weights, check_finite=check_finite)
 
 
-def _median(upd: Updates, weights: Any = None, *, check_finite: bool = True) -> Aggregate:
+def _median(upd: Updates, weights: Any, *, check_finite: bool) -> Aggregate:
     return run_kernel("median", upd, check_finite, as_weights(weights, upd.n))

@@ -93,7 +93,7 @@ def mda(updates: Any, f: int, weights: Any = None, *, check_finite: bool = True)
 
 
 def _mda(
-    upd: Updates, f: Any, weights: Any = None, *, check_finite: bool = True
+    upd: Updates, f: Any, weights: Any, *, check_finite: bool
 ) -> tuple[Aggregate, tuple[int, ...]]:
     w = as_weights(weights, upd.n)
     chosen = mda_select(upd, f, check_finite)

@@ -39,7 +39,7 @@ def meamed(updates: Any, f: int, weights: Any = None, *, check_finite: bool = Tr
     return _meamed(as_updates(updates), f, weights, check_finite=check_finite)
 
 
-def _meamed(upd: Updates, f: Any, weights: Any = None, *, check_finite: bool = True) -> Aggregate:
+def _meamed(upd: Updates, f: Any, weights: Any, *, check_finite: bool) -> Aggregate:
     f = byzantine_count(f, upd.n, "meamed")
     w = as_weights(weights, upd.n)
     result = run_kernel("mean_around_median", upd, check_finite, upd.n - f, w)

@@ -47,7 +47,7 @@ def monna(
 
 
 def _monna(
-    upd: Updates, f: Any, trusted: Any, weights: Any = None, *, check_finite: bool = True
+    upd: Updates, f: Any, trusted: Any, weights: Any, *, check_finite: bool
 ) -> tuple[Aggregate, tuple[int, ...]]:
     f = byzantine_count(f, upd.n, "monna")
     w = as_weights(weights, upd.n)

@@ -106,7 +106,7 @@ def krum(updates: Any, f: int, *, check_finite: bool = True) -> Any:
     return _krum(as_updates(updates), f, check_finite=check_finite)[0]
 
 
-def _krum(upd: Updates, f: Any, *, check_finite: bool = True) -> Selection:
+def _krum(upd: Updates, f: Any, *, check_finite: bool) -> Selection:
     index, _ = _krum_select(upd, f, check_finite)
     return upd.copy_of(index), (index,)
 
@@ -142,9 +142,7 @@ def multi_krum(
     return _multi_krum(as_updates(updates), f, m, weights, check_finite=check_finite)[0]
 
 
-def _multi_krum(
-    upd: Updates, f: Any, m: Any = None, weights: Any = None, *, check_finite: bool = True
-) -> Selection:
+def _multi_krum(upd: Updates, f: Any, m: Any, weights: Any, *, check_finite: bool) -> Selection:
     f = check_f(f, upd.n, KRUM_PER_F, "krum")
     w = as_weights(weights, upd.n)
     if m is None:
@@ -183,7 +181,7 @@ def bulyan(updates: Any, f: int, weights: Any = None, *, check_finite: bool = Tr
     return _bulyan(as_updates(updates), f, weights, check_finite=check_finite)[0]
 
 
-def _bulyan(upd: Updates, f: Any, weights: Any = None, *, check_finite: bool = True) -> Selection:
+def _bulyan(upd: Updates, f: Any, weights: Any, *, check_finite: bool) -> Selection:
     f = check_f(f, upd.n, BULYAN_PER_F, "bulyan")
     w = as_weights(weights, upd.n)
     chosen = tuple(sorted(bulyan_selection(pairwise(upd, check_finite), f)))
