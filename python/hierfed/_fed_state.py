@@ -22,7 +22,7 @@ from .layers import BasketModel
 from .optimizers import ServerOptimizer
 from .trust import ReliabilityTracker
 
-FORMAT = 3
+FORMAT = 4
 Array = np.ndarray[Any, Any]
 History = list[tuple[float, float, int]]
 STATS_COUNTS = (
@@ -51,6 +51,7 @@ _KEYS = {
     "client_releases",
     "optimizer",
     "layer2_reliability",
+    "clip_norms",
 }
 _PENDING_KEYS = {"client_id", "basket_id", "base_version", "staleness", "received_at"}
 _MODEL_KEYS = {"basket_id", "n_contributors", "round_id", "timestamp", "confidence"}
@@ -62,8 +63,10 @@ class Expected:
 
     basket: BasketConfig
     model: Array | None  # its model (shape and dtype), if it has one
-    local_noise: float | None  # Layer 1's noise multiplier, None when off
-    central_noise: float | None  # Layer 2's, None without central DP
+    local_noise: tuple[float, float] | None  # Layer 1's (noise multiplier, rate), None when off
+    central_noise: tuple[float, float] | None  # Layer 2's, None without central DP
+    layer1_adaptive: bool  # whether Layer 1 runs DP-FedAvg (clip norms per basket)
+    layer2_adaptive: bool  # whether Layer 2 does (one clip norm)
     optimizer: ServerOptimizer  # its server optimizer (name; the model fixes the arrays)
 
 
@@ -85,6 +88,8 @@ class Restored:
     client_releases: dict[str, int]
     optimizer: tuple[int, Array | None, Array | None]  # steps, m, v
     reliability: dict[str, float]  # Layer 2's reliability scores by basket
+    layer1_clip_norms: dict[str, float]  # DP-FedAvg clip norms by basket
+    layer2_clip_norm: float | None  # Layer 2's DP-FedAvg clip norm
 
 
 def _fail(field: str, why: str) -> ValueError:
@@ -150,18 +155,45 @@ class _Arrays:
             raise _fail("arrays", f"unexpected arrays {sorted(self._left)}")
 
 
-def _history(x: Any, field: str, noise: float | None) -> History:
+def _history(x: Any, field: str, noise: tuple[float, float] | None) -> History:
     out = []
     for i, entry in enumerate(_list(x, field)):
         where = f"{field}[{i}]"
         if not isinstance(entry, list) or len(entry) != 3:
             raise _fail(where, f"must be [noise_multiplier, sample_rate, steps], got {entry!r}")
-        z = _real(entry[0], where, 0.0)
-        if noise is None or z != noise:
-            raise _fail(where, f"noise multiplier {z!r}; this configuration releases with {noise}")
-        q = _real(entry[1], where, 1.0, 1.0)
+        z, q = _real(entry[0], where, 0.0), _real(entry[1], where, 0.0, 1.0)
+        if noise is None or (z, q) != noise:
+            raise _fail(
+                where,
+                f"noise multiplier and rate {(z, q)!r}; this configuration releases with {noise}",
+            )
         out.append((z, q, _int(entry[2], where, 1, 1)))
     return out
+
+
+def _clip_norms(
+    x: Any, expected: Expected, baskets: set[str]
+) -> tuple[dict[str, float], float | None]:
+    """The DP-FedAvg clip norms: by basket for Layer 1, one for Layer 2 (or null)."""
+    raw = _dict(x, "clip_norms", {"layer1", "layer2"})
+    layer1 = {}
+    for b, c in _dict(raw["layer1"], "clip_norms.layer1").items():
+        if b not in baskets or not expected.layer1_adaptive:
+            raise _fail(f"clip_norms.layer1[{b!r}]", "unknown basket or no DP-FedAvg in Layer 1")
+        layer1[b] = _positive(c, f"clip_norms.layer1[{b!r}]")
+    if (raw["layer2"] is None) == expected.layer2_adaptive:
+        raise _fail(
+            "clip_norms.layer2", f"must be {'a number' if expected.layer2_adaptive else 'null'}"
+        )
+    layer2 = None if raw["layer2"] is None else _positive(raw["layer2"], "clip_norms.layer2")
+    return layer1, layer2
+
+
+def _positive(x: Any, field: str) -> float:
+    value = _real(x, field, 0.0)
+    if value <= 0:
+        raise _fail(field, f"must be > 0, got {value!r}")
+    return value
 
 
 def load(
@@ -247,6 +279,7 @@ def load(
         tracker.load(_dict(state["layer2_reliability"], "layer2_reliability"))
     except ValueError as exc:
         raise _fail("layer2_reliability", str(exc)) from None
+    layer1_clips, layer2_clip = _clip_norms(state["clip_norms"], expected, baskets)
     stats = _stats(state["stats"], version, len(buffer), n_models)
     rounds = _int(state["layer2_rounds"], "layer2_rounds")
     if rounds != version:
@@ -289,6 +322,8 @@ def load(
         releases,
         optimizer,
         tracker.scores,
+        layer1_clips,
+        layer2_clip,
     )
 
 

@@ -41,6 +41,14 @@ def noise_notice(layer1: Layer1Config, layer2: Layer2Config) -> str | None:
             f"central Gaussian noise ({level}, basket models clipped to {layer2.clip_norm:g}; "
             "Layer2Config(central_dp_epsilon=None) turns it off)"
         )
+    for where, cfg in (("every basket (per client)", layer1), ("Layer 2 (per basket)", layer2)):
+        dp = cfg.dp_fedavg
+        if dp is not None:
+            clip = "adaptive clip norm from" if dp.adaptive else "clip norm"
+            parts.append(
+                f"DP-FedAvg noise in {where} (noise multiplier {dp.noise_multiplier:g}, "
+                f"sampling rate {dp.sample_rate:g}, {clip} {dp.initial_clip_norm:g})"
+            )
     return "HierarchicalFederation adds " + " and ".join(parts) if parts else None
 
 

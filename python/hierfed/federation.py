@@ -549,13 +549,14 @@ class HierarchicalFederation:
                 want = doc["clients"]
                 raise ValueError(f"basket {model.basket_id!r} holds {buffered}, not {want}")
             used = doc.get("used", buffered)
-            self.layer1.record_release(model.basket_id, model.aggregate, used)
+            clip = (doc["stats"].get("dp_fedavg") or {}).get("next_clip_norm")
+            self.layer1.record_release(model.basket_id, model.aggregate, used, clip)
             self._commit_basket(model, doc["stats"], used)
         elif kind == "global":
             aggregate = self._check_update("global model", array)
             fields = dict(doc["model"], privacy_spent=tuple(doc["model"]["privacy_spent"]))
             self._fresh_basket_models()
-            self.layer2.record_round()
+            self.layer2.record_round((doc["stats"].get("dp_fedavg") or {}).get("next_clip_norm"))
             self.layer2.reliability.load(doc["stats"].get("reliability", {}))
             self._commit_global(GlobalMetaModel(aggregate=aggregate, **fields), doc["stats"])
         elif kind == "discard":
@@ -801,15 +802,18 @@ class HierarchicalFederation:
 
     def privacy_spent(self) -> tuple[float, float]:
         """Central (epsilon, delta) over all global rounds; the unit it protects is one
-        basket (Layer 2's sensitivity is that of replacing one basket model). Per client:
+        basket (Layer 2's sensitivity is that of replacing one basket model, or under
+        ``Layer2Config.dp_fedavg`` adding or removing one). Per client:
         :meth:`client_privacy_spent`; per record: DP-SGD inside the clients
-        (:mod:`hierfed.simulation.dpsgd`)."""
+        (:mod:`hierfed.simulation.dpsgd`). :meth:`get_stats` names both units
+        (``privacy_unit``, ``client_privacy_unit``)."""
         with self._lock:
             return self.layer2.privacy_spent()
 
     def client_privacy_spent(self, client_id: str) -> tuple[float, float]:
         """Local (epsilon, delta) spent on ``client_id`` (the unit: one client's update in
-        its basket, Layer 1's sensitivity): over every noised basket release its
+        its basket, Layer 1's sensitivity; under ``Layer1Config.dp_fedavg`` the whole
+        client, every round it was a candidate of): over every noised basket release its
         updates took part in, across splits, disbands, reassignments, leaving and restores
         (the account follows the client id, not the basket)."""
         with self._lock:
@@ -829,7 +833,9 @@ class HierarchicalFederation:
                 buffered_updates=len(self.buffer),
                 pending_basket_models=sum(len(v) for v in self._basket_models.values()),
                 privacy_spent=self.layer2.privacy_spent(),
+                privacy_unit=self.layer2.unit,
                 max_client_privacy_spent=self.layer1.max_client_privacy_spent(),
+                client_privacy_unit=self.layer1.unit,
                 baskets=self.manager.get_stats(),
             )
             return stats
@@ -869,6 +875,7 @@ class HierarchicalFederation:
                 arrays[f"basket_model_{i}"] = m.aggregate
                 models.append(_meta(m))
             optimizer, moments = self.optimizer.state()
+            dp = self.layer2.dp_fedavg
             arrays.update({f"optimizer_{k}": a for k, a in moments.items()})
             centers = {}
             for i, (b, center) in enumerate(self.layer1._previous.items()):
@@ -884,16 +891,26 @@ class HierarchicalFederation:
                 "stats": _copied(self._stats),
                 "manager": self.manager.state_dict(),
                 "layer2_rounds": self.layer2.rounds,
-                "layer2_history": _history(
-                    self.layer2.mechanism.accountant if self.layer2.mechanism else None
-                ),
+                "layer2_history": self._layer2_history(),
                 "layer1_history": {b: _history(a) for b, a in self.layer1._accountants.items()},
                 "client_releases": dict(self.layer1._client_releases),
                 "centers": centers,
                 "optimizer": optimizer,
                 "layer2_reliability": dict(self.layer2.reliability.scores),
+                "clip_norms": {
+                    "layer1": self.layer1.clip_norms,
+                    "layer2": None if dp is None else dp.clip_norm,
+                },
             }
             return state, arrays
+
+    def _layer2_history(self) -> list[list[float]]:
+        """Layer 2's accountant history: its central noise, or one entry per DP-FedAvg round."""
+        dp = self.layer2.dp_fedavg
+        if dp is not None:
+            return [[dp.config.noise_multiplier, dp.config.sample_rate, 1]] * dp.rounds
+        mechanism = self.layer2.mechanism
+        return _history(None if mechanism is None else mechanism.accountant)
 
     def restore(self, path: str | PathLike[str]) -> None:
         """Replace this federation's state with the checkpoint at ``path`` (written by
@@ -918,9 +935,11 @@ class HierarchicalFederation:
             expected = _fed_state.Expected(
                 basket=cfg.basket,
                 model=self.model,
-                local_noise=cfg.layer1.noise_multiplier if cfg.layer1.apply_local_noise else None,
-                central_noise=None if mechanism is None else mechanism.noise_multiplier,
+                local_noise=cfg.layer1.release_noise,
+                central_noise=self._central_noise(),
                 optimizer=self.optimizer,
+                layer1_adaptive=cfg.layer1.dp_fedavg is not None,
+                layer2_adaptive=cfg.layer2.dp_fedavg is not None,
             )
             new = _fed_state.load(state, arrays, expected, self._time)
             accountants = {b: _replay(h) for b, h in new.layer1_history.items()}
@@ -936,6 +955,24 @@ class HierarchicalFederation:
             self.layer1._client_releases = new.client_releases
             self.optimizer.assign(*new.optimizer)
             self.layer2.reliability.scores = new.reliability
+            self.layer1._dp_fedavg = {}
+            for b, clip in new.layer1_clip_norms.items():
+                rounds = len(new.layer1_history.get(b, []))
+                dp1 = self.layer1.dp_fedavg(b)
+                assert dp1 is not None
+                dp1.load_state({"clip_norm": clip, "rounds": rounds})
+            dp2 = self.layer2.dp_fedavg
+            if dp2 is not None and new.layer2_clip_norm is not None:
+                rounds2 = len(new.layer2_history)
+                dp2.load_state({"clip_norm": new.layer2_clip_norm, "rounds": rounds2})
+
+    def _central_noise(self) -> tuple[float, float] | None:
+        """(noise multiplier, rate) of Layer 2's rounds, ``None`` when they add no noise."""
+        dp = self.config.layer2.dp_fedavg
+        if dp is not None:
+            return float(dp.noise_multiplier), float(dp.sample_rate)
+        mechanism = self.layer2.mechanism
+        return None if mechanism is None else (mechanism.noise_multiplier, mechanism.sample_rate)
 
 
 def _history(acc: Any) -> list[list[float]]:

@@ -33,6 +33,8 @@ from .preaggregation import as_steps
 from .privacy import (
     DEFAULT_ORDERS,
     CentralDPMechanism,
+    DPFedAvg,
+    DPFedAvgConfig,
     GaussianMechanism,
     NoiseGenerator,
     RDPAccountant,
@@ -72,6 +74,14 @@ def method_of(value: Any, name: str) -> AggregationMethod:
     except ValueError:
         known = ", ".join(m.value for m in AggregationMethod)
         raise ValueError(f"{name} must be one of {known}; got {value!r}") from None
+
+
+def _check_dp_fedavg(value: object, layer: str) -> None:
+    if value is not None and not isinstance(value, DPFedAvgConfig):
+        raise TypeError(
+            f"{layer}: dp_fedavg must be a hierfed.privacy.DPFedAvgConfig or None, got "
+            f"{type(value).__name__}"
+        )
 
 
 def _trim_share(ratio: object, alpha: object) -> float:
@@ -121,6 +131,14 @@ class Layer1Config:
         Per-release (epsilon, delta) of the local noise (analytic Gaussian calibration).
     local_noise_multiplier
         Noise standard deviation over sensitivity; overrides ``local_epsilon``/``local_delta``.
+    dp_fedavg
+        Client-level DP-FedAvg with adaptive clipping (:class:`~hierfed.privacy.DPFedAvg`,
+        Andrew et al. 2021) as the basket's noise: each aggregation Poisson-samples the
+        basket's buffered updates at ``dp_fedavg.sample_rate``, clips them to the basket's
+        adaptive clip norm, noises their sum and divides it by ``q N`` (``N``: the basket's
+        member count, or ``dp_fedavg.population``). Needs ``aggregation_method="mean"``, no
+        ``pre`` and ``apply_local_noise=False``; update weights (staleness) are not used. The
+        epsilon then protects one client (its every update, add/remove-one).
     """
 
     aggregation_method: AggregationMethod | str = AggregationMethod.TRIMMED_MEAN
@@ -135,6 +153,7 @@ class Layer1Config:
     local_delta: float = 1e-5
     local_noise_multiplier: float | None = None
     trim_ratio: float = _DEFAULT_TRIM
+    dp_fedavg: DPFedAvgConfig | None = None
 
     def __post_init__(self) -> None:
         self.aggregation_method = method_of(self.aggregation_method, "aggregation_method")
@@ -155,6 +174,15 @@ class Layer1Config:
         if self.local_noise_multiplier is not None:
             _checks.positive(self.local_noise_multiplier, "local_noise_multiplier")
         rule = AggregationMethod(self.aggregation_method)
+        _check_dp_fedavg(self.dp_fedavg, "layer1")
+        if self.dp_fedavg is not None and (
+            rule is not AggregationMethod.MEAN or self.pre is not None or self.apply_local_noise
+        ):
+            raise ValueError(
+                "dp_fedavg is the basket's noise over the mean of its clipped updates: it needs "
+                f"aggregation_method='mean', pre=None and apply_local_noise=False; got "
+                f"{rule.value!r}, {self.pre!r}, {self.apply_local_noise}"
+            )
         n = max(self.min_updates, self.min_inputs())
         dry_run(rule, self.rule_params(), n, "layer1", self.pre)
         if self.apply_local_noise:
@@ -174,6 +202,14 @@ class Layer1Config:
         if self.local_noise_multiplier is not None:
             return float(self.local_noise_multiplier)
         return analytic_gaussian_sigma(self.local_epsilon, self.local_delta, 1.0)
+
+    @property
+    def release_noise(self) -> tuple[float, float] | None:
+        """(noise multiplier, sample rate) each basket release is accounted with; ``None``
+        when the releases are not noised."""
+        if self.dp_fedavg is not None:
+            return float(self.dp_fedavg.noise_multiplier), float(self.dp_fedavg.sample_rate)
+        return (self.noise_multiplier, 1.0) if self.apply_local_noise else None
 
     def min_inputs(self) -> int:
         """The fewest updates the rule (with its ``f``) can aggregate."""
@@ -235,6 +271,7 @@ class Layer1Aggregator:
         self._accountants: dict[str, RDPAccountant] = {}
         self._client_releases: dict[str, int] = {}
         self._previous: dict[str, np.ndarray[Any, Any]] = {}
+        self._dp_fedavg: dict[str, DPFedAvg] = {}
 
     def savepoint(
         self, basket_ids: Sequence[str] | None = None, client_ids: Sequence[str] | None = None
@@ -248,8 +285,14 @@ class Layer1Aggregator:
         clients = list(self._client_releases) if client_ids is None else client_ids
         counts = {c: self._client_releases.get(c, 0) for c in clients}
         previous, stats = dict(self._previous), self.last_stats
+        clips = {b: self._dp_fedavg[b].state() for b in ids if b in self._dp_fedavg}
 
         def rollback() -> None:
+            for b in ids:
+                if b in clips:
+                    self._dp_fedavg[b].load_state(clips[b])
+                else:
+                    self._dp_fedavg.pop(b, None)
             for b, acc in saved.items():
                 if acc is None:
                     self._accountants.pop(b, None)
@@ -263,6 +306,21 @@ class Layer1Aggregator:
             self._previous, self.last_stats = previous, stats
 
         return rollback
+
+    def dp_fedavg(self, basket_id: str) -> DPFedAvg | None:
+        """The basket's DP-FedAvg state (its adaptive clip norm), made at first use;
+        ``None`` without ``dp_fedavg``."""
+        cfg = self.config.dp_fedavg
+        if cfg is None:
+            return None
+        if basket_id not in self._dp_fedavg:
+            self._dp_fedavg[basket_id] = DPFedAvg(cfg, generator=self.generator, unit="client")
+        return self._dp_fedavg[basket_id]
+
+    @property
+    def clip_norms(self) -> dict[str, float]:
+        """Each basket's current DP-FedAvg clip norm (empty without ``dp_fedavg``)."""
+        return {b: dp.clip_norm for b, dp in self._dp_fedavg.items()}
 
     def _params(self, weights: Any) -> dict[str, Any]:
         cfg = self.config
@@ -314,6 +372,10 @@ class Layer1Aggregator:
                 f"{rule.value} with f={cfg.method_params.get('f')} needs at least "
                 f"{cfg.min_inputs()} updates; basket {basket_id!r} has {n}"
             )
+        if cfg.dp_fedavg is not None:
+            return self._dp_fedavg_round(
+                updates, basket_id, round_id, expected_contributors, client_ids
+            )
         inputs: Any = updates
         if cfg.apply_local_noise:
             inputs = clip_by_l2_norm(updates, cfg.local_clip_norm)
@@ -358,22 +420,74 @@ class Layer1Aggregator:
             confidence=min(1.0, n / expected),
         )
 
+    def _dp_fedavg_round(
+        self,
+        updates: Any,
+        basket_id: str,
+        round_id: int,
+        expected_contributors: int | None,
+        client_ids: Sequence[str] | None,
+    ) -> BasketModel:
+        """A DP-FedAvg round over the basket's updates (its candidates)."""
+        cfg = self.config
+        dp = self.dp_fedavg(basket_id)
+        assert dp is not None and cfg.dp_fedavg is not None
+        n = len(updates)
+        population = cfg.dp_fedavg.population or max(expected_contributors or n, n)
+        before = dp.state()
+        try:
+            rnd = dp.aggregate(updates, population=population)
+            self.record_release(basket_id, rnd.aggregate, client_ids)
+        except BaseException:
+            dp.load_state(before)
+            raise
+        expected = expected_contributors or cfg.expected_contributors or cfg.min_updates
+        self.last_stats = {
+            "basket_id": basket_id,
+            "n_updates": n,
+            "aggregation_method": AggregationMethod.MEAN.value,
+            "outliers_removed": 0,
+            "local_noise_added": False,
+            "local_noise_sigma": rnd.model_sigma / rnd.expected_count,
+            "local_sensitivity": rnd.clip_norm / rnd.expected_count,
+            "weights_used": False,
+            "selected": None,
+            "dp_fedavg": {k: v for k, v in rnd.stats().items() if k != "sampled"},
+        }
+        return BasketModel(
+            basket_id=basket_id,
+            aggregate=rnd.aggregate,
+            n_contributors=n,
+            round_id=round_id,
+            timestamp=float(self.clock()),
+            confidence=min(1.0, n / expected),
+        )
+
     def record_release(
-        self, basket_id: str, aggregate: np.ndarray[Any, Any], client_ids: Sequence[str] | None
+        self,
+        basket_id: str,
+        aggregate: np.ndarray[Any, Any],
+        client_ids: Sequence[str] | None,
+        next_clip_norm: float | None = None,
     ) -> None:
         """Account a basket model made (by :meth:`aggregate`, or replayed from a log): the
-        local noise spent by the basket and its clients, and the basket's next center."""
-        if self.config.apply_local_noise:
-            self._accountants.setdefault(basket_id, RDPAccountant()).step(
-                self.config.noise_multiplier
-            )
+        noise spent by the basket and its clients (every candidate of a DP-FedAvg round,
+        sampled or not), the basket's next center and, replayed, its next DP-FedAvg clip
+        norm."""
+        noise = self.config.release_noise
+        if noise is not None:
+            self._accountants.setdefault(basket_id, RDPAccountant()).step(*noise)
             for c in client_ids or ():
                 self._client_releases[c] = self._client_releases.get(c, 0) + 1
+        dp = self.dp_fedavg(basket_id)
+        if dp is not None and next_clip_norm is not None:
+            dp.load_state({"clip_norm": next_clip_norm, "rounds": dp.rounds + 1})
         self._previous[basket_id] = aggregate
 
     def privacy_spent(self, basket_id: str, delta: float | None = None) -> tuple[float, float]:
-        """(epsilon, delta) of the local noise of every release of ``basket_id`` so far."""
-        target = self.config.local_delta if delta is None else delta
+        """(epsilon, delta) of the local noise (or DP-FedAvg) of every release of
+        ``basket_id`` so far."""
+        target = self._delta() if delta is None else delta
         acc = self._accountants.get(basket_id)
         if acc is None:
             return 0.0, 0.0
@@ -390,11 +504,22 @@ class Layer1Aggregator:
         """The largest :meth:`client_privacy_spent` over all clients."""
         return self._spent(max(self._client_releases.values(), default=0), delta)
 
+    @property
+    def unit(self) -> str:
+        """What :meth:`client_privacy_spent` protects: ``"client"`` under DP-FedAvg (all of a
+        client's updates), else ``"client update"`` (one update replaced, in its basket)."""
+        return "client" if self.config.dp_fedavg is not None else "client update"
+
+    def _delta(self) -> float:
+        dp = self.config.dp_fedavg
+        return self.config.local_delta if dp is None else dp.delta
+
     def _spent(self, releases: int, delta: float | None) -> tuple[float, float]:
-        target = self.config.local_delta if delta is None else delta
-        if releases == 0:
+        target = self._delta() if delta is None else delta
+        noise = self.config.release_noise
+        if releases == 0 or noise is None:
             return 0.0, 0.0
-        rdp = compute_rdp(self.config.noise_multiplier, 1.0, releases)
+        rdp = compute_rdp(noise[0], noise[1], releases)
         return rdp_to_epsilon(DEFAULT_ORDERS, rdp, target)[0], float(target)
 
 
@@ -445,6 +570,16 @@ class Layer2Config:
         a basket taken over by attackers is then outvoted. It needs the basket models in the
         clear, so it excludes secure aggregation; central noise is calibrated to the rule's
         sensitivity (:mod:`hierfed.sensitivity`).
+    dp_fedavg
+        Basket-level DP-FedAvg with adaptive clipping (:class:`~hierfed.privacy.DPFedAvg`)
+        instead of the central noise: each round Poisson-samples the basket models at
+        ``dp_fedavg.sample_rate``, clips them to the adaptive clip norm, noises their sum and
+        divides it by ``q N`` (``N``: ``dp_fedavg.population``, default the basket models
+        offered). The sum is unweighted (``weight_by_size`` and ``clip_norm`` are not used);
+        it needs
+        ``central_dp_epsilon=None``, no ``central_dp_noise_multiplier``, no ``robust_method``,
+        no ``weighting`` but ``"uniform"`` and ``use_secure_aggregation=False`` (the sampled
+        models are summed in this process). The epsilon protects one basket.
     """
 
     use_secure_aggregation: bool = True
@@ -460,9 +595,26 @@ class Layer2Config:
     basket_trust: dict[str, float] = field(default_factory=dict)
     reliability: bool = False
     reliability_decay: float = 0.5
+    dp_fedavg: DPFedAvgConfig | None = None
 
     def __post_init__(self) -> None:
         trust.check_config(self)
+        _check_dp_fedavg(self.dp_fedavg, "layer2")
+        if self.dp_fedavg is not None:
+            clash = {
+                "central_dp_epsilon": self.central_dp_epsilon is not None,
+                "central_dp_noise_multiplier": self.central_dp_noise_multiplier is not None,
+                "robust_method": self.robust_method is not None,
+                "weighting": self.weighting not in (None, Weighting.UNIFORM, "uniform"),
+                "use_secure_aggregation": self.use_secure_aggregation is not False,
+            }
+            given = [k for k, v in clash.items() if v]
+            if given:
+                raise ValueError(
+                    "layer2: dp_fedavg replaces the central noise with an unweighted sum of the "
+                    f"sampled basket models made in this process; unset {', '.join(given)} "
+                    "(central_dp_epsilon=None, use_secure_aggregation=False)"
+                )
         if self.robust_method is not None:
             self.robust_method = method_of(self.robust_method, "robust_method")
             if self.use_secure_aggregation:
@@ -631,6 +783,9 @@ class Layer2Aggregator:
                 generator=generator,
                 accountant=accountant,
             )
+        self.dp_fedavg: DPFedAvg | None = None
+        if cfg.dp_fedavg is not None:
+            self.dp_fedavg = DPFedAvg(cfg.dp_fedavg, generator=generator, unit="basket")
         self.clock = clock
         self.rounds = 0
         self.last_stats: dict[str, Any] = {}
@@ -645,8 +800,11 @@ class Layer2Aggregator:
         saved = None
         if mechanism is not None:
             saved = (mechanism.rounds, copy.deepcopy(mechanism.accountant))
+        dp_state = None if self.dp_fedavg is None else self.dp_fedavg.state()
 
         def rollback() -> None:
+            if self.dp_fedavg is not None and dp_state is not None:
+                self.dp_fedavg.load_state(dp_state)
             self.rounds, self.last_stats = rounds, stats
             self.reliability.scores = scores
             if mechanism is not None and saved is not None:
@@ -654,8 +812,13 @@ class Layer2Aggregator:
 
         return rollback
 
-    def record_round(self) -> None:
-        """Account a round made elsewhere (replayed from a log): its central noise."""
+    def record_round(self, next_clip_norm: float | None = None) -> None:
+        """Account a round made elsewhere (replayed from a log): its central noise, or its
+        DP-FedAvg round and the clip norm it moved to."""
+        if self.dp_fedavg is not None:
+            dp = self.dp_fedavg
+            clip = dp.clip_norm if next_clip_norm is None else next_clip_norm
+            dp.load_state({"clip_norm": clip, "rounds": dp.rounds + 1})
         if self.mechanism is not None:
             self.mechanism.accountant.step(
                 self.mechanism.noise_multiplier, self.mechanism.sample_rate
@@ -664,8 +827,17 @@ class Layer2Aggregator:
         self.rounds += 1
 
     def privacy_spent(self) -> tuple[float, float]:
-        """Central (epsilon, delta) over every round so far; (0, 0) without central DP."""
+        """Central (epsilon, delta) over every round so far, of one basket (:attr:`unit`);
+        (0, 0) without central DP or DP-FedAvg."""
+        if self.dp_fedavg is not None:
+            return (0.0, 0.0) if self.dp_fedavg.rounds == 0 else self.dp_fedavg.privacy_spent()
         return (0.0, 0.0) if self.mechanism is None else self.mechanism.privacy_spent()
+
+    @property
+    def unit(self) -> str:
+        """What :meth:`privacy_spent` protects: one ``"basket"`` (its model, replaced under
+        central DP, added or removed under DP-FedAvg)."""
+        return "basket"
 
     def aggregate(
         self,
@@ -696,7 +868,13 @@ class Layer2Aggregator:
         clipped = clip_by_l2_norm(arrays, cfg.clip_norm)
         secure = cfg.use_secure_aggregation and len(models) >= 2
         survivors = list(range(len(models)))
-        if secure:
+        dp_stats = None
+        if self.dp_fedavg is not None:
+            rnd = self.dp_fedavg.aggregate(arrays)
+            agg, sensitivity = rnd.aggregate, rnd.clip_norm / rnd.expected_count
+            w = np.full(len(models), 1.0 / rnd.expected_count)
+            dp_stats = {k: v for k, v in rnd.stats().items() if k != "sampled"}
+        elif secure:
             coordinator = secure_agg_coordinator or SecureAggregator(
                 SecAggConfig(clip=cfg.clip_norm)
             )
@@ -726,6 +904,8 @@ class Layer2Aggregator:
         if self.mechanism is not None:
             agg = self.mechanism.add_noise(agg, in_place=True, sensitivity=sensitivity)
             sigma = self.mechanism.noise_multiplier * sensitivity
+        if dp_stats is not None:
+            sigma = dp_stats["model_sigma"] / dp_stats["expected_count"]
         spent = self.privacy_spent()
         kept = [models[i] for i in survivors]
         round_id = self.rounds
@@ -738,7 +918,10 @@ class Layer2Aggregator:
             # simulated and protects nothing (hierfed.deploy runs it between real parties)
             "secure_agg_used": False,
             "secure_agg_simulated": secure,
-            "privacy": "central" if self.mechanism is not None else "none",
+            "privacy": "dp_fedavg"
+            if dp_stats is not None
+            else ("central" if self.mechanism is not None else "none"),
+            "privacy_unit": self.unit,
             "robust_method": None
             if cfg.robust_method is None
             else AggregationMethod(cfg.robust_method).value,
@@ -749,11 +932,13 @@ class Layer2Aggregator:
             "sensitivity": sensitivity,
             "basket_ids": [m.basket_id for m in models],
             "weights": [float(x) for x in w],
-            "baskets_clipped": int(np.sum(norms > cfg.clip_norm)),
+            # under DP-FedAvg the count within the clip norm is released only noised
+            "baskets_clipped": None if dp_stats else int(np.sum(norms > cfg.clip_norm)),
             "baskets_dropped": [
                 models[i].basket_id for i in range(len(models)) if i not in survivors
             ],
             "reliability": dict(self.reliability.scores),
+            "dp_fedavg": dp_stats,
         }
         return GlobalMetaModel(
             aggregate=agg,

@@ -225,12 +225,15 @@ class DPFedAvgRound:
     count_sigma: float
 
     def stats(self) -> dict[str, Any]:
-        """The round's figures as plain numbers (no update)."""
+        """The round's figures as plain numbers (no update), ready for JSON."""
         return {
             "sampled": len(self.sampled),
             "clip_norm": self.clip_norm,
             "next_clip_norm": self.next_clip_norm,
-            "unclipped_fraction": self.unclipped_fraction,
+            # None with fixed clipping (JSON has no NaN)
+            "unclipped_fraction": None
+            if math.isnan(self.unclipped_fraction)
+            else self.unclipped_fraction,
             "expected_count": self.expected_count,
             "model_sigma": self.model_sigma,
             "count_sigma": self.count_sigma,
@@ -324,7 +327,7 @@ class DPFedAvg:
         )
 
     def privacy_spent(self, delta: float | None = None) -> tuple[float, float]:
-        """(epsilon, delta) over every round so far, for one :attr:`unit`."""
+        """(epsilon, delta) over every round so far, for one ``unit``."""
         target = self.config.delta if delta is None else delta
         if self.rounds == 0:
             return 0.0, float(target)
