@@ -152,7 +152,11 @@ class FederationRounds:
         ``baskets-clipped``, ``secure-agg`` (0/1: 0 in process, where the server holds the
         basket models), ``secure-agg-simulated`` (0/1), ``noise-sigma`` of Layer 2;
         ``discarded``; the federation's ``version`` and the central ``epsilon``, ``delta``
-        spent over all rounds so far.
+        spent over all rounds so far (its unit: one basket), ``client-epsilon`` the largest
+        Layer 1 epsilon of a client (its unit: a client under ``Layer1Config.dp_fedavg``, else
+        one client update); with DP-FedAvg the next ``clip-norm`` of Layer 2 and the mean
+        ``client-clip-norm`` of the baskets (``baskets-clipped`` is then 0: that count is
+        released only noised).
         """
         fed, layout = self.federation, self.layout
         if fed is None or layout is None:
@@ -175,6 +179,12 @@ class FederationRounds:
         metrics["discarded"] = fed.discard_buffered()
         eps, delta = fed.privacy_spent()
         metrics.update(version=fed.version, epsilon=float(eps), delta=float(delta))
+        metrics["client-epsilon"] = float(fed.max_client_privacy_spent()[0])
+        if fed.layer2.dp_fedavg is not None:
+            metrics["clip-norm"] = fed.layer2.dp_fedavg.clip_norm
+        clips = fed.layer1.clip_norms
+        if clips:
+            metrics["client-clip-norm"] = float(np.mean(list(clips.values())))
         if result is None:
             metrics.update(baskets=0, clients=0)
             log.warning(
@@ -188,7 +198,7 @@ class FederationRounds:
             baskets=result.n_baskets,
             clients=result.n_clients_total,
             **{"outliers-removed": outliers},
-            **{"baskets-clipped": int(last.get("baskets_clipped", 0))},
+            **{"baskets-clipped": int(last.get("baskets_clipped") or 0)},
             **{"secure-agg": int(bool(last.get("secure_agg_used", False)))},
             **{"secure-agg-simulated": int(bool(last.get("secure_agg_simulated", False)))},
             **{"noise-sigma": float(last.get("noise_sigma", 0.0))},
