@@ -60,21 +60,24 @@ bool coordinatewise(CoordOp op, const py::list& segments, const py::list& outs, 
         throw py::value_error("n_trim must satisfy 0 <= 2*n_trim < n");
     if (op == CoordOp::AroundMedian && (k < 1 || k > n))
         throw py::value_error("n_keep must satisfy 1 <= n_keep <= n");
-    std::vector<std::int32_t> net;
-    // Unweighted sorts (and the around-median one, which reads weights itself) pre-sort
-    // aligned groups of rows in registers.
-    const bool presorted = w.empty() || op == CoordOp::AroundMedian;
-    const int groups = presorted ? kernels().sort_group : 1;
+    std::vector<std::int32_t> net, pairs;
+    // Value sorts pre-sort aligned groups of rows in registers; the weighted median sorts
+    // (value, row index) pairs, and so does the weighted trimmed mean's fallback.
+    const int groups = kernels().sort_group;
     if (op == CoordOp::AroundMedian)  // the ranks the outward merge can reach
         net = sorting_network(n, std::max(0, (n - 1) / 2 - k + 1),
                               std::min(n, (n - 1) / 2 + 1 + k), groups);
+    else if (op == CoordOp::Median && w.empty())
+        net = sorting_network(n, (n - 1) / 2, n / 2 + 1, groups);
     else if (op == CoordOp::Median)
-        net = w.empty() ? sorting_network(n, (n - 1) / 2, n / 2 + 1, groups)
-                        : sorting_network(n, 0, n);
+        pairs = sorting_network(n, 0, n);
     else if (op == CoordOp::TrimmedMean)
         net = sorting_network(n, k, n - k, groups);
-    p.network = net.data();
-    p.network_len = static_cast<int>(net.size() / 2);
+    if (op == CoordOp::TrimmedMean && !w.empty()) pairs = sorting_network(n, k, n - k);
+    p.network = net.empty() ? pairs.data() : net.data();
+    p.network_len = static_cast<int>((net.empty() ? pairs : net).size() / 2);
+    p.pair_network = pairs.data();
+    p.pair_network_len = static_cast<int>(pairs.size() / 2);
     if (n_threads < 1) throw py::value_error("n_threads must be >= 1");
     py::gil_scoped_release release;
     return run<T>(b, p, n_threads);

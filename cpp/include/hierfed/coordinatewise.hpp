@@ -9,9 +9,13 @@
 //   added and subtracted, so nothing cancels.
 // - n >= kSelectMinN, the median and the other trimmed means (weighted too): selection by
 //   counting against pivots, in coordinatewise_select.hpp.
+// - weighted trimmed mean below kSelectMinN: its thresholds (ranks k and n - 1 - k) by the
+//   unweighted machinery (the pop network's ejections for k <= 8, else the value network),
+//   then one weighted pass over the rows between them; ties at a threshold are taken by row
+//   order, as a stable sort (weighted_trim_block).
 // - everything else: the block is copied into a tile and sorted by a Batcher network (pruned
-//   to the ranks that are read); weighted rules sort (value, row index) pairs, so ties go to
-//   the lower index as in a stable sort.
+//   to the ranks that are read); the weighted median sorts (value, row index) pairs, so ties
+//   go to the lower index as in a stable sort, then sums the weights lane-parallel.
 // Every value read also feeds a probe (v * 0 is NaN exactly for NaN/inf) that reports
 // non-finite input without a second pass.
 // Bound in cpp/src/bind_coordinatewise.cpp. Twins (change the three together): the numba
@@ -282,45 +286,34 @@ inline void around_median(const T* const* rows, std::size_t j, const CoordParams
         around_median_lanes(rows, j, p, tile, out, h);
 }
 
-template <class T, bool Weighted>
-inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p, T* tile,
-                       simd::Int<T>* itile, double* above, T* out, simd::Vec<T>& probe) {
+// Loads a block into the tile, sorting each aligned group of kSortGroup rows in registers on
+// the way, then applies p.network (pruned to the ranks read afterwards).
+template <class T>
+inline void sort_values(const T* const* rows, std::size_t j, const CoordParams& p, T* tile,
+                        simd::Vec<T>& probe) {
     using V = simd::Vec<T>;
-    using VD = simd::VecD<T>;
-    using VI = simd::VecI<T>;
-    using I = simd::Int<T>;
     constexpr int W = simd::Lanes<T>::value;
     const int n = p.n;
     V pr = probe;
-    if constexpr (Weighted) {
-        for (int i = 0; i < n; ++i) {
-            prefetch_ahead(rows[i] + j);
-            V v = load<V>(rows[i] + j);
-            pr += v * T(0);
-            store(tile + std::size_t(i) * W, v);
-            store(itile + std::size_t(i) * W, splat<VI>(double(i)));
+    const V pinf = splat<V>(std::numeric_limits<T>::infinity());
+    for (int g = 0; g < n; g += kSortGroup) {
+        V v[kSortGroup];
+        const int m = std::min(kSortGroup, n - g);
+        for (int q = 0; q < kSortGroup; ++q) {
+            if (q < m) prefetch_ahead(rows[g + q] + j);
+            v[q] = q < m ? load<V>(rows[g + q] + j) : pinf;
+            pr += q < m ? v[q] * T(0) : V{};
         }
-    } else {  // copy in, sorting each aligned group of kSortGroup rows on the way
-        const V pinf = splat<V>(std::numeric_limits<T>::infinity());
-        for (int g = 0; g < n; g += kSortGroup) {
-            V v[kSortGroup];
-            const int m = std::min(kSortGroup, n - g);
-            for (int q = 0; q < kSortGroup; ++q) {
-                if (q < m) prefetch_ahead(rows[g + q] + j);
-                v[q] = q < m ? load<V>(rows[g + q] + j) : pinf;
-                pr += q < m ? v[q] * T(0) : V{};
-            }
-            // The last group may be short: sort it with the smallest network that fits.
-            if (m > kSortGroup / 2)
-                sort_group<kSortGroup>(v);
-            else if (m > 4)
-                sort_group<8>(v);
-            else if (m > 2)
-                sort_group<4>(v);
-            else if (m == 2)
-                sort_group<2>(v);
-            for (int q = 0; q < m; ++q) store(tile + std::size_t(g + q) * W, v[q]);
-        }
+        // The last group may be short: sort it with the smallest network that fits.
+        if (m > kSortGroup / 2)
+            sort_group<kSortGroup>(v);
+        else if (m > 4)
+            sort_group<8>(v);
+        else if (m > 2)
+            sort_group<4>(v);
+        else if (m == 2)
+            sort_group<2>(v);
+        for (int q = 0; q < m; ++q) store(tile + std::size_t(g + q) * W, v[q]);
     }
     probe = pr;
     const std::int32_t* net = p.network;
@@ -328,69 +321,244 @@ inline void tile_block(const T* const* rows, std::size_t j, const CoordParams& p
     for (; net != net_end; net += 2) {
         T* a = tile + std::size_t(net[0]) * W;
         T* b = tile + std::size_t(net[1]) * W;
-        if constexpr (Weighted) {
-            I* ia = itile + std::size_t(net[0]) * W;
-            I* ib = itile + std::size_t(net[1]) * W;
-            V x = load<V>(a), y = load<V>(b);
-            VI xi = load<VI>(ia), yi = load<VI>(ib);
-            VI gt = (x > y) | ((x == y) & (xi > yi));
-            store(a, gt ? y : x);
-            store(b, gt ? x : y);
-            store(ia, gt ? yi : xi);
-            store(ib, gt ? xi : yi);
-        } else {
-            V x = load<V>(a), y = load<V>(b);
-            store(a, vmin(x, y));
-            store(b, vmax(x, y));
-        }
+        V x = load<V>(a), y = load<V>(b);
+        store(a, vmin(x, y));
+        store(b, vmax(x, y));
     }
-    if constexpr (!Weighted) {
-        if (p.op == CoordOp::AroundMedian) return around_median(rows, j, p, tile, out);
-        auto row = [&](int r) { return to_double<T>(load<V>(tile + std::size_t(r) * W)); };
-        VD r;
-        if (p.op == CoordOp::Median) {
-            r = midpoint(row((n - 1) / 2), row(n / 2));
-        } else {
-            VD sum = {};
-            for (int q = p.k; q < n - p.k; ++q) sum += row(q);
-            r = sum / double(n - 2 * p.k);
-        }
-        store(out + j, from_double<T>(r));
+}
+
+// The unweighted median, trimmed mean or mean around the median of a block, by sort_values.
+template <class T>
+inline void value_tile_block(const T* const* rows, std::size_t j, const CoordParams& p, T* tile,
+                             T* out, simd::Vec<T>& probe) {
+    using V = simd::Vec<T>;
+    using VD = simd::VecD<T>;
+    constexpr int W = simd::Lanes<T>::value;
+    const int n = p.n;
+    sort_values(rows, j, p, tile, probe);
+    if (p.op == CoordOp::AroundMedian) return around_median(rows, j, p, tile, out);
+    auto row = [&](int r) { return to_double<T>(load<V>(tile + std::size_t(r) * W)); };
+    VD r;
+    if (p.op == CoordOp::Median) {
+        r = midpoint(row((n - 1) / 2), row(n / 2));
     } else {
-        const double* w = p.weights;
-        for (int l = 0; l < W; ++l) {
-            auto val = [&](int q) { return double(tile[std::size_t(q) * W + l]); };
-            auto wt = [&](int q) { return w[itile[std::size_t(q) * W + l]]; };
-            double r;
-            if (p.op == CoordOp::Median) {
-                // c: weight at or below rank q, summed upwards; above[q]: weight above it,
-                // summed downwards. lo: first rank with c >= above; hi: first with c > above.
-                // Equal weights give bit-equal sums on both sides, as the unweighted median.
-                above[n - 1] = 0.0;
-                for (int q = n - 2; q >= 0; --q) above[q] = above[q + 1] + wt(q + 1);
-                double c = 0.0;
-                int lo = -1, hi = n - 1;
-                for (int q = 0; q < n; ++q) {
-                    c += wt(q);
-                    if (lo < 0 && c >= above[q]) lo = q;
-                    if (c > above[q]) {
-                        hi = q;
-                        break;
-                    }
-                }
-                if (lo < 0) lo = hi;
-                r = midpoint(val(lo), val(hi));
-            } else {
-                double sum = 0.0, ws = 0.0;
-                for (int q = p.k; q < n - p.k; ++q) {
-                    sum += wt(q) * val(q);
-                    ws += wt(q);
-                }
-                r = sum / ws;
-            }
-            out[j + l] = T(r);
+        VD sum = {};
+        for (int q = p.k; q < n - p.k; ++q) sum += row(q);
+        r = sum / double(n - 2 * p.k);
+    }
+    store(out + j, from_double<T>(r));
+}
+
+// The weighted median of a tile sorted by (value, row index), one native float64 vector of
+// lanes at a time (offset h): above[q], the weight above rank q, summed downwards; c, the
+// weight at or below it, summed upwards; lo the first rank with c >= above, hi the first
+// with c > above (the reference's sums and comparisons, lane-parallel). above: n vectors.
+template <class T>
+inline void weighted_median_lanes(const T* tile, const simd::Int<T>* itile, const double* w,
+                                  int n, simd::Vec<double>* above, T* out, int h) {
+    using VD = simd::Vec<double>;
+    using VM = decltype(VD{} < VD{});
+    constexpr int W = simd::Lanes<T>::value;
+    constexpr int WD = simd::Lanes<double>::value;
+    const std::size_t off = std::size_t(h) * WD;
+    auto wt = [&](int q) {
+        VD r;
+        for (int l = 0; l < WD; ++l) r[l] = w[itile[std::size_t(q) * W + off + std::size_t(l)]];
+        return r;
+    };
+    auto val = [&](int q) {
+        VD r;
+        for (int l = 0; l < WD; ++l) r[l] = double(tile[std::size_t(q) * W + off + std::size_t(l)]);
+        return r;
+    };
+    above[n - 1] = VD{};
+    for (int q = n - 2; q >= 0; --q) above[q] = above[q + 1] + wt(q + 1);
+    VD c = {}, lo = {}, hi = {};
+    VM have_lo = {}, have_hi = {};
+    for (int q = 0; q < n; ++q) {
+        c += wt(q);
+        const VM now_lo = ~have_lo & (c >= above[q]), now_hi = ~have_hi & (c > above[q]);
+        const VD x = val(q);
+        lo = now_lo ? x : lo;
+        hi = now_hi ? x : hi;
+        have_lo |= now_lo;
+        have_hi |= now_hi;
+    }
+    const VD r = midpoint(lo, hi);
+    for (int l = 0; l < WD; ++l) out[off + std::size_t(l)] = T(r[l]);
+}
+
+// The weighted rules by the stable (value, row index) network p.pair_network: the weighted
+// median, and the weighted trimmed mean where its thresholds cannot be used (sums that could
+// overflow in some order: the reference's rank order, as the network gives).
+template <class T>
+inline void pair_tile_block(const T* const* rows, std::size_t j, const CoordParams& p, T* tile,
+                            simd::Int<T>* itile, simd::Vec<double>* above, T* out,
+                            simd::Vec<T>& probe) {
+    using V = simd::Vec<T>;
+    using VI = simd::VecI<T>;
+    using I = simd::Int<T>;
+    constexpr int W = simd::Lanes<T>::value;
+    const int n = p.n;
+    V pr = probe;
+    for (int i = 0; i < n; ++i) {
+        prefetch_ahead(rows[i] + j);
+        V v = load<V>(rows[i] + j);
+        pr += v * T(0);
+        store(tile + std::size_t(i) * W, v);
+        store(itile + std::size_t(i) * W, splat<VI>(double(i)));
+    }
+    probe = pr;
+    const std::int32_t* net = p.pair_network;
+    const std::int32_t* const net_end = net + 2 * std::ptrdiff_t(p.pair_network_len);
+    for (; net != net_end; net += 2) {
+        T* a = tile + std::size_t(net[0]) * W;
+        T* b = tile + std::size_t(net[1]) * W;
+        I* ia = itile + std::size_t(net[0]) * W;
+        I* ib = itile + std::size_t(net[1]) * W;
+        V x = load<V>(a), y = load<V>(b);
+        VI xi = load<VI>(ia), yi = load<VI>(ib);
+        VI gt = (x > y) | ((x == y) & (xi > yi));
+        store(a, gt ? y : x);
+        store(b, gt ? x : y);
+        store(ia, gt ? yi : xi);
+        store(ib, gt ? xi : yi);
+    }
+    const double* w = p.weights;
+    if (p.op == CoordOp::Median) {
+        for (int h = 0; h < W / simd::Lanes<double>::value; ++h)
+            weighted_median_lanes(tile, itile, w, n, above, out + j, h);
+        return;
+    }
+    for (int l = 0; l < W; ++l) {
+        double sum = 0.0, ws = 0.0;
+        for (int q = p.k; q < n - p.k; ++q) {
+            const double wq = w[itile[std::size_t(q) * W + l]];
+            sum += wq * double(tile[std::size_t(q) * W + l]);
+            ws += wq;
+        }
+        out[j + l] = T(sum / ws);
+    }
+}
+
+// ---- weighted trimmed mean: unweighted thresholds, then one weighted pass -------------
+// The thresholds lo (rank k) and hi (rank n - 1 - k) do not depend on the weights. k <=
+// kMaxPopTrim: the pop network, where the least value ejected by lo is rank k and the greatest
+// ejected by hi rank n - 1 - k; else the value network. Then one pass over the rows (in L1 by
+// now) sums w x and w over lo <= x <= hi, and counts #(x < lo) and #(x <= hi): when these are
+// k and n - k in every lane, lo <= x <= hi are exactly the ranks [k, n - k) of the stable
+// order. Otherwise (ties at a threshold) the block goes to weighted_trimmed_from_thresholds
+// (coordinatewise_select.hpp), which takes the tied rows by row order.
+template <class T, int K>
+inline void pop_thresholds(const T* const* rows, std::size_t j, int n, simd::Vec<T>& lo_thr,
+                           simd::Vec<T>& hi_thr, simd::Vec<T>& probe) {
+    using V = simd::Vec<T>;
+    V lo[K > 0 ? K : 1], hi[K > 0 ? K : 1];
+    for (int t = 0; t < K; ++t) {
+        lo[t] = splat<V>(std::numeric_limits<T>::infinity());
+        hi[t] = splat<V>(-std::numeric_limits<T>::infinity());
+    }
+    V a = splat<V>(std::numeric_limits<T>::infinity());
+    V b = splat<V>(-std::numeric_limits<T>::infinity());
+    V pr = probe;
+    for (int i = 0; i < n; ++i) {
+        prefetch_ahead(rows[i] + j);
+        V v = load<V>(rows[i] + j);
+        pr += v * T(0);
+        for (int t = 0; t < K; ++t) {
+            V x = lo[t];
+            lo[t] = vmin(x, v);
+            v = vmax(x, v);
+        }
+        a = vmin(a, v);  // rows < K eject lo's +inf placeholders
+        if (i < K) continue;
+        for (int t = 0; t < K; ++t) {
+            V x = hi[t];
+            hi[t] = vmax(x, v);
+            v = vmin(x, v);
+        }
+        b = vmax(b, v);  // rows < 2K eject hi's -inf placeholders
+    }
+    probe = pr;
+    lo_thr = a;
+    hi_thr = b;
+}
+
+// The weighted pass over lo <= x <= hi; false where a threshold is tied (out untouched).
+// Sums in native float64 vectors, H per block (GCC spills and scalarises wider ones).
+template <class T>
+inline bool weighted_between(const T* const* rows, std::size_t j, const CoordParams& p,
+                             simd::Vec<T> lo, simd::Vec<T> hi, T* out) {
+    using V = simd::Vec<T>;
+    using VI = simd::VecI<T>;
+    using VD = simd::Vec<double>;
+    using Part = simd::VecOfDoubleLanes<T>;
+    constexpr int W = simd::Lanes<T>::value;
+    constexpr int H = W / simd::Lanes<double>::value;
+    const int n = p.n;
+    VI below = {}, upto = {};
+    VD sum[H] = {}, wsum[H] = {};
+    const V one = splat<V>(T(1));
+    for (int i = 0; i < n; ++i) {
+        const V x = load<V>(rows[i] + j);
+        count_below(below, x, lo);
+        upto -= x <= hi;
+        const VI take = (x >= lo) & (x <= hi);
+        const V xt = take ? x : V{}, ot = take ? one : V{};
+        Part px[H], po[H];
+        std::memcpy(px, &xt, sizeof(V));
+        std::memcpy(po, &ot, sizeof(V));
+        const VD w = splat<VD>(p.weights[i]);
+        for (int h = 0; h < H; ++h) {
+            sum[h] += __builtin_convertvector(px[h], VD) * w;
+            wsum[h] += __builtin_convertvector(po[h], VD) * w;
         }
     }
+    if (~(lane_bits(below == splat<VI>(double(p.k))) &
+          lane_bits(upto == splat<VI>(double(n - p.k)))) &
+        ((1u << W) - 1u))
+        return false;
+    Part r[H];
+    for (int h = 0; h < H; ++h)  // 0/0 = NaN where every kept weight is zero, as the reference
+        r[h] = __builtin_convertvector(sum[h] / wsum[h], Part);
+    std::memcpy(out + j, r, sizeof(r));
+    return true;
+}
+
+template <class T>
+inline void weighted_trim_block(const T* const* rows, std::size_t j, const CoordParams& p,
+                                bool may_overflow, SelectTile<T>& sel, T* tile,
+                                simd::Int<T>* itile, simd::Vec<double>* above, T* out,
+                                simd::Vec<T>& probe) {
+    using V = simd::Vec<T>;
+    constexpr int W = simd::Lanes<T>::value;
+    const int n = p.n, k = p.k;
+    V lo, hi;
+    switch (k) {
+#define HIERFED_THRESHOLD_CASE(K) \
+    case K:                       \
+        pop_thresholds<T, K>(rows, j, n, lo, hi, probe); break;
+        HIERFED_THRESHOLD_CASE(0) HIERFED_THRESHOLD_CASE(1) HIERFED_THRESHOLD_CASE(2)
+        HIERFED_THRESHOLD_CASE(3) HIERFED_THRESHOLD_CASE(4) HIERFED_THRESHOLD_CASE(5)
+        HIERFED_THRESHOLD_CASE(6) HIERFED_THRESHOLD_CASE(7) HIERFED_THRESHOLD_CASE(8)
+#undef HIERFED_THRESHOLD_CASE
+        default:
+            sort_values(rows, j, p, tile, probe);
+            lo = load<V>(tile + std::size_t(k) * W);
+            hi = load<V>(tile + std::size_t(n - 1 - k) * W);
+    }
+    // Kept values near the float64 maximum: the sums could overflow in one order and not in
+    // another, so such blocks take the reference's rank order (the select kernels' rule).
+    bool huge = false;
+    for (int l = 0; may_overflow && l < W; ++l)
+        huge |= !(std::max(std::fabs(double(lo[l])), std::fabs(double(hi[l]))) * p.weight_sum <
+                  0.25 * std::numeric_limits<double>::max());
+    if (huge) return pair_tile_block(rows, j, p, tile, itile, above, out, probe);
+    if (weighted_between(rows, j, p, lo, hi, out)) return;
+    for (int i = 0; i < n; ++i) sel.rows[i] = load<V>(rows[i] + j);
+    alignas(64) T r[W];
+    weighted_trimmed_from_thresholds(sel, k, p.weights, lo, hi, r);
+    std::memcpy(out + j, r, sizeof(r));
 }
 
 // ---- dispatch over the block kinds, with the tail of a range padded into a tile ---------
@@ -409,7 +577,8 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
     // store splits a cache line (which defeats store-to-load forwarding).
     const std::size_t tile_len = std::size_t(n) * bw;
     std::vector<char> scratch(2 * tile_len * sizeof(T) + tile_len * sizeof(I) + 64);
-    std::vector<double> above(p.weights ? n : 0);  // weighted median: weight above each rank
+    // The weighted median's weight above each rank (a float64 vector per rank).
+    std::vector<simd::Vec<double>> above(p.weights ? n : 0);
     T* tile = reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(scratch.data()) + 63) &
                                    ~std::uintptr_t(63));
     T* pad = tile + tile_len;
@@ -419,11 +588,17 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
     // other than the pop network's (weighted too); the weighted median keeps the network.
     const bool select = n >= kSelectMinN && !pop &&
                         ((p.op == CoordOp::Median && !p.weights) || p.op == CoordOp::TrimmedMean);
-    std::vector<SelectTile<T>> selector;
-    if (select) selector.emplace_back(n);
+    const bool weighted_trim = p.weights && p.op == CoordOp::TrimmedMean;
+    const bool may_overflow = double(std::numeric_limits<T>::max()) * p.weight_sum >=
+                              0.25 * std::numeric_limits<double>::max();
+    std::vector<SelectTile<T>> selector;  // weighted trimmed means keep their rows here
+    if (select || weighted_trim) selector.emplace_back(n);
     auto block = [&](const T* const* rows, std::size_t j, T* out) {
-        if (p.weights && p.op != CoordOp::AroundMedian) {  // it reads weights itself
-            tile_block<T, true>(rows, j, p, tile, itile, above.data(), out, probe);
+        if (weighted_trim) {
+            weighted_trim_block(rows, j, p, may_overflow, selector[0], tile, itile, above.data(),
+                                out, probe);
+        } else if (p.weights && p.op == CoordOp::Median) {
+            pair_tile_block(rows, j, p, tile, itile, above.data(), out, probe);
         } else if (pop) {
             switch (p.k) {
 #define HIERFED_POP_CASE(K) \
@@ -435,8 +610,8 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
 #undef HIERFED_POP_CASE
                 default: break;
             }
-        } else {
-            tile_block<T, false>(rows, j, p, tile, nullptr, nullptr, out, probe);
+        } else {  // the around-median rule reads weights itself
+            value_tile_block(rows, j, p, tile, out, probe);
         }
     };
     std::size_t j = c0;

@@ -27,6 +27,10 @@ struct CoordParams {
     double weight_sum;            // sum of weights (or n)
     const std::int32_t* network;  // sorting-network comparators as (a, b) pairs, a < b
     int network_len;              // number of comparators
+    // Weighted rules: the stable (value, row index) network, where the weighted trimmed mean
+    // takes its thresholds from `network` (values only) and keeps this one as its fallback.
+    const std::int32_t* pair_network = nullptr;
+    int pair_network_len = 0;
 };
 
 }  // namespace hierfed
