@@ -12,11 +12,13 @@ when an input value is NaN or infinite (checked within the kernel's own pass).
   Coordinates are independent lanes, which LLVM vectorises. Compiled once per ``k``.
 - ``n >= 256``: the median and the other trimmed means (weighted too) by selection
   (:mod:`.coordinatewise_select`), not sorting.
-- everything else (median, larger ``k``, weighted rules, the mean around the median): a tile of
-  coordinates is sorted vertically by Batcher's odd-even merge sorting network
+- the weighted trimmed mean below ``n = 256``: its thresholds by the unweighted machinery, then
+  one weighted pass (:mod:`.coordinatewise_weighted`).
+- everything else (median, larger ``k``, the weighted median, the mean around the median): a
+  tile of coordinates is sorted vertically by Batcher's odd-even merge sorting network
   (:mod:`.sorting_network`), pruned to the comparators the needed output positions depend on
-  (unweighted, its first stages run in registers while loading); weighted rules sort (value,
-  row index) pairs, a stable order.
+  (unweighted, its first stages run in registers while loading); the weighted median sorts
+  (value, row index) pairs, a stable order.
 """
 
 from __future__ import annotations
@@ -46,11 +48,11 @@ from .coordinatewise_tiles import (
     net_kernel,
     net_weighted_kernel,
 )
+from .coordinatewise_weighted import POP_MAX_TRIM, weighted_trimmed_kernel
 from .sorting_network import network
 
 __all__ = ["mean", "mean_around_median", "median", "trimmed_mean"]
 
-_POP_MAX_TRIM = 8  # the pop network handles 1 <= k <= this; larger k use a sorting network
 _MEAN_BLOCK = 8192  # coordinates per block of the mean (its float64 accumulator stays in L2)
 _POP_BLOCK = 128  # coordinates per block of the pop network (2k slots per lane stay in L1)
 _NO_WEIGHTS = np.ones(1)  # the weights argument of an unweighted kernel, unread
@@ -263,7 +265,8 @@ def trimmed_mean(
     """Per coordinate drop the ``n_trim`` smallest and largest values, weighted mean of the rest.
 
     ``n_trim == 0`` is the mean; unweighted with ``n_trim <= 8`` the single-pass pop network;
-    otherwise a sorting network (weighted: stable order by (value, row index)). A coordinate
+    ``n >= 256`` a selection; otherwise a sorting network (weighted: the thresholds of the
+    unweighted kernels, then one weighted pass, ties by row order). A coordinate
     whose kept weights sum to zero gets NaN (0/0); the caller checks. Returns True when an
     input value is non-finite.
     """
@@ -276,7 +279,7 @@ def trimmed_mean(
     if not 0 < 2 * k < n:
         raise ValueError(f"n_trim must satisfy 0 <= 2*n_trim < n (n={n}), got {k}")
     used = use_threads(n_threads, n * int(segs.lens.sum()))
-    if weights is None and k <= _POP_MAX_TRIM:
+    if weights is None and k <= POP_MAX_TRIM:
         return bool(_pop_kernel(k)(segs, n, outs[0], used))
     if n >= SELECT_MIN_N:
         w = _NO_WEIGHTS if weights is None else weights
@@ -285,10 +288,8 @@ def trimmed_mean(
     if weights is None:
         net = network(n, k, n - k - 1, NET_GROUP)
         return bool(net_kernel(segs, n, net, k, False, outs[0], used))
-    net = network(n, k, n - k - 1)
-    return bool(
-        net_weighted_kernel(segs, n, net, k, False, weights, outs[0], _index_like(outs), used)
-    )
+    net = network(n, k, n - k - 1) if k > POP_MAX_TRIM else network(2, 0, 1)  # unread
+    return bool(weighted_trimmed_kernel(segs, n, net, k, weights, outs[0], used))
 
 
 def median(segments: Segments, outs: Outs, weights: Weights, n_threads: int = 1) -> bool:
