@@ -94,6 +94,7 @@ def _labels(rule: str) -> dict[str, str]:
         "flat": f"flat {rule}",
         "hierarchical": f"hierarchical {rule}",
         "hierarchical_dp": f"hierarchical {rule} + DP-SGD + SecAgg",
+        "hierarchical_dpfedavg": "hierarchical mean + DP-FedAvg + SecAgg",
     }
 
 

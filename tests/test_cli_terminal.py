@@ -43,11 +43,18 @@ def test_the_table_fits_the_terminal(
         "flat trimmed_mean",
         "hierarchical trimmed_mean + DP",
         "hierarchical trimmed_mean + DP-SGD + DP + SecAgg",
+        "hierarchical mean + DP-FedAvg + SecAgg",  # its own noise: no central DP
     ]
     full = width >= 150
     labels = [r["label"] if full else r["short_label"] for r in runs]
     if not full:
-        assert labels == ["FedAvg", "flat", "hier. +DP", "hier. +DPSGD +DP +SecAgg"]
+        assert labels == [
+            "FedAvg",
+            "flat",
+            "hier. +DP",
+            "hier. +DPSGD +DP +SecAgg",
+            "hier. +DPFedAvg +SecAgg",
+        ]
         assert "rule trimmed_mean" in out and "+DP/+LDP: central/local DP" in out
     head = next(i for i, line in enumerate(lines) if "final" in line and "best" in line)
     body = lines[head + 2 : head + 2 + len(rows)]  # below the header's rule

@@ -150,14 +150,20 @@ def test_default_run_end_to_end_small(
     assert "sign_flip (strength 4) attack, 15/75 Byzantine clients spread" in text
     doc = json.loads((out / "results.json").read_text())
     assert doc["config"]["rounds"] == 3 and doc["config"]["dataset"] == "digits"
-    assert len(doc["runs"]) == 8
+    assert len(doc["runs"]) == 10
     dp = [r for r in doc["runs"] if r["setup"] == "hierarchical_dp"]
     # the default DP row protects a record, calibrated to epsilon 8 over the run's rounds
     spent = [r["record_privacy_spent"] for r in dp]
     assert all(7.9 < s["epsilon"] <= 8.0 and s["delta"] == 1e-5 for s in spent)
     assert doc["table"]["rows"][3][4] == "8/record"
-    assert [len(r["rounds"]) for r in doc["runs"]] == [3] * 8
-    assert len(doc["table"]["rows"]) == 4
+    # the DP-FedAvg row protects a client, calibrated to epsilon 8 the same way
+    fedavg = [r for r in doc["runs"] if r["setup"] == "hierarchical_dpfedavg"]
+    spent = [r["client_privacy_spent"] for r in fedavg]
+    assert len(spent) == 2 and all(7.9 < s["epsilon"] <= 8.0 and s["delta"] == 1e-5 for s in spent)
+    assert doc["table"]["rows"][4][4] == "8/client"
+    assert doc["table"]["rows"][4][0] == "hierarchical mean + DP-FedAvg + SecAgg"
+    assert [len(r["rounds"]) for r in doc["runs"]] == [3] * 10
+    assert len(doc["table"]["rows"]) == 5
 
     png = (out / "accuracy.png").read_bytes()
     assert png[:8] == PNG_SIGNATURE

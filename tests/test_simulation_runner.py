@@ -119,19 +119,20 @@ def test_study_plan_and_results_document() -> None:
     cfg = SimulationConfig(**{**SMALL, "rounds": 2})  # type: ignore[arg-type]
     assert plan(cfg) == [
         (s, a)
-        for s in ("fedavg", "flat", "hierarchical", "hierarchical_dp")
+        for s in ("fedavg", "flat", "hierarchical", "hierarchical_dp", "hierarchical_dpfedavg")
         for a in ("sign_flip", "none")
     ]
     assert plan(cfg.replace(attack="none")) == [
-        (s, "none") for s in ("fedavg", "flat", "hierarchical", "hierarchical_dp")
+        (s, "none")
+        for s in ("fedavg", "flat", "hierarchical", "hierarchical_dp", "hierarchical_dpfedavg")
     ]
     assert plan(cfg.replace(compare=False, setup="flat")) == [("flat", "sign_flip")]
     seen: list[tuple[str, str, int]] = []
     study = run_study(cfg, on_round=lambda label, attack, r: seen.append((label, attack, r)))
-    assert len(seen) == 16 and seen[0] == ("FedAvg", "sign_flip", 1)
+    assert len(seen) == 20 and seen[0] == ("FedAvg", "sign_flip", 1)
     doc = study.to_dict()
     json.dumps(doc, allow_nan=False)
-    assert doc["config"]["dataset"] == "wine" and len(doc["runs"]) == 8
+    assert doc["config"]["dataset"] == "wine" and len(doc["runs"]) == 10
     first = doc["runs"][0]
     assert set(first) >= {"final_accuracy", "best_accuracy", "rounds_to_target", "privacy_spent"}
     assert len(first["rounds"]) == 2 and set(first["rounds"][0]) >= {"accuracy", "epsilon"}
@@ -141,7 +142,7 @@ def test_study_plan_and_results_document() -> None:
         "byzantine_clients": 4,
         "placement": "spread",
     }
-    assert len(study.pairs()) == 4 and all(clean is not None for _, clean in study.pairs())
+    assert len(study.pairs()) == 5 and all(clean is not None for _, clean in study.pairs())
 
 
 def test_worker_momentum_sends_the_average_of_the_rounds_updates() -> None:
@@ -178,3 +179,24 @@ def test_reliability_lowers_a_captured_baskets_weight() -> None:
     assert "reliability" not in dp.label
     with pytest.raises(ValueError, match="reliability needs the basket models in the clear"):
         SimulationConfig(reliability=True, secure_aggregation=True)
+
+
+def test_dpfedavg_setup_spends_the_client_epsilon_with_sampled_clients() -> None:
+    sim = _sim(client_epsilon=5.0, client_sample_rate=0.5)
+    run = sim.run("hierarchical_dpfedavg")
+    z = noise_multiplier_for_epsilon(5.0, 1e-5, 4, 0.5)
+    assert run.details["client_noise_multiplier"] == z
+    acc = RDPAccountant()
+    acc.step(z, 0.5, 4)  # every client a candidate of its basket's 4 rounds
+    assert run.client_privacy_spent == (pytest.approx(acc.get_epsilon(1e-5), rel=1e-9), 1e-5)
+    assert run.client_privacy_spent[0] <= 5.0
+    assert run.privacy_spent == (0.0, 0.0) and run.record_privacy_spent == (0.0, 0.0)
+    assert [r.client_epsilon for r in run.rounds] == sorted(r.client_epsilon for r in run.rounds)
+    fed, _ = sim._federation("hierarchical_dpfedavg")
+    dp = fed.config.layer1.dp_fedavg
+    assert dp is not None and (dp.sample_rate, dp.initial_clip_norm) == (0.5, 0.5)
+    assert dp.count_stddev == max(0.5 * 10 / 20, z)
+    with pytest.raises(ValueError, match="client_sample_rate"):
+        _sim(client_sample_rate=0.0)
+    with pytest.raises(ValueError, match="client_epsilon or client_noise_multiplier"):
+        _sim(client_epsilon=1.0, client_noise_multiplier=1.0)

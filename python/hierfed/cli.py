@@ -2,7 +2,7 @@
 
 ``hierfed simulate`` runs a hierarchical federation on real data under attack (see
 :mod:`hierfed.simulation`): with no arguments, the embedded default study (digits, a fifth of
-the clients sending scaled sign-flipped updates, four setups compared) in well under a
+the clients sending scaled sign-flipped updates, five setups compared) in well under a
 minute. Settings come from the defaults, then a TOML file (``--config``), then the options;
 every option but ``--config``, ``--quiet``, ``--help`` and ``--version`` is a key of the file
 (``--rule-params KEY=VALUE`` is the table ``rule_params``). Bad settings, or an ``--out``
@@ -79,7 +79,13 @@ def _add_simulate(sub: Any) -> argparse.ArgumentParser:
     from .optimizers import OPTIMIZERS
     from .preaggregation import PRE_STEPS
     from .simulation.attacks import ATTACKS
-    from .simulation.config import DEFAULT_RECORD_EPSILON, DEFAULT_TRIM_RATIO, PLACEMENTS, SETUPS
+    from .simulation.config import (
+        DEFAULT_CLIENT_EPSILON,
+        DEFAULT_RECORD_EPSILON,
+        DEFAULT_TRIM_RATIO,
+        PLACEMENTS,
+        SETUPS,
+    )
     from .simulation.datasets import BUILTIN
     from .simulation.models import MODELS
     from .staleness import PRESETS
@@ -91,9 +97,10 @@ def _add_simulate(sub: Any) -> argparse.ArgumentParser:
             "Simulate a hierarchical, Byzantine-robust, differentially private federation on "
             "a bundled dataset (or your .npz) and report accuracy, privacy spent and time. "
             "Without arguments: digits, 75 clients in 5 domain baskets, 20% of them sending "
-            "scaled sign-flipped updates; FedAvg, flat robust, hierarchical robust and "
-            "hierarchical robust + record-level DP-SGD + secure aggregation compared, each "
-            "with and without the attack. Settings: defaults < --config FILE.toml < options.",
+            "scaled sign-flipped updates; FedAvg, flat robust, hierarchical robust, "
+            "hierarchical robust + record-level DP-SGD + secure aggregation and hierarchical "
+            "+ client-level DP-FedAvg + secure aggregation compared, each with and without "
+            "the attack. Settings: defaults < --config FILE.toml < options.",
             78,
         ),
         epilog=(
@@ -198,7 +205,7 @@ def _add_simulate(sub: Any) -> argparse.ArgumentParser:
     o(
         g,
         "compare",
-        "run the four setups, with and without the attack",
+        "run the five setups, with and without the attack",
         action=argparse.BooleanOptionalAction,
     )
     o(g, "setup", "run only this setup", choices=SETUPS)
@@ -240,6 +247,17 @@ def _add_simulate(sub: Any) -> argparse.ArgumentParser:
     o(g, "local_epsilon", "Layer 1 noise calibrated to this", type=f, metavar="EPS")
     o(g, "local_noise_multiplier", "Layer 1 noise per round", type=f, metavar="Z")
     o(g, "local_delta", type=f, metavar="D")
+    o(
+        g,
+        "client_epsilon",
+        "per-client epsilon of the baskets' DP-FedAvg",
+        shown=f"{DEFAULT_CLIENT_EPSILON:g} in hierarchical_dpfedavg",
+        type=f,
+        metavar="EPS",
+    )
+    o(g, "client_noise_multiplier", "DP-FedAvg noise per round", type=f, metavar="Z")
+    o(g, "client_delta", type=f, metavar="D")
+    o(g, "client_sample_rate", "DP-FedAvg's Poisson sampling rate of clients", type=f, metavar="Q")
     return p
 
 

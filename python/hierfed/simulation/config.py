@@ -8,7 +8,7 @@ raise ``ValueError``/``TypeError`` naming the field and the rule broken.
 
 The defaults are the embedded run of ``hierfed simulate`` without arguments: digits, 75
 clients in 5 domains (one basket of 15 each), a fifth of them Byzantine, spread over the
-domains, sending scaled sign-flipped updates; the four configurations compared.
+domains, sending scaled sign-flipped updates; the five configurations compared.
 """
 
 from __future__ import annotations
@@ -43,10 +43,11 @@ __all__ = [
     "load_toml",
 ]
 
-SETUPS = ("fedavg", "flat", "hierarchical", "hierarchical_dp")
+SETUPS = ("fedavg", "flat", "hierarchical", "hierarchical_dp", "hierarchical_dpfedavg")
 PLACEMENTS = ("spread", "concentrated")
 # Record-level epsilon of the hierarchical_dp setup's DP-SGD when no record option is given.
 DEFAULT_RECORD_EPSILON = 8.0
+DEFAULT_CLIENT_EPSILON = 8.0  # hierarchical_dpfedavg's client-level epsilon (delta 1e-5)
 # The trimmed mean's share cut at each end when trim_ratio is not given.
 DEFAULT_TRIM_RATIO = 0.2
 # Rules taking f, each needing n >= per * f + plus inputs (krum 2f + 3, bulyan 4f + 3; mda,
@@ -132,11 +133,12 @@ class SimulationConfig:
         generator seeded by ``seed``, ``clip`` reads ``clip_norm`` from ``rule_params``
         (default ``clip_norm``).
     compare
-        Run the four setups (flat FedAvg, flat robust, hierarchical robust, hierarchical
-        robust + DP-SGD + secure aggregation), each with the attack and without it.
+        Run the five setups (flat FedAvg, flat robust, hierarchical robust, hierarchical
+        robust + DP-SGD + secure aggregation, hierarchical mean + client-level DP-FedAvg +
+        secure aggregation), each with the attack and without it.
     setup
-        The one setup to run when not comparing: ``fedavg``, ``flat``, ``hierarchical`` or
-        ``hierarchical_dp``.
+        The one setup to run when not comparing: ``fedavg``, ``flat``, ``hierarchical``,
+        ``hierarchical_dp`` or ``hierarchical_dpfedavg``.
     secure_aggregation
         Sum basket models with SecAgg+ in the ``hierarchical`` setup (``hierarchical_dp``
         always does).
@@ -156,6 +158,12 @@ class SimulationConfig:
         ``rounds`` rounds) or a per-round noise multiplier; at most one.
     local_epsilon, local_noise_multiplier, local_delta
         Layer 1's local DP per basket, the same way (off when neither is given).
+    client_epsilon, client_noise_multiplier, client_delta, client_sample_rate
+        Client-level DP-FedAvg with adaptive clipping in every basket
+        (:class:`~hierfed.privacy.DPFedAvg`; setup ``hierarchical_dpfedavg``): a total
+        epsilon per client for the run (default ``DEFAULT_CLIENT_EPSILON``) or a noise
+        multiplier; each round each client of a basket is sampled with probability
+        ``client_sample_rate``.
     staleness, stragglers
         Staleness weighting (``exponential``, ``constant``, ``polynomial``, ``sqrt``,
         ``hinge``) of the updates of stragglers: each round each honest client independently
@@ -214,6 +222,10 @@ class SimulationConfig:
     local_epsilon: float | None = None
     local_noise_multiplier: float | None = None
     local_delta: float = 1e-5
+    client_epsilon: float | None = None
+    client_noise_multiplier: float | None = None
+    client_delta: float = 1e-5
+    client_sample_rate: float = 1.0
     staleness: str = "exponential"
     stragglers: float = 0.0
     target_accuracy: float = 0.8
@@ -329,7 +341,11 @@ class SimulationConfig:
         self._optional("local_noise_multiplier", 0.0, math.inf)
         self._num("central_delta", 0.0, 0.5, open_low=True)
         self._num("local_delta", 0.0, 0.5, open_low=True)
-        for kind in ("record", "central", "local"):
+        self._optional("client_epsilon", 0.0, math.inf)
+        self._optional("client_noise_multiplier", 0.0, math.inf)
+        self._num("client_delta", 0.0, 0.5, open_low=True)
+        self._num("client_sample_rate", 0.0, 1.0, open_low=True)
+        for kind in ("record", "central", "local", "client"):
             if (
                 getattr(self, f"{kind}_epsilon") is not None
                 and getattr(self, f"{kind}_noise_multiplier") is not None
@@ -357,6 +373,8 @@ class SimulationConfig:
                 "central_noise_multiplier",
                 "local_epsilon",
                 "local_noise_multiplier",
+                "client_epsilon",
+                "client_noise_multiplier",
             )
         )
 

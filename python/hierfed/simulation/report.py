@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 from ._deps import require
+from .runner import RunResult
 from .study import StudyResult
 
 __all__ = [
@@ -48,9 +49,10 @@ COMPACT_COLUMNS = (
     "\u0394 pts",
 )
 LEGEND = (
-    "hier.: hierarchical; +DPSGD: record-level DP-SGD; +DP/+LDP: central/local DP;\n"
-    "+SecAgg: secure aggregation (simulated in process: hierfed.deploy runs it\n"
-    "between separate parties); \u03b5 R/B/L: per record/basket, local;\n"
+    "hier.: hierarchical; +DPSGD: record-level DP-SGD; +DPFedAvg: client-level\n"
+    "DP-FedAvg; +DP/+LDP: central/local DP; +SecAgg: secure aggregation (simulated\n"
+    "in process: hierfed.deploy runs it between separate parties);\n"
+    "\u03b5 R/C/B/L: per record/client/basket, local;\n"
     "clean: final accuracy without the attack; \u0394: final minus clean, in points"
 )
 
@@ -59,10 +61,15 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def _eps(record: float, epsilon: float, local: float, compact: bool) -> str:
-    """The epsilons a run spent, each with its unit: a record (DP-SGD), a basket (central
-    DP), a basket's release (local DP)."""
-    kinds = (("R", "{}/record", record), ("B", "{}/basket", epsilon), ("L", "local {}", local))
+def _eps(run: RunResult, compact: bool) -> str:
+    """The epsilons a run spent, each with its unit: a record (DP-SGD), a client
+    (DP-FedAvg), a basket (central DP), a basket's release (local DP)."""
+    kinds = (
+        ("R", "{}/record", run.record_privacy_spent[0]),
+        ("C", "{}/client", run.client_privacy_spent[0]),
+        ("B", "{}/basket", run.privacy_spent[0]),
+        ("L", "local {}", run.local_privacy_spent[0]),
+    )
     parts = [
         f"{short}{e:.3g}" if compact else long.format(f"{e:.3g}")
         for short, long, e in kinds
@@ -91,12 +98,7 @@ def table_rows(study: StudyResult, *, compact: bool = False) -> list[list[str]]:
                 _pct(run.final_accuracy),
                 _pct(run.best_accuracy),
                 "-" if reached is None else str(reached),
-                _eps(
-                    run.record_privacy_spent[0],
-                    run.privacy_spent[0],
-                    run.local_privacy_spent[0],
-                    compact,
-                ),
+                _eps(run, compact),
                 f"{run.seconds_per_round:.3f}",
                 "-" if clean is None else _pct(clean.final_accuracy),
                 "-"
@@ -177,6 +179,7 @@ def _dp_epsilon(study: StudyResult) -> str:
     cfg = study.config
     kinds = (
         ("record-level", cfg.record_delta, [r.record_privacy_spent[0] for r in study.runs]),
+        ("client-level", cfg.client_delta, [r.client_privacy_spent[0] for r in study.runs]),
         ("central (per basket)", cfg.central_delta, [r.privacy_spent[0] for r in study.runs]),
         ("local", cfg.local_delta, [r.local_privacy_spent[0] for r in study.runs]),
     )

@@ -13,6 +13,11 @@ Setups (same clients, data, attackers and seed for all of them):
   trains with DP-SGD (:mod:`~hierfed.simulation.dpsgd`) at the config's record epsilon or
   noise multiplier (``DEFAULT_RECORD_EPSILON`` when neither is given); the run reports the
   largest per-client epsilon, which is each record's.
+- ``hierarchical_dpfedavg``: client-level DP instead: every basket runs DP-FedAvg with
+  adaptive clipping over its clients (Andrew et al. 2021; :class:`~hierfed.privacy.DPFedAvg`:
+  Poisson sampling at ``client_sample_rate``, the mean of clipped updates, noise on the sum)
+  at the config's client epsilon or noise multiplier (``DEFAULT_CLIENT_EPSILON``), then
+  secure aggregation across baskets; the run reports the largest per-client epsilon.
 
 A round: every client starts from the global model of this round; honest clients run
 :func:`~hierfed.simulation.models.local_sgd`; stragglers deliver their update one round late
@@ -48,10 +53,10 @@ from ..basket import BasketConfig, BasketManager
 from ..federation import FederationConfig, HierarchicalFederation
 from ..layers import Layer1Config, Layer2Config
 from ..optimizers import ServerOptimizer
-from ..privacy import NoiseGenerator
+from ..privacy import DPFedAvgConfig, NoiseGenerator
 from ..staleness import staleness_function
 from . import attacks
-from .config import DEFAULT_RECORD_EPSILON, SimulationConfig
+from .config import DEFAULT_CLIENT_EPSILON, DEFAULT_RECORD_EPSILON, SimulationConfig
 from .datasets import FederatedData
 from .dpsgd import dp_sgd, epsilon_spent, noise_multiplier_for_epsilon, steps_per_epoch
 from .models import Model, accuracy, local_sgd, make_model
@@ -98,6 +103,7 @@ class RoundMetrics:
     local_epsilon: float
     seconds: float
     record_epsilon: float = 0.0
+    client_epsilon: float = 0.0
 
 
 @dataclass
@@ -113,6 +119,7 @@ class RunResult:
     details: dict[str, Any] = field(default_factory=dict)
     short_label: str = ""
     record_privacy_spent: tuple[float, float] = (0.0, 0.0)
+    client_privacy_spent: tuple[float, float] = (0.0, 0.0)
 
     @property
     def final_accuracy(self) -> float:
@@ -152,6 +159,10 @@ class RunResult:
             "record_privacy_spent": {
                 "epsilon": self.record_privacy_spent[0],
                 "delta": self.record_privacy_spent[1],
+            },
+            "client_privacy_spent": {
+                "epsilon": self.client_privacy_spent[0],
+                "delta": self.client_privacy_spent[1],
             },
             "details": self.details,
             "rounds": [vars(r) for r in self.rounds],
@@ -467,9 +478,11 @@ class Simulation:
     # ---- a run ---------------------------------------------------------------------------
 
     def protections(self, setup: str) -> tuple[str, ...]:
-        """What ``setup`` adds to its rule: ``"DP-SGD"`` (record-level), ``"DP"`` (central),
-        ``"local DP"``, ``"SecAgg"``."""
+        """What ``setup`` adds to its rule: ``"DP-SGD"`` (record-level), ``"DP-FedAvg"``
+        (client-level), ``"DP"`` (central), ``"local DP"``, ``"SecAgg"``."""
         cfg = self.config
+        if setup == "hierarchical_dpfedavg":
+            return ("DP-FedAvg", "SecAgg")
         if setup not in ("hierarchical", "hierarchical_dp"):
             return ()
         dp = setup == "hierarchical_dp"
@@ -502,6 +515,37 @@ class Simulation:
             epsilon, cfg.record_delta, steps, cfg.record_sample_rate
         )
 
+    def client_noise_multiplier(self, setup: str) -> float | None:
+        """DP-FedAvg's noise multiplier in ``setup`` (``None``: no client-level DP): the
+        config's, or calibrated to its client epsilon over the run's rounds at its client
+        sampling rate."""
+        cfg = self.config
+        if "DP-FedAvg" not in self.protections(setup):
+            return None
+        if cfg.client_noise_multiplier is not None:
+            return cfg.client_noise_multiplier
+        epsilon = DEFAULT_CLIENT_EPSILON if cfg.client_epsilon is None else cfg.client_epsilon
+        return noise_multiplier_for_epsilon(
+            epsilon, cfg.client_delta, cfg.rounds, cfg.client_sample_rate
+        )
+
+    def _dp_fedavg(self, setup: str) -> DPFedAvgConfig | None:
+        """Each basket's DP-FedAvg: clip norm from ``clip_norm``, target the median norm,
+        count noise the paper's ``m / 20`` but at least ``z`` (the model's noise then grows
+        by at most ``1 / sqrt(3/4)``: baskets are small)."""
+        z = self.client_noise_multiplier(setup)
+        if z is None:
+            return None
+        cfg = self.config
+        m = cfg.client_sample_rate * min(len(b) for b in self.baskets.values())
+        return DPFedAvgConfig(
+            z,
+            sample_rate=cfg.client_sample_rate,
+            initial_clip_norm=cfg.clip_norm,
+            count_stddev=max(m / 20, z),
+            delta=cfg.client_delta,
+        )
+
     def record_epsilon(self) -> float:
         """The record-level epsilon spent so far in the current run: the largest over the
         clients (each trained a number of times at one noise and sample rate)."""
@@ -518,12 +562,13 @@ class Simulation:
         leaves the rule out and abbreviates (``"hier. +DP +SecAgg"``)."""
         if setup == "fedavg":
             return "FedAvg"
-        rule = self.config.rule
+        rule = "mean" if setup == "hierarchical_dpfedavg" else self.config.rule
         added = self.protections(setup)
         if short:
             base = "flat" if setup == "flat" else "hier."
             marks = {
                 "DP-SGD": "+DPSGD",
+                "DP-FedAvg": "+DPFedAvg",
                 "DP": "+DP",
                 "local DP": "+LDP",
                 "SecAgg": "+SecAgg",
@@ -550,18 +595,28 @@ class Simulation:
         if "bucketing" in cfg.pre:
             params["seed"] = np.random.default_rng([cfg.seed, _TAG_BUCKETS])
         secure = dp or cfg.secure_aggregation
+        dp_fedavg = self._dp_fedavg(setup)
+        layer1 = Layer1Config(
+            aggregation_method=cfg.rule,
+            min_updates=cfg.clients_per_basket,
+            apply_local_noise=z_local is not None,
+            method_params=params,
+            pre=tuple(cfg.pre) or None,
+            local_clip_norm=cfg.clip_norm,
+            local_delta=cfg.local_delta,
+            local_noise_multiplier=z_local,
+        )
+        if dp_fedavg is not None:  # the mean of the sampled clipped updates, noised
+            secure, z_central = True, None
+            layer1 = Layer1Config(
+                aggregation_method="mean",
+                min_updates=cfg.clients_per_basket,
+                apply_local_noise=False,
+                dp_fedavg=dp_fedavg,
+            )
         fed_cfg = FederationConfig(
             basket=self._manager_config(),
-            layer1=Layer1Config(
-                aggregation_method=cfg.rule,
-                min_updates=cfg.clients_per_basket,
-                apply_local_noise=z_local is not None,
-                method_params=params,
-                pre=tuple(cfg.pre) or None,
-                local_clip_norm=cfg.clip_norm,
-                local_delta=cfg.local_delta,
-                local_noise_multiplier=z_local,
-            ),
+            layer1=layer1,
             layer2=Layer2Config(
                 use_secure_aggregation=secure,
                 central_dp_epsilon=None,
@@ -592,6 +647,7 @@ class Simulation:
             "secure_aggregation": secure,
             "central_noise_multiplier": z_central,
             "local_noise_multiplier": z_local,
+            "client_noise_multiplier": None if dp_fedavg is None else dp_fedavg.noise_multiplier,
             "f": self.f,
         }
         return fed, info
@@ -739,7 +795,14 @@ class Simulation:
             seconds = time.perf_counter() - start
             history.append(
                 RoundMetrics(
-                    t + 1, acc, loss, eps, self._local_epsilon(fed), seconds, self.record_epsilon()
+                    t + 1,
+                    acc,
+                    loss,
+                    eps,
+                    self._local_epsilon(fed),
+                    seconds,
+                    self.record_epsilon(),
+                    _client_epsilon(fed),
                 )
             )
             if progress is not None:
@@ -758,7 +821,7 @@ class Simulation:
         if layer2_weights:
             details["layer2_weights"] = layer2_weights
         details["record_noise_multiplier"] = self._record_z
-        record = self.record_epsilon()
+        record, client = self.record_epsilon(), _client_epsilon(fed)
         return RunResult(
             setup,
             self.label(setup),
@@ -769,9 +832,11 @@ class Simulation:
             details,
             self.label(setup, short=True),
             (record, cfg.record_delta if record > 0 else 0.0),
+            (client, cfg.client_delta if client > 0 else 0.0),
         )
 
     def _local_epsilon(self, fed: HierarchicalFederation | None) -> float:
+        """The largest epsilon of a basket's local noise (not DP-FedAvg's: per client)."""
         if fed is None or not fed.layer1.config.apply_local_noise:
             return 0.0
         return max(fed.layer1.privacy_spent(b)[0] for b in self.baskets)
@@ -786,3 +851,10 @@ class Simulation:
             }
             for b, m in self.baskets.items()
         }
+
+
+def _client_epsilon(fed: HierarchicalFederation | None) -> float:
+    """The largest client-level epsilon of DP-FedAvg in the baskets so far (0 without)."""
+    if fed is None or fed.layer1.config.dp_fedavg is None:
+        return 0.0
+    return fed.max_client_privacy_spent()[0]

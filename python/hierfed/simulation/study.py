@@ -1,6 +1,6 @@
 """A whole ``hierfed simulate`` study: the data, the runs it plans, their results.
 
-With ``compare`` the study runs the four setups of :mod:`hierfed.simulation.runner` on the
+With ``compare`` the study runs the five setups of :mod:`hierfed.simulation.runner` on the
 same data, clients, attackers and seed, each under the attack and, unless the attack is
 ``none``, also attack-free (the Byzantine clients then behave honestly), so the damage of the
 attack is read off one table. Without ``compare`` it runs the config's one setup.
