@@ -17,7 +17,9 @@
 //   summed in order into one partial per unit, and unit partials in order into the result.
 // The pairs are computed in register tiles of kTileA x kTileB rows (4 x 4 on AVX-512, 2 x 4
 // on 16-register builds): each vector loaded serves kTileB or kTileA pairs, so the kernel runs
-// at the speed of its arithmetic rather than of its loads. Builds without a fused
+// at the speed of its arithmetic rather than of its loads; the second rows of a chunk go in
+// blocks of 128 (512 KiB) that stay in L2 while the first rows pass (at n = 1000 the whole
+// chunk, 4 MB, would stream from L3 for every tile). Builds without a fused
 // multiply-add instruction (x86 baseline) compute it exactly in software: slower, same bits.
 // Bound in cpp/src/bind_distances.cpp. Twins (change the three together): the numba
 // python/hierfed/_kernels/numba/distances.py, the numpy reference
@@ -47,11 +49,30 @@ constexpr int kTileA = HIERFED_VECTOR_BYTES >= 64 ? 4 : 2;  // rows of a tile's 
 constexpr int kTileB = 4;                                   // rows of its second side
 constexpr int kRowBlock = 4;  // callers split the rows at multiples of this (of kTileA too)
 
-// Folds 16 float64 lane sums: for w in 8, 4, 2, 1: a[l] += a[l + w] for l < w.
-inline double fold16(double* a) {
-    for (int w = 8; w >= 1; w >>= 1)
-        for (int l = 0; l < w; ++l) a[l] = a[l] + a[l + w];
-    return a[0];
+constexpr int kCachedRows = 128;  // second-side rows of a chunk kept in L2 (128 x 4 KiB)
+
+template <int N>
+using Doubles = typename simd::VectorOf<double, 8 * N>::type;
+
+// Folds N float64 lane sums: for w in N/2, ..., 2, 1: a[l] += a[l + w] for l < w, each
+// level one vector add of the halves (the same operations as the scalar loops).
+template <int N>
+inline double fold_halves(Doubles<N> x) {
+    if constexpr (N == 1) {
+        return x[0];
+    } else {
+        Doubles<N / 2> lo, hi;
+        std::memcpy(&lo, &x, sizeof(lo));
+        std::memcpy(&hi, reinterpret_cast<const char*>(&x) + sizeof(lo), sizeof(hi));
+        return fold_halves<N / 2>(lo + hi);
+    }
+}
+
+// The fold of the 16 lane sums stored from `lanes` on (any vectors holding lanes 0..15).
+inline double fold16(const void* lanes) {
+    Doubles<kLanes> x;
+    std::memcpy(&x, lanes, sizeof(x));
+    return fold_halves<kLanes>(x);
 }
 
 // a * b + c with one rounding, lane by lane.
@@ -149,20 +170,18 @@ inline void pair_tile(const T* const* a, const T* const* b, std::size_t c0, std:
     body(a, b, c0, full / step);
     if (ta) body(ta, tb, 0, 1);
     for (int r = 0; r < RA; ++r)
-        for (int q = 0; q < RB; ++q) {
-            alignas(64) double lanes[kLanes];
-            std::memcpy(lanes, acc[r][q], sizeof(lanes));
-            out[r * RB + q] = fold16(lanes);
-        }
+        for (int q = 0; q < RB; ++q) out[r * RB + q] = fold16(acc[r][q]);
 }
 
 }  // namespace dist
 
 // Adds, for every pair i < j of the n rows with i in [i0, i1), the chunk value over [c0, c1)
 // to partial[pair_index(i, j)], pairs indexed row-major over the upper triangle. i0 is a
-// multiple of dist::kRowBlock. Tiles of kTileA x kTileB rows: rows I.. against rows J.. for
-// J = I, I + kTileB, ...; pairs with j <= i or past the last row (read as copies of the last
-// row) are computed and dropped.
+// multiple of dist::kRowBlock. The second rows go in blocks of kCachedRows from i0, each block
+// (512 KiB of the chunk) staying in L2 while every first row of the group passes it; in a
+// block, tiles of kTileA x kTileB rows: rows I.. against rows J.. at multiples of kTileB from
+// the block's start; pairs with j <= i, past the block or past the last row (read as copies of
+// the last row) are computed and dropped. A pair's value does not depend on its tile.
 template <class T>
 inline void pairwise_chunk(const T* const* rows, int n, std::size_t c0, std::size_t c1, int i0,
                            int i1, double* partial) {
@@ -191,18 +210,22 @@ inline void pairwise_chunk(const T* const* rows, int n, std::size_t c0, std::siz
         }
     };
     double v[RA * RB];
-    for (int I = i0; I < std::min(i1, n); I += RA) {
-        const T *a[RA], *ta[RA];
-        gather(I, RA, a, ta);
-        for (int J = I; J < n; J += RB) {
-            const T *b[RB], *tb[RB];
-            gather(J, RB, b, tb);
-            dist::pair_tile<T, RA, RB>(a, b, c0, full, tails.empty() ? nullptr : ta, tb, v);
-            for (int r = 0; r < RA && I + r < std::min(i1, n); ++r)
-                for (int q = 0; q < RB; ++q) {
-                    const int i = I + r, j = J + q;
-                    if (j > i && j < n) partial[index(i, j)] += v[r * RB + q];
-                }
+    const int last = std::min(i1, n);
+    for (int J0 = i0; J0 < n; J0 += dist::kCachedRows) {
+        const int J1 = std::min(n, J0 + dist::kCachedRows);
+        for (int I = i0; I < last && I < J1; I += RA) {
+            const T *a[RA], *ta[RA];
+            gather(I, RA, a, ta);
+            for (int J = J0 + std::max(0, I - J0) / RB * RB; J < J1; J += RB) {
+                const T *b[RB], *tb[RB];
+                gather(J, RB, b, tb);
+                dist::pair_tile<T, RA, RB>(a, b, c0, full, tails.empty() ? nullptr : ta, tb, v);
+                for (int r = 0; r < RA && I + r < last; ++r)
+                    for (int q = 0; q < RB; ++q) {
+                        const int i = I + r, j = J + q;
+                        if (j > i && j < J1) partial[index(i, j)] += v[r * RB + q];
+                    }
+            }
         }
     }
 }
