@@ -386,11 +386,13 @@ _warm: set[tuple[str, str, str]] = set()
 
 
 def warm_up(op: str, impl: Impl, cfg: Config) -> None:
-    """Run ``impl`` once on a tiny input of ``cfg``'s n and dtype (JIT compiles, lazy imports)."""
+    """Run ``impl`` once on a small input of ``cfg``'s n and dtype (JIT compiles, lazy imports,
+    and the code of the threads and of a chunk's tail paged in: the memory probe counts
+    VmHWM, file-backed code pages included, ~200 KB at the first threaded call)."""
     key = (op, impl.name, cfg.dtype)
     if key in _warm:
         return
-    tiny = Data(Config(cfg.n, 1024, cfg.dtype, ops=(op,)))
+    tiny = Data(Config(cfg.n, 7 * 1024 + 64, cfg.dtype, ops=(op,)))  # n*d >= 2**16 at n >= 10
     with impl.active():
         impl.make(tiny)()
     _warm.add(key)

@@ -30,7 +30,6 @@
 #include <cstddef>
 #include <cstring>
 #include <type_traits>
-#include <vector>
 
 #include "simd.hpp"
 
@@ -188,25 +187,19 @@ inline void pairwise_chunk(const T* const* rows, int n, std::size_t c0, std::siz
     constexpr int RA = dist::kTileA, RB = dist::kTileB;
     constexpr std::size_t step = std::is_same_v<T, float> ? dist::kRun : dist::kLanes;
     const std::size_t full = (c1 - c0) / step * step;
-    std::vector<T> pad;
-    std::vector<const T*> tails;
-    if (c0 + full < c1) {
-        pad.assign(std::size_t(n) * step, T(0));
-        tails.resize(std::size_t(n));
-        for (int i = 0; i < n; ++i) {
-            std::copy(rows[i] + c0 + full, rows[i] + c1, pad.data() + std::size_t(i) * step);
-            tails[std::size_t(i)] = pad.data() + std::size_t(i) * step;
-        }
-    }
+    const bool tail = c0 + full < c1;
+    // The tile's zero-padded tails, on the stack: no heap memory touched (4 KiB at most).
+    alignas(64) T pad_a[RA][step] = {}, pad_b[RB][step] = {};
     auto index = [n](int i, int j) {
         return std::size_t(i) * std::size_t(n) - std::size_t(i) * std::size_t(i + 1) / 2 +
                std::size_t(j - i - 1);
     };
-    auto gather = [&](int first, int count, const T** out, const T** tail_out) {
+    auto gather = [&](int first, int count, const T** out, T (*pad)[step], const T** tails) {
         for (int r = 0; r < count; ++r) {
             const int i = std::min(first + r, n - 1);
             out[r] = rows[i];
-            tail_out[r] = tails.empty() ? nullptr : tails[std::size_t(i)];
+            if (tail) std::copy(rows[i] + c0 + full, rows[i] + c1, pad[r]);
+            tails[r] = pad[r];
         }
     };
     double v[RA * RB];
@@ -215,11 +208,11 @@ inline void pairwise_chunk(const T* const* rows, int n, std::size_t c0, std::siz
         const int J1 = std::min(n, J0 + dist::kCachedRows);
         for (int I = i0; I < last && I < J1; I += RA) {
             const T *a[RA], *ta[RA];
-            gather(I, RA, a, ta);
+            gather(I, RA, a, pad_a, ta);
             for (int J = J0 + std::max(0, I - J0) / RB * RB; J < J1; J += RB) {
                 const T *b[RB], *tb[RB];
-                gather(J, RB, b, tb);
-                dist::pair_tile<T, RA, RB>(a, b, c0, full, tails.empty() ? nullptr : ta, tb, v);
+                gather(J, RB, b, pad_b, tb);
+                dist::pair_tile<T, RA, RB>(a, b, c0, full, tail ? ta : nullptr, tb, v);
                 for (int r = 0; r < RA && I + r < last; ++r)
                     for (int q = 0; q < RB; ++q) {
                         const int i = I + r, j = J + q;
