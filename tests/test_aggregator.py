@@ -533,3 +533,24 @@ def test_median_near_the_float64_maximum_does_not_overflow(backend):
     np.testing.assert_array_equal(hierfed.median(x), [1.6e308])
     np.testing.assert_array_equal(hierfed.median(x[:3]), [1.5e308])
     np.testing.assert_array_equal(hierfed.median(x, [1, 1, 1, 1]), [1.6e308])
+
+
+def test_aggregate_ignores_a_signature_set_on_the_public_rule(monkeypatch, rng) -> None:
+    """Sphinx's autodoc_preserve_defaults sets ``__signature__`` on documented functions with
+    placeholder defaults; ``aggregate`` must still pass the rule its real defaults."""
+    import inspect
+
+    x = rng.standard_normal((11, 5))
+    for name in ("trimmed_mean", "bulyan"):
+        public = getattr(hierfed, name)
+        sig = inspect.signature(public)
+        placeholders = [
+            p if p.default is inspect.Parameter.empty else p.replace(default=object())
+            for p in sig.parameters.values()
+        ]
+        monkeypatch.setattr(
+            public, "__signature__", sig.replace(parameters=placeholders), raising=False
+        )
+        params = {"f": 2} if name == "bulyan" else {}
+        got = hierfed.aggregate(x, name, **params).aggregate
+        np.testing.assert_array_equal(got, np.asarray(public(x, **params)))

@@ -142,7 +142,10 @@ def aggregate(
         raise ValueError(f"method must be one of {known}; got {method!r}") from None
     steps = as_steps(pre)
     public, body = _RULES[rule]
-    signature = inspect.signature(public)
+    # The undecorated function's own signature: a __signature__ set on the public one (as
+    # Sphinx's autodoc_preserve_defaults does, with placeholder defaults) must not change
+    # what the rule receives.
+    signature = inspect.signature(inspect.unwrap(public))
     check_params(steps, params)
     rule_params = {
         k: v for k, v in params.items() if k not in step_params(steps) or k in signature.parameters
