@@ -70,6 +70,8 @@ def _from_models(upd: Updates, models: Sequence[Sequence[np.ndarray[Any, Any]]])
 
 def _in_input_form(upd: Updates) -> Any:
     """Validated updates returned in their input's form (an array, arrays, models)."""
+    if upd.kind == "array" and len(upd.segments) == 1:  # one stack, no per-row reshape
+        return np.stack(upd.segments[0]).reshape((upd.n, *upd.shapes[0]))
     if upd.kind == "array":
         return np.stack([upd.wrap([rows[i] for rows in upd.segments]) for i in range(upd.n)])
     return [upd.wrap([rows[i].copy() for rows in upd.segments]) for i in range(upd.n)]
@@ -85,11 +87,21 @@ def buckets(n: int, s: Any, seed: Any) -> list[list[int]]:
 
 
 def _bucketing(upd: Updates, s: Any, seed: Any = None, check_finite: bool = True) -> Updates:
-    groups = buckets(upd.n, s, seed)
-    weights = np.zeros((len(groups), upd.n))
-    for b, members in enumerate(groups):
-        weights[b, members] = 1.0
-    return as_rows(upd, mixed_rows(upd, weights, check_finite), len(groups))
+    """The bucket means by the mixing kernel: up to 8 buckets in one pass over all rows (its
+    register block: 8 outputs per load), more one pass per bucket over its own rows, in index
+    order, so the sums are the same bits and the work n d, not (buckets) n d."""
+    groups = [sorted(members) for members in buckets(upd.n, s, seed)]
+    if len(groups) <= 8:
+        weights = np.zeros((len(groups), upd.n))
+        for b, members in enumerate(groups):
+            weights[b, members] = 1.0
+        return as_rows(upd, mixed_rows(upd, weights, check_finite), len(groups))
+    try:
+        outs = [mixed_rows(upd.take(g), np.ones((1, len(g))), check_finite) for g in groups]
+    except ValueError:  # name the update by its index among all n
+        raise upd.nonfinite_error() from None
+    segments = [[out[seg][0] for out in outs] for seg in range(len(upd.segments))]
+    return Updates(segments, upd.shapes, upd.kind, len(groups), upd.dtype)
 
 
 @tensor_io("updates")
@@ -125,17 +137,23 @@ def _arc(upd: Updates, f: Any, check_finite: bool = True) -> Updates:
     k = arc_count(upd.n, f)
     if k == 0:
         return upd
-    models = _models(upd)
+    # one segment: its rows as a list of arrays (no per-layer models to build and re-check)
+    flat = len(upd.segments) == 1
+    models: list[Any] = list(upd.segments[0]) if flat else _models(upd)
     norms = l2_norms(models, check_finite=check_finite)
     order = np.argsort(-norms, kind="stable")  # largest first, ties to the lower index
     top = [int(i) for i in order[:k]]
     threshold = float(norms[order[k]])
     if threshold > 0:
         clipped = clip_by_l2_norm([models[i] for i in top], threshold, check_finite=check_finite)
-    else:  # the (k+1)-th largest norm is 0: the clipped updates become 0
+    elif flat:  # the (k+1)-th largest norm is 0: the clipped updates become 0
+        clipped = [np.zeros_like(models[i]) for i in top]
+    else:
         clipped = [[np.zeros_like(p) for p in models[i]] for i in top]
     for i, c in zip(top, clipped, strict=True):
         models[i] = c
+    if flat:
+        return Updates([models], upd.shapes, upd.kind, upd.n, upd.dtype)
     return _from_models(upd, models)
 
 
