@@ -60,6 +60,13 @@ bool coordinatewise(CoordOp op, const py::list& segments, const py::list& outs, 
         throw py::value_error("n_trim must satisfy 0 <= 2*n_trim < n");
     if (op == CoordOp::AroundMedian && (k < 1 || k > n))
         throw py::value_error("n_keep must satisfy 1 <= n_keep <= n");
+    // Equal weights give exactly the unweighted median (bit-equal sums on both sides).
+    if (op == CoordOp::Median && !w.empty() &&
+        std::all_of(w.begin(), w.end(), [&](double x) { return x == w[0]; })) {
+        w.clear();
+        p.weights = nullptr;
+        p.weight_sum = double(n);
+    }
     std::vector<std::int32_t> net, pairs;
     // Value sorts pre-sort aligned groups of rows in registers; the weighted median sorts
     // (value, row index) pairs, and so does the weighted trimmed mean's fallback.
@@ -69,15 +76,17 @@ bool coordinatewise(CoordOp op, const py::list& segments, const py::list& outs, 
                               std::min(n, (n - 1) / 2 + 1 + k), groups);
     else if (op == CoordOp::Median && w.empty())
         net = sorting_network(n, (n - 1) / 2, n / 2 + 1, groups);
-    else if (op == CoordOp::Median)
-        pairs = sorting_network(n, 0, n);
+    else if (op == CoordOp::Median)  // the value network first, the pairs' where it is unsure
+        net = sorting_network(n, 0, n, groups);
     else if (op == CoordOp::TrimmedMean)
         net = sorting_network(n, k, n - k, groups);
-    if (op == CoordOp::TrimmedMean && !w.empty()) pairs = sorting_network(n, k, n - k);
-    p.network = net.empty() ? pairs.data() : net.data();
-    p.network_len = static_cast<int>((net.empty() ? pairs : net).size() / 2);
+    if (!w.empty() && op != CoordOp::AroundMedian)
+        pairs = op == CoordOp::Median ? sorting_network(n, 0, n) : sorting_network(n, k, n - k);
+    p.network = net.data();
+    p.network_len = static_cast<int>(net.size() / 2);
     p.pair_network = pairs.data();
     p.pair_network_len = static_cast<int>(pairs.size() / 2);
+    p.value_network_first = op == CoordOp::Median && !w.empty();
     if (n_threads < 1) throw py::value_error("n_threads must be >= 1");
     py::gil_scoped_release release;
     return run<T>(b, p, n_threads);

@@ -388,6 +388,82 @@ inline void weighted_median_lanes(const T* tile, const simd::Int<T>* itile, cons
     for (int l = 0; l < WD; ++l) out[off + std::size_t(l)] = T(r[l]);
 }
 
+// The weighted median without the (value, index) network: the block's
+// values sorted by the value network (tile), then per lane a binary search over the sorted
+// ranks for the least value v with D(v) = 2 S(x <= v) - W > 0 (S: weights summed in row
+// order, W: the total), one pass over the rows per step. The reference's rank-order sums
+// differ from these by rounding only (at most n units of W each), so where D exceeds a
+// margin of 8 (n + 2) units of W at v and falls below minus it at the next smaller value, the
+// reference's lo and hi ranks both fall among the copies of v and its median is v. Lanes
+// closer than that (exact ties of the two sides, as equal weights at even n) make the block
+// take the pair network (false, out untouched).
+// Native float64 vectors, H per block; the sums in any order (only their sign past the
+// margin counts), so rows go two at a time into separate sums: short dependency chains.
+template <class T>
+inline bool weighted_median_search(const T* const* rows, std::size_t j, const CoordParams& p,
+                                   const T* tile, T* out) {
+    using VD = simd::Vec<double>;
+    using VL = simd::VecI<double>;
+    using Part = simd::VecOfDoubleLanes<T>;
+    constexpr int W = simd::Lanes<T>::value;
+    constexpr int WD = simd::Lanes<double>::value;
+    constexpr int H = W / WD;
+    const int n = p.n;
+    const double total = p.weight_sum;
+    const VD margin = splat<VD>(8.0 * double(n + 2) * 0x1p-53 * total), zero = {};
+    auto lanes = [&](const T* at, int h) {
+        return __builtin_convertvector(load<Part>(at + std::size_t(h) * WD), VD);
+    };
+    // Per lane: D(rank a) <= 0 (a = -1: none), D(rank b) > 0 (D at the maximum is W).
+    VL a[H], b[H], mid[H];
+    VD da[H], db[H], probe[H];
+    for (int h = 0; h < H; ++h) {
+        a[h] = splat<VL>(-1.0);
+        b[h] = splat<VL>(double(n - 1));
+        da[h] = splat<VD>(-std::numeric_limits<double>::infinity());
+        db[h] = splat<VD>(std::numeric_limits<double>::infinity());
+    }
+    for (int width = n; width > 1; width = (width + 1) / 2) {  // b - a <= width in every lane
+        for (int h = 0; h < H; ++h) {
+            mid[h] = (b[h] - a[h]) > 1 ? (a[h] + b[h]) >> 1 : b[h];
+            for (int q = 0; q < WD; ++q)
+                probe[h][q] = double(tile[std::size_t(mid[h][q]) * W + std::size_t(h * WD + q)]);
+        }
+        VD even[H] = {}, odd[H] = {};
+        int i = 0;
+        for (; i + 2 <= n; i += 2) {
+            const VD w0 = splat<VD>(p.weights[i]), w1 = splat<VD>(p.weights[i + 1]);
+            for (int h = 0; h < H; ++h) {
+                even[h] += lanes(rows[i] + j, h) <= probe[h] ? w0 : zero;
+                odd[h] += lanes(rows[i + 1] + j, h) <= probe[h] ? w1 : zero;
+            }
+        }
+        if (i < n) {
+            const VD w0 = splat<VD>(p.weights[i]);
+            for (int h = 0; h < H; ++h) even[h] += lanes(rows[i] + j, h) <= probe[h] ? w0 : zero;
+        }
+        for (int h = 0; h < H; ++h) {
+            const VD d = 2.0 * (even[h] + odd[h]) - total;
+            const VL open = (b[h] - a[h]) > 1;
+            const VL up = open & (d > zero), down = open & ~up;
+            b[h] = up ? mid[h] : b[h];
+            db[h] = up ? d : db[h];
+            a[h] = down ? mid[h] : a[h];
+            da[h] = down ? d : da[h];
+        }
+    }
+    alignas(64) T r[W];
+    for (int h = 0; h < H; ++h) {
+        const VL sure = (db[h] > margin) & (da[h] < -margin);
+        for (int q = 0; q < WD; ++q) {
+            if (!sure[q]) return false;
+            r[h * WD + q] = tile[std::size_t(b[h][q]) * W + std::size_t(h * WD + q)];
+        }
+    }
+    std::memcpy(out + j, r, sizeof(r));
+    return true;
+}
+
 // The weighted rules by the stable (value, row index) network p.pair_network: the weighted
 // median, and the weighted trimmed mean where its thresholds cannot be used (sums that could
 // overflow in some order: the reference's rank order, as the network gives).
@@ -598,6 +674,10 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
             weighted_trim_block(rows, j, p, may_overflow, selector[0], tile, itile, above.data(),
                                 out, probe);
         } else if (p.weights && p.op == CoordOp::Median) {
+            if (p.value_network_first) {
+                sort_values(rows, j, p, tile, probe);
+                if (weighted_median_search(rows, j, p, tile, out)) return;
+            }
             pair_tile_block(rows, j, p, tile, itile, above.data(), out, probe);
         } else if (pop) {
             switch (p.k) {

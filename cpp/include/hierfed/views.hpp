@@ -31,6 +31,8 @@ struct CoordParams {
     // takes its thresholds from `network` (values only) and keeps this one as its fallback.
     const std::int32_t* pair_network = nullptr;
     int pair_network_len = 0;
+    // Weighted median: `network` sorts values only; the pair network is the fallback.
+    bool value_network_first = false;
 };
 
 }  // namespace hierfed
