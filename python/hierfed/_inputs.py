@@ -14,6 +14,7 @@ A row is copied only when it is not contiguous in memory (e.g. ``X[:, ::2]``) or
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -59,7 +60,7 @@ class Updates:
         """Shape kernel outputs like one input update."""
         flat = iter(outs)
         shaped = [
-            next(flat).reshape(shape) if int(np.prod(shape)) else np.empty(shape, self.dtype)
+            next(flat).reshape(shape) if math.prod(shape) else np.empty(shape, self.dtype)
             for shape in self.shapes
         ]
         return shaped if self.kind == "models" else shaped[0]
@@ -189,7 +190,10 @@ def as_updates(updates: Any, name: str = "updates") -> Updates:
             raise ValueError(f"{name}: need at least 1 update, got 0")
         if arr.size == 0:
             raise ValueError(f"{name}: updates are empty (0 coordinates)")
-        rows = [_flat_row(arr[i]) for i in range(arr.shape[0])]
+        if arr.flags.c_contiguous and arr.flags.aligned:  # every row a view as it is
+            rows = list(arr.reshape(arr.shape[0], -1))
+        else:
+            rows = [_flat_row(arr[i]) for i in range(arr.shape[0])]
         return Updates([rows], [arr.shape[1:]], "array", arr.shape[0], arr.dtype)
     if not isinstance(updates, Sequence):
         try:
@@ -258,18 +262,19 @@ def as_weights(weights: Any, n: int, name: str = "weights") -> NDArray[np.float6
         raise TypeError(f"{name} must be a sequence of {n} real numbers") from None
     if w.ndim != 1 or w.shape[0] != n:
         raise ValueError(f"{name}: need one weight per update ({n}), got shape {w.shape}")
-    bad = np.flatnonzero(~np.isfinite(w))
-    if bad.size:
-        raise ValueError(f"{name} must be finite; {name}[{bad[0]}] = {w[bad[0]]}")
-    neg = np.flatnonzero(w < 0)
-    if neg.size:
+    low, top = float(w.min()), float(w.max())  # NaN in both; one test passes every valid w
+    if not (low >= 0.0 and top < math.inf):
+        bad = np.flatnonzero(~np.isfinite(w))
+        if bad.size:
+            raise ValueError(f"{name} must be finite; {name}[{bad[0]}] = {w[bad[0]]}")
+        neg = np.flatnonzero(w < 0)
         raise ValueError(f"{name} must be >= 0; {name}[{neg[0]}] = {w[neg[0]]}")
-    top = w.max()
     if top <= 0:
         raise ValueError(f"{name} are all zero; at least one must be positive")
     # Scale by a power of two (exact) so the largest weight is in [0.5, 1): no weighted sum
-    # can overflow, and every result is what the unscaled weights give.
-    return np.ascontiguousarray(np.ldexp(w, -int(np.frexp(top)[1])))
+    # can overflow, and every result is what the unscaled weights give. A fresh array.
+    scaled: NDArray[np.float64] = np.ldexp(w, -math.frexp(top)[1])
+    return scaled
 
 
 def as_point(point: Any, upd: Updates, name: str) -> list[FloatArray]:

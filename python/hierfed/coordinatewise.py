@@ -158,7 +158,7 @@ def _trimmed_mean(
 
 def raise_if_zero_weight(result: Aggregate, weights: Any, what: str) -> None:
     """Raise when some coordinate of a weighted rule kept only zero weights (a NaN, 0/0)."""
-    if weights is not None and not np.all(weights):
+    if weights is not None and not weights.all():
         parts = result if isinstance(result, list) else [result]
         if any(np.isnan(p).any() for p in parts):
             raise ValueError(f"weights: in some coordinate {what}")
