@@ -106,6 +106,19 @@ def _fold_lanes(lanes: Any) -> float:
     return float((q0 + q2) + (q1 + q3))
 
 
+@jit_inline
+def _fold_tile(acc: Any) -> None:
+    """Each pair's lanes of a tile folded as :func:`_fold_lanes` into its first lane, one
+    level of the tree for all sixteen pairs at a time (each level's loads then find the
+    previous level's stores done: pair by pair, the fold waited on them)."""
+    w = _LANES // 2
+    while w > 0:
+        for k in range(0, _TILE * _TILE * _LANES, _LANES):
+            for q in range(w):
+                acc[k + q] = acc[k + q] + acc[k + q + w]
+        w //= 2
+
+
 def _fma(a: Any, b: Any, c: Any) -> Any:
     """``a * b + c`` rounded once (numba: LLVM's ``fma``, one instruction where the CPU has it)."""
     raise NotImplementedError("compiled only")
@@ -172,6 +185,8 @@ def _tile_runs(
             for st in range(_RUN // _LANES):
                 c = b + st * _LANES + q
                 x0, x1, x2, x3 = a0[c], a1[c], a2[c], a3[c]
+                # the 4 x 4 tile written out on purpose: numba keeps the sixteen sums in
+                # registers only as named scalars (arrays or loops over them spill to memory)
                 y = b0[c]
                 t00 = _fma(x0 - y, x0 - y, t00)
                 t10 = _fma(x1 - y, x1 - y, t10)
@@ -266,19 +281,21 @@ def _pairs_chunk(
                 b3 = _row(ptrs, base, n, big_j + 3, j0, le, like)
                 acc[:] = 0.0
                 _tile_runs(a0, a1, a2, a3, b0, b1, b2, b3, full, acc)
+                if full < le:
+                    for r in range(_TILE):
+                        tail_i = _row(ptrs, base, n, big_i + r, j0 + full, le - full, like)
+                        for q in range(_TILE):
+                            tail_j = _row(ptrs, base, n, big_j + q, j0 + full, le - full, like)
+                            k = (_TILE * r + q) * _LANES
+                            _pair_tail(tail_i, tail_j, le - full, acc[k : k + _LANES])
+                _fold_tile(acc)
                 for r in range(_TILE):
                     i = big_i + r
                     for q in range(_TILE):
                         j = big_j + q
                         if i < last and i < j < end:
-                            k = (_TILE * r + q) * _LANES
-                            lanes = acc[k : k + _LANES]
-                            if full < le:
-                                tail_i = _row(ptrs, base, n, i, j0 + full, le - full, like)
-                                tail_j = _row(ptrs, base, n, j, j0 + full, le - full, like)
-                                _pair_tail(tail_i, tail_j, le - full, lanes)
                             p = i * n - i * (i + 1) // 2 + j - i - 1
-                            part[p] = part[p] + _fold_lanes(lanes)
+                            part[p] = part[p] + acc[(_TILE * r + q) * _LANES]
 
 
 @jit_parallel
