@@ -5,7 +5,9 @@ One group per (rule, n, d, dtype), named ``nscaling <rule> n=<n> d=<d> <dtype>``
 each backend, all timed in the same run, each entry with its peak extra memory (a subprocess
 each; ``HIERFED_BENCH_MEMORY=0`` skips them). Krum and Bulyan use the largest f Bulyan
 accepts. The peers are left out (scipy's ``cdist`` alone takes about a minute at n=1000);
-``bench/test_distances.py`` times them at n <= 200. ``HIERFED_BENCH_QUICK=1`` keeps float32.
+``bench/test_distances.py`` times them at n <= 200. ``HIERFED_BENCH_QUICK=1`` keeps float32;
+``HIERFED_BENCH_SMOKE=1`` divides every d by 100 (every group runs and checks its answer in
+seconds: not a measurement).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ class NScaling(peers.Config):
 def configs() -> list[NScaling]:
     """Every size in float32, then (unless quick) in float64."""
     dtypes = ("float32",) if peers.env_flag("HIERFED_BENCH_QUICK") else ("float32", "float64")
+    scale = 100 if peers.env_flag("HIERFED_BENCH_SMOKE") else 1
     return [
-        NScaling(n, d, dtype, ops=peers.DISTANCE_OPS, peers=False, memory=True)
+        NScaling(n, d // scale, dtype, ops=peers.DISTANCE_OPS, peers=False, memory=True)
         for dtype in dtypes
         for n, d in SIZES
     ]
