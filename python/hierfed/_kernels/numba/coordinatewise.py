@@ -304,6 +304,8 @@ def median(segments: Segments, outs: Outs, weights: Weights, n_threads: int = 1)
         return False
     n, segs = addresses(segments, outs)
     used = use_threads(n_threads, n * int(segs.lens.sum()))
+    if weights is not None and bool((weights == weights[0]).all()):
+        weights = None  # equal weights: exactly the unweighted median (the C++ kernels' rule)
     if weights is None and n >= SELECT_MIN_N:
         net = sample_network(n)
         return bool(select_kernel(segs, n, 0, True, _NO_WEIGHTS, False, net, outs[0], used))
@@ -311,9 +313,7 @@ def median(segments: Segments, outs: Outs, weights: Weights, n_threads: int = 1)
         net = network(n, (n - 1) // 2, n // 2, NET_GROUP)
         return bool(net_kernel(segs, n, net, 0, True, outs[0], used))
     net = network(n, 0, n - 1)
-    return bool(
-        net_weighted_kernel(segs, n, net, 0, True, weights, outs[0], _index_like(outs), used)
-    )
+    return bool(net_weighted_kernel(segs, n, net, weights, outs[0], _index_like(outs), used))
 
 
 def mean_around_median(

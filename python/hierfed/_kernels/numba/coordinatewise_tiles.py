@@ -188,24 +188,15 @@ def net_kernel(
 
 @jit_parallel
 def net_weighted_kernel(
-    segs: Any,
-    n: int,
-    net: Any,
-    k: int,
-    median: bool,
-    w: Any,
-    like: Any,
-    index_like: Any,
-    n_threads: int,
+    segs: Any, n: int, net: Any, w: Any, like: Any, index_like: Any, n_threads: int
 ) -> bool:
-    """Weighted median or trimmed mean: the sorting network on (value, row index) pairs.
+    """Weighted median: the sorting network on (value, row index) pairs.
 
     Comparing pairs lexicographically sorts the values stably (equal values keep row order).
-    Trimmed mean: ``sum(w v) / sum(w)`` over sorted positions ``k..n-k-1``, in ascending
-    order (0/0 = NaN when all kept weights are zero). Median: with ``below[q]`` the weight at
-    or below rank ``q`` (summed upwards) and ``above[q]`` the weight above it (summed
-    downwards), the mean of the values at the first rank with ``below >= above`` and the
-    first with ``below > above``; equal weights thus give exactly the unweighted median.
+    With ``below[q]`` the weight at or below rank ``q`` (summed upwards) and ``above[q]`` the
+    weight above it (summed downwards), the mean of the values at the first rank with
+    ``below >= above`` and the first with ``below > above``; equal weights thus give exactly
+    the unweighted median.
     """
     ptrs, optrs, lens = segs
     pa, pb = net
@@ -218,8 +209,6 @@ def net_weighted_kernel(
         tile = np.zeros((n, block), like.dtype)
         index = np.empty((n, block), index_like.dtype)
         probe = np.empty(block, like.dtype)
-        acc = np.empty(block, np.float64)
-        wacc = np.empty(block, np.float64)
         wsorted = np.empty((n, block), np.float64)
         above = np.empty((n, block), np.float64)
         below = np.empty(block, np.float64)
@@ -252,60 +241,44 @@ def net_weighted_kernel(
                     ib[j] = iu if swap else iv
             bad += _flagged(probe, le)
             out = view(optrs[s], j0, le, like)
-            first = 0 if median else k
-            last = n if median else n - k
-            for p in range(first, last):  # the weights in sorted order (a scalar gather)
+            for p in range(n):  # the weights in sorted order (a scalar gather)
                 ip = index[p]
                 wp = wsorted[p]
                 for j in range(block):
                     wp[j] = w[ip[j]]
-            if median:
-                # above[q]: the weight above rank q, summed downwards
-                top = above[n - 1]
+            # above[q]: the weight above rank q, summed downwards
+            top = above[n - 1]
+            for j in range(block):
+                top[j] = 0.0
+            for p in range(n - 2, -1, -1):
+                ap = above[p]
+                aq = above[p + 1]
+                wq = wsorted[p + 1]
                 for j in range(block):
-                    top[j] = 0.0
-                for p in range(n - 2, -1, -1):
-                    ap = above[p]
-                    aq = above[p + 1]
-                    wq = wsorted[p + 1]
-                    for j in range(block):
-                        ap[j] = aq[j] + wq[j]
-                # below: the weight at or below rank q, summed upwards. below grows and above
-                # shrinks, so the first rank with below >= above is the one where the test
-                # holds and did not hold at the rank before (likewise for >).
-                w0 = wsorted[0]
-                row = tile[0]
+                    ap[j] = aq[j] + wq[j]
+            # below: the weight at or below rank q, summed upwards. below grows and above
+            # shrinks, so the first rank with below >= above is the one where the test
+            # holds and did not hold at the rank before (likewise for >).
+            w0 = wsorted[0]
+            row = tile[0]
+            for j in range(block):
+                below[j] = w0[j]
+                lo[j] = np.float64(row[j])  # stays where the test holds at rank 0
+                hi[j] = np.float64(row[j])
+            for p in range(1, n):
+                wp = wsorted[p]
+                ap = above[p]
+                was = above[p - 1]
+                row = tile[p]
                 for j in range(block):
-                    below[j] = w0[j]
-                    lo[j] = np.float64(row[j])  # stays where the test holds at rank 0
-                    hi[j] = np.float64(row[j])
-                for p in range(1, n):
-                    wp = wsorted[p]
-                    ap = above[p]
-                    was = above[p - 1]
-                    row = tile[p]
-                    for j in range(block):
-                        before = below[j]
-                        now = before + wp[j]
-                        below[j] = now
-                        value = np.float64(row[j])
-                        lo[j] = value if (now >= ap[j]) & (before < was[j]) else lo[j]
-                        hi[j] = value if (now > ap[j]) & (before <= was[j]) else hi[j]
-                for j in range(le):
-                    out[j] = _midpoint(lo[j], hi[j])
-            else:
-                for j in range(block):
-                    acc[j] = 0.0
-                for j in range(block):
-                    wacc[j] = 0.0
-                for p in range(k, n - k):
-                    wp = wsorted[p]
-                    row = tile[p]
-                    for j in range(block):
-                        acc[j] += wp[j] * row[j]
-                        wacc[j] += wp[j]
-                for j in range(le):
-                    out[j] = acc[j] / wacc[j]
+                    before = below[j]
+                    now = before + wp[j]
+                    below[j] = now
+                    value = np.float64(row[j])
+                    lo[j] = value if (now >= ap[j]) & (before < was[j]) else lo[j]
+                    hi[j] = value if (now > ap[j]) & (before <= was[j]) else hi[j]
+            for j in range(le):
+                out[j] = _midpoint(lo[j], hi[j])
     return bad > 0
 
 
