@@ -137,8 +137,8 @@ class Layer1Config:
         basket's buffered updates at ``dp_fedavg.sample_rate``, clips them to the basket's
         adaptive clip norm, noises their sum and divides it by ``q N`` (``N``: the basket's
         member count, or ``dp_fedavg.population``). Needs ``aggregation_method="mean"``, no
-        ``pre`` and ``apply_local_noise=False``; update weights (staleness) are not used. The
-        epsilon then protects one client (its every update, add/remove-one).
+        ``pre`` and ``apply_local_noise=False``; update weights (staleness, trust) are not
+        used. The epsilon then protects one client (its every update, add/remove-one).
     """
 
     aggregation_method: AggregationMethod | str = AggregationMethod.TRIMMED_MEAN
