@@ -7,9 +7,9 @@
 //   through one holding the k largest (hi), and the value ejected there is a kept value and
 //   is added to a float64 sum. Only kept values are ever summed: a 1e30 outlier is never
 //   added and subtracted, so nothing cancels.
-// - n >= kSelectMinN, the median and the other trimmed means (weighted too): selection by
-//   counting against pivots, in coordinatewise_select.hpp.
-// - weighted trimmed mean below kSelectMinN: its thresholds (ranks k and n - 1 - k) by the
+// - large n (select_pays: a few hundred), the median and the other trimmed means (weighted
+//   too): selection by counting against pivots, in coordinatewise_select.hpp.
+// - weighted trimmed mean below that: its thresholds (ranks k and n - 1 - k) by the
 //   unweighted machinery (the pop network's ejections for k <= 8, else the value network),
 //   then one weighted pass over the rows between them; ties at a threshold are taken by row
 //   order, as a stable sort (weighted_trim_block).
@@ -631,7 +631,7 @@ inline void weighted_trim_block(const T* const* rows, std::size_t j, const Coord
                   0.25 * std::numeric_limits<double>::max());
     if (huge) return pair_tile_block(rows, j, p, tile, itile, above, out, probe);
     if (weighted_between(rows, j, p, lo, hi, out)) return;
-    for (int i = 0; i < n; ++i) sel.rows[i] = load<V>(rows[i] + j);
+    sel.copy_rows(rows, j);
     alignas(64) T r[W];
     weighted_trimmed_from_thresholds(sel, k, p.weights, lo, hi, r);
     std::memcpy(out + j, r, sizeof(r));
@@ -662,8 +662,7 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
     V probe = {};
     // Large n: selection (coordinatewise_select.hpp) for the median and the trimmed means
     // other than the pop network's (weighted too); the weighted median keeps the network.
-    const bool select = n >= kSelectMinN && !pop &&
-                        ((p.op == CoordOp::Median && !p.weights) || p.op == CoordOp::TrimmedMean);
+    const bool select = !pop && select_pays(p);
     const bool weighted_trim = p.weights && p.op == CoordOp::TrimmedMean;
     const bool may_overflow = double(std::numeric_limits<T>::max()) * p.weight_sum >=
                               0.25 * std::numeric_limits<double>::max();

@@ -1,20 +1,25 @@
 """Numba twins of coordinatewise_select.hpp: the median and the (weighted) trimmed mean for
 large ``n`` by selection, not sorting.
 
-A tile holds ``n`` rows of ``SELECT_BLOCK`` consecutive coordinates (lanes). Per lane:
+A tile holds ``n`` rows of ``SELECT_BLOCK`` consecutive coordinates (lanes). A rule has one
+target (the median: ranks ``(n - 1) // 2`` and ``n // 2``) or two (a trimmed mean: ranks ``k``
+and ``n - 1 - k``, found in the same passes). Per lane:
 
 1. a sample of ``s`` rows (every ``n/s``-th) is sorted by Batcher's network; ``P`` of its
-   values around the target's expected sample rank are the first pivots;
-2. a pass counts the values below each pivot; the pivots whose counts lie on either side of
-   the target rank ``r`` give a bracket ``[a, b)`` with ``#(x < a) <= r < #(x < b)``; later
-   rounds split the bracket by value into ``P + 1`` parts until it holds few values;
-3. a pass keeps the values strictly inside ``(a, b)`` and counts those equal to ``a``: the
-   target is ``a`` or one of the few kept values, found by sorting them.
+   values around each target's expected sample rank are the first pivots;
+2. a pass counts the values below every open target's pivots; the pivots whose counts lie on
+   either side of a target's rank ``r`` give a bracket ``[a, b)`` with
+   ``#(x < a) <= r < #(x < b)``; later rounds place ``P`` pivots around where ``r`` falls in
+   the bracket if its values spread evenly, until it holds few values;
+3. a pass keeps the values in ``[a, b)`` (brackets still wide after every round hold many
+   ties: then those in ``(a, b)``, counting the ones equal to ``a``); the target is found among
+   them after sorting. For the unweighted trimmed mean the same pass sums the values in
+   ``[b_lo, a_hi)``, which lie strictly between the thresholds whatever they are.
 
-A tile where some lane's bracket still holds more than ``_CAP`` values falls back to sorting
-each column (``np.sort``, stable ``np.argsort`` when weighted). The thresholds are exact order
-statistics, so the median is exact and the trimmed means differ from the sorting kernels only
-in the order of their float64 sums (row order here). The entry points are in
+A tile holding a non-finite value, or where a lane's bracket still holds more than ``_CAP``
+values, falls back to sorting each column (``np.sort``, stable ``np.argsort`` when weighted).
+The thresholds are exact order statistics, so the median is exact and the trimmed means differ
+from the sorting kernels only in the order of their float64 sums. The entry points are in
 :mod:`.coordinatewise`; the twins are ``cpp/include/hierfed/coordinatewise_select.hpp`` and
 :mod:`hierfed._kernels.numpy.coordinatewise` (the definitions).
 """
@@ -34,9 +39,9 @@ __all__ = ["SELECT_MIN_N", "sample_network", "select_kernel"]
 
 SELECT_MIN_N = 256  # below this the sorting networks are as fast (as the C++ kernels)
 SELECT_BLOCK = 64  # lanes per tile: n rows of them stay in L2
-_PIVOTS = 7  # pivots per counting pass
-_CAP = 64  # values a lane may keep for the final sort
-_ENOUGH = 4  # stop splitting when the brackets' squared sizes sum to <= this * n
+_PIVOTS = 7  # pivots per target and counting pass
+_CAP = 64  # values a lane may keep per target for the final sort
+_ENOUGH = 4  # stop counting when a target's lanes keep at most n / this per _CPP_LANES
 _ROUNDS = 6  # counting passes at most
 _CPP_LANES = 16  # the C++ kernels' block (AVX-512 float32), to which _ENOUGH refers
 _DBL_MAX = float(np.finfo(np.float64).max)
@@ -100,118 +105,245 @@ def _sorted_sample(tile: Any, sample: Any, pa: Any, pb: Any) -> None:
 
 
 @jit
-def _select(
-    tile: Any,
-    sample: Any,
-    lanes: Any,
-    r_lo: int,
-    r_hi: int,
-    le: int,
-    piv: Any,
-    cnt: Any,
-    state: Any,
-    kept: Any,
-    out_lo: Any,
-    out_hi: Any,
-) -> bool:
-    """Per lane the values at ranks ``r_lo`` and ``r_hi`` (``r_hi - r_lo <= 1``) into
-    ``out_lo`` / ``out_hi``; False when a lane of the first ``le`` is not resolved."""
-    n, block = tile.shape
+def _first_pivots(sample: Any, n: int, r_lo: int, r_hi: int, piv: Any, at: int) -> None:
+    """Pivots ``at..at + P``: sample values g ranks apart around the target's expected rank."""
     s = sample.shape[0]
-    npiv = piv.shape[0]
-    lo_lane = lanes[1]
-    hi_lane = lanes[2]
-    a = lanes[3]
-    b = lanes[4]
-    la = state[0]
-    lb = state[1]
-    eq = state[2]
-    count = state[3]
-    for j in range(block):
-        a[j] = -np.inf
-        b[j] = np.inf
-        la[j] = 0
-        lb[j] = n
     q = (r_lo + r_hi + 1.0) / (2.0 * n)
     centre = q * s - 0.5
     g = max(1, int(np.ceil(0.75 * np.sqrt(s * q * (1.0 - q)))))
-    for i in range(npiv):
-        r = int(np.rint(centre + (i - (npiv - 1) / 2.0) * g))
+    for i in range(_PIVOTS):
+        r = int(np.rint(centre + (i - (_PIVOTS - 1) / 2.0) * g))
         src = sample[min(max(r, 0), s - 1)]
-        for j in range(block):
-            piv[i, j] = src[j]
-    for rnd in range(_ROUNDS):
-        if rnd > 0:  # split [a, b) by value (b: the lane's maximum when unbounded)
-            for j in range(block):
-                top = hi_lane[j] if b[j] == np.inf else b[j]
-                bot = lo_lane[j] if a[j] == -np.inf else a[j]
-                half = 0.5 * np.float64(top) - 0.5 * np.float64(bot)
-                for i in range(npiv):
-                    piv[i, j] = np.float64(bot) + half * (2.0 * (i + 1) / (npiv + 1))
-                    v = piv[i, j]  # rounded to the tile's dtype
-                    v = v if v < top else top
-                    piv[i, j] = v if v > bot else bot
-        for i in range(npiv):
-            ci = cnt[i]
-            for j in range(block):
-                ci[j] = 0
-        for r in range(n):
-            row = tile[r]
-            for i in range(npiv):
-                pi = piv[i]
-                ci = cnt[i]
-                for j in range(block):
-                    ci[j] += row[j] < pi[j]
-        widest = 0  # another round costs about 4n; sorting the kept values about m^2 a lane
-        squares = 0
-        for j in range(block):
-            for i in range(npiv):  # ascending: the highest pivot with few enough below
-                if cnt[i, j] <= r_lo:
-                    a[j] = piv[i, j]
-                    la[j] = cnt[i, j]
-            for i in range(npiv - 1, -1, -1):  # descending: the lowest with too many
-                if cnt[i, j] > r_hi:
-                    b[j] = piv[i, j]
-                    lb[j] = cnt[i, j]
-            widest = max(widest, lb[j] - la[j])
-            squares += (lb[j] - la[j]) * (lb[j] - la[j])
-        if widest <= _CAP and squares <= _ENOUGH * n * block // _CPP_LANES:
-            break
+        for j in range(sample.shape[1]):
+            piv[at + i, j] = src[j]
+
+
+@jit
+def _split_pivots(
+    lanes: Any, u: int, ranks: Any, a: Any, b: Any, la: Any, lb: Any, piv: Any, at: int
+) -> None:
+    """Pivots ``at..at + P`` of target ``u``: per lane around where its rank falls in
+    ``[a, b)`` if the values spread evenly (the lane's extremes where unbounded), 0.75 of that
+    guess's largest standard error in ranks apart (at least one rank), clamped into ``[a, b]``."""
+    block = a.shape[1]
+    widest = 1
     for j in range(block):
-        eq[j] = 0
-        count[j] = 0
+        widest = max(widest, lb[u, j] - la[u, j])
+    step = max(1.0, 0.375 * np.sqrt(widest))
+    target = 0.5 * (ranks[u, 0] + ranks[u, 1]) + 0.5
+    for j in range(block):
+        top = lanes[2, j] if b[u, j] == np.inf else b[u, j]
+        bot = lanes[1, j] if a[u, j] == -np.inf else a[u, j]
+        m = np.float64(lb[u, j] - la[u, j])
+        f = (target - la[u, j]) / m
+        df = step / m
+        lo = np.float64(bot)
+        half = np.float64(top) * 0.5 - lo * 0.5
+        for i in range(_PIVOTS):
+            q = f + df * (i - (_PIVOTS - 1) / 2.0)
+            piv[at + i, j] = lo + q * half + q * half  # halves: no overflow near the maximum
+            v = piv[at + i, j]  # rounded to the tile's dtype
+            v = v if v < top else top
+            piv[at + i, j] = v if v > bot else bot
+
+
+@jit
+def _count(tile: Any, piv: Any, npiv: int, cnt: Any) -> None:
+    """``cnt[i]``: per lane the values below pivot ``piv[i]``, ``i < npiv``, in one pass."""
+    for i in range(npiv):
+        ci = cnt[i]
+        for j in range(tile.shape[1]):
+            ci[j] = 0
+    for r in range(tile.shape[0]):
+        row = tile[r]
+        for i in range(npiv):
+            pi = piv[i]
+            ci = cnt[i]
+            for j in range(tile.shape[1]):
+                ci[j] += row[j] < pi[j]
+
+
+@jit
+def _narrow(
+    piv: Any, cnt: Any, at: int, u: int, ranks: Any, n: int, a: Any, b: Any, la: Any, lb: Any
+) -> bool:
+    """Target ``u``'s bracket narrowed to its pivots (``at..at + P``) whose counts lie on
+    either side of its ranks; True while it holds too many values to keep (the C++ rule:
+    more than ``_CAP`` in a lane, or more than ``n / _ENOUGH`` per ``_CPP_LANES`` lanes)."""
+    block = a.shape[1]
+    r_lo = ranks[u, 0]
+    r_hi = ranks[u, 1]
+    widest = 0
+    total = 0
+    for j in range(block):
+        for i in range(_PIVOTS):  # ascending: the highest pivot with few enough below
+            if cnt[at + i, j] <= r_lo:
+                a[u, j] = piv[at + i, j]
+                la[u, j] = cnt[at + i, j]
+        for i in range(_PIVOTS - 1, -1, -1):  # descending: the lowest with too many
+            if cnt[at + i, j] > r_hi:
+                b[u, j] = piv[at + i, j]
+                lb[u, j] = cnt[at + i, j]
+        widest = max(widest, lb[u, j] - la[u, j])
+        total += lb[u, j] - la[u, j]
+    return widest > _CAP or total * _ENOUGH * _CPP_LANES > n * block
+
+
+@jit
+def _bracket(
+    tile: Any, sample: Any, lanes: Any, nt: int, ranks: Any, piv: Any, cnt: Any, br: Any, st: Any
+) -> bool:
+    """Brackets ``[a, b)`` (``br[0]``, ``br[1]``) with counts ``la``, ``lb`` (``st[0]``,
+    ``st[1]``) for ``nt`` targets (ranks ``ranks[u]``): counting rounds, all open targets'
+    pivots in one pass, until each holds few values; False when one is still wide after
+    ``_ROUNDS``."""
+    n, block = tile.shape
+    a = br[0]
+    b = br[1]
+    la = st[0]
+    lb = st[1]
+    wide = np.ones(2, np.bool_)
+    for u in range(nt):
+        for j in range(block):
+            a[u, j] = -np.inf
+            b[u, j] = np.inf
+            la[u, j] = 0
+            lb[u, j] = n
+    for rnd in range(_ROUNDS):
+        m = 0
+        for u in range(nt):
+            if wide[u]:
+                if rnd == 0:
+                    _first_pivots(sample, n, ranks[u, 0], ranks[u, 1], piv, m * _PIVOTS)
+                else:
+                    _split_pivots(lanes, u, ranks, a, b, la, lb, piv, m * _PIVOTS)
+                m += 1
+        if m == 0:
+            return True
+        _count(tile, piv, m * _PIVOTS, cnt)
+        m = 0
+        for u in range(nt):
+            if wide[u]:
+                wide[u] = _narrow(piv, cnt, m * _PIVOTS, u, ranks, n, a, b, la, lb)
+                m += 1
+    return not wide[:nt].any()
+
+
+@jit
+def _keep(tile: Any, nt: int, ties: bool, mid: bool, br: Any, st: Any, kept: Any, acc: Any) -> None:
+    """The keep pass: per target ``u`` the values in ``[a, b)`` into ``kept[u]`` (with
+    ``ties``, those in ``(a, b)``, and ``#(x == a)`` into ``eq``), counted in ``count``; with
+    ``mid``, ``acc`` the float64 sum of the values in ``[b[0], a[1])`` in row order. Each
+    lane's kept values are then sorted."""
+    n, block = tile.shape
+    a = br[0]
+    b = br[1]
+    eq = st[2]
+    count = st[3]
+    for u in range(nt):
+        for j in range(block):
+            eq[u, j] = 0
+            count[u, j] = 0
+    for j in range(block):
+        acc[j] = 0.0
     for r in range(n):
         row = tile[r]
-        inside = 0
-        for j in range(block):
-            x = row[j]
-            inside += (x > a[j]) & (x < b[j])
-            eq[j] += x == a[j]
-        if inside:  # rare once the bracket is narrow: only then look lane by lane
+        if mid:
             for j in range(block):
                 x = row[j]
-                if (x > a[j]) & (x < b[j]):
-                    c = count[j]
-                    if c < _CAP:
-                        kept[j, c] = x
-                    count[j] = c + 1
+                acc[j] += np.float64(x) if (x >= b[0, j]) & (x < a[1, j]) else 0.0
+        for u in range(nt):
+            au = a[u]
+            bu = b[u]
+            inside = 0
+            if ties:
+                eu = eq[u]
+                for j in range(block):
+                    x = row[j]
+                    inside += (x > au[j]) & (x < bu[j])
+                    eu[j] += x == au[j]
+            else:
+                for j in range(block):
+                    x = row[j]
+                    inside += (x >= au[j]) & (x < bu[j])
+            if inside:  # rare once the bracket is narrow: only then look lane by lane
+                for j in range(block):
+                    x = row[j]
+                    if (x > au[j] if ties else x >= au[j]) & (x < bu[j]):
+                        c = count[u, j]
+                        if c < _CAP:
+                            kept[u, j, c] = x
+                        count[u, j] = c + 1
+    for u in range(nt):
+        for j in range(block):
+            m = min(count[u, j], _CAP)
+            v = kept[u, j]
+            for x in range(1, m):  # insertion sort: m is small
+                key = v[x]
+                y = x - 1
+                while y >= 0 and key < v[y]:
+                    v[y + 1] = v[y]
+                    y -= 1
+                v[y + 1] = key
+
+
+@jit
+def _ranked(br: Any, st: Any, kept: Any, u: int, r: int, le: int, out: Any) -> bool:
+    """Per lane (the first ``le``) the value at rank ``r`` of target ``u`` into ``out``; False
+    when it is not among the bracket's values (only NaN input does that)."""
     for j in range(le):
-        m = count[j]
-        j_lo = r_lo - la[j] - eq[j]
-        j_hi = r_hi - la[j] - eq[j]
-        if m > _CAP or j_hi >= m:
+        c = st[3, u, j]
+        q = r - st[0, u, j] - st[2, u, j]
+        if q >= c or c > _CAP:
             return False
-        v = kept[j]
-        for x in range(1, m):  # insertion sort: m is small
-            key = v[x]
-            y = x - 1
-            while y >= 0 and key < v[y]:
-                v[y + 1] = v[y]
-                y -= 1
-            v[y + 1] = key
-        out_lo[j] = a[j] if j_lo < 0 else v[j_lo]
-        out_hi[j] = a[j] if j_hi < 0 else v[j_hi]
+        out[j] = br[0, u, j] if q < 0 else kept[u, j, q]
     return True
+
+
+@jit
+def _below(br: Any, st: Any, kept: Any, u: int, j: int, v: Any) -> int:
+    """``#(x < v)`` in lane ``j`` for a value ``v`` of target ``u``'s bracket."""
+    c = st[0, u, j] + (st[2, u, j] if v > br[0, u, j] else 0)
+    for q in range(st[3, u, j]):
+        if kept[u, j, q] < v:
+            c += 1
+    return c
+
+
+@jit
+def _trimmed_from_brackets(
+    br: Any, st: Any, kept: Any, n: int, k: int, lo: Any, hi: Any, acc: Any, out: Any
+) -> None:
+    """The unweighted trimmed mean from the keep pass's sum of the values in
+    ``[b_lo, a_hi)`` (``b_lo <= a_hi``): the lower bracket's kept values above ``lo``, the
+    upper one's below ``hi`` (and its ``eq`` copies of ``a_hi`` when below ``hi``), the copies
+    of ``lo`` and ``hi`` that ranks ``[k, n - k)`` hold."""
+    for j in range(out.size):
+        x_lo = lo[j]
+        x_hi = hi[j]
+        if x_lo == x_hi:
+            out[j] = x_lo
+            continue
+        total = acc[j]
+        le = st[0, 0, j] + st[2, 0, j]
+        lt = st[0, 1, j]
+        for q in range(st[3, 0, j]):
+            v = kept[0, j, q]
+            if v <= x_lo:
+                le += 1
+            else:
+                total += np.float64(v)
+        if x_hi > br[0, 1, j]:
+            lt += st[2, 1, j]
+            total += np.float64(br[0, 1, j]) * st[2, 1, j]
+        for q in range(st[3, 1, j]):
+            v = kept[1, j, q]
+            if v < x_hi:
+                lt += 1
+                total += np.float64(v)
+        a = np.float64(x_lo)
+        b = np.float64(x_hi)
+        out[j] = (total + a * (le - k) + b * (n - k - lt)) / (n - 2 * k)
 
 
 @jit
@@ -245,28 +377,38 @@ def _trimmed(tile: Any, k: int, lo: Any, hi: Any, acc: Any, state: Any, out: Any
 def _weighted_trimmed(
     tile: Any, k: int, w: Any, lo: Any, hi: Any, lanes: Any, state: Any, out: Any
 ) -> None:
-    """Weighted trimmed mean from the thresholds, rows in order: of the rows equal to ``lo``
-    the first ``k - #(x < lo)`` are dropped (and, when ``lo == hi``, all after the next
-    ``n - 2k``), of those equal to ``hi > lo`` the first ``n - k - #(x < hi)`` kept."""
+    """:func:`_weighted_pass` after counting ``#(x < lo)`` and ``#(x < hi)`` (into ``state[0]``,
+    ``state[1]``; ``lanes[3:5]`` the sums)."""
     n, block = tile.shape
     lt_lo = state[0]
     lt_hi = state[1]
-    seen_lo = state[2]
-    seen_hi = state[3]
-    acc = lanes[3]
-    wacc = lanes[4]
     for j in range(block):
         lt_lo[j] = 0
         lt_hi[j] = 0
-        seen_lo[j] = 0
-        seen_hi[j] = 0
-        acc[j] = 0.0
-        wacc[j] = 0.0
     for r in range(n):
         row = tile[r]
         for j in range(block):
             lt_lo[j] += row[j] < lo[j]
             lt_hi[j] += row[j] < hi[j]
+    _weighted_pass(tile, k, w, lo, hi, lt_lo, lt_hi, lanes[3:5], out)
+
+
+@jit
+def _weighted_pass(
+    tile: Any, k: int, w: Any, lo: Any, hi: Any, lt_lo: Any, lt_hi: Any, acc: Any, out: Any
+) -> None:
+    """Weighted trimmed mean from the thresholds and ``#(x < lo)``, ``#(x < hi)``, rows in
+    order: of the rows equal to ``lo`` the first ``k - #(x < lo)`` are dropped (and, when
+    ``lo == hi``, all after the next ``n - 2k``), of those equal to ``hi > lo`` the first
+    ``n - k - #(x < hi)`` kept."""
+    n, block = tile.shape
+    seen_lo = np.zeros(block, np.int64)
+    seen_hi = np.zeros(block, np.int64)
+    wacc = acc[1]
+    sacc = acc[0]
+    for j in range(block):
+        sacc[j] = 0.0
+        wacc[j] = 0.0
     for r in range(n):
         row = tile[r]
         wr = w[r]
@@ -283,10 +425,10 @@ def _weighted_trimmed(
             )
             seen_lo[j] += eq_lo
             seen_hi[j] += eq_hi
-            acc[j] += wr * np.float64(x) if take else 0.0
+            sacc[j] += wr * np.float64(x) if take else 0.0
             wacc[j] += wr if take else 0.0
     for j in range(out.size):
-        out[j] = acc[j] / wacc[j]
+        out[j] = sacc[j] / wacc[j]
 
 
 @jit
@@ -341,19 +483,28 @@ def select_kernel(
         scale = 0.0
         for i in range(n):
             scale += w[i]
+    nt = 1 if median else 2
+    ranks = np.empty((2, 2), np.int64)
+    if median:
+        ranks[0, 0] = (n - 1) // 2
+        ranks[0, 1] = n // 2
+    else:
+        ranks[0, 0] = ranks[0, 1] = k
+        ranks[1, 0] = ranks[1, 1] = n - 1 - k
     bad = 0
     for c in prange(nch):
         tile = np.zeros((n, block), like.dtype)
         sample = np.empty((s, block), like.dtype)
-        lanes = np.zeros((5, block), like.dtype)
-        flanes = np.zeros((5, block))
-        piv = np.empty((_PIVOTS, block), like.dtype)
-        cnt = np.empty((_PIVOTS, block), np.int64)
-        state = np.zeros((4, block), np.int64)
-        kept = np.empty((block, _CAP), like.dtype)
+        lanes = np.zeros((3, block), like.dtype)
+        acc = np.zeros((2, block))
+        piv = np.empty((2 * _PIVOTS, block), like.dtype)
+        cnt = np.empty((2 * _PIVOTS, block), np.int64)
+        br = np.empty((2, 2, block), like.dtype)  # a, b per target and lane
+        st = np.zeros((4, 2, block), np.int64)  # la, lb, eq, count per target and lane
+        kept = np.empty((2, block, _CAP), like.dtype)
+        lt = np.empty((2, block), np.int64)
         lo = np.empty(block, like.dtype)
         hi = np.empty(block, like.dtype)
-        spare = np.empty(block, like.dtype)
         res = np.empty(block, like.dtype)
         sb = 0
         for bi in range(c * nb // nch, (c + 1) * nb // nch):
@@ -362,29 +513,39 @@ def select_kernel(
             check = 0.0
             for j in range(le):
                 check += lanes[0, j]
-            bad += check != 0.0
-            _sorted_sample(tile, sample, pa, pb)
-            if median:
-                ok = _select(
-                    tile, sample, lanes, (n - 1) // 2, n // 2, le, piv, cnt, state, kept, lo, hi
-                )
+            ok = check == 0.0  # a non-finite value: sorted, as the network would
+            bad += not ok
+            ties = False
+            if ok:
+                _sorted_sample(tile, sample, pa, pb)
+                ties = not _bracket(tile, sample, lanes, nt, ranks, piv, cnt, br, st)
+            if ok and median:
+                _keep(tile, 1, ties, False, br, st, kept, acc[0])
+                ok = _ranked(br, st, kept, 0, ranks[0, 0], le, lo)
+                ok = ok and _ranked(br, st, kept, 0, ranks[0, 1], le, hi)
                 if ok:
                     for j in range(le):
                         res[j] = _midpoint(np.float64(lo[j]), np.float64(hi[j]))
-            else:
-                ok = _select(tile, sample, lanes, k, k, le, piv, cnt, state, kept, lo, spare)
-                top = n - 1 - k
-                ok = ok and _select(
-                    tile, sample, lanes, top, top, le, piv, cnt, state, kept, hi, spare
-                )
+            elif ok:
+                apart = not weighted
+                for j in range(block):
+                    apart = apart and br[1, 0, j] <= br[0, 1, j]
+                _keep(tile, 2, ties, apart, br, st, kept, acc[0])
+                ok = _ranked(br, st, kept, 0, k, le, lo)
+                ok = ok and _ranked(br, st, kept, 1, n - 1 - k, le, hi)
                 if ok:  # kept values near the float64 maximum: sum in rank order instead
                     for j in range(le):
                         big = max(abs(np.float64(lo[j])), abs(np.float64(hi[j])))
                         ok = ok and bool(big * scale < 0.25 * _DBL_MAX)
                 if ok and weighted:
-                    _weighted_trimmed(tile, k, w, lo, hi, flanes, state, res[:le])
+                    for j in range(le):
+                        lt[0, j] = _below(br, st, kept, 0, j, lo[j])
+                        lt[1, j] = _below(br, st, kept, 1, j, hi[j])
+                    _weighted_pass(tile, k, w, lo, hi, lt[0], lt[1], acc, res[:le])
+                elif ok and apart:
+                    _trimmed_from_brackets(br, st, kept, n, k, lo, hi, acc[0], res[:le])
                 elif ok:
-                    _trimmed(tile, k, lo, hi, flanes[0], state, res[:le])
+                    _trimmed(tile, k, lo, hi, acc[0], lt, res[:le])
             if not ok:
                 _sorted_columns(tile, k, median, w, weighted, le, res)
             out = view(optrs[sb], j0, le, like)
