@@ -1,7 +1,7 @@
 """The median and trimmed means at hundreds of updates, where the kernels select instead of
 sorting (the C++ kernels from n = 288 for the median, 512 for the unweighted trimmed means
-beyond the pop network's k <= 8, 256 weighted; the numba twins from 256): every backend
-against independent references.
+beyond the pop network's k <= 8, 256 weighted; the numba twins from 2048, lowered to 256 here
+so that the same cases reach them): every backend against independent references.
 
 References: ``np.median`` (exact), a full sort in float64 (unweighted trimmed mean) and a
 stable (value, index) sort with ``math.fsum`` (weighted trimmed mean). Order statistics must
@@ -22,6 +22,18 @@ import pytest
 import hierfed
 
 F32, F64 = np.float32, np.float64
+
+
+@pytest.fixture(autouse=True)
+def numba_selects_from_256(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numba entry points take their selection kernels from n = 256 in these tests."""
+    try:
+        from hierfed._kernels.numba import coordinatewise as numba_coordinatewise
+    except ImportError:  # no numba: nothing to lower
+        return
+    monkeypatch.setattr(numba_coordinatewise, "SELECT_MIN_N", 256)
+
+
 KINDS = ["normal", "ties3", "ints", "equal", "outliers", "offset"]
 
 

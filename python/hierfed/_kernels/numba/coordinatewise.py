@@ -10,8 +10,8 @@ when an input value is NaN or infinite (checked within the kernel's own pass).
   the ``k`` smallest and ``k`` largest values seen so far; a value pushed out of both is a kept
   middle value and goes into a float64 sum, so no outlier is ever added and subtracted again.
   Coordinates are independent lanes, which LLVM vectorises. Compiled once per ``k``.
-- ``n >= 256``: the median and the other trimmed means (weighted too) by selection
-  (:mod:`.coordinatewise_select`), not sorting.
+- ``n >= SELECT_MIN_N`` (2048): the median and the other trimmed means (weighted too) by
+  selection (:mod:`.coordinatewise_select`), not sorting.
 - the weighted trimmed mean below ``n = 256``: its thresholds by the unweighted machinery, then
   one weighted pass (:mod:`.coordinatewise_weighted`).
 - everything else (median, larger ``k``, the weighted median, the mean around the median): a
