@@ -623,13 +623,7 @@ inline void weighted_trim_block(const T* const* rows, std::size_t j, const Coord
             lo = load<V>(tile + std::size_t(k) * W);
             hi = load<V>(tile + std::size_t(n - 1 - k) * W);
     }
-    // Kept values near the float64 maximum: the sums could overflow in one order and not in
-    // another, so such blocks take the reference's rank order (the select kernels' rule).
-    bool huge = false;
-    for (int l = 0; may_overflow && l < W; ++l)
-        huge |= !(std::max(std::fabs(double(lo[l])), std::fabs(double(hi[l]))) * p.weight_sum <
-                  0.25 * std::numeric_limits<double>::max());
-    if (huge) return pair_tile_block(rows, j, p, tile, itile, above, out, probe);
+    if (may_overflow && thresholds_may_overflow(lo, hi, p.weight_sum)) return pair_tile_block(rows, j, p, tile, itile, above, out, probe);
     if (weighted_between(rows, j, p, lo, hi, out)) return;
     sel.copy_rows(rows, j);
     alignas(64) T r[W];

@@ -459,6 +459,17 @@ inline void trimmed_from_thresholds(const SelectTile<T>& t, int k, simd::Vec<T> 
     }
 }
 
+// Kept values near the float64 maximum: sums of `scale` times them could overflow in one
+// order and not in another, so such blocks take the reference's rank order (the network).
+template <class V>
+inline bool thresholds_may_overflow(V lo, V hi, double scale) {
+    bool huge = false;
+    for (std::size_t l = 0; l < sizeof(V) / sizeof(lo[0]); ++l)
+        huge |= !(std::max(std::fabs(double(lo[l])), std::fabs(double(hi[l]))) * scale <
+                  0.25 * std::numeric_limits<double>::max());
+    return huge;
+}
+
 // The weighted trimmed mean from the thresholds: in row order, the rows a stable sort puts
 // at ranks [k, n - k). Of the rows equal to lo the first k - #(x < lo) are dropped (and,
 // when lo == hi, all after the next n - 2k); of those equal to hi > lo the first
@@ -631,14 +642,8 @@ inline unsigned select_blocks(SelectTile<T>& t, const T* const* rows, std::size_
             failed |= 1u << v;
             continue;
         }
-        // Kept values near the float64 maximum: the sums could overflow in one order and not
-        // in another, so such blocks take the network's (the reference's) rank order.
         const double scale = p.weights ? p.weight_sum : double(n - 2 * p.k);
-        bool huge = false;
-        for (int l = 0; l < W; ++l)
-            huge |= !(std::max(std::fabs(double(lo[l])), std::fabs(double(hi[l]))) * scale <
-                      0.25 * std::numeric_limits<double>::max());
-        if (huge) {
+        if (thresholds_may_overflow(lo, hi, scale)) {
             failed |= 1u << v;
             continue;
         }
