@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from ._docstrings import fill_doc
 from ._inputs import Aggregate, Updates, as_updates
 from ._interop import tensor_io
 from .center import _centered_clipping, _geometric_median, centered_clipping, geometric_median
@@ -104,6 +105,7 @@ _RULES: dict[AggregationMethod, tuple[Callable[..., Any], Rule]] = {
 
 
 @tensor_io("updates")
+@fill_doc
 def aggregate(
     updates: Any,
     method: AggregationMethod | str = AggregationMethod.MEAN,
@@ -114,8 +116,7 @@ def aggregate(
 
     Parameters
     ----------
-    updates
-        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
+    %(updates)s
     method
         An :class:`AggregationMethod` or its value, e.g. ``"krum"``.
     pre

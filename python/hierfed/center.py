@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ._docstrings import fill_doc
 from ._inputs import Aggregate, FloatArray, Updates, as_point, as_updates, as_weights
 from ._interop import tensor_io
 from ._types import rule_types
@@ -38,6 +39,7 @@ def _count(value: Any, name: str) -> int:
 
 @rule_types
 @tensor_io("updates")
+@fill_doc
 def geometric_median(
     updates: Any,
     weights: Any = None,
@@ -56,16 +58,13 @@ def geometric_median(
 
     Parameters
     ----------
-    updates
-        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
-    weights
-        Optional non-negative weight per update (not all zero).
+    %(updates)s
+    %(weights)s
     eps
         Smoothing: distances below it count as ``eps`` (no division by zero at a data point).
     max_iter, tol
         Iteration limit and relative tolerance on the objective.
-    check_finite
-        Raise ValueError naming the first update that holds NaN or infinity.
+    %(check_finite)s
     """
     return _geometric_median(
         as_updates(updates), weights, eps, max_iter, tol, check_finite=check_finite
@@ -94,6 +93,7 @@ def _geometric_median(
 
 @rule_types
 @tensor_io("updates", "center")
+@fill_doc
 def centered_clipping(
     updates: Any, center: Any, tau: float, n_iter: int = 1, *, check_finite: bool = True
 ) -> Any:
@@ -104,16 +104,14 @@ def centered_clipping(
 
     Parameters
     ----------
-    updates
-        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
+    %(updates)s
     center
         The starting point, shaped like one update (a list of layers for per-layer models).
     tau
         Clipping radius, > 0.
     n_iter
         Number of clipping iterations, >= 1.
-    check_finite
-        Raise ValueError naming the first update that holds NaN or infinity.
+    %(check_finite)s
     """
     upd = as_updates(updates)
     return _centered_clipping(upd, center, tau, n_iter, check_finite=check_finite)

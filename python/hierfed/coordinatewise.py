@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _backend
+from ._docstrings import fill_doc
 from ._inputs import Aggregate, FloatArray, Updates, as_updates, as_weights
 from ._interop import tensor_io
 from ._types import rule_types
@@ -71,15 +72,14 @@ def run_kernel(name: str, upd: Updates, check_finite: bool, *args: Any) -> Aggre
 
 @rule_types
 @tensor_io("updates")
+@fill_doc
 def mean(updates: Any, weights: Any = None, *, check_finite: bool = True) -> Any:
     """Weighted coordinate-wise mean ``sum(w_i x_i) / sum(w_i)``, accumulated in float64.
 
     Parameters
     ----------
-    updates
-        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
-    weights
-        Optional non-negative weight per update (not all zero).
+    %(updates)s
+    %(weights)s
     check_finite
         Raise ValueError naming the first update that holds NaN or infinity (fused into the
         kernel's single pass). ``False`` skips the check; results are then undefined for such
@@ -112,6 +112,7 @@ def _n_trim(n: int, trim_ratio: Any, n_trim: Any) -> int:
 
 @rule_types
 @tensor_io("updates")
+@fill_doc
 def trimmed_mean(
     updates: Any,
     trim_ratio: float | None = None,
@@ -128,8 +129,7 @@ def trimmed_mean(
 
     Parameters
     ----------
-    updates
-        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
+    %(updates)s
     trim_ratio
         Fraction cut at each end, ``k = floor(trim_ratio * n)``, in ``[0, 0.5)``; default 0.1.
     weights
@@ -180,6 +180,7 @@ def mean_of(upd: Updates, indices: Sequence[int], weights: Any) -> Aggregate:
 
 @rule_types
 @tensor_io("updates")
+@fill_doc
 def median(updates: Any, weights: Any = None, *, check_finite: bool = True) -> Any:
     """Coordinate-wise (weighted) median.
 
@@ -189,10 +190,8 @@ def median(updates: Any, weights: Any = None, *, check_finite: bool = True) -> A
 
     Parameters
     ----------
-    updates
-        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
-    weights
-        Optional non-negative weight per update (not all zero).
+    %(updates)s
+    %(weights)s
     check_finite
         As in :func:`mean`.
     """

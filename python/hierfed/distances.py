@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _backend
+from ._docstrings import fill_doc
 from ._inputs import FloatArray, Updates, as_updates
 from ._interop import tensor_io
 
@@ -88,6 +89,7 @@ def pairwise(upd: Updates, check_finite: bool = True) -> NDArray[np.float64]:
 
 
 @tensor_io("updates")
+@fill_doc
 def pairwise_sq_distances(updates: Any, *, check_finite: bool = True) -> NDArray[np.float64]:
     """Squared Euclidean distances between all pairs of updates, exact to float rounding.
 
@@ -96,8 +98,7 @@ def pairwise_sq_distances(updates: Any, *, check_finite: bool = True) -> NDArray
     updates
         An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models
         (the distance runs over every layer).
-    check_finite
-        Raise ValueError naming the first update that holds NaN or infinity.
+    %(check_finite)s
 
     Returns
     -------

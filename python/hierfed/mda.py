@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._checks import byzantine_count
+from ._docstrings import fill_doc
 from ._inputs import Aggregate, Updates, as_updates, as_weights
 from ._interop import tensor_io
 from ._types import rule_types
@@ -65,6 +66,7 @@ def mda_select(upd: Updates, f: Any, check_finite: bool = True) -> tuple[int, ..
 
 @rule_types
 @tensor_io("updates")
+@fill_doc
 def mda(updates: Any, f: int, weights: Any = None, *, check_finite: bool = True) -> Any:
     """Minimum-diameter averaging: the weighted mean of the ``n - f`` updates of least diameter.
 
@@ -74,15 +76,12 @@ def mda(updates: Any, f: int, weights: Any = None, *, check_finite: bool = True)
 
     Parameters
     ----------
-    updates
-        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
-    f
-        Number of Byzantine updates tolerated, ``0 <= f < n``.
+    %(updates)s
+    %(f)s
     weights
         Optional non-negative weight per update, used in the mean; the chosen ones must not
         all be zero.
-    check_finite
-        Raise ValueError naming the first update that holds NaN or infinity.
+    %(check_finite)s
 
     Raises
     ------

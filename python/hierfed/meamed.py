@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._checks import byzantine_count
+from ._docstrings import fill_doc
 from ._inputs import Aggregate, Updates, as_updates, as_weights
 from ._interop import tensor_io
 from ._types import rule_types
@@ -20,21 +21,19 @@ __all__ = ["meamed"]
 
 @rule_types
 @tensor_io("updates")
+@fill_doc
 def meamed(updates: Any, f: int, weights: Any = None, *, check_finite: bool = True) -> Any:
     """Mean around the median: per coordinate, the mean of the ``n - f`` values closest to
     the coordinate-wise median (ties of distance to the lower index).
 
     Parameters
     ----------
-    updates
-        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
-    f
-        Number of Byzantine updates tolerated, ``0 <= f < n``.
+    %(updates)s
+    %(f)s
     weights
         Optional non-negative weight per update, used in the mean (the median is unweighted).
         A coordinate whose kept values all have weight zero raises ValueError.
-    check_finite
-        Raise ValueError naming the first update that holds NaN or infinity.
+    %(check_finite)s
     """
     return _meamed(as_updates(updates), f, weights, check_finite=check_finite)
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ._docstrings import fill_doc
 from ._inputs import Aggregate, Updates, as_updates, as_weights
 from ._interop import tensor_io
 from ._krum_rounds import bulyan_selection
@@ -74,6 +75,7 @@ def _krum_select(upd: Updates, f: Any, check_finite: bool) -> tuple[int, NDArray
 
 
 @tensor_io("updates")
+@fill_doc
 def krum_select(
     updates: Any, f: int, *, check_finite: bool = True
 ) -> tuple[int, NDArray[np.float64]]:
@@ -84,12 +86,10 @@ def krum_select(
 
     Parameters
     ----------
-    updates
-        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
+    %(updates)s
     f
         Number of Byzantine updates tolerated; requires ``n >= 2f + 3``.
-    check_finite
-        Raise ValueError naming the first update that holds NaN or infinity.
+    %(check_finite)s
 
     Returns
     -------
@@ -113,6 +113,7 @@ def _krum(upd: Updates, f: Any, *, check_finite: bool) -> Selection:
 
 @rule_types
 @tensor_io("updates")
+@fill_doc
 def multi_krum(
     updates: Any,
     f: int,
@@ -128,16 +129,14 @@ def multi_krum(
 
     Parameters
     ----------
-    updates
-        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
+    %(updates)s
     f
         Number of Byzantine updates tolerated; requires ``n >= 2f + 3``.
     m
         Number of updates averaged, ``1 <= m <= n``; default ``n - f``.
     weights
         Optional non-negative weight per update; the chosen ones must not all be zero.
-    check_finite
-        Raise ValueError naming the first update that holds NaN or infinity.
+    %(check_finite)s
     """
     return _multi_krum(as_updates(updates), f, m, weights, check_finite=check_finite)[0]
 
@@ -158,6 +157,7 @@ def _multi_krum(upd: Updates, f: Any, m: Any, weights: Any, *, check_finite: boo
 
 @rule_types
 @tensor_io("updates")
+@fill_doc
 def bulyan(updates: Any, f: int, weights: Any = None, *, check_finite: bool = True) -> Any:
     """Bulyan (El Mhamdi et al. 2018) over Krum.
 
@@ -168,15 +168,13 @@ def bulyan(updates: Any, f: int, weights: Any = None, *, check_finite: bool = Tr
 
     Parameters
     ----------
-    updates
-        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
+    %(updates)s
     f
         Number of Byzantine updates tolerated; requires ``n >= 4f + 3``.
     weights
         Optional non-negative weight per update, used in the final mean. A coordinate whose
         kept values all have weight zero raises ValueError.
-    check_finite
-        Raise ValueError naming the first update that holds NaN or infinity.
+    %(check_finite)s
     """
     return _bulyan(as_updates(updates), f, weights, check_finite=check_finite)[0]
 
