@@ -51,21 +51,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _checkpoint, _feasible, _fed_state
+from . import _checkpoint, _feasible, _fed_state, layers
 from ._buffer import PendingUpdate, UpdateBuffer
 from ._inputs import refuse_masked
 from ._noise_notice import announce, noise_notice
 from ._store import Event, UpdateLog
 from .aggregator import AggregationMethod
 from .basket import BasketConfig, BasketManager
-from .layers import (
-    BasketModel,
-    GlobalMetaModel,
-    Layer1Aggregator,
-    Layer1Config,
-    Layer2Aggregator,
-    Layer2Config,
-)
+from .layers import BasketModel, GlobalMetaModel, Layer1Config, Layer2Config
 from .optimizers import ServerOptimizer, ServerOptimizerConfig
 from .privacy import NoiseGenerator, RDPAccountant
 from .staleness import StalenessFunction, staleness_function
@@ -252,8 +245,8 @@ class HierarchicalFederation:
         self._replay_at: float | None = None
         self.manager = BasketManager(cfg.basket, clock=self._time, seed=seed)
         gen = NoiseGenerator() if generator is None else generator
-        self.layer1 = Layer1Aggregator(cfg.layer1, generator=gen, clock=clock)
-        self.layer2 = Layer2Aggregator(cfg.layer2, generator=gen, clock=clock)
+        self.layer1 = layers.Layer1Aggregator(cfg.layer1, generator=gen, clock=clock)
+        self.layer2 = layers.Layer2Aggregator(cfg.layer2, generator=gen, clock=clock)
         self._weight = staleness_function(cfg.staleness, **cfg.staleness_params)
         self.optimizer = ServerOptimizer(cfg.server_optimizer, cfg.server_learning_rate)
         self._min_inputs = cfg.layer1.min_inputs()
