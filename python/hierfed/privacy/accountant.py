@@ -38,7 +38,8 @@ DEFAULT_ORDERS: tuple[float, ...] = (
     + (72.0, 80.0, 96.0, 112.0, 128.0, 160.0, 192.0, 256.0, 320.0, 384.0, 512.0, 640.0)
     + (768.0, 896.0, 1024.0)
 )
-Orders = Sequence[float] | NDArray[np.float64]
+Floats = NDArray[np.float64]
+Orders = Sequence[float] | Floats
 MAX_ORDER = 100_000.0  # the integer-order sum holds ~alpha terms: 1e5 is a few MB
 _CHUNK = 256
 _MAX_TERMS = 1 << 22
@@ -96,12 +97,7 @@ def _log_a_frac(q: float, sigma: float, alpha: float) -> float:
     log_q, log_1mq = math.log(q), math.log1p(-q)
     root2s = math.sqrt(2) * sigma
 
-    def log_half(
-        log_cs: NDArray[np.float64],
-        a: NDArray[np.float64],
-        b: NDArray[np.float64],
-        erfc_arg: NDArray[np.float64],
-    ) -> NDArray[np.float64]:
+    def log_half(log_cs: Floats, a: Floats, b: Floats, erfc_arg: Floats) -> Floats:
         """log of ``|C| q^a (1-q)^b e^((a^2-a)/(2s^2)) erfc(erfc_arg / (sqrt(2) s)) / 2``."""
         return (
             log_cs
