@@ -74,6 +74,27 @@ def _option(group: Any, name: str, help: str = "", shown: str = "", **kw: Any) -
     group.add_argument("--" + name.replace("_", "-"), help=text, **kw)
 
 
+# The differential-privacy options, all floats: config field, help ("": the default only),
+# metavar.
+_PRIVACY_OPTIONS = (
+    ("record_epsilon", "per-record epsilon of every client's DP-SGD", "EPS"),
+    ("record_noise_multiplier", "DP-SGD noise over its record clip norm", "Z"),
+    ("record_delta", "", "D"),
+    ("record_clip_norm", "DP-SGD's per-record gradient clip norm", "C"),
+    ("record_sample_rate", "DP-SGD's Poisson sampling rate per step", "Q"),
+    ("central_epsilon", "Layer 2 noise calibrated to this", "EPS"),
+    ("central_noise_multiplier", "Layer 2 noise per round", "Z"),
+    ("central_delta", "", "D"),
+    ("local_epsilon", "Layer 1 noise calibrated to this", "EPS"),
+    ("local_noise_multiplier", "Layer 1 noise per round", "Z"),
+    ("local_delta", "", "D"),
+    ("client_epsilon", "per-client epsilon of the baskets' DP-FedAvg", "EPS"),
+    ("client_noise_multiplier", "DP-FedAvg noise per round", "Z"),
+    ("client_delta", "", "D"),
+    ("client_sample_rate", "DP-FedAvg's Poisson sampling rate of clients", "Q"),
+)
+
+
 def _add_simulate(sub: Any) -> argparse.ArgumentParser:
     from .aggregator import AggregationMethod
     from .optimizers import OPTIMIZERS
@@ -229,35 +250,12 @@ def _add_simulate(sub: Any) -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
     )
     g = p.add_argument_group("differential privacy (an epsilon is the total over the run)")
-    o(
-        g,
-        "record_epsilon",
-        "per-record epsilon of every client's DP-SGD",
-        shown=f"{DEFAULT_RECORD_EPSILON:g} in hierarchical_dp, else off",
-        type=f,
-        metavar="EPS",
-    )
-    o(g, "record_noise_multiplier", "DP-SGD noise over its record clip norm", type=f, metavar="Z")
-    o(g, "record_delta", type=f, metavar="D")
-    o(g, "record_clip_norm", "DP-SGD's per-record gradient clip norm", type=f, metavar="C")
-    o(g, "record_sample_rate", "DP-SGD's Poisson sampling rate per step", type=f, metavar="Q")
-    o(g, "central_epsilon", "Layer 2 noise calibrated to this", type=f, metavar="EPS")
-    o(g, "central_noise_multiplier", "Layer 2 noise per round", type=f, metavar="Z")
-    o(g, "central_delta", type=f, metavar="D")
-    o(g, "local_epsilon", "Layer 1 noise calibrated to this", type=f, metavar="EPS")
-    o(g, "local_noise_multiplier", "Layer 1 noise per round", type=f, metavar="Z")
-    o(g, "local_delta", type=f, metavar="D")
-    o(
-        g,
-        "client_epsilon",
-        "per-client epsilon of the baskets' DP-FedAvg",
-        shown=f"{DEFAULT_CLIENT_EPSILON:g} in hierarchical_dpfedavg",
-        type=f,
-        metavar="EPS",
-    )
-    o(g, "client_noise_multiplier", "DP-FedAvg noise per round", type=f, metavar="Z")
-    o(g, "client_delta", type=f, metavar="D")
-    o(g, "client_sample_rate", "DP-FedAvg's Poisson sampling rate of clients", type=f, metavar="Q")
+    shown = {
+        "record_epsilon": f"{DEFAULT_RECORD_EPSILON:g} in hierarchical_dp, else off",
+        "client_epsilon": f"{DEFAULT_CLIENT_EPSILON:g} in hierarchical_dpfedavg",
+    }
+    for name, what, metavar in _PRIVACY_OPTIONS:
+        o(g, name, what, shown=shown.get(name, ""), type=f, metavar=metavar)
     return p
 
 
