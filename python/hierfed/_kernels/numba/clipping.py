@@ -105,14 +105,16 @@ def _rows_addresses(
     return n, ptrs, lens
 
 
-def _clip(
+def clip_by_l2(
     segments: Segments,
     outs: Sequence[Outs] | None,
     max_norm: float,
     margin: float,
     sq: NDArray[np.float64],
-    n_threads: int,
+    n_threads: int = 1,
 ) -> None:
+    """Sums of squares into ``sq``; rows whose factor is known are scaled into ``outs`` (with
+    ``outs=None`` the sums only: :func:`l2_sq_norms`)."""
     dtype = np.dtype(np.asarray(segments[0][0]).dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"rows must be float32 or float64, got {dtype}")
@@ -134,17 +136,5 @@ def _clip(
 
 
 def l2_sq_norms(segments: Segments, sq: NDArray[np.float64], n_threads: int = 1) -> None:
-    """Canonical float64 sum of squares of every update into ``sq``."""
-    _clip(segments, None, 0.0, 0.0, sq, n_threads)
-
-
-def clip_by_l2(
-    segments: Segments,
-    outs: Sequence[Outs],
-    max_norm: float,
-    margin: float,
-    sq: NDArray[np.float64],
-    n_threads: int = 1,
-) -> None:
-    """Sums of squares into ``sq``; rows whose factor is known are scaled into ``outs``."""
-    _clip(segments, outs, max_norm, margin, sq, n_threads)
+    """:func:`clip_by_l2` without outputs: the sums of squares only."""
+    clip_by_l2(segments, None, 0.0, 0.0, sq, n_threads)
