@@ -21,7 +21,7 @@ from ..federation import FederationConfig, HierarchicalFederation
 from ..privacy import NoiseGenerator
 from ._layout import ArrayLayout
 
-__all__ = ["FederationRounds", "RoundResult"]
+__all__ = ["FederationRounds", "HierarchyMixin", "RoundResult"]
 
 log = logging.getLogger("hierfed.integrations")
 
@@ -205,3 +205,29 @@ class FederationRounds:
         )
         assert fed.model is not None
         return RoundResult(layout.restore(fed.model, self._global), metrics)
+
+
+class HierarchyMixin:
+    """What both Flower strategies add to their ``FedAvg`` (their first base, before it): the
+    hierarchy's settings (see :class:`~hierfed.integrations.flower.HierarchicalStrategy`),
+    the rounds and the federation; ``**fedavg`` goes to ``FedAvg``."""
+
+    def __init__(
+        self,
+        config: FederationConfig | None = None,
+        *,
+        domain_key: str = "domain",
+        default_domain: str | None = None,
+        generator: NoiseGenerator | None = None,
+        seed: int | None = None,
+        **fedavg: Any,
+    ) -> None:
+        super().__init__(**fedavg)
+        self.domain_key = domain_key
+        self.default_domain = default_domain
+        self.rounds = FederationRounds(config, generator=generator, seed=seed)
+
+    @property
+    def federation(self) -> HierarchicalFederation | None:
+        """The federation (created at the first round)."""
+        return self.rounds.federation

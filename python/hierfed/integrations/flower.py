@@ -33,7 +33,7 @@ adds its share of distributed noise before SecAgg+).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -43,9 +43,7 @@ from flwr.serverapp.strategy import FedAvg
 from flwr.supercore import log
 
 from ..aggregator import AggregationMethod
-from ..federation import FederationConfig, HierarchicalFederation
-from ..privacy import NoiseGenerator
-from ._rounds import FederationRounds
+from ._rounds import HierarchyMixin
 
 __all__ = ["HierarchicalStrategy", "domain_of"]
 
@@ -78,7 +76,7 @@ def _named_arrays(content: RecordDict, key: str) -> dict[str, np.ndarray[Any, An
     return {name: array.numpy() for name, array in record.items()}
 
 
-class HierarchicalStrategy(FedAvg):
+class HierarchicalStrategy(HierarchyMixin, FedAvg):
     """Flower strategy: nodes in domain baskets, robust Layer 1, secure and private Layer 2.
 
     Parameters
@@ -94,51 +92,12 @@ class HierarchicalStrategy(FedAvg):
         Noise source of both layers (default: secure, keyed from the OS).
     seed
         Seed of the basket manager's random splits.
-    fraction_train, fraction_evaluate, min_train_nodes, min_evaluate_nodes, \
-min_available_nodes, weighted_by_key, arrayrecord_key, configrecord_key, \
-train_metrics_aggr_fn, evaluate_metrics_aggr_fn
-        As in Flower's ``FedAvg``.
+    **fedavg
+        Flower's ``FedAvg`` parameters (``fraction_train``, ``fraction_evaluate``,
+        ``min_train_nodes``, ``min_evaluate_nodes``, ``min_available_nodes``,
+        ``weighted_by_key``, ``arrayrecord_key``, ``configrecord_key``,
+        ``train_metrics_aggr_fn``, ``evaluate_metrics_aggr_fn``), with its defaults.
     """
-
-    def __init__(
-        self,
-        config: FederationConfig | None = None,
-        *,
-        domain_key: str = "domain",
-        default_domain: str | None = None,
-        generator: NoiseGenerator | None = None,
-        seed: int | None = None,
-        fraction_train: float = 1.0,
-        fraction_evaluate: float = 1.0,
-        min_train_nodes: int = 2,
-        min_evaluate_nodes: int = 2,
-        min_available_nodes: int = 2,
-        weighted_by_key: str = "num-examples",
-        arrayrecord_key: str = "arrays",
-        configrecord_key: str = "config",
-        train_metrics_aggr_fn: Callable[[list[RecordDict], str], MetricRecord] | None = None,
-        evaluate_metrics_aggr_fn: Callable[[list[RecordDict], str], MetricRecord] | None = None,
-    ) -> None:
-        super().__init__(
-            fraction_train=fraction_train,
-            fraction_evaluate=fraction_evaluate,
-            min_train_nodes=min_train_nodes,
-            min_evaluate_nodes=min_evaluate_nodes,
-            min_available_nodes=min_available_nodes,
-            weighted_by_key=weighted_by_key,
-            arrayrecord_key=arrayrecord_key,
-            configrecord_key=configrecord_key,
-            train_metrics_aggr_fn=train_metrics_aggr_fn,
-            evaluate_metrics_aggr_fn=evaluate_metrics_aggr_fn,
-        )
-        self.domain_key = domain_key
-        self.default_domain = default_domain
-        self.rounds = FederationRounds(config, generator=generator, seed=seed)
-
-    @property
-    def federation(self) -> HierarchicalFederation | None:
-        """The federation (created at the first round)."""
-        return self.rounds.federation
 
     def summary(self) -> None:
         """Log the hierarchy's settings, then FedAvg's sampling settings."""

@@ -17,9 +17,7 @@ from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import FedAvg
 
-from ..federation import FederationConfig, HierarchicalFederation
-from ..privacy import NoiseGenerator
-from ._rounds import FederationRounds
+from ._rounds import HierarchyMixin
 from .flower import PREFIX
 
 __all__ = ["LegacyHierarchicalStrategy"]
@@ -29,7 +27,7 @@ def _named(ndarrays: list[np.ndarray[Any, Any]]) -> dict[str, np.ndarray[Any, An
     return {str(i): a for i, a in enumerate(ndarrays)}
 
 
-class LegacyHierarchicalStrategy(FedAvg):
+class LegacyHierarchicalStrategy(HierarchyMixin, FedAvg):
     """Flower's legacy ``FedAvg`` with hierfed's hierarchy in ``aggregate_fit``.
 
     Parameters
@@ -41,26 +39,6 @@ class LegacyHierarchicalStrategy(FedAvg):
         ``initial_parameters``, ``evaluate_fn``, ...); ``fit_metrics_aggregation_fn``
         aggregates the clients' own fit metrics.
     """
-
-    def __init__(
-        self,
-        config: FederationConfig | None = None,
-        *,
-        domain_key: str = "domain",
-        default_domain: str | None = None,
-        generator: NoiseGenerator | None = None,
-        seed: int | None = None,
-        **fedavg: Any,
-    ) -> None:
-        super().__init__(**fedavg)
-        self.domain_key = domain_key
-        self.default_domain = default_domain
-        self.rounds = FederationRounds(config, generator=generator, seed=seed)
-
-    @property
-    def federation(self) -> HierarchicalFederation | None:
-        """The federation (created at the first round)."""
-        return self.rounds.federation
 
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
