@@ -17,6 +17,8 @@ RULES = [
     hierfed.krum_select,
     hierfed.mda,
     hierfed.mean,
+    hierfed.monna,
+    hierfed.nearest_neighbor_mixing,
     hierfed.meamed,
     hierfed.median,
     hierfed.multi_krum,

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _backend
+from ._docstrings import fill_doc
 from ._inputs import FloatArray, Updates, as_updates
 from ._interop import tensor_io
 from .distances import pairwise
@@ -74,17 +75,15 @@ def mix(upd: Updates, f: Any, check_finite: bool = True) -> Updates:
 
 
 @tensor_io("updates")
+@fill_doc
 def nearest_neighbor_mixing(updates: Any, f: int, *, check_finite: bool = True) -> Any:
     """Replace each update by the mean of its ``n - f`` nearest updates, itself included.
 
     Parameters
     ----------
-    updates
-        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
-    f
-        Number of Byzantine updates tolerated, ``0 <= f < n``.
-    check_finite
-        Raise ValueError naming the first update that holds NaN or infinity.
+    %(updates)s
+    %(f)s
+    %(check_finite)s
 
     Returns
     -------

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ._checks import byzantine_count
+from ._docstrings import fill_doc
 from ._inputs import Aggregate, Updates, as_point, as_updates, as_weights
 from ._interop import tensor_io
 from ._types import rule_types
@@ -23,6 +24,7 @@ __all__ = ["monna"]
 
 @rule_types
 @tensor_io("updates", "trusted")
+@fill_doc
 def monna(
     updates: Any, f: int, trusted: Any, weights: Any = None, *, check_finite: bool = True
 ) -> Any:
@@ -30,18 +32,15 @@ def monna(
 
     Parameters
     ----------
-    updates
-        An ``(n, d)`` array, a sequence of ``n`` arrays, or a sequence of ``n`` per-layer models.
-    f
-        Number of Byzantine updates tolerated, ``0 <= f < n``.
+    %(updates)s
+    %(f)s
     trusted
         The trusted vector, shaped like one update (a list of layers for per-layer models),
         finite. ByzFL's ``MoNNA(f, idx)`` is ``trusted=updates[idx]``.
     weights
         Optional non-negative weight per update, used in the mean; the chosen ones must not
         all be zero.
-    check_finite
-        Raise ValueError naming the first update that holds NaN or infinity.
+    %(check_finite)s
     """
     return _monna(as_updates(updates), f, trusted, weights, check_finite=check_finite)[0]
 
