@@ -62,6 +62,8 @@ def _kernel_calls(k: Any) -> dict[str, Callable[[], Any]]:
     words, ints, floats = np.empty(100, np.uint32), np.empty(4, np.int64), np.empty(100)
     d55, d5 = np.empty((5, 5)), np.empty(5)
     mixed = [np.empty((5, 40), np.float32), np.empty((5, 7), np.float32)]
+    bucketed = [np.empty((3, 40), np.float32), np.empty((3, 7), np.float32)]
+    order = np.array([3, 1, 4, 0, 2], np.int64)
     return {
         "mean": lambda: k.mean(segs, outs, w, 2),
         "trimmed_mean": lambda: k.trimmed_mean(segs, outs, 1, None, 2),
@@ -70,6 +72,7 @@ def _kernel_calls(k: Any) -> dict[str, Callable[[], Any]]:
         "pairwise_sq_distances": lambda: k.pairwise_sq_distances(segs, d55, 128, 2, 2),
         "sq_distances_to": lambda: k.sq_distances_to(segs, outs, d5, 2),
         "mix_rows": lambda: k.mix_rows(segs, np.ones((5, 5)), mixed, 2),
+        "bucket_means": lambda: k.bucket_means(segs, order, 2, bucketed, 2),
         "chacha20_keystream": lambda: k.chacha20_keystream(key, nonce, 5, words, 2),
         "chacha20_noise": lambda: k.chacha20_noise(key, nonce, 0, floats, 1, 0.0, 1.0, True, 2),
         "discrete_gaussian": lambda: k.discrete_gaussian(

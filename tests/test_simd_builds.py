@@ -65,6 +65,13 @@ CHECK = textwrap.dedent(
             for g, w_ in zip(mixed, want):
                 np.testing.assert_allclose(g, w_, rtol=1e-6, atol=1e-12)
                 digest.update(g.tobytes())
+            order = rng.permutation(n)
+            bucketed = [np.empty((-(-n // 2), d), dtype) for d in lens]
+            assert not core.bucket_means(rows, order, 2, bucketed, 2)
+            want = [np.empty((-(-n // 2), d), dtype) for d in lens]
+            ref.bucket_means(rows, order, 2, want)
+            for g, w_ in zip(bucketed, want):
+                np.testing.assert_array_equal(g, w_)  # the same bits on every build
             point = [r[0] * 0.5 for r in rows]
             to = np.empty(n)
             core.sq_distances_to(rows, point, to, 2)

@@ -1,7 +1,9 @@
-// Python binding of the mixing kernel: m weighted means of the same n rows in one pass.
+// Python bindings of the mixing kernels: m weighted means of the same n rows in one pass, and
+// the bucket means of a permutation of the rows (each row read once).
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,6 +12,26 @@
 
 namespace hierfed {
 namespace {
+
+// The outputs' row pointers: outs[s] a writeable C-contiguous (m, len_s) array per segment.
+template <class T>
+std::vector<T*> output_rows(const Batch<T>& b, const py::list& outs, int m, std::vector<py::object>& keep) {
+    if (outs.size() != b.segments.size()) throw py::value_error("need one output per segment");
+    std::vector<T*> out_ptrs;
+    for (std::size_t s = 0; s < b.segments.size(); ++s) {
+        if (!py::isinstance<py::array>(outs[s])) throw py::type_error("outs must hold numpy arrays");
+        auto o = py::reinterpret_borrow<py::array>(outs[s]);
+        if (!o.dtype().is(py::dtype::of<T>())) throw py::type_error("outs must have the rows' dtype");
+        if (o.ndim() != 2 || o.shape(0) != m ||
+            static_cast<std::size_t>(o.shape(1)) != b.segments[s].len ||
+            !(o.flags() & py::array::c_style) || !o.writeable() || !aligned(o))
+            throw py::value_error("outs[" + std::to_string(s) + "] must be a writeable C-contiguous (m, len) array");
+        T* base = static_cast<T*>(o.mutable_data());
+        for (int q = 0; q < m; ++q) out_ptrs.push_back(base + std::size_t(q) * b.segments[s].len);
+        keep.push_back(o);
+    }
+    return out_ptrs;
+}
 
 template <class T>
 bool mix(const py::list& segments, py::array weights, const py::list& outs, int n_threads) {
@@ -30,21 +52,8 @@ bool mix(const py::list& segments, py::array weights, const py::list& outs, int 
         }
         if (!(wsum[o] > 0.0)) throw py::value_error("every row of weights needs a positive weight");
     }
-    if (outs.size() != b.segments.size()) throw py::value_error("need one output per segment");
-    std::vector<T*> out_ptrs;
     std::vector<py::object> keep;
-    for (std::size_t s = 0; s < b.segments.size(); ++s) {
-        if (!py::isinstance<py::array>(outs[s])) throw py::type_error("outs must hold numpy arrays");
-        auto o = py::reinterpret_borrow<py::array>(outs[s]);
-        if (!o.dtype().is(py::dtype::of<T>())) throw py::type_error("outs must have the rows' dtype");
-        if (o.ndim() != 2 || o.shape(0) != m ||
-            static_cast<std::size_t>(o.shape(1)) != b.segments[s].len ||
-            !(o.flags() & py::array::c_style) || !o.writeable() || !aligned(o))
-            throw py::value_error("outs[" + std::to_string(s) + "] must be a writeable C-contiguous (m, len) array");
-        T* base = static_cast<T*>(o.mutable_data());
-        for (int q = 0; q < m; ++q) out_ptrs.push_back(base + std::size_t(q) * b.segments[s].len);
-        keep.push_back(o);
-    }
+    std::vector<T*> out_ptrs = output_rows<T>(b, outs, m, keep);
     if (n_threads < 1) throw py::value_error("n_threads must be >= 1");
     std::size_t elements = 0;
     for (const auto& s : b.segments) elements += s.len * std::size_t(n) * std::size_t(m);
@@ -56,6 +65,36 @@ bool mix(const py::list& segments, py::array weights, const py::list& outs, int 
             return kernels().mix_f32(seg.rows, n, w, wsum.data(), m, dst, c0, c1);
         else
             return kernels().mix_f64(seg.rows, n, w, wsum.data(), m, dst, c0, c1);
+    });
+}
+
+template <class T>
+bool buckets(const py::list& segments, py::array order, int s, const py::list& outs, int n_threads) {
+    Batch<T> b = make_batch<T>(segments, nullptr);
+    const int n = b.n;
+    if (!order.dtype().is(py::dtype::of<std::int64_t>())) throw py::type_error("order must be int64");
+    if (order.ndim() != 1 || order.shape(0) != n || !(order.flags() & py::array::c_style) || !aligned(order))
+        throw py::value_error("order must be a C-contiguous 1-D array of length n = " + std::to_string(n));
+    const std::int64_t* ord = static_cast<const std::int64_t*>(order.data());
+    std::vector<char> seen(n, 0);
+    for (int i = 0; i < n; ++i) {
+        if (ord[i] < 0 || ord[i] >= n || seen[ord[i]]) throw py::value_error("order must be a permutation of 0 .. n-1");
+        seen[ord[i]] = 1;
+    }
+    if (s < 1) throw py::value_error("s must be >= 1");
+    if (n_threads < 1) throw py::value_error("n_threads must be >= 1");
+    const int m = (n + s - 1) / s;
+    std::vector<py::object> keep;
+    std::vector<T*> out_ptrs = output_rows<T>(b, outs, m, keep);
+    std::size_t elements = 0;
+    for (const auto& seg : b.segments) elements += seg.len * std::size_t(n);
+    py::gil_scoped_release release;
+    return over_coordinates(b, elements, n_threads, [&](std::size_t g, std::size_t c0, std::size_t c1) {
+        T* const* dst = out_ptrs.data() + g * std::size_t(m);
+        if constexpr (sizeof(T) == 4)
+            return kernels().bucket_f32(b.segments[g].rows, ord, n, s, dst, c0, c1);
+        else
+            return kernels().bucket_f64(b.segments[g].rows, ord, n, s, dst, c0, c1);
     });
 }
 
@@ -74,6 +113,18 @@ void bind_mixing(py::module_& m) {
         py::arg("segments"), py::arg("weights"), py::arg("outs"), py::arg("n_threads"),
         "outs[s][o] = sum_i weights[o, i] x_i / sum_i weights[o, i] per segment; returns True "
         "if a non-finite value was seen.");
+    m.def(
+        "bucket_means",
+        [](const py::list& segments, const py::array& order, int s, const py::list& outs,
+           int n_threads) {
+            py::dtype dt = first_row_dtype(segments);
+            if (dt.is(py::dtype::of<float>())) return buckets<float>(segments, order, s, outs, n_threads);
+            if (dt.is(py::dtype::of<double>())) return buckets<double>(segments, order, s, outs, n_threads);
+            throw py::type_error("only float32 and float64 are supported");
+        },
+        py::arg("segments"), py::arg("order"), py::arg("s"), py::arg("outs"), py::arg("n_threads"),
+        "outs[g][b] = the mean of rows order[b*s : b*s + s] of segment g (float64 sums in that "
+        "order); returns True if a sum is non-finite.");
 }
 
 }  // namespace hierfed

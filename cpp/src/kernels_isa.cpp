@@ -22,6 +22,7 @@ extern const KernelSet kernel_set{HIERFED_STR(HIERFED_ISA), kSortGroup,         
                                   coord_f64,                pairwise_chunk<float>,
                                   pairwise_chunk<double>,   sq_distance_to<float>,
                                   sq_distance_to<double>,   mix_range<float>,
-                                  mix_range<double>};
+                                  mix_range<double>,        bucket_range<float>,
+                                  bucket_range<double>};
 }  // namespace HIERFED_ISA
 }  // namespace hierfed

@@ -5,7 +5,8 @@
   buckets of ``s`` consecutive ones (the last holds the ``n mod s`` rest, when there is one),
   each bucket replaced by its mean: ``ceil(n / s)`` updates go on. Reads ``s`` and ``seed``
   (an int, a ``numpy.random.Generator``, or ``None`` for fresh operating-system randomness,
-  which an attacker cannot predict). One pass of the mixing kernel.
+  which an attacker cannot predict). One pass of the bucket-mean kernel (each update read
+  once, float64 sums over a bucket's updates in index order).
 - ``"arc"``, adaptive robust clipping (Allouah et al. 2024): with ``k = floor(2 (f/n) (n - f))``,
   the ``k`` updates of largest L2 norm are clipped to the norm of the ``(k+1)``-th largest;
   the others pass unchanged. Reads ``f``.
@@ -14,7 +15,8 @@
 
 Steps compose in the order given: ``pre=("bucketing", "nnm")`` buckets, then mixes the
 bucket means, then runs the rule on them (with the same ``f``). Norms and clipping run the
-clipping kernels, bucketing the mixing kernel, on the active backend.
+clipping kernels, bucketing the bucket-mean kernel (of the mixing family), on the active
+backend; the input is validated once, at the entry.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from . import _checks
-from ._inputs import Updates, as_updates
+from . import _backend, _checks
+from ._inputs import FloatArray, Updates, as_updates
 from ._interop import tensor_io
-from .mixing import as_rows, mix, mixed_rows
-from .privacy.clipping import clip_by_l2_norm, l2_norms
+from .mixing import as_rows, mix
+from .privacy.clipping import clip_rows, norms_of
 
 __all__ = ["PRE_STEPS", "adaptive_robust_clipping", "as_steps", "bucketing", "run_steps"]
 
@@ -58,50 +61,54 @@ def step_params(steps: Sequence[str]) -> set[str]:
     return {p for s in steps for group in PRE_STEPS[s] for p in group}
 
 
-def _models(upd: Updates) -> list[list[np.ndarray[Any, Any]]]:
-    """The validated updates as per-layer models of their flat segments (views)."""
-    return [[rows[i] for rows in upd.segments] for i in range(upd.n)]
-
-
-def _from_models(upd: Updates, models: Sequence[Sequence[np.ndarray[Any, Any]]]) -> Updates:
-    segments = [[m[s] for m in models] for s in range(len(upd.segments))]
-    return Updates(segments, upd.shapes, upd.kind, len(models), upd.dtype)
-
-
-def _in_input_form(upd: Updates) -> Any:
-    """Validated updates returned in their input's form (an array, arrays, models)."""
-    if upd.kind == "array" and len(upd.segments) == 1:  # one stack, no per-row reshape
-        return np.stack(upd.segments[0]).reshape((upd.n, *upd.shapes[0]))
+def _answer(upd: Updates, outs: Sequence[FloatArray]) -> Any:
+    """Kernel outputs (one ``(m, len)`` array per segment) in the input's form: an array, a
+    list of arrays or a list of models (views of ``outs``, no copy)."""
+    m = outs[0].shape[0]
     if upd.kind == "array":
-        return np.stack([upd.wrap([rows[i] for rows in upd.segments]) for i in range(upd.n)])
-    return [upd.wrap([rows[i].copy() for rows in upd.segments]) for i in range(upd.n)]
+        return outs[0].reshape((m, *upd.shapes[0]))
+    return [upd.wrap([out[i] for out in outs]) for i in range(m)]
 
 
-def buckets(n: int, s: Any, seed: Any) -> list[list[int]]:
-    """The buckets (lists of update indices) of a random order of ``n`` updates."""
-    s = _checks.count(s, "s", 1)
+def _stacked(upd: Updates) -> list[FloatArray]:
+    """A copy of the updates as one ``(n, len)`` array per segment."""
+    return [np.concatenate(rows).reshape(upd.n, -1) for rows in upd.segments]
+
+
+def bucket_order(n: int, s: int, seed: Any) -> NDArray[np.int64]:
+    """A random order of ``n`` updates, each bucket's ``s`` positions in ascending index.
+
+    The order is ``numpy.random.default_rng(seed).permutation(n)``; sorting within a bucket
+    changes no bucket, only the order its sum is taken in (the same as before the kernel).
+    """
     if isinstance(seed, (bool, np.bool_)):
         raise TypeError("seed must be an int, a numpy Generator or None, got bool")
     order = np.random.default_rng(seed).permutation(n)
-    return [[int(i) for i in order[j : j + s]] for j in range(0, n, s)]
+    full = n - n % s
+    order[:full].reshape(-1, s).sort(axis=1)
+    order[full:].sort()
+    return order
+
+
+def _bucket_means(upd: Updates, s: Any, seed: Any, check_finite: bool) -> list[FloatArray]:
+    """Per segment, the ``(ceil(n / s), len)`` bucket means: one pass of the kernel."""
+    s = _checks.count(s, "s", 1)
+    order = bucket_order(upd.n, s, seed)
+    m = -(-upd.n // s)
+    outs = [np.empty((m, rows[0].size), upd.dtype) for rows in upd.segments]
+    kernel = _backend.kernels().bucket_means
+    if kernel(upd.segments, order, s, outs, _backend.get_num_threads()):
+        if any(not np.isfinite(r).all() for rows in upd.segments for r in rows):
+            if check_finite:
+                raise upd.nonfinite_error()
+        else:  # float32 sums are float64: only float64 near its maximum overflows
+            raise ValueError("updates: a bucket mean overflows float64 (values near 1.8e308)")
+    return outs
 
 
 def _bucketing(upd: Updates, s: Any, seed: Any = None, check_finite: bool = True) -> Updates:
-    """The bucket means by the mixing kernel: up to 8 buckets in one pass over all rows (its
-    register block: 8 outputs per load), more one pass per bucket over its own rows, in index
-    order, so the sums are the same bits and the work n d, not (buckets) n d."""
-    groups = [sorted(members) for members in buckets(upd.n, s, seed)]
-    if len(groups) <= 8:
-        weights = np.zeros((len(groups), upd.n))
-        for b, members in enumerate(groups):
-            weights[b, members] = 1.0
-        return as_rows(upd, mixed_rows(upd, weights, check_finite), len(groups))
-    try:
-        outs = [mixed_rows(upd.take(g), np.ones((1, len(g))), check_finite) for g in groups]
-    except ValueError:  # name the update by its index among all n
-        raise upd.nonfinite_error() from None
-    segments = [[out[seg][0] for out in outs] for seg in range(len(upd.segments))]
-    return Updates(segments, upd.shapes, upd.kind, len(groups), upd.dtype)
+    outs = _bucket_means(upd, s, seed, check_finite)
+    return as_rows(upd, outs, outs[0].shape[0])
 
 
 @tensor_io("updates")
@@ -124,7 +131,8 @@ def bucketing(updates: Any, s: int, *, seed: Any = None, check_finite: bool = Tr
     The ``ceil(n / s)`` bucket means in the input's form (bucket ``b`` holds the updates at
     positions ``b*s, ..., b*s + s - 1`` of ``numpy.random.default_rng(seed).permutation(n)``).
     """
-    return _in_input_form(_bucketing(as_updates(updates), s, seed, check_finite))
+    upd = as_updates(updates)
+    return _answer(upd, _bucket_means(upd, s, seed, check_finite))
 
 
 def arc_count(n: int, f: int) -> int:
@@ -132,29 +140,32 @@ def arc_count(n: int, f: int) -> int:
     return (2 * f * (n - f)) // n
 
 
-def _arc(upd: Updates, f: Any, check_finite: bool = True) -> Updates:
+def _arc_rows(upd: Updates, f: Any, check_finite: bool) -> list[FloatArray] | None:
+    """Per segment, the ``(n, len)`` updates after ARC; ``None`` when it clips none.
+
+    The norms are taken once (one kernel pass); the answer is a copy of the updates with the
+    ``k`` largest clipped into it by the clipping kernel (those rows only).
+    """
     f = _checks.byzantine_count(f, upd.n, "arc")
     k = arc_count(upd.n, f)
     if k == 0:
-        return upd
-    # one segment: its rows as a list of arrays (no per-layer models to build and re-check)
-    flat = len(upd.segments) == 1
-    models: list[Any] = list(upd.segments[0]) if flat else _models(upd)
-    norms = l2_norms(models, check_finite=check_finite)
+        return None
+    norms = norms_of(upd, check_finite)
     order = np.argsort(-norms, kind="stable")  # largest first, ties to the lower index
-    top = [int(i) for i in order[:k]]
+    top = order[:k].tolist()
     threshold = float(norms[order[k]])
+    outs = _stacked(upd)
     if threshold > 0:
-        clipped = clip_by_l2_norm([models[i] for i in top], threshold, check_finite=check_finite)
-    elif flat:  # the (k+1)-th largest norm is 0: the clipped updates become 0
-        clipped = [np.zeros_like(models[i]) for i in top]
-    else:
-        clipped = [[np.zeros_like(p) for p in models[i]] for i in top]
-    for i, c in zip(top, clipped, strict=True):
-        models[i] = c
-    if flat:
-        return Updates([models], upd.shapes, upd.kind, upd.n, upd.dtype)
-    return _from_models(upd, models)
+        clip_rows(upd.take(top), threshold, [[out[i] for i in top] for out in outs], check_finite)
+    else:  # the (k+1)-th largest norm is 0: the clipped updates become 0
+        for out in outs:
+            out[top] = 0
+    return outs
+
+
+def _arc(upd: Updates, f: Any, check_finite: bool = True) -> Updates:
+    outs = _arc_rows(upd, f, check_finite)
+    return upd if outs is None else as_rows(upd, outs, upd.n)
 
 
 @tensor_io("updates")
@@ -176,12 +187,16 @@ def adaptive_robust_clipping(updates: Any, f: int, *, check_finite: bool = True)
     -------
     The ``n`` updates in the input's form. Ties of norm go to the lower index (clipped first).
     """
-    return _in_input_form(_arc(as_updates(updates), f, check_finite))
+    upd = as_updates(updates)
+    outs = _arc_rows(upd, f, check_finite)
+    return _answer(upd, _stacked(upd) if outs is None else outs)
 
 
 def _clip(upd: Updates, clip_norm: Any, check_finite: bool = True) -> Updates:
-    clipped = clip_by_l2_norm(_models(upd), clip_norm, check_finite=check_finite)
-    return _from_models(upd, clipped)
+    bound = _checks.positive(clip_norm, "max_norm")
+    outs = [np.empty((upd.n, rows[0].size), upd.dtype) for rows in upd.segments]
+    clip_rows(upd, bound, [list(out) for out in outs], check_finite)
+    return as_rows(upd, outs, upd.n)
 
 
 _STEPS: dict[str, Callable[[Updates, Mapping[str, Any], bool], Updates]] = {

@@ -1,6 +1,7 @@
 // Run-time choice of the instruction-set build of the kernels (AVX-512, AVX2, baseline).
 #pragma once
 #include <cstddef>
+#include <cstdint>
 
 #include "views.hpp"
 
@@ -28,6 +29,11 @@ struct KernelSet {
                     std::size_t, std::size_t);
     bool (*mix_f64)(const double* const*, int, const double*, const double*, int,
                     double* const*, std::size_t, std::size_t);
+    // Bucket means of n rows over [c0, c1): rows, order (n), n, bucket size s, outs.
+    bool (*bucket_f32)(const float* const*, const std::int64_t*, int, int, float* const*,
+                       std::size_t, std::size_t);
+    bool (*bucket_f64)(const double* const*, const std::int64_t*, int, int, double* const*,
+                       std::size_t, std::size_t);
 };
 
 // The best build this CPU runs; HIERFED_SIMD=avx512|avx2|baseline asks for a lower one.

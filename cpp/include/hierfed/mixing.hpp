@@ -5,12 +5,17 @@
 // here a vector of coordinates of every row is loaded once (widened to float64 into an L1
 // tile) and all outputs are formed from it, four at a time in registers. Rows are added in
 // index order, each as acc + w * x (no fused multiply-add): the numba twin gives the same bits.
+// Bucket means (bucket_range) are the unweighted case with each row in one output: every row
+// is read once and added to its bucket's float64 sum, in the order given.
 // Bound in cpp/src/bind_mixing.cpp. Twins (change the three together): the numba
 // python/hierfed/_kernels/numba/mixing.py, the numpy reference
 // python/hierfed/_kernels/numpy/mixing.py.
 #pragma once
 #include <algorithm>
+#include <cmath>
+#include <cfloat>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "simd.hpp"
@@ -77,6 +82,37 @@ inline bool mix_range(const T* const* rows, int n, const double* w, const double
     bool bad = false;
     for (int l = 0; l < W; ++l) bad |= probe[l] != probe[l];
     return bad;
+}
+
+// Bucket means over [c0, c1) of one segment: bucket b holds the rows order[b*s], ...,
+// order[min(n, b*s + s) - 1], added in that order to a float64 sum that starts at 0 (the mixing
+// kernel's bits with weights 1), then divided by their count and rounded to T. Each row is
+// read once: per tile of coordinates, every bucket's rows in turn. Returns true if a sum is
+// NaN or inf (a non-finite input, or float64 input whose sum overflows).
+template <class T>
+inline bool bucket_range(const T* const* rows, const std::int64_t* order, int n, int s,
+                         T* const* outs, std::size_t c0, std::size_t c1) {
+    constexpr std::size_t kTile = 1024;  // 8 KB of float64 sums, in L1
+    alignas(64) double acc[kTile];
+    unsigned bad = 0;
+    for (std::size_t a = c0; a < c1; a += kTile) {
+        const std::size_t len = std::min(kTile, c1 - a);
+        for (int b = 0, p = 0; p < n; ++b, p += s) {
+            const int e = std::min(n, p + s);
+            for (std::size_t j = 0; j < len; ++j) acc[j] = 0.0;
+            for (int q = p; q < e; ++q) {
+                const T* x = rows[order[q]] + a;
+                for (std::size_t j = 0; j < len; ++j) acc[j] = acc[j] + double(x[j]);
+            }
+            const double count = double(e - p);
+            T* out = outs[b] + a;
+            for (std::size_t j = 0; j < len; ++j) {
+                bad |= !(std::fabs(acc[j]) <= DBL_MAX);
+                out[j] = T(acc[j] / count);
+            }
+        }
+    }
+    return bad != 0;
 }
 
 }  // namespace hierfed::HIERFED_ISA

@@ -4,11 +4,11 @@ Every family has three twins, found by its name: the C++ header
 ``cpp/include/hierfed/<family>.hpp`` (bound in ``cpp/src/bind_*.cpp`` into
 :mod:`hierfed._core`), the numba twin ``hierfed/_kernels/numba/<family>.py`` and the numpy
 reference ``hierfed/_kernels/numpy/<family>.py``. The families are ``coordinatewise``
-(mean, trimmed mean, median, mean around the median), ``distances``, ``mixing``,
-``chacha20``, ``noise`` (and the discrete Gaussian), ``clipping`` (L2 norms), ``masks``
-(secure aggregation) and ``hadamard`` (the distributed discrete Gaussian's rotation).
-:mod:`hierfed._kernels.numba` and :mod:`hierfed._kernels.numpy` gather
-their families' kernels under the names of :mod:`hierfed._core`; :mod:`hierfed._backend`
+(mean, trimmed mean, median, mean around the median), ``distances``, ``mixing`` (weighted
+means of the rows, bucket means), ``chacha20``, ``noise`` (and the discrete Gaussian),
+``clipping`` (L2 norms), ``masks`` (secure aggregation) and ``hadamard`` (the distributed
+discrete Gaussian's rotation). :mod:`hierfed._kernels.numba` and :mod:`hierfed._kernels.numpy`
+gather their families' kernels under the names of :mod:`hierfed._core`; :mod:`hierfed._backend`
 picks one of the three.
 
 Every backend exposes the same kernel contract, used by :mod:`hierfed.aggregator` through
@@ -40,7 +40,7 @@ __all__ = ["FAMILIES", "gather"]
 FAMILIES: dict[str, tuple[str, ...]] = {
     "coordinatewise": ("mean", "trimmed_mean", "median", "mean_around_median"),
     "distances": ("pairwise_sq_distances", "sq_distances_to"),
-    "mixing": ("mix_rows",),
+    "mixing": ("mix_rows", "bucket_means"),
     "chacha20": ("chacha20_keystream",),
     "noise": ("chacha20_noise", "discrete_gaussian"),
     "clipping": ("l2_sq_norms", "clip_by_l2"),

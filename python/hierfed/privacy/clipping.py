@@ -18,7 +18,7 @@ from .. import _backend, _checks
 from .._inputs import FloatArray, Updates, as_updates
 from .._interop import tensor_io
 
-__all__ = ["clip_by_l2_norm", "l2_norms"]
+__all__ = ["clip_by_l2_norm", "clip_rows", "l2_norms", "norms_of"]
 
 _NORM_BLOCK = 8192
 _TINY_SQUARES = 2.0**-900
@@ -32,7 +32,7 @@ def _margin(upd: Updates) -> float:
     rounding of each value to the output dtype.
     """
     blocks = sum(-(-rows[0].size // _NORM_BLOCK) for rows in upd.segments)
-    unit_out = 2.0**-24 if upd.dtype == np.float32 else 2.0**-53
+    unit_out = 2.0**-24 if upd.dtype.itemsize == 4 else 2.0**-53
     return unit_out + 2.0 * (_NORM_BLOCK / 32 + 16 + blocks + len(upd.segments)) * 2.0**-53
 
 
@@ -46,7 +46,7 @@ def _target(bound: float, upd: Updates) -> float:
     become zero.
     """
     d = sum(math.prod(shape) for shape in upd.shapes)
-    smallest = 2.0**-149 if upd.dtype == np.float32 else 2.0**-1074
+    smallest = 2.0**-149 if upd.dtype.itemsize == 4 else 2.0**-1074
     return max(0.0, math.nextafter(bound - math.sqrt(d) * smallest, 0.0))
 
 
@@ -64,13 +64,27 @@ def _careful_norm(parts: list[FloatArray]) -> float:
 
 def _special_rows(upd: Updates, sq: NDArray[np.float64], check_finite: bool) -> list[int]:
     """Rows whose sum of squares the kernel left to Python; checks them for NaN/inf."""
-    rows = [i for i in range(upd.n) if not (_TINY_SQUARES <= sq[i] < math.inf)]
+    if float(sq.min()) >= _TINY_SQUARES and float(sq.max()) < math.inf:  # NaN fails both
+        return []
+    rows = np.flatnonzero(~((sq >= _TINY_SQUARES) & (sq < math.inf))).tolist()
     for i in rows:
         if not all(np.isfinite(p).all() for p in _row(upd, i)):
             if check_finite:
                 raise upd.nonfinite_error()
             sq[i] = math.nan
     return rows
+
+
+def norms_of(upd: Updates, check_finite: bool = True) -> NDArray[np.float64]:
+    """:func:`l2_norms` of validated updates (no second validation)."""
+    sq = np.empty(upd.n, np.float64)
+    _backend.kernels().l2_sq_norms(upd.segments, sq, _backend.get_num_threads())
+    special = _special_rows(upd, sq, check_finite)
+    norms = np.sqrt(sq)
+    for i in special:
+        if not math.isnan(sq[i]):
+            norms[i] = _careful_norm(_row(upd, i))
+    return norms
 
 
 @tensor_io("updates")
@@ -86,15 +100,7 @@ def l2_norms(updates: Any, *, check_finite: bool = True) -> NDArray[np.float64]:
         Raise ValueError naming the first update holding NaN or infinity; ``False`` gives NaN
         for such updates.
     """
-    upd = as_updates(updates)
-    sq = np.empty(upd.n, np.float64)
-    _backend.kernels().l2_sq_norms(upd.segments, sq, _backend.get_num_threads())
-    special = _special_rows(upd, sq, check_finite)
-    norms = np.sqrt(sq)
-    for i in special:
-        if not math.isnan(sq[i]):
-            norms[i] = _careful_norm(_row(upd, i))
-    return norms
+    return norms_of(as_updates(updates), check_finite)
 
 
 def _outputs(upd: Updates, out: Any) -> tuple[Any, list[list[FloatArray]]]:
@@ -110,7 +116,9 @@ def _outputs(upd: Updates, out: Any) -> tuple[Any, list[list[FloatArray]]]:
     else:
         result = out
         _check_out(upd, out)
-    if upd.kind in ("array", "list"):
+    if upd.kind == "array":  # C-contiguous: its rows as views in one call
+        return result, [list(result.reshape(upd.n, -1))]
+    if upd.kind == "list":
         per_update = [[result[i].reshape(-1)] for i in range(upd.n)]
     else:
         per_update = [
@@ -189,10 +197,19 @@ def clip_by_l2_norm(
     The clipped updates in the input's form (an ``(n, *shape)`` array, a list of arrays or a
     list of models), and the norms if ``return_norms``.
     """
-    _checks.positive(max_norm, "max_norm")
+    bound = _checks.positive(max_norm, "max_norm")
     upd = as_updates(updates)
-    bound = _target(float(max_norm), upd)
     result, out_rows = _outputs(upd, out)
+    norms = clip_rows(upd, bound, out_rows, check_finite)
+    return (result, norms) if return_norms else result
+
+
+def clip_rows(
+    upd: Updates, max_norm: float, out_rows: list[list[FloatArray]], check_finite: bool = True
+) -> NDArray[np.float64]:
+    """:func:`clip_by_l2_norm` of validated updates into ``out_rows`` (``out_rows[s][i]``, a
+    1-D C-contiguous row per segment and update; ``max_norm`` a float > 0); the norms."""
+    bound = _target(max_norm, upd)
     sq = np.empty(upd.n, np.float64)
     margin = _margin(upd)
     _backend.kernels().clip_by_l2(
@@ -200,10 +217,12 @@ def clip_by_l2_norm(
     )
     special = _special_rows(upd, sq, check_finite)
     norms = np.sqrt(sq)
-    with np.errstate(invalid="ignore"):
-        tiny_factor = (sq >= _TINY_SQUARES) & (np.sqrt(sq) * (1.0 + margin) > bound * 2.0**900)
-    for i in sorted(set(special) | set(np.flatnonzero(tiny_factor).tolist())):
-        # Rows the kernel left alone: over- or underflowing sums, tiny factors, NaN/inf.
+    # rows the kernel left alone: over- or underflowing sums, tiny factors, NaN/inf
+    left = set(special)
+    if not math.sqrt(float(sq.max())) * (1.0 + margin) <= bound * 2.0**900:  # NaN: look
+        big = np.sqrt(np.where(sq >= _TINY_SQUARES, sq, 0.0)) * (1.0 + margin) > bound * 2.0**900
+        left |= set(np.flatnonzero(big).tolist())
+    for i in sorted(left):
         parts = _row(upd, i)
         if math.isnan(sq[i]):
             for s in range(len(parts)):
@@ -216,4 +235,4 @@ def clip_by_l2_norm(
                 out_rows[s][i][...] = p.astype(np.float64) / top * bound
             else:
                 out_rows[s][i][...] = p
-    return (result, norms) if return_norms else result
+    return norms

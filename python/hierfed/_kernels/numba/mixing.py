@@ -1,4 +1,5 @@
-"""Numba twin of the mixing kernel: many weighted means of the same rows in one pass.
+"""Numba twins of the mixing kernels: many weighted means of the same rows in one pass, and
+bucket means (each row read once).
 
 Twins: ``cpp/include/hierfed/mixing.hpp`` (bound in ``cpp/src/bind_mixing.cpp``) and
 :mod:`hierfed._kernels.numpy.mixing` (the definition).
@@ -12,12 +13,13 @@ import numpy as np
 from numba import prange
 from numpy.typing import NDArray
 
-from .._types import Outs, Segments
+from .._types import IntArray, Outs, Segments
 from ._shared import blocks, input_addresses, jit_parallel, locate, use_threads, view
 
-__all__ = ["mix_rows"]
+__all__ = ["bucket_means", "mix_rows"]
 
 _BLOCK = 128  # coordinates per tile of every row, widened to float64 (as in mixing.hpp)
+_BUCKET_BLOCK = 1024  # coordinates per tile of float64 bucket sums (as bucket_range)
 
 
 @jit_parallel
@@ -93,3 +95,71 @@ def mix_rows(
         optrs[s] = out.ctypes.data
     used = use_threads(n_threads, n * m * int(lens.sum()))
     return bool(_mix_kernel(ptrs, optrs, lens, n, np.ascontiguousarray(w), wsum, outs[0], used))
+
+
+@jit_parallel
+def _bucket_kernel(
+    ptrs: Any, optrs: Any, lens: Any, n: int, order: Any, s: int, like: Any, n_threads: int
+) -> bool:
+    """Per block of coordinates, every bucket's rows added in ``order`` to float64 sums from
+    0, divided by their count (``bucket_range`` of mixing.hpp: the same bits)."""
+    block = _BUCKET_BLOCK
+    starts, nb, nch = blocks(lens, block, n_threads)
+    m = (n + s - 1) // s
+    bad = 0
+    for c in prange(nch):
+        acc = np.empty(block)
+        g = 0
+        for blk in range(c * nb // nch, (c + 1) * nb // nch):
+            g, j0, le = locate(blk, g, starts, lens, block)
+            for b in range(m):
+                p = b * s
+                e = min(n, p + s)
+                for j in range(le):
+                    acc[j] = 0.0
+                for q in range(p, e):
+                    x = view(ptrs[g * n + order[q]], j0, le, like)
+                    for j in range(le):
+                        acc[j] = acc[j] + np.float64(x[j])
+                count = np.float64(e - p)
+                out = view(optrs[g], b * lens[g] + j0, le, like)
+                flag = False
+                for j in range(le):
+                    flag |= (acc[j] - acc[j]) != 0.0  # NaN for NaN and inf
+                    out[j] = acc[j] / count
+                bad += flag
+    return bad > 0
+
+
+def bucket_means(
+    segments: Segments, order: IntArray, s: int, outs: Outs, n_threads: int = 1
+) -> bool:
+    """``outs[g][b]`` = the mean of rows ``order[b*s : b*s + s]`` of segment ``g``.
+
+    As :func:`hierfed._kernels.numpy.mixing.bucket_means`; returns True when a sum is NaN or
+    infinite.
+    """
+    n, ptrs, lens, dtype = input_addresses(segments)
+    idx = np.asarray(order)
+    if idx.dtype != np.int64 or idx.shape != (n,):
+        raise ValueError(f"order must be an int64 array of length n = {n}")
+    seen = np.zeros(n, np.bool_)
+    seen[idx[(idx >= 0) & (idx < n)]] = True
+    if not seen.all():
+        raise ValueError("order must be a permutation of 0 .. n-1")
+    if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
+        raise ValueError("s must be an int >= 1")
+    m = -(-n // int(s))
+    if len(outs) != len(segments):
+        raise ValueError("need one output per segment")
+    optrs = np.empty(len(outs), np.int64)
+    for g, out in enumerate(outs):
+        if not isinstance(out, np.ndarray) or out.dtype != dtype:
+            raise TypeError(f"outs[{g}] must be a {dtype} array")
+        if out.shape != (m, lens[g]) or not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError(f"outs[{g}] must be a writeable C-contiguous ({m}, {lens[g]}) array")
+        optrs[g] = out.ctypes.data
+    used = use_threads(n_threads, n * int(lens.sum()))
+    return bool(
+        _bucket_kernel(ptrs, optrs, lens, n, np.ascontiguousarray(idx), int(s), outs[0], used)
+    )

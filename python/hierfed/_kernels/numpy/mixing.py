@@ -1,4 +1,4 @@
-"""Numpy reference of the mixing kernel: many weighted means of the same rows.
+"""Numpy references of the mixing kernels: many weighted means of the same rows, bucket means.
 
 Twins: ``cpp/include/hierfed/mixing.hpp`` (bound in ``cpp/src/bind_mixing.cpp``) and
 :mod:`hierfed._kernels.numba.mixing`.
@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from .._types import Outs, Segments
+from .._types import IntArray, Outs, Segments
 from ._rows import any_nonfinite, stack
 
-__all__ = ["mix_rows"]
+__all__ = ["bucket_means", "mix_rows"]
 
 
 def mix_rows(
@@ -28,3 +28,27 @@ def mix_rows(
     for rows, out in zip(segments, outs, strict=True):
         out[...] = weights @ stack(rows) / weights.sum(axis=1)[:, None]
     return False
+
+
+def bucket_means(
+    segments: Segments, order: IntArray, s: int, outs: Outs, n_threads: int = 1
+) -> bool:
+    """``outs[g][b]`` = the mean of rows ``order[b*s : b*s + s]`` of segment ``g``.
+
+    ``order`` is a permutation of ``0 .. n-1``; ``outs[g]`` is ``(ceil(n / s), len_g)``. Each
+    bucket's rows are added in the order given to a float64 sum starting at 0, which is then
+    divided by their count (and rounded to the rows' dtype). Returns True when a sum is NaN
+    or infinite: a non-finite input, or float64 input whose sum overflows.
+    """
+    bad = False
+    for rows, out in zip(segments, outs, strict=True):
+        acc = np.zeros(out.shape)
+        count = np.zeros(out.shape[0])
+        with np.errstate(invalid="ignore", over="ignore"):  # reported by the return value
+            for q in range(min(s, len(order))):  # the q-th row of every bucket that has one
+                members = order[q::s]
+                acc[: members.size] = acc[: members.size] + stack([rows[i] for i in members])
+                count[: members.size] += 1.0
+            out[...] = acc / count[:, None]
+        bad |= not np.isfinite(acc).all()
+    return bad
