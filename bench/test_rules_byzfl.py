@@ -15,12 +15,19 @@ Run (figures in bench/README.md)::
         --benchmark-only --benchmark-group-by=group --benchmark-columns=min,median,rounds
 
 ``HIERFED_BENCH_QUICK=1`` takes d in {1e3, 1e5}; without it d = 1e6 too (n = 200, d = 1e6 is
-800 MB of input).
+800 MB of input). ``HIERFED_BENCH_BYZFL_D=1e6`` (comma-separated) and ``HIERFED_BENCH_BYZFL_N``
+choose the sizes instead (e.g. a cheap d = 1e6 run at n = 10, 50). ByzFL's MDA, which lists
+every subset and takes 6-9 s of CPU a call at n = 50 and 200 already at d = 1e3 (38-50 s wall
+on a loaded machine), is timed at n = 10 only; hierfed's MDA is timed at every n.
+
+Bucketing draws its permutation from a generator made once, outside the timed call, as ByzFL
+draws from numpy's global one (``seed=0`` instead builds a generator in every call, about 6 us).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -35,8 +42,20 @@ from hierfed.mda import MDA_MAX_WORK, mda_work
 
 OPS = ("mda", "meamed", "monna", "bucketing", "arc", "clip")
 IN_PLACE = ("arc", "clip")  # ByzFL's ARC and Clipping write into their input
-SIZES_N = (10, 50, 200)
-SIZES_D = (10**3, 10**5) if peers.env_flag("HIERFED_BENCH_QUICK") else (10**3, 10**5, 10**6)
+
+
+def _sizes(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """The sizes in environment variable ``name`` (comma-separated, ``1e6`` allowed)."""
+    raw = os.environ.get(name, "")
+    return tuple(int(float(v)) for v in raw.split(",") if v.strip()) or default
+
+
+SIZES_N = _sizes("HIERFED_BENCH_BYZFL_N", (10, 50, 200))
+SIZES_D = _sizes(
+    "HIERFED_BENCH_BYZFL_D",
+    (10**3, 10**5) if peers.env_flag("HIERFED_BENCH_QUICK") else (10**3, 10**5, 10**6),
+)
+BYZFL_MDA_MAX_N = 10  # ByzFL's MDA above: 6-9 s of CPU a call (see the docstring)
 
 
 def f_of(op: str, n: int) -> int:
@@ -63,11 +82,12 @@ def clip_norm(x: np.ndarray) -> float:
 
 def hierfed_call(op: str, x: np.ndarray, f: int) -> Callable[[], Any]:
     c = clip_norm(x) if op == "clip" else 0.0  # outside the timed call, as ByzFL's
+    rng = np.random.default_rng(0)  # made once, as ByzFL's global generator
     calls: dict[str, Callable[[], Any]] = {
         "mda": lambda: hierfed.mda(x, f),
         "meamed": lambda: hierfed.meamed(x, f),
         "monna": lambda: hierfed.monna(x, f, x[-1]),
-        "bucketing": lambda: hierfed.bucketing(x, 2, seed=0),
+        "bucketing": lambda: hierfed.bucketing(x, 2, seed=rng),
         "arc": lambda: hierfed.adaptive_robust_clipping(x, f),
         "clip": lambda: hierfed.clip_by_l2_norm(x, c),
     }
@@ -119,8 +139,8 @@ def test_rules_byzfl(benchmark: Any, run_timed: Any, op: str, n: int, d: int, im
     elif impl == "np.copy":
         run_timed(x.copy, cfg)
     elif impl == "byzfl":
-        if op == "mda" and math.comb(n, f) > 10**6:  # pragma: no cover - sizes above keep it low
-            pytest.skip("ByzFL's MDA lists every subset")
+        if op == "mda" and n > BYZFL_MDA_MAX_N:
+            pytest.skip(f"ByzFL's MDA lists every subset: {math.comb(n, f)} at n={n}, f={f}")
         run_timed(byzfl_call(op, x, f), cfg)
     else:
         backend = impl[len("hierfed[") : -1]

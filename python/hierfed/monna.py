@@ -7,6 +7,7 @@ aggregate) are averaged. The distances to it are one pass of the distance-to-poi
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -52,11 +53,12 @@ def _monna(
     w = as_weights(weights, upd.n)
     point = as_point(trusted, upd, "trusted")
     dist = to_point(upd, point)
-    if not np.isfinite(dist).all():
+    order = np.argsort(dist, kind="stable")  # ties to the lower index; NaN, inf last
+    if not math.isfinite(dist[order[-1]]):
         if any(not np.isfinite(rows[i]).all() for rows in upd.segments for i in range(upd.n)):
             if check_finite:
                 raise upd.nonfinite_error()
         else:
             raise ValueError("updates: distances to trusted overflow float64 (values near 1e154)")
-    chosen = tuple(sorted(int(i) for i in np.argsort(dist, kind="stable")[: upd.n - f]))
+    chosen = tuple(np.sort(order[: upd.n - f]).tolist())
     return mean_of(upd, chosen, w), chosen

@@ -62,9 +62,16 @@ def _careful_norm(parts: list[FloatArray]) -> float:
     return top * math.sqrt(sum(float(np.sum(np.square(p / top, dtype=np.float64))) for p in parts))
 
 
+def _all_normal(sq: NDArray[np.float64]) -> bool:
+    """Whether every sum of squares is one the kernel handled (NaN fails both tests)."""
+    if sq.size <= 32:  # for few rows a list is quicker than two reductions
+        return all(_TINY_SQUARES <= v < math.inf for v in sq.tolist())
+    return bool(np.minimum.reduce(sq) >= _TINY_SQUARES and np.maximum.reduce(sq) < math.inf)
+
+
 def _special_rows(upd: Updates, sq: NDArray[np.float64], check_finite: bool) -> list[int]:
     """Rows whose sum of squares the kernel left to Python; checks them for NaN/inf."""
-    if float(sq.min()) >= _TINY_SQUARES and float(sq.max()) < math.inf:  # NaN fails both
+    if _all_normal(sq):
         return []
     rows = np.flatnonzero(~((sq >= _TINY_SQUARES) & (sq < math.inf))).tolist()
     for i in rows:
@@ -215,14 +222,15 @@ def clip_rows(
     _backend.kernels().clip_by_l2(
         upd.segments, out_rows, bound, margin, sq, _backend.get_num_threads()
     )
+    norms = np.sqrt(sq)
+    tiny = bound * 2.0**900  # norms (with the margin) above this have a factor below 2^-900
+    if _all_normal(sq) and float(np.maximum.reduce(norms)) * (1.0 + margin) <= tiny:
+        return norms  # the kernel wrote every row
+    # rows the kernel left alone: over- or underflowing sums, tiny factors, NaN/inf
     special = _special_rows(upd, sq, check_finite)
     norms = np.sqrt(sq)
-    # rows the kernel left alone: over- or underflowing sums, tiny factors, NaN/inf
-    left = set(special)
-    if not math.sqrt(float(sq.max())) * (1.0 + margin) <= bound * 2.0**900:  # NaN: look
-        big = np.sqrt(np.where(sq >= _TINY_SQUARES, sq, 0.0)) * (1.0 + margin) > bound * 2.0**900
-        left |= set(np.flatnonzero(big).tolist())
-    for i in sorted(left):
+    big = np.sqrt(np.where(sq >= _TINY_SQUARES, sq, 0.0)) * (1.0 + margin) > tiny
+    for i in sorted(set(special) | set(np.flatnonzero(big).tolist())):
         parts = _row(upd, i)
         if math.isnan(sq[i]):
             for s in range(len(parts)):
