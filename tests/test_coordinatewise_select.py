@@ -1,14 +1,15 @@
 """The median and trimmed means at hundreds of updates, where the kernels select instead of
-sorting (the C++ kernels from n = 288 for the median, 512 for the unweighted trimmed means
-beyond the pop network's k <= 8, 256 weighted; the numba twins from 2048, lowered to 256 here
-so that the same cases reach them): every backend against independent references.
+sorting (the C++ kernels from n = 257 for the median and the unweighted trimmed means beyond
+the pop network's k <= 8, 256 weighted; the numba twins from 2048, lowered to 256 here so that
+the same cases reach them), and at n = 200 just below: every backend against independent
+references.
 
 References: ``np.median`` (exact), a full sort in float64 (unweighted trimmed mean) and a
 stable (value, index) sort with ``math.fsum`` (weighted trimmed mean). Order statistics must
 match exactly, sums to rtol 1e-6 (float32) or 1e-12 (float64). The inputs are the hard cases
 of a selection: heavy ties (3 or 7 distinct values), all-equal columns, huge outliers and offsets,
-zero weights, one coordinate, non-contiguous rows, and data built so that the sample-based
-bracket holds hundreds of ties (the kernels' fallback to sorting).
+zero weights, one coordinate, non-contiguous rows, one and two threads, and data built so that
+the sample-based bracket holds hundreds of ties (the kernels' fallback to sorting).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def numba_selects_from_256(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(numba_coordinatewise, "SELECT_MIN_N", 256)
 
 
-KINDS = ["normal", "ties3", "ints", "equal", "outliers", "offset"]
+KINDS = ["normal", "ties3", "ints", "equal", "outliers", "offset", "huge_offset"]
 
 
 def make(kind: str, n: int, d: int, dtype: Any, rng: np.random.Generator) -> np.ndarray:
@@ -53,6 +54,8 @@ def make(kind: str, n: int, d: int, dtype: Any, rng: np.random.Generator) -> np.
         x[n // 40 : n // 20] = -1e30
     elif kind == "offset":
         x = 1e6 + rng.standard_normal((n, d))
+    elif kind == "huge_offset":  # float32: a few dozen distinct values, ties everywhere
+        x = 1e30 * (1.0 + 1e-6 * rng.standard_normal((n, d)))
     else:  # pragma: no cover - a typo in a parametrisation
         raise AssertionError(kind)
     return x.astype(dtype)
@@ -86,7 +89,8 @@ def assert_close(got: np.ndarray, want: np.ndarray, x: np.ndarray) -> None:
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("kind", KINDS)
 def test_median_at_many_updates_is_np_median(backend, kind, dtype, rng):
-    for n, d in ((1000, 37), (301, 1), (288, 16)):  # odd and even n, d = 1, one full lane set
+    # odd and even n, d = 1, one full lane set, the first n that selects and one just below
+    for n, d in ((1000, 37), (301, 1), (288, 16), (257, 16), (200, 5)):
         x = make(kind, n, d, dtype, rng)
         got = hierfed.median(x)
         assert got.dtype == dtype
@@ -96,7 +100,15 @@ def test_median_at_many_updates_is_np_median(backend, kind, dtype, rng):
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("kind", KINDS)
 def test_trimmed_mean_at_many_updates(backend, kind, dtype, rng):
-    for n, d, k in ((1000, 37, 100), (1000, 5, 499), (600, 1, 60), (513, 16, 9), (300, 3, 20)):
+    for n, d, k in (
+        (1000, 37, 100),
+        (1000, 5, 499),
+        (600, 1, 60),
+        (513, 16, 9),
+        (300, 3, 20),
+        (257, 16, 25),  # the first n that selects
+        (200, 5, 20),  # the networks
+    ):
         x = make(kind, n, d, dtype, rng)
         got = hierfed.trimmed_mean(x, n_trim=k)
         assert got.dtype == dtype
@@ -109,7 +121,7 @@ def test_trimmed_mean_at_many_updates(backend, kind, dtype, rng):
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("kind", KINDS)
 def test_weighted_trimmed_mean_at_many_updates(backend, kind, dtype, rng):
-    for n, d in ((1000, 21), (256, 1)):
+    for n, d in ((1000, 21), (257, 3), (256, 1)):
         x = make(kind, n, d, dtype, rng)
         w = rng.uniform(0.1, 3.0, n)
         w[rng.random(n) < 0.3] = 0.0  # weights with zeros
@@ -129,6 +141,26 @@ def test_weighted_trimmed_mean_keeps_the_stable_order_among_ties(backend, dtype)
     x = np.stack([col, col[::-1]], axis=1).astype(dtype)
     got = hierfed.trimmed_mean(x, n_trim=k, weights=w)
     assert_close(got, slow_weighted_trimmed_mean(x, k, w), x)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_one_and_two_threads_agree_bit_for_bit(backend, dtype, rng, restore_threads):
+    """Blocks of coordinates go to threads whole, so the thread count changes nothing."""
+    x = make("ints", 1000, 203, dtype, rng)  # ties: the brackets' hard case
+    x[:, :100] = make("normal", 1000, 100, dtype, rng)
+    w = rng.uniform(0.0, 2.0, 1000)
+    calls = (
+        lambda: hierfed.median(x),
+        lambda: hierfed.trimmed_mean(x, n_trim=100),
+        lambda: hierfed.trimmed_mean(x, n_trim=100, weights=w),
+    )
+    results = []
+    for threads in (1, 2):
+        hierfed.set_num_threads(threads)
+        results.append([call() for call in calls])
+    for one, two in zip(*results, strict=True):
+        np.testing.assert_array_equal(one, two, strict=True)
+    np.testing.assert_array_equal(results[0][0], np.median(x, axis=0).astype(dtype))
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])

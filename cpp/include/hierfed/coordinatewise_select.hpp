@@ -49,9 +49,10 @@ namespace hierfed::HIERFED_ISA {
 using simd::splat;
 using simd::store;
 
-// Below these n the sorting networks are as fast (measured, one thread, n * d = 5e6):
-constexpr int kSelectMinN = 288;          // the median
-constexpr int kSelectMinNTrimmed = 512;   // the unweighted trimmed means beyond the pop network's
+// From these n selection beats the sorting networks (measured, one thread, n * d = 5e6): the
+// Batcher networks of 257-512 rows cost as much as 512's, selection grows with n only.
+constexpr int kSelectMinN = 257;          // the median
+constexpr int kSelectMinNTrimmed = 257;   // the unweighted trimmed means beyond the pop network's
 constexpr int kSelectMinNWeighted = 256;  // the weighted trimmed means (see weighted_trim_block)
 constexpr int kSelectPivots = 7;   // pivots per target and counting pass (P)
 constexpr int kSelectCap = 64;     // values a lane may keep per target (a power of 2)
@@ -377,9 +378,12 @@ inline simd::VecD<T> keep_pass(SelectTile<T>& t, Target<T>* g) {
     using V = simd::Vec<T>;
     using VI = simd::VecI<T>;
     using VD = simd::VecD<T>;
+    using VN = simd::Vec<double>;
+    using Part = simd::VecOfDoubleLanes<T>;
     constexpr int W = simd::Lanes<T>::value;
+    constexpr int H = W / simd::Lanes<double>::value;
     int count[NT][W] = {};
-    VD sum = {};
+    VN sum[H] = {};  // native float64 vectors: GCC keeps a wider one in memory, a store per row
     VI eq0 = {}, eq1 = {};
     auto keep = [&](int u, unsigned bits, const V& x) {  // rarely any bits
         for (; bits != 0; bits &= bits - 1) {
@@ -389,9 +393,17 @@ inline simd::VecD<T> keep_pass(SelectTile<T>& t, Target<T>* g) {
         }
     };
     const V a0 = g[0].a, b0 = g[0].b, a1 = g[NT - 1].a, b1 = g[NT - 1].b;
-    for (int i = 0; i < t.n; ++i) {
-        const V x = t.row(i);
-        if constexpr (Mid) sum += to_double<T>((x >= b0) & (x < a1) ? x : V{});
+    const V* const col = t.col;  // locals: the kept stores could alias the tile's fields
+    const std::size_t stride = std::size_t(t.nv);
+    const int n = t.n;
+    for (int i = 0; i < n; ++i) {
+        const V x = col[std::size_t(i) * stride];
+        if constexpr (Mid) {
+            const V m = (x >= b0) & (x < a1) ? x : V{};
+            Part part[H];
+            std::memcpy(part, &m, sizeof(V));
+            for (int h = 0; h < H; ++h) sum[h] += __builtin_convertvector(part[h], VN);
+        }
         if constexpr (Ties) {
             eq0 -= x == a0;
             eq1 -= x == a1;
@@ -418,7 +430,9 @@ inline simd::VecD<T> keep_pass(SelectTile<T>& t, Target<T>* g) {
             g[u].kept[c] = splat<VI>(double(c)) < g[u].count ? g[u].kept[c] : inf;
         sort_rows(g[u].kept, m);
     }
-    return sum;
+    VD total;
+    std::memcpy(&total, sum, sizeof(total));
+    return total;
 }
 
 // The value at rank r of each lane of a kept target into out; false when a lane's rank is

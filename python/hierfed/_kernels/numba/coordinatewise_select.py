@@ -32,7 +32,7 @@ import numpy as np
 from numba import prange
 
 from ._shared import blocks, jit, jit_parallel, locate, view
-from .coordinatewise_tiles import _midpoint
+from .coordinatewise_tiles import _load, _midpoint
 from .sorting_network import network
 
 __all__ = ["SELECT_MIN_N", "sample_network", "select_kernel"]
@@ -63,24 +63,19 @@ def sample_network(n: int) -> tuple[Any, Any]:
 
 
 @jit
-def _load(ptrs: Any, base: int, j0: int, le: int, tile: Any, lanes: Any, like: Any) -> None:
-    """Rows ``ptrs[base:base + n]`` into the tile; ``lanes`` rows 0, 1, 2: the probe
-    (``v * 0`` is NaN exactly for NaN and infinity), each lane's minimum and maximum."""
-    zero = np.zeros(1, like.dtype)[0]
+def _load_range(ptrs: Any, base: int, j0: int, le: int, tile: Any, lanes: Any, like: Any) -> None:
+    """Rows ``ptrs[base:base + n]`` into the tile (:func:`.coordinatewise_tiles._load`);
+    ``lanes`` rows 0, 1, 2: the probe (``v * 0`` is NaN exactly for NaN and infinity), each
+    lane's minimum and maximum."""
     probe = lanes[0]
     lo = lanes[1]
     hi = lanes[2]
-    for j in range(tile.shape[1]):
-        probe[j] = 0.0
-        lo[j] = np.inf
-        hi[j] = -np.inf
+    probe[:] = 0.0
+    lo[:] = np.inf
+    hi[:] = -np.inf
+    _load(ptrs, base, 0, j0, le, tile, probe, like)
     for i in range(tile.shape[0]):
-        x = view(ptrs[base + i], j0, le, like)
         row = tile[i]
-        for j in range(le):
-            v = x[j]
-            probe[j] += v * zero
-            row[j] = v
         for j in range(tile.shape[1]):
             v = row[j]
             lo[j] = v if v < lo[j] else lo[j]
@@ -412,18 +407,12 @@ def _weighted_trimmed(
 ) -> None:
     """:func:`_weighted_pass` after counting ``#(x < lo)`` and ``#(x < hi)`` (into ``state[0]``,
     ``state[1]``; ``lanes[3:5]`` the sums)."""
-    n, block = tile.shape
-    lt_lo = state[0]
-    lt_hi = state[1]
-    for j in range(block):
-        lt_lo[j] = 0
-        lt_hi[j] = 0
-    for r in range(n):
-        row = tile[r]
-        for j in range(block):
-            lt_lo[j] += row[j] < lo[j]
-            lt_hi[j] += row[j] < hi[j]
-    _weighted_pass(tile, k, w, lo, hi, lt_lo, lt_hi, lanes[3:5], out)
+    state[:2] = 0
+    for row in tile:
+        for j in range(row.size):
+            state[0, j] += row[j] < lo[j]
+            state[1, j] += row[j] < hi[j]
+    _weighted_pass(tile, k, w, lo, hi, state[0], state[1], lanes[3:5], out)
 
 
 @jit
@@ -437,11 +426,8 @@ def _weighted_pass(
     n, block = tile.shape
     seen_lo = np.zeros(block, np.int64)
     seen_hi = np.zeros(block, np.int64)
-    wacc = acc[1]
-    sacc = acc[0]
-    for j in range(block):
-        sacc[j] = 0.0
-        wacc[j] = 0.0
+    acc[:] = 0.0
+    sacc, wacc = acc[0], acc[1]
     for r in range(n):
         row = tile[r]
         wr = w[r]
@@ -537,13 +523,12 @@ def select_kernel(
         st = np.zeros((4, 2, block), np.int64)  # la, lb, eq, count per target and lane
         kept = np.empty((2, block, _CAP), like.dtype)
         lt = np.empty((2, block), np.int64)
-        lo = np.empty(block, like.dtype)
-        hi = np.empty(block, like.dtype)
-        res = np.empty(block, like.dtype)
+        thr = np.empty((3, block), like.dtype)  # per lane: the thresholds and the result
+        lo, hi, res = thr[0], thr[1], thr[2]
         sb = 0
         for bi in range(c * nb // nch, (c + 1) * nb // nch):
             sb, j0, le = locate(bi, sb, starts, lens, block)
-            _load(ptrs, sb * n, j0, le, tile, lanes, like)
+            _load_range(ptrs, sb * n, j0, le, tile, lanes, like)
             check = 0.0
             for j in range(le):
                 check += lanes[0, j]
