@@ -560,45 +560,13 @@ inline void pop_thresholds(const T* const* rows, std::size_t j, int n, simd::Vec
     hi_thr = b;
 }
 
-// The weighted pass over lo <= x <= hi; false where a threshold is tied (out untouched).
-// Sums in native float64 vectors, H per block (GCC spills and scalarises wider ones).
+// The weighted pass over lo <= x <= hi of the rows (weighted_between_rows in
+// coordinatewise_select.hpp); false where a threshold is tied (out untouched).
 template <class T>
 inline bool weighted_between(const T* const* rows, std::size_t j, const CoordParams& p,
                              simd::Vec<T> lo, simd::Vec<T> hi, T* out) {
-    using V = simd::Vec<T>;
-    using VI = simd::VecI<T>;
-    using VD = simd::Vec<double>;
-    using Part = simd::VecOfDoubleLanes<T>;
-    constexpr int W = simd::Lanes<T>::value;
-    constexpr int H = W / simd::Lanes<double>::value;
-    const int n = p.n;
-    VI below = {}, upto = {};
-    VD sum[H] = {}, wsum[H] = {};
-    const V one = splat<V>(T(1));
-    for (int i = 0; i < n; ++i) {
-        const V x = load<V>(rows[i] + j);
-        count_below(below, x, lo);
-        upto -= x <= hi;
-        const VI take = (x >= lo) & (x <= hi);
-        const V xt = take ? x : V{}, ot = take ? one : V{};
-        Part px[H], po[H];
-        std::memcpy(px, &xt, sizeof(V));
-        std::memcpy(po, &ot, sizeof(V));
-        const VD w = splat<VD>(p.weights[i]);
-        for (int h = 0; h < H; ++h) {
-            sum[h] += __builtin_convertvector(px[h], VD) * w;
-            wsum[h] += __builtin_convertvector(po[h], VD) * w;
-        }
-    }
-    if (~(lane_bits(below == splat<VI>(double(p.k))) &
-          lane_bits(upto == splat<VI>(double(n - p.k)))) &
-        ((1u << W) - 1u))
-        return false;
-    Part r[H];
-    for (int h = 0; h < H; ++h)  // 0/0 = NaN where every kept weight is zero, as the reference
-        r[h] = __builtin_convertvector(sum[h] / wsum[h], Part);
-    std::memcpy(out + j, r, sizeof(r));
-    return true;
+    return weighted_between_rows<T>([&](int i) { return load<simd::Vec<T>>(rows[i] + j); }, p,
+                                    lo, hi, out + j);
 }
 
 template <class T>

@@ -484,6 +484,51 @@ inline bool thresholds_may_overflow(V lo, V hi, double scale) {
     return huge;
 }
 
+// The weighted trimmed mean from thresholds lo (rank k) and hi (rank n - 1 - k) that are
+// not tied: one pass over the rows (row(i): W lanes) sums w x and w over lo <= x <= hi and
+// counts #(x < lo) and #(x <= hi); when these are k and n - k in every lane, lo <= x <= hi
+// are exactly the ranks [k, n - k) of the stable order. False otherwise (ties at a threshold:
+// out untouched). Sums in native float64 vectors, H per block (GCC spills and scalarises
+// wider ones). Used by the selection below and by coordinatewise.hpp's weighted_trim_block.
+template <class T, class Row>
+inline bool weighted_between_rows(Row row, const CoordParams& p, simd::Vec<T> lo,
+                                  simd::Vec<T> hi, T* out) {
+    using V = simd::Vec<T>;
+    using VI = simd::VecI<T>;
+    using VD = simd::Vec<double>;
+    using Part = simd::VecOfDoubleLanes<T>;
+    constexpr int W = simd::Lanes<T>::value;
+    constexpr int H = W / simd::Lanes<double>::value;
+    const int n = p.n;
+    VI below = {}, upto = {};
+    VD sum[H] = {}, wsum[H] = {};
+    const V one = splat<V>(T(1));
+    for (int i = 0; i < n; ++i) {
+        const V x = row(i);
+        count_below(below, x, lo);
+        upto -= x <= hi;
+        const VI take = (x >= lo) & (x <= hi);
+        const V xt = take ? x : V{}, ot = take ? one : V{};
+        Part px[H], po[H];
+        std::memcpy(px, &xt, sizeof(V));
+        std::memcpy(po, &ot, sizeof(V));
+        const VD w = splat<VD>(p.weights[i]);
+        for (int h = 0; h < H; ++h) {
+            sum[h] += __builtin_convertvector(px[h], VD) * w;
+            wsum[h] += __builtin_convertvector(po[h], VD) * w;
+        }
+    }
+    if (~(lane_bits(below == splat<VI>(double(p.k))) &
+          lane_bits(upto == splat<VI>(double(n - p.k)))) &
+        ((1u << W) - 1u))
+        return false;
+    Part r[H];
+    for (int h = 0; h < H; ++h)  // 0/0 = NaN where every kept weight is zero, as the reference
+        r[h] = __builtin_convertvector(sum[h] / wsum[h], Part);
+    std::memcpy(out, r, sizeof(r));
+    return true;
+}
+
 // The weighted trimmed mean from the thresholds: in row order, the rows a stable sort puts
 // at ranks [k, n - k). Of the rows equal to lo the first k - #(x < lo) are dropped (and,
 // when lo == hi, all after the next n - 2k); of those equal to hi > lo the first
@@ -662,8 +707,10 @@ inline unsigned select_blocks(SelectTile<T>& t, const T* const* rows, std::size_
             continue;
         }
         alignas(64) T r[W];
-        if (p.weights)
-            weighted_trimmed_from_thresholds(t, g, p.k, p.weights, lo, hi, r);
+        if (p.weights) {
+            if (!weighted_between_rows<T>([&](int i) { return t.row(i); }, p, lo, hi, r))
+                weighted_trimmed_from_thresholds(t, g, p.k, p.weights, lo, hi, r);
+        }
         else if (apart)
             trimmed_from_brackets(g, n, p.k, lo, hi, mid, r);
         else
