@@ -3,7 +3,8 @@ backend against the numpy reference and independent slow references.
 
 The weighted trimmed mean takes its thresholds from the unweighted kernels (pop network,
 value network, selection) and resolves ties at them by row order; the weighted median sorts
-(value, row index) pairs and sums the weights lane-parallel. References: the numpy backend
+(value, row index) pairs and sums the weights lane-parallel, or (C++, n >= 64) selects by
+weight and sends blocks whose two sides tie to rounding to the networks. References: the numpy backend
 (the definition: the weighted median exactly, bit for bit) and a stable (value, index) sort
 with ``math.fsum`` (the weighted trimmed mean, to rounding). Inputs: heavy ties (3 distinct
 values), all-equal columns, outliers, huge offsets, weights with zeros, d = 1 and a partial
@@ -173,3 +174,68 @@ def test_sums_near_the_float64_maximum_below_the_selection(backend):
     for k in (3, 12):
         with pytest.raises(ValueError, match="overflow"):
             hierfed.trimmed_mean(x, n_trim=k, weights=w)
+
+
+def selection_weights(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Weights for the weighted median's selection by weight (n >= 64 in C++)."""
+    if kind == "staleness":
+        return 0.9 ** rng.integers(0, 5, n).astype(F64)
+    if kind == "zeros":
+        return weights_with_zeros(n, rng)
+    if kind == "one":  # all but one zero: the median is that row's value
+        w = np.zeros(n)
+        w[n // 3] = 2.5
+        return w
+    if kind == "halves":  # small integers: the two sides tie exactly at many crossings
+        return rng.integers(1, 3, n).astype(F64)
+    if kind == "skewed":  # one row holds almost half the weight, the rest spans 1e-12..1
+        w = 10.0 ** rng.uniform(-12, 0, n)
+        w[n // 2] = w.sum() * 0.999
+        return w
+    raise AssertionError(kind)  # pragma: no cover - a typo in a parametrisation
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_weighted_median_selection_is_the_reference_exactly(backend, dtype, rng):
+    """The selection by weight (C++ from n = 64) on the hard cases: heavy ties, all-equal
+    columns, huge offsets, weights with zeros, all but one zero, ties of the two sides at the
+    half-weight crossing, weights spanning 12 decades; bit for bit the numpy reference."""
+    kinds = ("normal", "ties3", "equal", "offset")
+    for n, d in ((50, 37), (64, 33), (65, 17), (200, 40), (1000, 19)):
+        for kind in kinds:
+            x = make(kind, n, d, dtype, rng)
+            if kind == "offset":  # near the float's top: sums of values would overflow
+                x = x / 1e6 * (1e37 if dtype == F32 else 1e306)
+            for wk in ("staleness", "zeros", "one", "halves", "skewed"):
+                w = selection_weights(wk, n, rng)
+                got = hierfed.median(x, weights=w)
+                assert got.dtype == dtype
+                np.testing.assert_array_equal(got, reference_median(x, w), strict=True)
+
+
+def test_weighted_median_selection_crossing_inside_a_tie(backend):
+    """The half weight reached inside a run of equal values, and exactly at the end of one
+    (two sides equal: the median is the mean of the two values around the crossing)."""
+    n = 128
+    col = np.repeat([1.0, 2.0, 3.0, 4.0], n // 4)
+    w = np.ones(n)
+    w[:32] = 3.0  # weight 96 below 2.0, 32 each at 2.0, 3.0 and 4.0: 96 of 192 at half
+    x = np.stack([col, col[::-1], np.roll(col, 5), np.roll(col, 40)], axis=1)
+    for dtype in (F32, F64):
+        xs = x.astype(dtype)
+        got = hierfed.median(xs, weights=w)
+        np.testing.assert_array_equal(got, reference_median(xs, w), strict=True)
+    assert hierfed.median(x[:, :1], weights=w)[0] == 1.5  # sides equal: (1 + 2) / 2
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_weighted_median_selection_layouts_and_threads(backend, dtype, rng, restore_threads):
+    """d = 1, a partial last block, non-contiguous rows, 1 and 2 threads, at n = 300."""
+    n = 300
+    w = 0.9 ** rng.integers(0, 5, n).astype(F64)
+    x = rng.standard_normal((n, 203)).astype(dtype)
+    for threads in (1, 2):
+        hierfed.set_num_threads(threads)
+        for xs in (x[:, :1], x[:, :45], [r[::3] for r in x], np.asfortranarray(x)):
+            want = reference_median(np.asarray(xs), w)
+            np.testing.assert_array_equal(hierfed.median(xs, weights=w), want, strict=True)

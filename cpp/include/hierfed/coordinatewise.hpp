@@ -8,7 +8,8 @@
 //   is added to a float64 sum. Only kept values are ever summed: a 1e30 outlier is never
 //   added and subtracted, so nothing cancels.
 // - large n (select_pays: a few hundred), the median and the other trimmed means (weighted
-//   too): selection by counting against pivots, in coordinatewise_select.hpp.
+//   too): selection by counting against pivots, in coordinatewise_select.hpp; the weighted
+//   median from n = 64 by a selection by weight (coordinatewise_wmedian.hpp).
 // - weighted trimmed mean below that: its thresholds (ranks k and n - 1 - k) by the
 //   unweighted machinery (the pop network's ejections for k <= 8, else the value network),
 //   then one weighted pass over the rows between them; ties at a threshold are taken by row
@@ -32,6 +33,7 @@
 
 #include "coordinatewise_lanes.hpp"
 #include "coordinatewise_select.hpp"
+#include "coordinatewise_wmedian.hpp"
 #include "simd.hpp"
 #include "sorting_network.hpp"
 #include "views.hpp"
@@ -410,7 +412,7 @@ inline bool weighted_median_search(const T* const* rows, std::size_t j, const Co
     constexpr int H = W / WD;
     const int n = p.n;
     const double total = p.weight_sum;
-    const VD margin = splat<VD>(8.0 * double(n + 2) * 0x1p-53 * total), zero = {};
+    const VD margin = splat<VD>(weighted_median_margin(n, total)), zero = {};
     auto lanes = [&](const T* at, int h) {
         return __builtin_convertvector(load<Part>(at + std::size_t(h) * WD), VD);
     };
@@ -623,13 +625,22 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
     I* itile = reinterpret_cast<I*>(pad + tile_len);
     V probe = {};
     // Large n: selection (coordinatewise_select.hpp) for the median and the trimmed means
-    // other than the pop network's (weighted too); the weighted median keeps the network.
+    // other than the pop network's (weighted too), by weight for the weighted median
+    // (coordinatewise_wmedian.hpp).
     const bool select = !pop && select_pays(p);
+    const bool wselect = wmedian_pays<T>(p);
     const bool weighted_trim = p.weights && p.op == CoordOp::TrimmedMean;
     const bool may_overflow = double(std::numeric_limits<T>::max()) * p.weight_sum >=
                               0.25 * std::numeric_limits<double>::max();
     std::vector<SelectTile<T>> selector;  // weighted trimmed means keep their rows here
-    if (select || weighted_trim) selector.emplace_back(n);
+    if (select || weighted_trim || wselect) selector.emplace_back(n);
+    std::vector<WMedianTile<T>> wselector;
+    if (wselect) wselector.emplace_back(p);
+    // nv blocks at j by selection; a bit per block left to `block`.
+    auto visit = [&](const T* const* rows, std::size_t at, int nv, T* out) {
+        return wselect ? wmedian_blocks(selector[0], wselector[0], rows, at, nv, p, out, probe)
+                       : select_blocks(selector[0], rows, at, nv, p, out, probe);
+    };
     auto block = [&](const T* const* rows, std::size_t j, T* out) {
         if (weighted_trim) {
             weighted_trim_block(rows, j, p, may_overflow, selector[0], tile, itile, above.data(),
@@ -656,9 +667,9 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
         }
     };
     std::size_t j = c0;
-    while (select && j + bw <= c1) {  // up to kSelectWide blocks per visit of the rows
+    while ((select || wselect) && j + bw <= c1) {  // up to kSelectWide blocks per visit
         const int nv = int(std::min<std::size_t>(kSelectWide, (c1 - j) / bw));
-        const unsigned failed = select_blocks(selector[0], seg.rows, j, nv, p, seg.out, probe);
+        const unsigned failed = visit(seg.rows, j, nv, seg.out);
         for (int v = 0; v < nv; ++v)
             if (failed >> v & 1u) block(seg.rows, j + std::size_t(v) * bw, seg.out);
         j += std::size_t(nv) * bw;
@@ -674,7 +685,7 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
             padded[i] = r;
         }
         std::vector<T> out(bw);
-        if (!select || select_blocks(selector[0], padded.data(), 0, 1, p, out.data(), probe))
+        if (!(select || wselect) || visit(padded.data(), 0, 1, out.data()))
             block(padded.data(), 0, out.data());
         std::copy(out.begin(), out.begin() + m, seg.out + j);
     }
