@@ -65,6 +65,23 @@ def _mix_kernel(
     return bad > 0
 
 
+def _output_addresses(
+    outs: Outs, segments: Segments, m: int, lens: IntArray, dtype: np.dtype[Any]
+) -> IntArray:
+    """The address of each segment's output, a writeable C-contiguous ``(m, length)`` array
+    of the inputs' dtype."""
+    if len(outs) != len(segments):
+        raise ValueError("need one output per segment")
+    optrs = np.empty(len(outs), np.int64)
+    for s, out in enumerate(outs):
+        if not isinstance(out, np.ndarray) or out.dtype != dtype:
+            raise TypeError(f"outs[{s}] must be a {dtype} array")
+        if out.shape != (m, lens[s]) or not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError(f"outs[{s}] must be a writeable C-contiguous ({m}, {lens[s]}) array")
+        optrs[s] = out.ctypes.data
+    return optrs
+
+
 def mix_rows(
     segments: Segments, weights: NDArray[np.float64], outs: Outs, n_threads: int = 1
 ) -> bool:
@@ -84,15 +101,7 @@ def mix_rows(
         wsum = wsum + w[:, i]
     if not (wsum > 0).all():
         raise ValueError("every row of weights needs a positive weight")
-    if len(outs) != len(segments):
-        raise ValueError("need one output per segment")
-    optrs = np.empty(len(outs), np.int64)
-    for s, out in enumerate(outs):
-        if not isinstance(out, np.ndarray) or out.dtype != dtype:
-            raise TypeError(f"outs[{s}] must be a {dtype} array")
-        if out.shape != (m, lens[s]) or not out.flags.c_contiguous or not out.flags.writeable:
-            raise ValueError(f"outs[{s}] must be a writeable C-contiguous ({m}, {lens[s]}) array")
-        optrs[s] = out.ctypes.data
+    optrs = _output_addresses(outs, segments, m, lens, dtype)
     used = use_threads(n_threads, n * m * int(lens.sum()))
     return bool(_mix_kernel(ptrs, optrs, lens, n, np.ascontiguousarray(w), wsum, outs[0], used))
 
@@ -150,15 +159,7 @@ def bucket_means(
     if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
         raise ValueError("s must be an int >= 1")
     m = -(-n // int(s))
-    if len(outs) != len(segments):
-        raise ValueError("need one output per segment")
-    optrs = np.empty(len(outs), np.int64)
-    for g, out in enumerate(outs):
-        if not isinstance(out, np.ndarray) or out.dtype != dtype:
-            raise TypeError(f"outs[{g}] must be a {dtype} array")
-        if out.shape != (m, lens[g]) or not out.flags.c_contiguous or not out.flags.writeable:
-            raise ValueError(f"outs[{g}] must be a writeable C-contiguous ({m}, {lens[g]}) array")
-        optrs[g] = out.ctypes.data
+    optrs = _output_addresses(outs, segments, m, lens, dtype)
     used = use_threads(n_threads, n * int(lens.sum()))
     return bool(
         _bucket_kernel(ptrs, optrs, lens, n, np.ascontiguousarray(idx), int(s), outs[0], used)
