@@ -75,6 +75,20 @@ def _stacked(upd: Updates) -> list[FloatArray]:
     return [np.concatenate(rows).reshape(upd.n, -1) for rows in upd.segments]
 
 
+def _copy_except(upd: Updates, skip: Sequence[int]) -> list[FloatArray]:
+    """One ``(n, len)`` array per segment holding a copy of every update but those at
+    ``skip`` (left for the caller to write); small inputs are copied whole, in one call."""
+    if upd.n * sum(rows[0].size for rows in upd.segments) < 1 << 16:
+        return _stacked(upd)
+    outs = [np.empty((upd.n, rows[0].size), upd.dtype) for rows in upd.segments]
+    written = set(skip)
+    for rows, out in zip(upd.segments, outs, strict=True):
+        for i in range(upd.n):
+            if i not in written:
+                out[i] = rows[i]
+    return outs
+
+
 def bucket_order(n: int, s: int, seed: Any) -> NDArray[np.int64]:
     """A random order of ``n`` updates, each bucket's ``s`` positions in ascending index.
 
@@ -143,8 +157,8 @@ def arc_count(n: int, f: int) -> int:
 def _arc_rows(upd: Updates, f: Any, check_finite: bool) -> list[FloatArray] | None:
     """Per segment, the ``(n, len)`` updates after ARC; ``None`` when it clips none.
 
-    The norms are taken once (one kernel pass); the answer is a copy of the updates with the
-    ``k`` largest clipped into it by the clipping kernel (those rows only).
+    The norms are taken once (one kernel pass); the answer is a copy of the other updates
+    with the ``k`` largest clipped into it by the clipping kernel (those rows only).
     """
     f = _checks.byzantine_count(f, upd.n, "arc")
     k = arc_count(upd.n, f)
@@ -154,7 +168,7 @@ def _arc_rows(upd: Updates, f: Any, check_finite: bool) -> list[FloatArray] | No
     order = np.argsort(-norms, kind="stable")  # largest first, ties to the lower index
     top = order[:k].tolist()
     threshold = float(norms[order[k]])
-    outs = _stacked(upd)
+    outs = _copy_except(upd, top)
     if threshold > 0:
         clip_rows(upd.take(top), threshold, [[out[i] for i in top] for out in outs], check_finite)
     else:  # the (k+1)-th largest norm is 0: the clipped updates become 0
