@@ -3,12 +3,13 @@ backend against the numpy reference and independent slow references.
 
 The weighted trimmed mean takes its thresholds from the unweighted kernels (pop network,
 value network, selection) and resolves ties at them by row order; the weighted median sorts
-(value, row index) pairs and sums the weights lane-parallel, or (C++, n >= 64) selects by
-weight and sends blocks whose two sides tie to rounding to the networks. References: the numpy backend
-(the definition: the weighted median exactly, bit for bit) and a stable (value, index) sort
-with ``math.fsum`` (the weighted trimmed mean, to rounding). Inputs: heavy ties (3 distinct
-values), all-equal columns, outliers, huge offsets, weights with zeros, d = 1 and a partial
-last block, non-contiguous rows, float32 and float64, 1 and 2 threads.
+(value, row index) pairs and sums the weights lane-parallel, or (C++ from n = 64, numba from
+256) selects by weight and sends blocks whose two sides tie to rounding to the networks.
+References: the numpy backend (the definition: the weighted median exactly, bit for bit)
+and a stable (value, index) sort with ``math.fsum`` (the weighted trimmed mean, to rounding).
+Inputs: heavy ties (3 distinct values), all-equal columns, outliers, huge offsets, weights with
+zeros, d = 1 and a partial last block, non-contiguous rows, float32 and float64, 1 and 2
+threads.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@
 // weighted_median_margin, the reference's two middle ranks both hold v and its median is v.
 // Lanes closer than that (exact ties of the two sides) or a bracket holding too many values
 // send the block to the sorting networks (coordinatewise.hpp), which decide exactly.
-// Twins: the numba weighted median (python/hierfed/_kernels/numba/coordinatewise.py, the
-// same results by its pair network), the numpy reference (_kernels/numpy/coordinatewise.py).
+// Twins: python/hierfed/_kernels/numba/coordinatewise_wmedian.py (numba: from n = 256), the
+// numpy reference python/hierfed/_kernels/numpy/coordinatewise.py (median).
 #pragma once
 #include <algorithm>
 #include <cmath>

@@ -14,6 +14,7 @@ when an input value is NaN or infinite (checked within the kernel's own pass).
   selection (:mod:`.coordinatewise_select`), not sorting.
 - the weighted trimmed mean below ``n = 256``: its thresholds by the unweighted machinery, then
   one weighted pass (:mod:`.coordinatewise_weighted`).
+- the weighted median from ``n = 256``: a selection by weight (:mod:`.coordinatewise_wmedian`).
 - everything else (median, larger ``k``, the weighted median, the mean around the median): a
   tile of coordinates is sorted vertically by Batcher's odd-even merge sorting network
   (:mod:`.sorting_network`), pruned to the comparators the needed output positions depend on
@@ -49,6 +50,7 @@ from .coordinatewise_tiles import (
     net_weighted_kernel,
 )
 from .coordinatewise_weighted import POP_MAX_TRIM, weighted_trimmed_kernel
+from .coordinatewise_wmedian import WMEDIAN_MIN_N, wmedian_kernel
 from .sorting_network import network
 
 __all__ = ["mean", "mean_around_median", "median", "trimmed_mean"]
@@ -295,7 +297,8 @@ def trimmed_mean(
 def median(segments: Segments, outs: Outs, weights: Weights, n_threads: int = 1) -> bool:
     """Coordinate-wise (weighted) median, as :func:`hierfed._kernels.numpy.coordinatewise.median`.
 
-    Unweighted: the sorting network pruned to the two middle positions. Weighted: the full
+    Unweighted: the sorting network pruned to the two middle positions. Weighted: from
+    ``n = 256`` a selection by weight (:mod:`.coordinatewise_wmedian`), below it the full
     stable sort by (value, row index), then the first ranks where the weight at or below
     reaches (``>=``) and exceeds (``>``) the weight above. Returns True when an input value
     is non-finite.
@@ -312,6 +315,8 @@ def median(segments: Segments, outs: Outs, weights: Weights, n_threads: int = 1)
     if weights is None:
         net = network(n, (n - 1) // 2, n // 2, NET_GROUP)
         return bool(net_kernel(segs, n, net, 0, True, outs[0], used))
+    if n >= WMEDIAN_MIN_N:
+        return bool(wmedian_kernel(segs, n, weights, sample_network(n), outs[0], used))
     net = network(n, 0, n - 1)
     return bool(net_weighted_kernel(segs, n, net, weights, outs[0], _index_like(outs), used))
 
