@@ -83,6 +83,27 @@ def _load_range(ptrs: Any, base: int, j0: int, le: int, tile: Any, lanes: Any, l
 
 
 @jit
+def _scratch(n: int, like: Any) -> tuple[Any, Any, Any, Any]:
+    """A thread's tile, its transpose, its sample and its ``lanes`` (:func:`_load_range`)."""
+    block = SELECT_BLOCK
+    tile = np.zeros((n, block), like.dtype)
+    cols = np.empty((block, n), like.dtype)
+    sample = np.empty((sample_size(n), block), like.dtype)
+    lanes = np.zeros((3, block), like.dtype)
+    return tile, cols, sample, lanes
+
+
+@jit
+def _load_finite(ptrs: Any, base: int, j0: int, le: int, tile: Any, lanes: Any, like: Any) -> bool:
+    """:func:`_load_range`, and whether every value it loaded is finite (its probe is 0)."""
+    _load_range(ptrs, base, j0, le, tile, lanes, like)
+    check = 0.0
+    for j in range(le):
+        check += lanes[0, j]
+    return check == 0.0
+
+
+@jit
 def _sorted_sample(tile: Any, sample: Any, pa: Any, pb: Any) -> None:
     """Every ``n/s``-th row of the tile into ``sample`` (s rows), sorted lane-wise."""
     n = tile.shape[0]
@@ -495,7 +516,6 @@ def select_kernel(
     ptrs, optrs, lens = segs
     pa, pb = net
     block = SELECT_BLOCK
-    s = sample_size(n)
     starts, nb, nch = blocks(lens, block, n_threads)
     scale = float(n - 2 * k)
     if weighted:
@@ -512,10 +532,7 @@ def select_kernel(
         ranks[1, 0] = ranks[1, 1] = n - 1 - k
     bad = 0
     for c in prange(nch):
-        tile = np.zeros((n, block), like.dtype)
-        cols = np.empty((block, n), like.dtype)
-        sample = np.empty((s, block), like.dtype)
-        lanes = np.zeros((3, block), like.dtype)
+        tile, cols, sample, lanes = _scratch(n, like)
         acc = np.zeros((2, block))
         piv = np.empty((2 * _PIVOTS, block), like.dtype)
         cnt = np.empty((2 * _PIVOTS, block), np.int64)
@@ -528,11 +545,7 @@ def select_kernel(
         sb = 0
         for bi in range(c * nb // nch, (c + 1) * nb // nch):
             sb, j0, le = locate(bi, sb, starts, lens, block)
-            _load_range(ptrs, sb * n, j0, le, tile, lanes, like)
-            check = 0.0
-            for j in range(le):
-                check += lanes[0, j]
-            ok = check == 0.0  # a non-finite value: sorted, as the network would
+            ok = _load_finite(ptrs, sb * n, j0, le, tile, lanes, like)  # else sorted: the network
             bad += not ok
             ties = False
             if ok:

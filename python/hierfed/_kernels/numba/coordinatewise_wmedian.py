@@ -34,10 +34,10 @@ from .coordinatewise_select import (
     _ROUNDS,
     SELECT_BLOCK,
     _first_pivots,
-    _load_range,
+    _load_finite,
+    _scratch,
     _sorted_sample,
     _transpose,
-    sample_size,
 )
 from .coordinatewise_tiles import _midpoint
 
@@ -215,7 +215,6 @@ def wmedian_kernel(segs: Any, n: int, w: Any, net: Any, like: Any, n_threads: in
     ptrs, optrs, lens = segs
     pa, pb = net
     block = SELECT_BLOCK
-    s = sample_size(n)
     starts, nb, nch = blocks(lens, block, n_threads)
     total = 0.0
     for i in range(n):
@@ -223,10 +222,7 @@ def wmedian_kernel(segs: Any, n: int, w: Any, net: Any, like: Any, n_threads: in
     inc, shift, frac = _increments(w, total)
     bad = 0
     for c in prange(nch):
-        tile = np.zeros((n, block), like.dtype)
-        cols = np.empty((block, n), like.dtype)
-        sample = np.empty((s, block), like.dtype)
-        lanes = np.zeros((3, block), like.dtype)
+        tile, cols, sample, lanes = _scratch(n, like)
         piv = np.empty((_PIVOTS, block), like.dtype)
         bounds = np.empty((block, 2), like.dtype)  # per lane a, b
         extremes = np.empty(2, like.dtype)
@@ -240,11 +236,7 @@ def wmedian_kernel(segs: Any, n: int, w: Any, net: Any, like: Any, n_threads: in
         sb = 0
         for bi in range(c * nb // nch, (c + 1) * nb // nch):
             sb, j0, le = locate(bi, sb, starts, lens, block)
-            _load_range(ptrs, sb * n, j0, le, tile, lanes, like)
-            check = 0.0
-            for j in range(le):
-                check += lanes[0, j]
-            ok = check == 0.0  # a non-finite value: every lane as the reference
+            ok = _load_finite(ptrs, sb * n, j0, le, tile, lanes, like)  # else as the reference
             bad += not ok
             sure[:] = False
             if ok:
