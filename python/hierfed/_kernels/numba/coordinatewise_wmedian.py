@@ -148,21 +148,33 @@ def _bracket(
 
 @jit
 def _walk(
-    col: Any, w: Any, a: Any, b: Any, below: float, total: float, kept: Any, rows: Any
+    col: Any,
+    w: Any,
+    a: Any,
+    b: Any,
+    below: float,
+    total: float,
+    kept: Any,
+    rows: Any,
+    inside: Any,
 ) -> Any:
     """The values of ``col`` in ``[a, b)``, at most ``_CAP`` (:func:`_bracket`; into
-    ``kept``, their rows into ``rows``: ``_CAP + 1`` long) sorted and walked from ``below``
-    (the weight under ``a``): their median, or NaN where the crossing is not sure."""
+    ``kept``, their rows into ``rows``: ``_CAP`` long) sorted and walked from ``below``
+    (the weight under ``a``): their median, or NaN where the crossing is not sure;
+    ``inside``: n bytes of scratch."""
     n = col.size
     eps = margin(n, total)
     if not 2.0 * below - total < -eps:
         return np.nan
-    c = 0
-    for i in range(n):  # no branch: every value written, the count moved past those inside
+    for i in range(n):  # which rows lie inside: vectorises
         x = col[i]
-        kept[c] = x
-        rows[c] = i
-        c += (x >= a) & (x < b)
+        inside[i] = (x >= a) & (x < b)
+    c = 0
+    for i in range(n):  # a branch rarely taken
+        if inside[i]:
+            kept[c] = col[i]
+            rows[c] = i
+            c += 1
     for q in range(1, c):  # insertion sort: a few values, their rows alongside
         v = kept[q]
         r = rows[q]
@@ -228,8 +240,9 @@ def wmedian_kernel(segs: Any, n: int, w: Any, net: Any, like: Any, n_threads: in
         extremes = np.empty(2, like.dtype)
         sums = np.empty(2 + _PIVOTS, np.int64)  # the bracket's sums, then the counts
         lane_piv = np.empty(_PIVOTS, like.dtype)
-        kept = np.empty(_CAP + 1, like.dtype)
-        rows = np.empty(_CAP + 1, np.int64)
+        kept = np.empty(_CAP, like.dtype)
+        rows = np.empty(_CAP, np.int64)
+        inside = np.empty(n, np.uint8)
         sure = np.zeros(block, np.bool_)
         below = np.zeros(block)
         res = np.empty(block, like.dtype)
@@ -268,7 +281,7 @@ def wmedian_kernel(segs: Any, n: int, w: Any, net: Any, like: Any, n_threads: in
                 if sure[j]:
                     a = bounds[j, 0]
                     b = bounds[j, 1]
-                    v = _walk(cols[j], w, a, b, below[j], total, kept, rows)
+                    v = _walk(cols[j], w, a, b, below[j], total, kept, rows, inside)
                 if v == v:
                     res[j] = v
                 else:
