@@ -18,7 +18,7 @@ from .. import _backend, _checks
 from .._inputs import FloatArray, Updates, as_updates
 from .._interop import tensor_io
 
-__all__ = ["clip_by_l2_norm", "clip_rows", "l2_norms", "norms_of"]
+__all__ = ["clip_by_l2_norm", "l2_norms"]
 
 _NORM_BLOCK = 8192
 _TINY_SQUARES = 2.0**-900
