@@ -30,11 +30,13 @@ __all__ = [
     "block_starts",
     "blocks",
     "checked_address",
+    "chunk",
     "input_addresses",
     "jit",
     "jit_inline",
     "jit_parallel",
     "locate",
+    "tiling",
     "use_threads",
     "view",
 ]
@@ -106,10 +108,24 @@ def blocks(lens: Any, block: int, n_threads: int) -> tuple[Any, int, int]:
 
 
 @jit_inline
-def locate(b: int, s: int, starts: Any, lens: Any, block: int) -> tuple[int, int, int]:
-    """Block ``b``'s segment (searched from ``s`` on), first coordinate and length."""
-    while b >= starts[s + 1]:
-        s += 1
+def chunk(c: int, total: int, n_chunks: int) -> range:
+    """The items (blocks, rows) of chunk ``c`` when ``total`` are split into ``n_chunks``."""
+    return range(c * total // n_chunks, (c + 1) * total // n_chunks)
+
+
+@jit_inline
+def tiling(segs: Any, block: int, n_threads: int) -> tuple[Any, Any, Any, Any, int, int]:
+    """A kernel's opening: its segments' row and output addresses, lengths, and :func:`blocks`."""
+    ptrs, optrs, lens = segs
+    starts, nb, nch = blocks(lens, block, n_threads)
+    return ptrs, optrs, lens, starts, nb, nch
+
+
+@jit_inline
+def locate(b: int, starts: Any, lens: Any, block: int) -> tuple[int, int, int]:
+    """Block ``b``'s segment (the last whose first block is at most ``b``), first coordinate
+    and length."""
+    s = int(np.searchsorted(starts, b, side="right")) - 1
     j0 = (b - starts[s]) * block
     return s, j0, min(block, lens[s] - j0)
 

@@ -13,7 +13,7 @@ import numpy as np
 from numba import prange
 
 from .._types import Words
-from ._shared import jit, jit_inline, jit_parallel, use_threads
+from ._shared import chunk, jit, jit_inline, jit_parallel, use_threads
 
 __all__ = [
     "SB_WORDS",
@@ -100,7 +100,7 @@ def _keystream_kernel(key: Any, nonce: Any, counter: int, out: Any, n_threads: i
     sbs, nch = super_blocks(n, SB_WORDS, n_threads)
     for c in prange(nch):
         x, init = state()
-        for sb in range(c * sbs // nch, (c + 1) * sbs // nch):
+        for sb in chunk(c, sbs, nch):
             superblock(key, nonce, counter + 16 * sb, x, init)
             base = sb * SB_WORDS
             for i in range(min(SB_WORDS, n - base)):

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from .._types import IntArray, Outs, Segments
 from ..numpy import clipping as _ref
-from ._shared import checked_address, jit_inline, jit_parallel, use_threads, view
+from ._shared import checked_address, chunk, jit_inline, jit_parallel, use_threads, view
 
 __all__ = ["clip_by_l2", "l2_sq_norms"]
 
@@ -65,7 +65,7 @@ def _clip_kernel(
     nch = max(1, min(n, n_threads))
     for c in prange(nch):
         acc = np.empty(32, np.float64)
-        for i in range(c * n // nch, (c + 1) * n // nch):
+        for i in chunk(c, n, nch):
             total = 0.0
             for s in range(nseg):
                 seg = 0.0

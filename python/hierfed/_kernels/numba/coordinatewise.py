@@ -35,16 +35,19 @@ from numpy.typing import NDArray
 from .._types import Outs, Segments, Weights
 from ._shared import (
     addresses,
-    blocks,
+    chunk,
     jit,
+    jit_inline,
     jit_parallel,
     locate,
+    tiling,
     use_threads,
     view,
 )
 from .coordinatewise_select import SELECT_MIN_N, sample_network, select_kernel
 from .coordinatewise_tiles import (
     NET_GROUP,
+    _flagged,
     around_median_kernel,
     net_kernel,
     net_weighted_kernel,
@@ -85,18 +88,16 @@ def _mean_kernel(segs: Any, n: int, w: Any, weighted: bool, like: Any, n_threads
     keeps the kernel at memory speed. A non-finite sum sends the block to a second look that
     tells a NaN or infinity in the input from an overflow of finite values.
     """
-    ptrs, optrs, lens = segs
     block = _MEAN_BLOCK
-    starts, nb, nch = blocks(lens, block, n_threads)
+    ptrs, optrs, lens, starts, nb, nch = tiling(segs, block, n_threads)
     total = 0.0
     for i in range(n):
         total += w[i] if weighted else 1.0
     bad = 0
     for c in prange(nch):
         acc = np.empty(block, np.float64)
-        s = 0
-        for b in range(c * nb // nch, (c + 1) * nb // nch):
-            s, j0, le = locate(b, s, starts, lens, block)
+        for b in chunk(c, nb, nch):
+            s, j0, le = locate(b, starts, lens, block)
             for j in range(le):
                 acc[j] = 0.0
             base = s * n
@@ -135,6 +136,16 @@ def _mean_kernel(segs: Any, n: int, w: Any, weighted: bool, like: Any, n_threads
     return bad > 0
 
 
+@jit_inline
+def _pop_slots(k: int, like: Any) -> tuple[Any, Any, Any, Any]:
+    """A thread's scratch of the pop network: the ``k`` low and ``k`` high slots of each of
+    ``_POP_BLOCK`` lanes, the non-finite probe and the float64 sums."""
+    block = _POP_BLOCK
+    lo = np.empty((k, block), like.dtype)
+    hi = np.empty((k, block), like.dtype)
+    return lo, hi, np.empty(block, like.dtype), np.empty(block, np.float64)
+
+
 @cache
 def _pop_kernel(k: int) -> Callable[..., bool]:
     """The pop-network trimmed mean compiled for ``k`` (a constant, so the slots unroll)."""
@@ -151,28 +162,18 @@ def _pop_kernel(k: int) -> Callable[..., bool]:
         go four at a time through each slot: the same comparisons in the same order, with a
         quarter of the slot loads and stores.
         """
-        ptrs, optrs, lens = segs
-        block = _POP_BLOCK
-        starts, nb, nch = blocks(lens, block, n_threads)
+        ptrs, optrs, lens, starts, nb, nch = tiling(segs, _POP_BLOCK, n_threads)
         zero = np.zeros(1, like.dtype)[0]
         kept = float(n - 2 * k)
         bad = 0
         for c in prange(nch):
-            lo = np.empty((k, block), like.dtype)
-            hi = np.empty((k, block), like.dtype)
-            probe = np.empty(block, like.dtype)
-            acc = np.empty(block, np.float64)
-            s = 0
-            for b in range(c * nb // nch, (c + 1) * nb // nch):
-                s, j0, le = locate(b, s, starts, lens, block)
-                for t in range(k):
-                    for j in range(block):
-                        lo[t, j] = np.inf
-                    for j in range(block):
-                        hi[t, j] = -np.inf
-                for j in range(block):
-                    probe[j] = zero
-                for j in range(block):
+            lo, hi, probe, acc = _pop_slots(k, like)
+            for b in chunk(c, nb, nch):
+                s, j0, le = locate(b, starts, lens, _POP_BLOCK)
+                lo[:] = np.inf
+                hi[:] = -np.inf
+                probe[:] = zero
+                for j in range(_POP_BLOCK):
                     acc[j] = 0.0
                 i = 0
                 while i < n:
@@ -230,11 +231,7 @@ def _pop_kernel(k: int) -> Callable[..., bool]:
                             if keep:
                                 acc[j] += v
                     i += 1
-                check = zero
-                for j in range(le):
-                    check += probe[j]
-                if check != zero:
-                    bad += 1
+                bad += _flagged(probe, le)
                 out = view(optrs[s], j0, le, like)
                 for j in range(le):
                     out[j] = acc[j] / kept

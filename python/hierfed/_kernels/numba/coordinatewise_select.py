@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from numba import prange
 
-from ._shared import blocks, jit, jit_parallel, locate, view
+from ._shared import chunk, jit, jit_parallel, locate, tiling, view
 from .coordinatewise_tiles import _load, _midpoint
 from .sorting_network import network
 
@@ -508,10 +508,9 @@ def select_kernel(
     """Unweighted median, or (weighted) trimmed mean dropping ``k`` values at each end, by
     selection over tiles of ``SELECT_BLOCK`` lanes (module docstring); ``net`` sorts the
     sample (:func:`sample_network`). True when an input value is non-finite."""
-    ptrs, optrs, lens = segs
     pa, pb = net
     block = SELECT_BLOCK
-    starts, nb, nch = blocks(lens, block, n_threads)
+    ptrs, optrs, lens, starts, nb, nch = tiling(segs, block, n_threads)
     scale = float(n - 2 * k)
     if weighted:
         scale = 0.0
@@ -537,9 +536,8 @@ def select_kernel(
         lt = np.empty((2, block), np.int64)
         thr = np.empty((3, block), like.dtype)  # per lane: the thresholds and the result
         lo, hi, res = thr[0], thr[1], thr[2]
-        sb = 0
-        for bi in range(c * nb // nch, (c + 1) * nb // nch):
-            sb, j0, le = locate(bi, sb, starts, lens, block)
+        for bi in chunk(c, nb, nch):
+            sb, j0, le = locate(bi, starts, lens, block)
             ok = _load_finite(ptrs, sb * n, j0, le, tile, lanes, like)  # else sorted: the network
             bad += not ok
             ties = False

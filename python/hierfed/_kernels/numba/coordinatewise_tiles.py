@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numba import prange
 
-from ._shared import blocks, jit, jit_inline, jit_parallel, locate, view
+from ._shared import chunk, jit, jit_inline, jit_parallel, locate, tiling, view
 
 __all__ = ["NET_BLOCK", "NET_GROUP", "around_median_kernel", "net_kernel", "net_weighted_kernel"]
 
@@ -77,6 +77,15 @@ def _flagged(probe: Any, le: int) -> bool:
     return check != 0.0
 
 
+@jit
+def _load_flagged(ptrs: Any, base: int, j0: int, le: int, tile: Any, probe: Any, like: Any) -> bool:
+    """Every row of the tile loaded (:func:`_load`, ``probe`` cleared first), and whether one
+    of the values is NaN or infinite."""
+    probe[:] = 0
+    _load(ptrs, base, 0, j0, le, tile, probe, like)
+    return _flagged(probe, le)
+
+
 @jit_parallel
 def net_kernel(
     segs: Any, n: int, net: Any, k: int, median: bool, like: Any, n_threads: int
@@ -91,10 +100,9 @@ def net_kernel(
     rows ``(n - 1) // 2`` and ``n // 2``; the trimmed mean sums sorted rows ``k..n-k-1`` in
     ascending order.
     """
-    ptrs, optrs, lens = segs
     pa, pb = net
     block = NET_BLOCK
-    starts, nb, nch = blocks(lens, block, n_threads)
+    ptrs, optrs, lens, starts, nb, nch = tiling(segs, block, n_threads)
     zero = np.zeros(1, like.dtype)[0]
     kept = float(n - 2 * k)
     bad = 0
@@ -102,11 +110,9 @@ def net_kernel(
         tile = np.zeros((n, block), like.dtype)
         probe = np.empty(block, like.dtype)
         acc = np.empty(block, np.float64)
-        s = 0
-        for b in range(c * nb // nch, (c + 1) * nb // nch):
-            s, j0, le = locate(b, s, starts, lens, block)
-            for j in range(block):
-                probe[j] = zero
+        for b in chunk(c, nb, nch):
+            s, j0, le = locate(b, starts, lens, block)
+            probe[:] = zero
             full = n - n % NET_GROUP
             for g in range(0, full, NET_GROUP):  # a group of 8 rows, sorted in registers
                 base = s * n + g
@@ -198,11 +204,9 @@ def net_weighted_kernel(
     ``below >= above`` and the first with ``below > above``; equal weights thus give exactly
     the unweighted median.
     """
-    ptrs, optrs, lens = segs
     pa, pb = net
     block = NET_BLOCK
-    starts, nb, nch = blocks(lens, block, n_threads)
-    zero = np.zeros(1, like.dtype)[0]
+    ptrs, optrs, lens, starts, nb, nch = tiling(segs, block, n_threads)
     ncomp = pa.size
     bad = 0
     for c in prange(nch):
@@ -214,12 +218,9 @@ def net_weighted_kernel(
         below = np.empty(block, np.float64)
         lo = np.empty(block, np.float64)
         hi = np.empty(block, np.float64)
-        s = 0
-        for b in range(c * nb // nch, (c + 1) * nb // nch):
-            s, j0, le = locate(b, s, starts, lens, block)
-            for j in range(block):
-                probe[j] = zero
-            _load(ptrs, s * n, 0, j0, le, tile, probe, like)
+        for b in chunk(c, nb, nch):
+            s, j0, le = locate(b, starts, lens, block)
+            bad += _load_flagged(ptrs, s * n, j0, le, tile, probe, like)
             for i in range(n):  # a loop of its own: inside the one above it runs 10x slower
                 ir = index[i]
                 for j in range(block):
@@ -239,7 +240,6 @@ def net_weighted_kernel(
                     rb[j] = u if swap else v
                     ia[j] = iv if swap else iu
                     ib[j] = iu if swap else iv
-            bad += _flagged(probe, le)
             out = view(optrs[s], j0, le, like)
             for p in range(n):  # the weights in sorted order (a scalar gather)
                 ip = index[p]
@@ -313,11 +313,8 @@ def _around_median_block(
     check_lane = lanes[4]
     ties = counts[0]
     seen = counts[1]
-    for j in range(block):
-        check_lane[j] = 0.0
-    _load(ptrs, base, 0, j0, le, tile, check_lane, like)
+    bad = _load_flagged(ptrs, base, j0, le, tile, check_lane, like)
     _sort(tile, pa, pb)
-    bad = _flagged(check_lane, le)
     lo = tile[m]
     hi = tile[n // 2]
     for j in range(block):
@@ -377,18 +374,16 @@ def around_median_kernel(
     weights, and the weights, add up in row order, in float64. Unit weights give exactly the
     unweighted mean: ``1.0 * x`` is ``x`` and ``k`` ones add up to ``k``.
     """
-    ptrs, optrs, lens = segs
     pa, pb = net
     block = NET_BLOCK
-    starts, nb, nch = blocks(lens, block, n_threads)
+    ptrs, optrs, lens, starts, nb, nch = tiling(segs, block, n_threads)
     bad = 0
     for c in prange(nch):
         tile = np.zeros((n, block), like.dtype)
         lanes = np.zeros((5, block))
         counts = np.zeros((2, block), np.int64)
-        s = 0
-        for b in range(c * nb // nch, (c + 1) * nb // nch):
-            s, j0, le = locate(b, s, starts, lens, block)
+        for b in chunk(c, nb, nch):
+            s, j0, le = locate(b, starts, lens, block)
             out = view(optrs[s], j0, le, like)
             bad += _around_median_block(
                 ptrs, out, s * n, j0, le, n, pa, pb, k, w, tile, lanes, counts, like

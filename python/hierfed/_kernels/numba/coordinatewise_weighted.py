@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 from numba import prange
 
-from ._shared import blocks, jit, jit_parallel, locate, view
+from ._shared import chunk, jit, jit_parallel, locate, tiling, view
 from .coordinatewise_select import _sorted_columns, _weighted_trimmed
-from .coordinatewise_tiles import NET_BLOCK, _flagged, _load, _sort
+from .coordinatewise_tiles import NET_BLOCK, _load_flagged, _sort
 
 __all__ = ["POP_MAX_TRIM", "weighted_trimmed_kernel"]
 
@@ -102,11 +102,9 @@ def weighted_trimmed_kernel(
     """Weighted trimmed mean dropping ``k`` values at each end (module docstring); ``net``
     sorts a copy of the tile for the thresholds when ``k > POP_MAX_TRIM``. True when an input
     value is non-finite."""
-    ptrs, optrs, lens = segs
     pa, pb = net
     block = NET_BLOCK
-    starts, nb, nch = blocks(lens, block, n_threads)
-    zero = np.zeros(1, like.dtype)[0]
+    ptrs, optrs, lens, starts, nb, nch = tiling(segs, block, n_threads)
     scale = w.sum()  # the total weight, for the overflow test only
     bad = 0
     for c in prange(nch):
@@ -120,12 +118,9 @@ def weighted_trimmed_kernel(
         res = np.empty(block, like.dtype)
         sums = np.zeros((5, block))
         counts = np.zeros((4, block), np.int64)
-        s = 0
-        for b in range(c * nb // nch, (c + 1) * nb // nch):
-            s, j0, le = locate(b, s, starts, lens, block)
-            probe[:] = zero
-            _load(ptrs, s * n, 0, j0, le, tile, probe, like)
-            bad += _flagged(probe, le)
+        for b in chunk(c, nb, nch):
+            s, j0, le = locate(b, starts, lens, block)
+            bad += _load_flagged(ptrs, s * n, j0, le, tile, probe, like)
             if k > POP_MAX_TRIM:
                 for i in range(n):
                     for j in range(block):

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numba import prange
 
-from ._shared import blocks, jit, jit_parallel, locate, view
+from ._shared import chunk, jit, jit_parallel, locate, tiling, view
 from .coordinatewise_select import (
     _CAP,
     _CPP_LANES,
@@ -224,10 +224,9 @@ def _reference_lane(col: Any, w: Any, out: Any, j: int) -> None:
 def wmedian_kernel(segs: Any, n: int, w: Any, net: Any, like: Any, n_threads: int) -> bool:
     """Weighted median by selection by weight over tiles of ``SELECT_BLOCK`` lanes (module
     docstring); ``net`` sorts the sample. True when an input value is non-finite."""
-    ptrs, optrs, lens = segs
     pa, pb = net
     block = SELECT_BLOCK
-    starts, nb, nch = blocks(lens, block, n_threads)
+    ptrs, optrs, lens, starts, nb, nch = tiling(segs, block, n_threads)
     total = 0.0
     for i in range(n):
         total += w[i]
@@ -246,9 +245,8 @@ def wmedian_kernel(segs: Any, n: int, w: Any, net: Any, like: Any, n_threads: in
         sure = np.zeros(block, np.bool_)
         below = np.zeros(block)
         res = np.empty(block, like.dtype)
-        sb = 0
-        for bi in range(c * nb // nch, (c + 1) * nb // nch):
-            sb, j0, le = locate(bi, sb, starts, lens, block)
+        for bi in chunk(c, nb, nch):
+            sb, j0, le = locate(bi, starts, lens, block)
             ok = _load_finite(ptrs, sb * n, j0, le, tile, lanes, like)  # else as the reference
             bad += not ok
             sure[:] = False

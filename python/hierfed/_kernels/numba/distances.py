@@ -36,6 +36,7 @@ from .._types import IntArray, Outs, Segments
 from ._shared import (
     block_starts,
     checked_address,
+    chunk,
     input_addresses,
     jit,
     jit_inline,
@@ -382,7 +383,7 @@ def _distances_to_kernel(
     nch = min(n, n_threads)
     for c in prange(nch):
         acc = np.empty(_LANES)
-        for i in range(c * n // nch, (c + 1) * n // nch):
+        for i in chunk(c, n, nch):
             total = 0.0
             for s in range(lens.size):
                 x = view(ptrs[s * n + i], 0, lens[s], like)

@@ -14,7 +14,7 @@ from numba import prange
 from numpy.typing import NDArray
 
 from .._types import Words
-from ._shared import jit_parallel, use_threads
+from ._shared import chunk, jit_parallel, use_threads
 from .chacha20 import SB_WORDS, check_out, check_words, state, super_blocks, superblock
 
 __all__ = ["apply_masks"]
@@ -29,7 +29,7 @@ def _masks_kernel(keys: Any, negate: Any, out: Any, n_threads: int) -> None:
         x, init = state()
         acc = np.empty((16, 16), np.uint32)
         nonce = np.zeros(3, np.uint32)
-        for sb in range(c * sbs // nch, (c + 1) * sbs // nch):
+        for sb in chunk(c, sbs, nch):
             acc[:, :] = 0
             for j in range(m):
                 superblock(keys[8 * j : 8 * j + 8], nonce, 16 * sb, x, init)

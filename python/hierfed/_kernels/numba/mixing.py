@@ -14,7 +14,7 @@ from numba import prange
 from numpy.typing import NDArray
 
 from .._types import IntArray, Outs, Segments
-from ._shared import blocks, input_addresses, jit_parallel, locate, use_threads, view
+from ._shared import blocks, chunk, input_addresses, jit_parallel, locate, use_threads, view
 
 __all__ = ["bucket_means", "mix_rows"]
 
@@ -39,9 +39,8 @@ def _mix_kernel(
     for c in prange(nch):
         tile = np.empty((n, block))
         acc = np.empty(block)
-        s = 0
-        for b in range(c * nb // nch, (c + 1) * nb // nch):
-            s, j0, le = locate(b, s, starts, lens, block)
+        for b in chunk(c, nb, nch):
+            s, j0, le = locate(b, starts, lens, block)
             probe = zero
             for i in range(n):
                 x = view(ptrs[s * n + i], j0, le, like)
@@ -118,9 +117,8 @@ def _bucket_kernel(
     bad = 0
     for c in prange(nch):
         acc = np.empty(block)
-        g = 0
-        for blk in range(c * nb // nch, (c + 1) * nb // nch):
-            g, j0, le = locate(blk, g, starts, lens, block)
+        for blk in chunk(c, nb, nch):
+            g, j0, le = locate(blk, starts, lens, block)
             for b in range(m):
                 p = b * s
                 e = min(n, p + s)

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 
 from .._types import FloatArray, Words
 from ..numpy import noise as _ref
-from ._shared import jit, jit_inline, jit_parallel, use_threads
+from ._shared import chunk, jit, jit_inline, jit_parallel, use_threads
 from .chacha20 import (
     SB_WORDS,
     check_blocks,
@@ -147,7 +147,7 @@ def _noise_kernel(
     for c in prange(nch):
         x, init = state()
         z = np.empty(SB_WORDS, np.float64)
-        for sb in range(c * sbs // nch, (c + 1) * sbs // nch):
+        for sb in chunk(c, sbs, nch):
             superblock(key, nonce, counter + 16 * sb, x, init)
             _draws(x, kind, f32, z)
             base = sb * per
