@@ -268,29 +268,50 @@ inline void sample_pivots(const SelectTile<T>& t, const Target<T>& g_, simd::Vec
     }
 }
 
-// Later pivots: per lane, around where the target's rank falls in [a, b) if its values spread
-// evenly (the bracket's ends: the lane's extremes where unbounded), 0.75 of that guess's
-// largest standard error in ranks apart (at least one rank), clamped into [a, b].
+// Where a bracket [a, b) is unbounded, its end is the lane's extreme (found once per tile).
 template <class T>
-inline void split_pivots(SelectTile<T>& t, const Target<T>& g, simd::Vec<T>* piv) {
-    using V = simd::Vec<T>;
+inline void bracket_ends(SelectTile<T>& t, simd::Vec<T> a, simd::Vec<T> b, simd::Vec<T>& bot,
+                         simd::Vec<T>& top) {
+    const simd::Vec<T> inf = splat<simd::Vec<T>>(std::numeric_limits<T>::infinity());
+    if (lane_bits(a == -inf) | lane_bits(b == inf)) t.find_range();
+    top = b == inf ? t.lane_max : b;
+    bot = a == -inf ? t.lane_min : a;
+}
+
+// 0.75 of the largest standard error of a rank guess over the lanes' spans hi - lo (in
+// ranks, at least one): the distance between neighbouring later pivots.
+template <class T>
+inline double pivot_step(simd::VecI<T> lo, simd::VecI<T> hi) {
+    simd::Int<T> widest = 1;
+    for (int l = 0; l < simd::Lanes<T>::value; ++l) widest = std::max(widest, hi[l] - lo[l]);
+    return std::max(1.0, 0.375 * std::sqrt(double(widest)));
+}
+
+// kSelectPivots pivots at the fractions f + df (i - (P - 1) / 2) of [bot, top], clamped into it.
+template <class T>
+inline void spread_pivots(simd::Vec<T> bot, simd::Vec<T> top, simd::VecD<T> f, simd::VecD<T> df,
+                          simd::Vec<T>* piv) {
     using VD = simd::VecD<T>;
     constexpr int P = kSelectPivots;
-    const V inf = splat<V>(std::numeric_limits<T>::infinity());
-    if (lane_bits(g.a == -inf) | lane_bits(g.b == inf)) t.find_range();
-    const V top = g.b == inf ? t.lane_max : g.b;
-    const V bot = g.a == -inf ? t.lane_min : g.a;
-    simd::Int<T> widest = 1;
-    for (int l = 0; l < simd::Lanes<T>::value; ++l) widest = std::max(widest, g.lb[l] - g.la[l]);
-    const double step = std::max(1.0, 0.375 * std::sqrt(double(widest)));
-    const VD la = __builtin_convertvector(g.la, VD);
-    const VD m = __builtin_convertvector(g.lb, VD) - la;
-    const VD f = (0.5 * (g.r_lo + g.r_hi) + 0.5 - la) / m, df = step / m;
     const VD lo = to_double<T>(bot), half = to_double<T>(top) * 0.5 - lo * 0.5;
     for (int i = 0; i < P; ++i) {
         const VD q = f + df * (i - (P - 1) / 2.0);  // the halves: no overflow near the maximum
         piv[i] = simd::vmax(bot, simd::vmin(from_double<T>(lo + q * half + q * half), top));
     }
+}
+
+// Later pivots: per lane, around where the target's rank falls in [a, b) if its values spread
+// evenly (the bracket's ends: the lane's extremes where unbounded), 0.75 of that guess's
+// largest standard error in ranks apart (at least one rank), clamped into [a, b].
+template <class T>
+inline void split_pivots(SelectTile<T>& t, const Target<T>& g, simd::Vec<T>* piv) {
+    using VD = simd::VecD<T>;
+    simd::Vec<T> bot, top;
+    bracket_ends(t, g.a, g.b, bot, top);
+    const VD la = __builtin_convertvector(g.la, VD);
+    const VD m = __builtin_convertvector(g.lb, VD) - la;
+    const VD f = (0.5 * (g.r_lo + g.r_hi) + 0.5 - la) / m, df = pivot_step<T>(g.la, g.lb) / m;
+    spread_pivots<T>(bot, top, f, df, piv);
 }
 
 // Counts, per lane, the values below each of the NT * P pivots in one pass; narrows each

@@ -143,28 +143,18 @@ struct WBracket {
 template <class T>
 inline void wmedian_split_pivots(SelectTile<T>& t, const WMedianTile<T>& wt, const WBracket<T>& g,
                                  simd::Vec<T>* piv) {
-    using V = simd::Vec<T>;
     using VD = simd::VecD<T>;
-    constexpr int P = kSelectPivots;
-    const V inf = splat<V>(std::numeric_limits<T>::infinity());
-    if (lane_bits(g.a == -inf) | lane_bits(g.b == inf)) t.find_range();
-    const V top = g.b == inf ? t.lane_max : g.b;
-    const V bot = g.a == -inf ? t.lane_min : g.a;
+    simd::Vec<T> bot, top;
+    bracket_ends(t, g.a, g.b, bot, top);
     const auto ca = wt.counts(g.sa), cb = wt.counts(g.sb);
-    simd::Int<T> widest = 1;
-    for (int l = 0; l < simd::Lanes<T>::value; ++l) widest = std::max(widest, cb[l] - ca[l]);
-    const double step = std::max(1.0, 0.375 * std::sqrt(double(widest)));
+    const double step = pivot_step<T>(ca, cb);
     auto weight = [&](simd::VecI<T> s) {  // S / W in units of 1 / F, the floors' half unit added
         return __builtin_convertvector(wt.parts(s), VD) +
                0.5 * __builtin_convertvector(wt.counts(s), VD);
     };
     const VD wa = weight(g.sa), m = __builtin_convertvector(cb - ca, VD);
     const VD f = (0.5 * double(wt.frac) - wa) / (weight(g.sb) - wa), df = step / m;
-    const VD lo = to_double<T>(bot), half = to_double<T>(top) * 0.5 - lo * 0.5;
-    for (int i = 0; i < P; ++i) {
-        const VD q = f + df * (i - (P - 1) / 2.0);  // the halves: no overflow near the maximum
-        piv[i] = simd::vmax(bot, simd::vmin(from_double<T>(lo + q * half + q * half), top));
-    }
+    spread_pivots<T>(bot, top, f, df, piv);
 }
 
 // Counting rounds until [a, b) holds at most kSelectCap values per lane (and few in all);
