@@ -31,27 +31,43 @@ struct Batch {
     int n = 0;
 };
 
+// An argument's name for error messages, e.g. "segments[0][3]": built only when an error is
+// raised (one string per row on every call cost more than the checks themselves).
+struct Where {
+    const char* name;
+    long long s = -1, i = -1;  // indices, -1 for none
+    Where(const char* n) : name(n) {}  // NOLINT: implicit, a plain name
+    Where(const char* n, std::size_t s_, long long i_ = -1)
+        : name(n), s(static_cast<long long>(s_)), i(i_) {}
+    std::string str() const {
+        std::string w = name;
+        if (s >= 0) w += "[" + std::to_string(s) + "]";
+        if (i >= 0) w += "[" + std::to_string(i) + "]";
+        return w;
+    }
+};
+
 // A 1-D contiguous numpy array of element type T (writeable when `write`), or a clear error.
 template <class T>
-py::array checked(py::handle obj, const std::string& what, bool write) {
-    if (!py::isinstance<py::array>(obj)) throw py::type_error(what + " must be a numpy array");
+py::array checked(py::handle obj, const Where& what, bool write) {
+    if (!py::isinstance<py::array>(obj)) throw py::type_error(what.str() + " must be a numpy array");
     auto arr = py::reinterpret_borrow<py::array>(obj);
     if (!arr.dtype().is(py::dtype::of<T>()))
-        throw py::type_error(what + " has the wrong dtype");
-    if (arr.ndim() != 1) throw py::value_error(what + " must be 1-D");
+        throw py::type_error(what.str() + " has the wrong dtype");
+    if (arr.ndim() != 1) throw py::value_error(what.str() + " must be 1-D");
     if (arr.shape(0) > 1 && arr.strides(0) != static_cast<py::ssize_t>(sizeof(T)))
-        throw py::value_error(what + " must be contiguous");
-    if (!aligned(arr)) throw py::value_error(what + " must be aligned (copy it)");
-    if (write && !arr.writeable()) throw py::value_error(what + " must be writeable");
+        throw py::value_error(what.str() + " must be contiguous");
+    if (!aligned(arr)) throw py::value_error(what.str() + " must be aligned (copy it)");
+    if (write && !arr.writeable()) throw py::value_error(what.str() + " must be writeable");
     return arr;
 }
 
 // checked<T>, and of length `len`.
 template <class T>
-py::array checked_array(py::handle obj, const std::string& what, std::size_t len, bool write) {
+py::array checked_array(py::handle obj, const Where& what, std::size_t len, bool write) {
     auto arr = checked<T>(obj, what, write);
     if (static_cast<std::size_t>(arr.shape(0)) != len)
-        throw py::value_error(what + " must be 1-D of length " + std::to_string(len));
+        throw py::value_error(what.str() + " must be 1-D of length " + std::to_string(len));
     return arr;
 }
 
@@ -71,12 +87,11 @@ Batch<T> make_batch(const py::list& segments, const py::list* outs, bool write_o
             static_cast<int>(py::len(segments[s])) != b.n)
             throw py::value_error("every segment must be a list of n arrays");
         py::list rows = py::reinterpret_borrow<py::list>(segments[s]);
-        const std::string where = "segments[" + std::to_string(s) + "]";
         T* out_ptr = nullptr;
         std::size_t len;
         if (outs) {
             py::handle o = (*outs)[s];
-            auto out = checked_array<T>(o, "outs[" + std::to_string(s) + "]",
+            auto out = checked_array<T>(o, Where("outs", s),
                                         static_cast<std::size_t>(py::len(o)), write_outs);
             len = static_cast<std::size_t>(out.shape(0));
             // A read-only `outs` (an input such as a point) is never written through.
@@ -84,11 +99,12 @@ Batch<T> make_batch(const py::list& segments, const py::list* outs, bool write_o
                                  : const_cast<T*>(static_cast<const T*>(out.data()));
             b.keep_alive.push_back(out);
         } else {
-            if (!py::isinstance<py::array>(rows[0])) throw py::type_error(where + "[0] must be a numpy array");
+            if (!py::isinstance<py::array>(rows[0]))
+                throw py::type_error(Where("segments", s, 0).str() + " must be a numpy array");
             len = static_cast<std::size_t>(py::len(rows[0]));
         }
         for (int i = 0; i < b.n; ++i) {
-            auto row = checked_array<T>(rows[i], where + "[" + std::to_string(i) + "]", len, false);
+            auto row = checked_array<T>(rows[i], Where("segments", s, i), len, false);
             b.row_ptrs.push_back(static_cast<const T*>(row.data()));
             b.keep_alive.push_back(row);
         }

@@ -172,9 +172,7 @@ Rows<T> gather(const py::list& segments, const py::object& outs, const py::objec
         if (rows.size() != r.n) throw py::value_error("every segment must hold n rows");
         std::size_t len = 0;
         for (std::size_t i = 0; i < r.n; ++i) {
-            auto a = checked<T>(rows[i], "segments[" + std::to_string(s) + "][" +
-                                             std::to_string(i) + "]",
-                                false);
+            auto a = checked<T>(rows[i], Where("segments", s, static_cast<long long>(i)), false);
             if (i == 0) len = static_cast<std::size_t>(a.shape(0));
             if (static_cast<std::size_t>(a.shape(0)) != len)
                 throw py::value_error("rows of a segment must have the same length");
@@ -188,9 +186,7 @@ Rows<T> gather(const py::list& segments, const py::object& outs, const py::objec
             py::list orows = py::reinterpret_borrow<py::list>(out_list[s]);
             if (orows.size() != r.n) throw py::value_error("outs[s] must hold n arrays");
             for (std::size_t i = 0; i < r.n; ++i) {
-                auto a = checked<T>(orows[i], "outs[" + std::to_string(s) + "][" +
-                                                  std::to_string(i) + "]",
-                                    true);
+                auto a = checked<T>(orows[i], Where("outs", s, static_cast<long long>(i)), true);
                 if (static_cast<std::size_t>(a.shape(0)) != len)
                     throw py::value_error("outs rows must match the input rows' lengths");
                 r.out.push_back(static_cast<T*>(a.mutable_data()));

@@ -1,6 +1,8 @@
 // A minimal fork-join over [0, n_units): the calling thread works too; no Python inside.
 // Threads claim chunks from a shared counter, so one thread that the OS delays does not hold
-// up the others (static halves made a busy machine as slow as its slowest core).
+// up the others (static halves made a busy machine as slow as its slowest core). The other
+// threads are the process's kept workers (cpp/src/thread_pool.cpp); when another caller holds
+// them (two Python threads in kernels at once, or a nested call), fresh threads as before.
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -10,6 +12,12 @@
 #include <vector>
 
 namespace hierfed {
+
+using PoolJob = void (*)(void* ctx, std::size_t thread_index);
+
+// Runs job(ctx, i) for every i in [0, width), i = 0 on the calling thread, the others on the
+// kept workers; returns false, having run nothing, when they are busy.
+bool run_on_pool(std::size_t width, PoolJob job, void* ctx);
 
 // Calls fn(begin, end, thread_index) on chunks covering [0, n_units) exactly once.
 template <class Fn>
@@ -34,11 +42,15 @@ void parallel_for(std::size_t n_units, int n_threads, Fn&& fn) {
             next.store(n_units, std::memory_order_relaxed);  // stop the others early
         }
     };
-    std::vector<std::thread> pool;
-    pool.reserve(t - 1);
-    for (std::size_t i = 1; i < t; ++i) pool.emplace_back(work, i);
-    work(0);
-    for (auto& th : pool) th.join();
+    using Work = decltype(work);
+    const PoolJob job = [](void* ctx, std::size_t i) { (*static_cast<Work*>(ctx))(i); };
+    if (!run_on_pool(t, job, &work)) {
+        std::vector<std::thread> threads;
+        threads.reserve(t - 1);
+        for (std::size_t i = 1; i < t; ++i) threads.emplace_back(work, i);
+        work(0);
+        for (auto& th : threads) th.join();
+    }
     for (auto& err : errors)
         if (err) std::rethrow_exception(err);
 }
