@@ -124,9 +124,12 @@ class Pool {
 // Never destroyed: its detached workers may be waiting on it while the process exits.
 std::atomic<Pool*> the_pool{nullptr};
 
-// A forked child has only the forking thread: it starts a pool of its own (the parent's, whose
-// workers did not survive the fork, is left as it is).
-void forget_pool_in_child() { the_pool.store(nullptr, std::memory_order_relaxed); }
+// A forked child has only the forking thread: it starts a pool of its own. The parent's, whose
+// workers did not survive the fork, stays reachable here (no leak report from LSan).
+Pool* pool_before_fork = nullptr;
+void forget_pool_in_child() {
+    pool_before_fork = the_pool.exchange(nullptr, std::memory_order_relaxed);
+}
 
 Pool& pool() {
     Pool* p = the_pool.load(std::memory_order_acquire);
