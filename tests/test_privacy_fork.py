@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import pickle
-import signal
 import sys
-from collections.abc import Callable
 
 import numpy as np
 import pytest
+from forked import in_forked_child
 
 from hierfed.privacy import NoiseGenerator
 from hierfed.privacy.rng import fork_generation
@@ -47,26 +45,6 @@ def _draws(gen: NoiseGenerator, pre_spawned: NoiseGenerator) -> Draws:
     }
 
 
-def _in_forked_child(work: Callable[[], object]) -> object:
-    """``work()`` run in a child made by ``os.fork()``; its pickled result comes back by pipe."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        try:
-            signal.alarm(20)  # a child stuck on a lock dies (and the test fails) rather than hangs
-            os.close(read)
-            with os.fdopen(write, "wb") as out:
-                pickle.dump(work(), out)
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as inp:
-        data = inp.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0 and data, "the child failed"
-    return pickle.loads(data)
-
-
 def _pair(secure: bool) -> tuple[NoiseGenerator, NoiseGenerator]:
     gen = NoiseGenerator() if secure else NoiseGenerator(7, secure=False)
     gen.uniform(size=10)  # a stream already in use
@@ -75,7 +53,7 @@ def _pair(secure: bool) -> tuple[NoiseGenerator, NoiseGenerator]:
 
 def test_os_fork_rekeys_secure_generators(fork_backend: str) -> None:
     gen, pre = _pair(secure=True)
-    children = [_in_forked_child(lambda: _draws(gen, pre)) for _ in range(2)]
+    children = [in_forked_child(lambda: _draws(gen, pre)) for _ in range(2)]
     mine = _draws(gen, pre)
     for kind, value in mine.items():
         seen = {value, *(c[kind] for c in children)}  # type: ignore[index]
@@ -84,14 +62,14 @@ def test_os_fork_rekeys_secure_generators(fork_backend: str) -> None:
 
 def test_os_fork_keeps_seeded_streams(fork_backend: str) -> None:
     gen, pre = _pair(secure=False)
-    child = _in_forked_child(lambda: _draws(gen, pre))
+    child = in_forked_child(lambda: _draws(gen, pre))
     assert child == _draws(gen, pre)  # documented: like numpy, the child repeats the stream
 
 
 def test_fork_generation_grows_in_each_child() -> None:
     here = fork_generation()
-    assert _in_forked_child(fork_generation) == here + 1
-    assert _in_forked_child(lambda: _in_forked_child(fork_generation)) == here + 2
+    assert in_forked_child(fork_generation) == here + 1
+    assert in_forked_child(lambda: in_forked_child(fork_generation)) == here + 2
     assert fork_generation() == here
 
 
@@ -100,7 +78,7 @@ def test_child_lock_is_fresh_even_if_held_at_fork(fork_backend: str) -> None:
     child must not wait for it forever."""
     gen = NoiseGenerator()
     with gen._lock:  # held at the fork, as by another thread mid-call
-        size = _in_forked_child(lambda: np.asarray(gen.uniform(size=8)).size)
+        size = in_forked_child(lambda: np.asarray(gen.uniform(size=8)).size)
     assert size == 8
 
 

@@ -6,12 +6,12 @@ covered by tests/test_concurrency.py."""
 from __future__ import annotations
 
 import os
-import pickle
-import signal
 import sys
+import time
 
 import numpy as np
 import pytest
+from forked import in_forked_child
 
 import hierfed
 from hierfed import _backend
@@ -52,7 +52,9 @@ def test_back_to_back_threaded_calls_match_one_thread(cpp: None, restore_threads
     x = _x()
     want = _serial(x)
     hierfed.set_num_threads(2)
-    for _ in range(50):  # workers reused while spinning and after sleeping
+    for k in range(50):  # workers reused while spinning, and (odd k) after they slept
+        if k % 2:
+            time.sleep(0.002)  # 10x the workers' 200 us spin
         for got, ref in zip(_results(x), want, strict=True):
             assert np.array_equal(got, ref)
 
@@ -63,20 +65,7 @@ def test_forked_child_runs_threaded_kernels(cpp: None, restore_threads: None) ->
     want = _serial(x)
     hierfed.set_num_threads(2)
     _results(x)  # the parent's workers exist (and may be spinning) at the fork
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        try:
-            signal.alarm(20)  # stuck waiting for a worker that did not survive: fail, not hang
-            os.close(read)
-            with os.fdopen(write, "wb") as out:
-                pickle.dump(_results(x), out)
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as inp:
-        got = pickle.load(inp)
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    got = in_forked_child(lambda: _results(x))
+    assert isinstance(got, list)
     for g, ref in zip(got, want, strict=True):
         assert np.array_equal(g, ref)

@@ -1,5 +1,5 @@
 // The worker threads parallel_for runs on (threads.hpp): started once, kept for the process.
-// Starting and joining a thread costs 30-70 us on a 2-core VM, more than a whole kernel pass
+// Starting and joining a thread costs 45-70 us on a 2-core VM, more than a whole kernel pass
 // over 1e5 values; a kept worker takes a job in well under 1 us while it spins (for a while
 // after its last job) and in about the OS's wake-up latency once asleep.
 //
