@@ -317,6 +317,66 @@ void norms_dispatch(const py::list& segments, const py::object& outs, double max
         throw py::type_error("rows must be float32 or float64");
 }
 
+// ---- one call for a plain matrix ------------------------------------------------------------
+
+// clip_by_l2_norm of an (n, d) matrix, margin and target included (clip_margin, clip_target):
+// the clipped copy, with the norms when `want_norms`.
+template <class T>
+py::object clip_matrix_typed(const py::array& x, double max_norm, bool want_norms,
+                             int n_threads) {
+    const auto n = static_cast<std::size_t>(x.shape(0));
+    const auto d = static_cast<std::size_t>(x.shape(1));
+    const double target = clip_target(max_norm, d, sizeof(T) == 4);
+    const double margin = clip_margin((d + kNormBlock - 1) / kNormBlock, 1, sizeof(T) == 4);
+    py::array_t<T> out({n, d});
+    Rows<T> r;
+    r.n = n;
+    r.lens = {d};
+    const T* in = static_cast<const T*>(x.data());
+    T* o = out.mutable_data();
+    for (std::size_t i = 0; i < n; ++i) {
+        r.in.push_back(in + i * d);
+        r.out.push_back(o + i * d);
+    }
+    std::vector<double> sq(n);
+    {
+        py::gil_scoped_release release;
+        norms_and_clip<T>(r, sq.data(), target, margin, n_threads);
+    }
+    for (double total : sq)
+        if (clip_factor(total, target, margin) == 0.0) return py::none();  // a row unwritten
+    if (!want_norms) return std::move(out);
+    py::array_t<double> norms(static_cast<py::ssize_t>(n));
+    double* p = norms.mutable_data();
+    for (std::size_t i = 0; i < n; ++i) p[i] = std::sqrt(sq[i]);
+    return py::make_tuple(out, norms);
+}
+
+// The quick way of hierfed.privacy.clipping.clip_by_l2_norm: for an exact numpy ndarray, 2-D,
+// float32 or float64, C-contiguous and aligned, n, d >= 1, and a finite float bound > 0, whose
+// every row the kernel clips (no NaN/inf, over- or underflowing sums, tiny factors), the
+// clipped copy (and norms); otherwise None, and the caller takes the general way, which
+// checks and handles everything else. One Python call for the common case: each Python-level
+// step costs 15-90 us with cold caches, more than the kernel at d = 1e3.
+py::object clip_matrix(py::handle x, py::handle max_norm, bool want_norms, int n_threads) {
+    if (n_threads < 1) throw py::value_error("n_threads must be >= 1");
+    if (Py_TYPE(x.ptr()) != py::detail::npy_api::get().PyArray_Type_ ||
+        !PyFloat_CheckExact(max_norm.ptr()))
+        return py::none();
+    const double bound = PyFloat_AS_DOUBLE(max_norm.ptr());
+    if (!(bound > 0.0) || !std::isfinite(bound)) return py::none();
+    auto a = py::reinterpret_borrow<py::array>(x);
+    constexpr int kPlain = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
+                           py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+    if (a.ndim() != 2 || a.shape(0) < 1 || a.shape(1) < 1 || (a.flags() & kPlain) != kPlain)
+        return py::none();
+    if (a.dtype().is(py::dtype::of<float>()))
+        return clip_matrix_typed<float>(a, bound, want_norms, n_threads);
+    if (a.dtype().is(py::dtype::of<double>()))
+        return clip_matrix_typed<double>(a, bound, want_norms, n_threads);
+    return py::none();
+}
+
 }  // namespace
 
 void bind_privacy(py::module_& m) {
@@ -344,6 +404,10 @@ void bind_privacy(py::module_& m) {
     m.def("clip_by_l2", &norms_dispatch, py::arg("segments"), py::arg("outs"),
           py::arg("max_norm"), py::arg("margin"), py::arg("sq"), py::arg("n_threads"),
           "Sums of squares into sq; rows with a normal sum scaled into outs.");
+    m.def("clip_matrix", &clip_matrix, py::arg("x"), py::arg("max_norm"), py::arg("want_norms"),
+          py::arg("n_threads"),
+          "A plain (n, d) matrix clipped in one call (and its norms), or None for the general "
+          "way.");
 }
 
 }  // namespace hierfed

@@ -12,7 +12,9 @@ list of updates, or in a list of per-layer models -- the decorator
   ``jax.numpy.from_dlpack``; a torch answer shares the output's memory) and returns an
   argument the function wrote in place (``out=``, in-place noise) as the caller's own object.
 
-Numpy input takes a fast path that only looks at the argument's type. Torch and JAX are
+Numpy input takes a fast path that only looks at the argument's type. A function whose plain
+``(n, d)`` ndarray case is one kernel call answers that case before any wrapper and hands
+everything else to its decorated general way, which :func:`tensors_via` records. Torch and JAX are
 never imported here: a tensor can only exist if its framework is already in ``sys.modules``.
 Only CPU memory is read; a GPU tensor raises ``TypeError`` asking for ``.cpu()``.
 
@@ -31,10 +33,11 @@ from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 
-__all__ = ["Framework", "dlpack_view", "framework_of", "tensor_io"]
+__all__ = ["Framework", "dlpack_view", "framework_of", "tensor_io", "tensors_via"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 _DL_CPU = 1  # DLDeviceType kDLCPU
 _DL_CPU_PINNED = 3  # kDLCUDAHost: host memory, readable by the CPU
@@ -213,3 +216,15 @@ def tensor_io(*names: str, writes: str | None = None) -> Callable[[Callable[P, R
         return wrapper
 
     return decorate
+
+
+def tensors_via(general: Callable[..., Any]) -> Callable[[F], F]:
+    """Record that the decorated function takes tensors through ``general``, its
+    :func:`tensor_io` way (attribute ``tensors_via``): it answers plain ndarrays itself
+    first, so numpy callers skip the wrapper's cost, and calls ``general`` for the rest."""
+
+    def mark(func: F) -> F:
+        func.tensors_via = general  # type: ignore[attr-defined]
+        return func
+
+    return mark

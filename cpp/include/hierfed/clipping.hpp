@@ -8,6 +8,7 @@
 // python/hierfed/_kernels/numba/clipping.py, the numpy reference
 // python/hierfed/_kernels/numpy/clipping.py.
 #pragma once
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -21,6 +22,24 @@
 namespace hierfed {
 constexpr std::size_t kNormBlock = 8192;  // values per block of the canonical sum
 constexpr int kNormLanes = 32;
+
+// Relative slack of the clipping factor that makes every clipped row's exact norm at most the
+// bound: the rounding of the sum of squares over `blocks` blocks and `segments` segments, the
+// square root, the factor, and the output's own rounding (twin: clip_margin in
+// python/hierfed/_kernels/numpy/clipping.py, which documents it).
+inline double clip_margin(std::size_t blocks, std::size_t segments, bool f32) {
+    const double unit_out = f32 ? 0x1p-24 : 0x1p-53;
+    return unit_out + 2.0 * (kNormBlock / 32.0 + 16 + static_cast<double>(blocks) +
+                             static_cast<double>(segments)) * 0x1p-53;
+}
+
+// The norm rows are clipped to: `bound` less what rounding d values to subnormals may add
+// (twin: clip_target in python/hierfed/_kernels/numpy/clipping.py).
+inline double clip_target(double bound, std::size_t d, bool f32) {
+    const double smallest = f32 ? 0x1p-149 : 0x1p-1074;
+    const double t = std::nextafter(bound - std::sqrt(static_cast<double>(d)) * smallest, 0.0);
+    return t > 0.0 ? t : 0.0;
+}
 }  // namespace hierfed
 
 namespace hierfed::HIERFED_ISA {

@@ -16,7 +16,8 @@ from numpy.typing import NDArray
 
 from .. import _backend, _checks
 from .._inputs import FloatArray, Updates, as_updates
-from .._interop import tensor_io
+from .._interop import tensor_io, tensors_via
+from .._kernels.numpy.clipping import clip_margin, clip_target
 
 __all__ = ["clip_by_l2_norm", "l2_norms"]
 
@@ -25,29 +26,14 @@ _TINY_SQUARES = 2.0**-900
 
 
 def _margin(upd: Updates) -> float:
-    """Relative slack that makes every clipped update's exact norm at most ``max_norm``.
-
-    It bounds the rounding of the sum of squares (at most 256 lane additions per block, the
-    lane reduction, the block and segment sums, the square root, the factor) plus the final
-    rounding of each value to the output dtype.
-    """
+    """The clipping factor's slack for these updates (:func:`clip_margin`)."""
     blocks = sum(-(-rows[0].size // _NORM_BLOCK) for rows in upd.segments)
-    unit_out = 2.0**-24 if upd.dtype.itemsize == 4 else 2.0**-53
-    return unit_out + 2.0 * (_NORM_BLOCK / 32 + 16 + blocks + len(upd.segments)) * 2.0**-53
+    return clip_margin(blocks, len(upd.segments), upd.dtype.itemsize)
 
 
 def _target(bound: float, upd: Updates) -> float:
-    """The norm clipped updates are scaled to: ``bound`` less what subnormal results may add.
-
-    The margin covers relative rounding; a result in the subnormal range is rounded by up to
-    half the smallest subnormal of the output dtype instead, which over ``d`` values adds up
-    to ``sqrt(d)`` times that to the norm. Without this, a tiny ``max_norm`` (say 5e-324)
-    gave updates whose norm exceeded it. At 0 (a bound below that slack) clipped updates
-    become zero.
-    """
-    d = sum(math.prod(shape) for shape in upd.shapes)
-    smallest = 2.0**-149 if upd.dtype.itemsize == 4 else 2.0**-1074
-    return max(0.0, math.nextafter(bound - math.sqrt(d) * smallest, 0.0))
+    """The norm clipped updates are scaled to (:func:`clip_target`)."""
+    return clip_target(bound, sum(math.prod(shape) for shape in upd.shapes), upd.dtype.itemsize)
 
 
 def _row(upd: Updates, i: int) -> list[FloatArray]:
@@ -165,6 +151,18 @@ def _check_out(upd: Updates, out: Any) -> None:
 
 
 @tensor_io("updates", "out")
+def _clip_any(
+    updates: Any, max_norm: float, out: Any, *, check_finite: bool, return_norms: bool
+) -> Any:
+    """:func:`clip_by_l2_norm` of every input form (torch/JAX included) and ``out``."""
+    bound = _checks.positive(max_norm, "max_norm")
+    upd = as_updates(updates)
+    result, out_rows = _outputs(upd, out)
+    norms = clip_rows(upd, bound, out_rows, check_finite)
+    return (result, norms) if return_norms else result
+
+
+@tensors_via(_clip_any)
 def clip_by_l2_norm(
     updates: Any,
     max_norm: float,
@@ -204,11 +202,13 @@ def clip_by_l2_norm(
     The clipped updates in the input's form (an ``(n, *shape)`` array, a list of arrays or a
     list of models), and the norms if ``return_norms``.
     """
-    bound = _checks.positive(max_norm, "max_norm")
-    upd = as_updates(updates)
-    result, out_rows = _outputs(upd, out)
-    norms = clip_rows(upd, bound, out_rows, check_finite)
-    return (result, norms) if return_norms else result
+    if out is None:  # a plain (n, d) ndarray in one kernel call; None for anything else
+        done = _backend.kernels().clip_matrix(
+            updates, max_norm, return_norms, _backend.get_num_threads()
+        )
+        if done is not None:
+            return done
+    return _clip_any(updates, max_norm, out, check_finite=check_finite, return_norms=return_norms)
 
 
 def clip_rows(

@@ -7,7 +7,8 @@ Twins: ``cpp/include/hierfed/clipping.hpp`` (bound in ``cpp/src/bind_privacy.cpp
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,6 +23,10 @@ __all__ = [
     "block_sum_squares",
     "clip_by_l2",
     "clip_factor",
+    "clip_margin",
+    "clip_matrix",
+    "clip_matrix_with",
+    "clip_target",
     "l2_sq_norms",
     "row_sum_squares",
 ]
@@ -63,6 +68,74 @@ def clip_factor(total: float, max_norm: float, margin: float) -> float:
     bound = math.sqrt(total) * (1.0 + margin)
     f = max_norm / bound if bound > max_norm else 1.0
     return f if f >= TINY_FACTOR else 0.0
+
+
+def clip_margin(blocks: int, segments: int, itemsize: int) -> float:
+    """Relative slack of the clipping factor that makes every clipped row's exact norm at most
+    the bound.
+
+    It bounds the rounding of the sum of squares (at most 256 lane additions per block, the
+    lane reduction, the ``blocks`` block and ``segments`` segment sums, the square root, the
+    factor) plus the final rounding of each value to the output dtype (``itemsize`` bytes).
+    """
+    unit_out = 2.0**-24 if itemsize == 4 else 2.0**-53
+    return unit_out + 2.0 * (NORM_BLOCK / 32 + 16 + blocks + segments) * 2.0**-53
+
+
+def clip_target(bound: float, d: int, itemsize: int) -> float:
+    """The norm clipped rows of ``d`` values are scaled to: ``bound`` less what subnormal
+    results may add.
+
+    The margin covers relative rounding; a result in the subnormal range is rounded by up to
+    half the smallest subnormal of the output dtype instead, which over ``d`` values adds up
+    to ``sqrt(d)`` times that to the norm. Without this, a tiny bound (say 5e-324) gave rows
+    whose norm exceeded it. At 0 (a bound below that slack) clipped rows become zero.
+    """
+    smallest = 2.0**-149 if itemsize == 4 else 2.0**-1074
+    return max(0.0, math.nextafter(bound - math.sqrt(d) * smallest, 0.0))
+
+
+_PLAIN_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def clip_matrix_with(
+    clip: Callable[..., None], x: Any, max_norm: Any, want_norms: bool, n_threads: int
+) -> Any:
+    """:func:`clip_matrix` on the backend kernel ``clip`` (a :func:`clip_by_l2`)."""
+    plain = (
+        type(x) is np.ndarray
+        and type(max_norm) is float
+        and 0.0 < max_norm < math.inf
+        and x.ndim == 2
+        and x.shape[0] >= 1
+        and x.shape[1] >= 1
+        and x.dtype in _PLAIN_DTYPES
+        and x.flags.c_contiguous
+        and x.flags.aligned
+    )
+    if not plain:
+        return None
+    n, d = x.shape
+    target = clip_target(max_norm, d, x.dtype.itemsize)
+    margin = clip_margin(-(-d // NORM_BLOCK), 1, x.dtype.itemsize)
+    out = np.empty_like(x)
+    sq = np.empty(n, np.float64)
+    clip([list(x)], [list(out)], target, margin, sq, n_threads)
+    if any(clip_factor(total, target, margin) == 0.0 for total in sq.tolist()):
+        return None  # a row left unwritten: the caller's general way handles it
+    return (out, np.sqrt(sq)) if want_norms else out
+
+
+def clip_matrix(x: Any, max_norm: Any, want_norms: bool, n_threads: int = 1) -> Any:
+    """A plain ``(n, d)`` matrix clipped in one call, or None for the caller's general way.
+
+    Plain: an exact ``numpy.ndarray``, 2-D, float32 or float64 (native order), C-contiguous
+    and aligned, ``n, d >= 1``, and a finite float bound > 0; and every row one the kernel
+    clips (no NaN/inf, over- or underflowing sums, tiny factors). The answer is the clipped
+    copy (target and margin of :func:`clip_target` and :func:`clip_margin`), with the norms
+    when ``want_norms``.
+    """
+    return clip_matrix_with(clip_by_l2, x, max_norm, want_norms, n_threads)
 
 
 def l2_sq_norms(segments: Segments, sq: NDArray[np.float64], n_threads: int = 1) -> None:

@@ -1,0 +1,152 @@
+"""The one-call clip of a plain matrix (``clip_matrix``) against the general way, every backend.
+
+``clip_by_l2_norm`` hands a plain ``(n, d)`` ndarray to the backend's ``clip_matrix`` and takes
+the general way (``_clip_any``: every input form, every check) when it answers None. Both ways
+must give the same answer bit for bit, and the one-call way must decline every input it does not
+handle whole, so nothing but speed depends on which way ran.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from hierfed import _backend
+from hierfed.privacy import clip_by_l2_norm
+from hierfed.privacy.clipping import _clip_any
+
+DTYPES = [np.float32, np.float64]
+
+
+def general(x: Any, max_norm: Any, return_norms: bool = False) -> Any:
+    return _clip_any(x, max_norm, None, check_finite=False, return_norms=return_norms)
+
+
+def one_call(x: Any, max_norm: Any, return_norms: bool = False) -> Any:
+    return _backend.kernels().clip_matrix(x, max_norm, return_norms, 2)
+
+
+def median_norm(x: np.ndarray) -> float:
+    return float(np.median(np.linalg.norm(x.astype(np.float64), axis=1)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "shape", [(1, 1), (2, 1), (3, 7), (10, 1000), (50, 1000), (2, 8193), (3, 20_000)]
+)
+def test_one_call_equals_the_general_way(
+    backend: str, dtype: Any, shape: tuple[int, int], rng: np.random.Generator
+) -> None:
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    before = x.copy()
+    small = 1e-40 if dtype == np.float32 else 1e-200  # float32: subnormal results
+    for bound in (median_norm(x), 1e-3, 1e30, small):
+        for want_norms in (False, True):
+            got = one_call(x, bound, want_norms)
+            assert got is not None, (bound, want_norms)
+            want = general(x, bound, want_norms)
+            if want_norms:
+                assert isinstance(got, tuple) and len(got) == 2
+                np.testing.assert_array_equal(got[1], want[1])
+                assert got[1].dtype == np.float64
+                got, want = got[0], want[0]
+            assert type(got) is np.ndarray and got.dtype == dtype and got.shape == shape
+            assert got.flags.c_contiguous and got.flags.writeable
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(clip_by_l2_norm(x, bound), want)
+    np.testing.assert_array_equal(x, before)  # the input is never written
+
+
+def test_one_call_is_the_same_on_every_backend(backend: str, rng: np.random.Generator) -> None:
+    x = rng.standard_normal((7, 9001))
+    with _backend.using("numpy"):
+        want = one_call(x, 50.0, True)
+    got = one_call(x, 50.0, True)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def _declined() -> list[Any]:
+    """Inputs the one-call way must hand back (None): each breaks one of its conditions."""
+    base = np.random.default_rng(5).standard_normal((4, 6))
+    raw = np.zeros(base.nbytes + 1, np.uint8)
+    misaligned = raw[1:].view(np.float64).reshape(base.shape)
+    misaligned[...] = base
+    nan_row, inf_row, huge, tiny = base.copy(), base.copy(), base.copy(), base.copy()
+    nan_row[2, 3] = np.nan
+    inf_row[1, 0] = -np.inf
+    huge[0] = 1e200  # the float64 sum of squares overflows
+    tiny[3] = 1e-300  # the sum of squares underflows
+    return [
+        pytest.param(list(base), 1.0, id="list"),
+        pytest.param(base[0], 1.0, id="1-d"),
+        pytest.param(base.reshape(2, 2, 6), 1.0, id="3-d"),
+        pytest.param(base[:0], 1.0, id="n=0"),
+        pytest.param(base[:, :0], 1.0, id="d=0"),
+        pytest.param(base[:, ::2], 1.0, id="strided"),
+        pytest.param(np.asfortranarray(base), 1.0, id="fortran"),
+        pytest.param(misaligned, 1.0, id="misaligned"),
+        pytest.param(base.astype(">f8"), 1.0, id="big-endian"),
+        pytest.param(base.astype(np.float16), 1.0, id="float16"),
+        pytest.param(base.astype(np.int64), 1.0, id="int"),
+        pytest.param(base.view(np.ma.MaskedArray), 1.0, id="subclass"),
+        pytest.param(base, 1, id="int-bound"),
+        pytest.param(base, True, id="bool-bound"),
+        pytest.param(base, np.float64(1.0), id="numpy-bound"),
+        pytest.param(base, 0.0, id="zero-bound"),
+        pytest.param(base, -1.0, id="negative-bound"),
+        pytest.param(base, float("nan"), id="nan-bound"),
+        pytest.param(base, float("inf"), id="inf-bound"),
+        pytest.param(base, 5e-324, id="target-0"),
+        pytest.param(base, 1e-290, id="tiny-factor"),
+        pytest.param(nan_row, 1.0, id="nan-row"),
+        pytest.param(inf_row, 1.0, id="inf-row"),
+        pytest.param(huge, 1.0, id="overflowing-sum"),
+        pytest.param(tiny, 1.0, id="underflowing-sum"),
+    ]
+
+
+@pytest.mark.parametrize(("x", "max_norm"), _declined())
+def test_one_call_declines_what_it_does_not_handle_whole(
+    backend: str, x: Any, max_norm: Any
+) -> None:
+    assert one_call(x, max_norm) is None
+    assert one_call(x, max_norm, True) is None
+
+
+def _outcome(call: Any) -> Any:
+    """A call's answer as arrays, or its error's type and message."""
+    try:
+        got = call()
+    except (TypeError, ValueError) as exc:
+        return type(exc), str(exc)
+    return [np.asarray(got[0]), got[1]]
+
+
+@pytest.mark.parametrize(("x", "max_norm"), _declined())
+def test_declined_inputs_take_the_general_way(backend: str, x: Any, max_norm: Any) -> None:
+    want = _outcome(lambda: general(x, max_norm, True))
+    got = _outcome(lambda: clip_by_l2_norm(x, max_norm, check_finite=False, return_norms=True))
+    if isinstance(want, tuple):
+        assert got == want
+    else:
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize(
+    ("max_norm", "error"),
+    [(0.0, ValueError), (-1.0, ValueError), (float("nan"), ValueError), (True, TypeError)],
+)
+def test_bad_bounds_still_raise_by_name(backend: str, max_norm: Any, error: type) -> None:
+    with pytest.raises(error, match="max_norm"):
+        clip_by_l2_norm(np.ones((3, 4)), max_norm)
+
+
+def test_non_finite_rows_still_raise(backend: str) -> None:
+    x = np.ones((3, 4), np.float32)
+    x[1, 2] = np.nan
+    with pytest.raises(ValueError, match="1"):
+        clip_by_l2_norm(x, 1.0)
