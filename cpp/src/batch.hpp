@@ -23,6 +23,29 @@ inline bool aligned(const py::array& arr) {
     return (arr.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
 }
 
+// The one-call entries (clip_matrix, arc_matrix, monna_matrix) answer only a plain input and
+// hand anything else back (None) to Python's general way, which checks and handles it.
+// Plain: an exact numpy ndarray (no subclass) of `ndim` dimensions, none of them empty,
+// C-contiguous and aligned.
+inline bool plain_array(py::handle x, int ndim) {
+    if (Py_TYPE(x.ptr()) != py::detail::npy_api::get().PyArray_Type_) return false;
+    auto a = py::reinterpret_borrow<py::array>(x);
+    constexpr int kPlain =
+        py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+    if (a.ndim() != ndim || (a.flags() & kPlain) != kPlain) return false;
+    for (int k = 0; k < ndim; ++k)
+        if (a.shape(k) < 1) return false;
+    return true;
+}
+
+// An exact Python int (no bool) in [0, n), or -1.
+inline long long plain_count(py::handle f, long long n) {
+    if (!PyLong_CheckExact(f.ptr())) return -1;
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(f.ptr(), &overflow);
+    return overflow || v < 0 || v >= n ? -1 : v;
+}
+
 template <class T>
 struct Batch {
     std::vector<py::object> keep_alive;

@@ -4,7 +4,9 @@
 // kernels run. The Python layer (hierfed.privacy) validates user input; these checks are the
 // last line of defence.
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -360,20 +362,80 @@ py::object clip_matrix_typed(const py::array& x, double max_norm, bool want_norm
 // step costs 15-90 us with cold caches, more than the kernel at d = 1e3.
 py::object clip_matrix(py::handle x, py::handle max_norm, bool want_norms, int n_threads) {
     if (n_threads < 1) throw py::value_error("n_threads must be >= 1");
-    if (Py_TYPE(x.ptr()) != py::detail::npy_api::get().PyArray_Type_ ||
-        !PyFloat_CheckExact(max_norm.ptr()))
-        return py::none();
+    if (!plain_array(x, 2) || !PyFloat_CheckExact(max_norm.ptr())) return py::none();
     const double bound = PyFloat_AS_DOUBLE(max_norm.ptr());
     if (!(bound > 0.0) || !std::isfinite(bound)) return py::none();
     auto a = py::reinterpret_borrow<py::array>(x);
-    constexpr int kPlain = py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
-                           py::detail::npy_api::NPY_ARRAY_ALIGNED_;
-    if (a.ndim() != 2 || a.shape(0) < 1 || a.shape(1) < 1 || (a.flags() & kPlain) != kPlain)
-        return py::none();
     if (a.dtype().is(py::dtype::of<float>()))
         return clip_matrix_typed<float>(a, bound, want_norms, n_threads);
     if (a.dtype().is(py::dtype::of<double>()))
         return clip_matrix_typed<double>(a, bound, want_norms, n_threads);
+    return py::none();
+}
+
+// ARC of an (n, d) matrix: the k = floor(2 f (n - f) / n) rows of largest norm (ties to the
+// lower index) clipped to the (k+1)-th largest norm, the others copied; None when a sum of
+// squares (even at k = 0: the general way then raises on NaN/inf) or a factor is one Python
+// must handle.
+template <class T>
+py::object arc_matrix_typed(const py::array& x, std::size_t f, int n_threads) {
+    const auto n = static_cast<std::size_t>(x.shape(0));
+    const auto d = static_cast<std::size_t>(x.shape(1));
+    const T* in = static_cast<const T*>(x.data());
+    py::array_t<T> out({n, d});
+    T* o = out.mutable_data();
+    const std::size_t k = 2 * f * (n - f) / n;
+    Rows<T> r;
+    r.n = n;
+    r.lens = {d};
+    for (std::size_t i = 0; i < n; ++i) r.in.push_back(in + i * d);
+    std::vector<double> sq(n), norms(n), factor(n, 1.0);
+    std::vector<std::size_t> order(n);
+    {
+        py::gil_scoped_release release;
+        norms_and_clip<T>(r, sq.data(), 0.0, 0.0, n_threads);
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!(sq[i] >= kTinySquares) || !std::isfinite(sq[i])) return py::none();
+        norms[i] = std::sqrt(sq[i]);
+        order[i] = i;
+    }
+    if (k == 0) {  // every row finite (checked above) and unchanged
+        std::memcpy(o, in, n * d * sizeof(T));
+        return std::move(out);
+    }
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::size_t a, std::size_t b) { return norms[a] > norms[b]; });
+    const double target = clip_target(norms[order[k]], d, sizeof(T) == 4);
+    const double margin = clip_margin((d + kNormBlock - 1) / kNormBlock, 1, sizeof(T) == 4);
+    for (std::size_t j = 0; j < k; ++j) {
+        factor[order[j]] = clip_factor(sq[order[j]], target, margin);
+        if (factor[order[j]] == 0.0) return py::none();
+    }
+    py::gil_scoped_release release;
+    parallel_for(n, threads_for(n * d, n_threads), [&](std::size_t a, std::size_t b, int) {
+        for (std::size_t i = a; i < b; ++i) {
+            if (factor[i] == 1.0)
+                std::memcpy(o + i * d, in + i * d, d * sizeof(T));
+            else
+                scale(in + i * d, o + i * d, d, factor[i]);
+        }
+    });
+    return std::move(out);
+}
+
+// The quick way of hierfed.adaptive_robust_clipping (as clip_matrix): a plain float32/float64
+// matrix and an exact int 0 <= f < n, or None.
+py::object arc_matrix(py::handle x, py::handle f, int n_threads) {
+    if (n_threads < 1) throw py::value_error("n_threads must be >= 1");
+    if (!plain_array(x, 2)) return py::none();
+    auto a = py::reinterpret_borrow<py::array>(x);
+    const long long fv = plain_count(f, a.shape(0));
+    if (fv < 0) return py::none();
+    if (a.dtype().is(py::dtype::of<float>()))
+        return arc_matrix_typed<float>(a, static_cast<std::size_t>(fv), n_threads);
+    if (a.dtype().is(py::dtype::of<double>()))
+        return arc_matrix_typed<double>(a, static_cast<std::size_t>(fv), n_threads);
     return py::none();
 }
 
@@ -408,6 +470,8 @@ void bind_privacy(py::module_& m) {
           py::arg("n_threads"),
           "A plain (n, d) matrix clipped in one call (and its norms), or None for the general "
           "way.");
+    m.def("arc_matrix", &arc_matrix, py::arg("x"), py::arg("f"), py::arg("n_threads"),
+          "ARC of a plain (n, d) matrix in one call, or None for the general way.");
 }
 
 }  // namespace hierfed

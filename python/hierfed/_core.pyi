@@ -6,6 +6,7 @@ takes every argument, ``n_threads`` included, where the reference gives some a d
 """
 
 from hierfed._kernels.numpy.chacha20 import chacha20_keystream as chacha20_keystream
+from hierfed._kernels.numpy.clipping import arc_matrix as arc_matrix
 from hierfed._kernels.numpy.clipping import clip_by_l2 as clip_by_l2
 from hierfed._kernels.numpy.clipping import clip_matrix as clip_matrix
 from hierfed._kernels.numpy.clipping import l2_sq_norms as l2_sq_norms

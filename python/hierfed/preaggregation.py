@@ -29,7 +29,8 @@ from numpy.typing import NDArray
 
 from . import _backend, _checks
 from ._inputs import FloatArray, Updates, as_updates
-from ._interop import tensor_io
+from ._interop import tensor_io, tensors_via
+from ._kernels.numpy.clipping import arc_count
 from .mixing import as_rows, mix
 from .privacy.clipping import clip_rows, norms_of
 
@@ -149,11 +150,6 @@ def bucketing(updates: Any, s: int, *, seed: Any = None, check_finite: bool = Tr
     return _answer(upd, _bucket_means(upd, s, seed, check_finite))
 
 
-def arc_count(n: int, f: int) -> int:
-    """ARC's number of updates clipped, ``floor(2 (f/n) (n - f))``."""
-    return (2 * f * (n - f)) // n
-
-
 def _arc_rows(upd: Updates, f: Any, check_finite: bool) -> list[FloatArray] | None:
     """Per segment, the ``(n, len)`` updates after ARC; ``None`` when it clips none.
 
@@ -162,9 +158,9 @@ def _arc_rows(upd: Updates, f: Any, check_finite: bool) -> list[FloatArray] | No
     """
     f = _checks.byzantine_count(f, upd.n, "arc")
     k = arc_count(upd.n, f)
+    norms = norms_of(upd, check_finite)  # at k = 0 too: NaN/inf raise
     if k == 0:
         return None
-    norms = norms_of(upd, check_finite)
     order = np.argsort(-norms, kind="stable")  # largest first, ties to the lower index
     top = order[:k].tolist()
     threshold = float(norms[order[k]])
@@ -183,6 +179,14 @@ def _arc(upd: Updates, f: Any, check_finite: bool = True) -> Updates:
 
 
 @tensor_io("updates")
+def _arc_any(updates: Any, f: int, *, check_finite: bool) -> Any:
+    """:func:`adaptive_robust_clipping` of every input form (torch/JAX included)."""
+    upd = as_updates(updates)
+    outs = _arc_rows(upd, f, check_finite)
+    return _answer(upd, _stacked(upd) if outs is None else outs)
+
+
+@tensors_via(_arc_any)
 def adaptive_robust_clipping(updates: Any, f: int, *, check_finite: bool = True) -> Any:
     """ARC (Allouah et al. 2024): the ``floor(2 (f/n) (n - f))`` updates of largest L2 norm
     clipped to the norm of the next largest; the others unchanged.
@@ -201,9 +205,10 @@ def adaptive_robust_clipping(updates: Any, f: int, *, check_finite: bool = True)
     -------
     The ``n`` updates in the input's form. Ties of norm go to the lower index (clipped first).
     """
-    upd = as_updates(updates)
-    outs = _arc_rows(upd, f, check_finite)
-    return _answer(upd, _stacked(upd) if outs is None else outs)
+    done = _backend.kernels().arc_matrix(updates, f, _backend.get_num_threads())
+    if done is not None:  # a plain (n, d) ndarray in one kernel call
+        return done
+    return _arc_any(updates, f, check_finite=check_finite)
 
 
 def _clip(upd: Updates, clip_norm: Any, check_finite: bool = True) -> Updates:

@@ -43,7 +43,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "mixing": ("mix_rows", "bucket_means"),
     "chacha20": ("chacha20_keystream",),
     "noise": ("chacha20_noise", "discrete_gaussian"),
-    "clipping": ("l2_sq_norms", "clip_by_l2", "clip_matrix"),
+    "clipping": ("l2_sq_norms", "clip_by_l2", "clip_matrix", "arc_matrix"),
     "masks": ("apply_masks",),
     "hadamard": ("walsh_hadamard",),
 }

@@ -18,7 +18,7 @@ from .._types import IntArray, Outs, Segments
 from ..numpy import clipping as _ref
 from ._shared import checked_address, chunk, jit_inline, jit_parallel, use_threads, view
 
-__all__ = ["clip_by_l2", "clip_matrix", "l2_sq_norms"]
+__all__ = ["arc_matrix", "clip_by_l2", "clip_matrix", "l2_sq_norms"]
 
 
 # The reference's scalar function itself, compiled (iminuit's way): one definition of the factor.
@@ -143,3 +143,8 @@ def l2_sq_norms(segments: Segments, sq: NDArray[np.float64], n_threads: int = 1)
 def clip_matrix(x: Any, max_norm: Any, want_norms: bool, n_threads: int = 1) -> Any:
     """The reference's ``clip_matrix`` on this backend's :func:`clip_by_l2`."""
     return _ref.clip_matrix_with(clip_by_l2, x, max_norm, want_norms, n_threads)
+
+
+def arc_matrix(x: Any, f: Any, n_threads: int = 1) -> Any:
+    """The reference's ``arc_matrix`` on this backend's kernels."""
+    return _ref.arc_matrix_with(l2_sq_norms, clip_by_l2, x, f, n_threads)

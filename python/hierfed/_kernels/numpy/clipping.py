@@ -20,6 +20,9 @@ __all__ = [
     "NORM_LANES",
     "TINY_FACTOR",
     "TINY_SQUARES",
+    "arc_count",
+    "arc_matrix",
+    "arc_matrix_with",
     "block_sum_squares",
     "clip_by_l2",
     "clip_factor",
@@ -28,6 +31,7 @@ __all__ = [
     "clip_matrix_with",
     "clip_target",
     "l2_sq_norms",
+    "plain_matrix",
     "row_sum_squares",
 ]
 
@@ -98,14 +102,11 @@ def clip_target(bound: float, d: int, itemsize: int) -> float:
 _PLAIN_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def clip_matrix_with(
-    clip: Callable[..., None], x: Any, max_norm: Any, want_norms: bool, n_threads: int
-) -> Any:
-    """:func:`clip_matrix` on the backend kernel ``clip`` (a :func:`clip_by_l2`)."""
-    plain = (
+def plain_matrix(x: Any) -> bool:
+    """Whether ``x`` is a matrix the one-call entries answer: an exact ``numpy.ndarray``, 2-D,
+    float32 or float64 (native order), C-contiguous and aligned, ``n, d >= 1``."""
+    return (
         type(x) is np.ndarray
-        and type(max_norm) is float
-        and 0.0 < max_norm < math.inf
         and x.ndim == 2
         and x.shape[0] >= 1
         and x.shape[1] >= 1
@@ -113,7 +114,13 @@ def clip_matrix_with(
         and x.flags.c_contiguous
         and x.flags.aligned
     )
-    if not plain:
+
+
+def clip_matrix_with(
+    clip: Callable[..., None], x: Any, max_norm: Any, want_norms: bool, n_threads: int
+) -> Any:
+    """:func:`clip_matrix` on the backend kernel ``clip`` (a :func:`clip_by_l2`)."""
+    if not (plain_matrix(x) and type(max_norm) is float and 0.0 < max_norm < math.inf):
         return None
     n, d = x.shape
     target = clip_target(max_norm, d, x.dtype.itemsize)
@@ -136,6 +143,50 @@ def clip_matrix(x: Any, max_norm: Any, want_norms: bool, n_threads: int = 1) -> 
     when ``want_norms``.
     """
     return clip_matrix_with(clip_by_l2, x, max_norm, want_norms, n_threads)
+
+
+def arc_count(n: int, f: int) -> int:
+    """ARC's number of updates clipped, ``floor(2 (f/n) (n - f))``."""
+    return (2 * f * (n - f)) // n
+
+
+def arc_matrix_with(
+    sq_norms: Callable[..., None], clip: Callable[..., None], x: Any, f: Any, n_threads: int
+) -> Any:
+    """:func:`arc_matrix` on the backend kernels ``sq_norms`` and ``clip`` (an
+    :func:`l2_sq_norms` and a :func:`clip_by_l2`)."""
+    if not (plain_matrix(x) and type(f) is int and 0 <= f < x.shape[0]):
+        return None
+    n, d = x.shape
+    sq = np.empty(n, np.float64)
+    sq_norms([list(x)], sq, n_threads)
+    if not all(TINY_SQUARES <= v < math.inf for v in sq.tolist()):
+        return None  # (even at k = 0: the general way raises on NaN/inf)
+    k = arc_count(n, f)
+    if k == 0:
+        return x.copy()
+    norms = np.sqrt(sq)
+    order = np.argsort(-norms, kind="stable")  # largest first, ties to the lower index
+    top = order[:k].tolist()
+    target = clip_target(float(norms[order[k]]), d, x.dtype.itemsize)
+    margin = clip_margin(-(-d // NORM_BLOCK), 1, x.dtype.itemsize)
+    if any(clip_factor(float(sq[i]), target, margin) == 0.0 for i in top):
+        return None
+    out = x.copy()
+    clip([[x[i] for i in top]], [[out[i] for i in top]], target, margin, sq[:k].copy(), n_threads)
+    return out
+
+
+def arc_matrix(x: Any, f: Any, n_threads: int = 1) -> Any:
+    """ARC (Allouah et al. 2024) of a plain ``(n, d)`` matrix in one call, or None for the
+    caller's general way.
+
+    Plain as for :func:`clip_matrix`, with an exact int ``0 <= f < n``; the ``k =``
+    :func:`arc_count` rows of largest norm (ties to the lower index) are clipped to the
+    ``(k+1)``-th largest norm, the others copied. None also when a sum of squares or a
+    clipping factor is one the kernel leaves to the caller.
+    """
+    return arc_matrix_with(l2_sq_norms, clip_by_l2, x, f, n_threads)
 
 
 def l2_sq_norms(segments: Segments, sq: NDArray[np.float64], n_threads: int = 1) -> None:

@@ -1,9 +1,10 @@
-"""The one-call clip of a plain matrix (``clip_matrix``) against the general way, every backend.
+"""The one-call entries for a plain matrix against the general way, on every backend.
 
-``clip_by_l2_norm`` hands a plain ``(n, d)`` ndarray to the backend's ``clip_matrix`` and takes
-the general way (``_clip_any``: every input form, every check) when it answers None. Both ways
-must give the same answer bit for bit, and the one-call way must decline every input it does not
-handle whole, so nothing but speed depends on which way ran.
+``clip_by_l2_norm`` and ``adaptive_robust_clipping`` hand a plain ``(n, d)`` ndarray to the
+backend's ``clip_matrix`` / ``arc_matrix`` and take the general way (``_clip_any``,
+``_arc_any``: every input form, every check) when it answers None. Both ways must give the
+same answer bit for bit, and the one-call way must decline every input it does not handle
+whole, so nothing but speed depends on which way ran.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+import hierfed
 from hierfed import _backend
+from hierfed.preaggregation import _arc_any
 from hierfed.privacy import clip_by_l2_norm
 from hierfed.privacy.clipping import _clip_any
 
@@ -150,3 +153,77 @@ def test_non_finite_rows_still_raise(backend: str) -> None:
     x[1, 2] = np.nan
     with pytest.raises(ValueError, match="1"):
         clip_by_l2_norm(x, 1.0)
+
+
+# ---- ARC ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "shape", [(1, 1), (2, 1), (3, 7), (10, 1000), (50, 1000), (200, 30), (4, 8193), (3, 20_000)]
+)
+def test_arc_one_call_equals_the_general_way(
+    backend: str, dtype: Any, shape: tuple[int, int], rng: np.random.Generator
+) -> None:
+    n = shape[0]
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    x[: n // 4] *= 20  # the attackers' large updates
+    x[-1] = x[0]  # a tie of norms
+    before = x.copy()
+    for f in sorted({0, n // 4, (n - 1) // 2, n - 1}):
+        got = _backend.kernels().arc_matrix(x, f, 2)
+        assert got is not None, f
+        assert type(got) is np.ndarray and got.dtype == dtype and got.shape == shape
+        assert got.flags.c_contiguous and got.flags.writeable and got is not x
+        np.testing.assert_array_equal(got, _arc_any(x, f, check_finite=True))
+        np.testing.assert_array_equal(hierfed.adaptive_robust_clipping(x, f), got)
+    np.testing.assert_array_equal(x, before)
+
+
+def _arc_declined() -> list[Any]:
+    base = np.random.default_rng(6).standard_normal((5, 6))
+    nan_row, zero_row, tiny = base.copy(), base.copy(), base.copy()
+    nan_row[4, 1] = np.nan
+    zero_row[2] = 0.0  # a zero norm: a sum of squares the kernel leaves to Python
+    tiny[0] = 1e-300
+    return [
+        pytest.param(list(base), 1, id="list"),
+        pytest.param(base[:, ::2], 1, id="strided"),
+        pytest.param(base.astype(np.float16), 1, id="float16"),
+        pytest.param(base, np.int64(1), id="numpy-f"),
+        pytest.param(base, True, id="bool-f"),
+        pytest.param(base, 1.0, id="float-f"),
+        pytest.param(base, -1, id="negative-f"),
+        pytest.param(base, 5, id="f=n"),
+        pytest.param(base, 2**70, id="huge-f"),
+        pytest.param(nan_row, 1, id="nan-row"),
+        pytest.param(nan_row, 0, id="nan-row-k0"),
+        pytest.param(zero_row, 1, id="zero-row"),
+        pytest.param(tiny, 1, id="underflowing-sum"),
+    ]
+
+
+@pytest.mark.parametrize(("x", "f"), _arc_declined())
+def test_arc_declines_and_the_general_way_answers(backend: str, x: Any, f: Any) -> None:
+    assert _backend.kernels().arc_matrix(x, f, 2) is None
+
+    def outcome(call: Any) -> Any:
+        try:
+            return np.asarray(call())
+        except (TypeError, ValueError) as exc:
+            return type(exc), str(exc)
+
+    want = outcome(lambda: _arc_any(x, f, check_finite=True))
+    got = outcome(lambda: hierfed.adaptive_robust_clipping(x, f))
+    if isinstance(want, tuple):
+        assert got == want
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+def test_arc_raises_on_non_finite_even_when_it_clips_none(backend: str) -> None:
+    x = np.ones((5, 3))
+    x[3, 2] = np.inf
+    with pytest.raises(ValueError, match="3"):
+        hierfed.adaptive_robust_clipping(x, 0)
+    assert np.isinf(hierfed.adaptive_robust_clipping(x, 0, check_finite=False)[3, 2])
