@@ -1,14 +1,16 @@
 """The one-call entries for a plain matrix against the general way, on every backend.
 
-``clip_by_l2_norm`` and ``adaptive_robust_clipping`` hand a plain ``(n, d)`` ndarray to the
-backend's ``clip_matrix`` / ``arc_matrix`` and take the general way (``_clip_any``,
-``_arc_any``: every input form, every check) when it answers None. Both ways must give the
+``clip_by_l2_norm``, ``adaptive_robust_clipping`` and ``monna`` hand a plain ``(n, d)`` ndarray
+to the backend's ``clip_matrix`` / ``arc_matrix`` / ``monna_matrix`` and take the general way
+(``_clip_any``, ``_arc_any``, ``_monna_any``: every input form, every check) when it answers
+None. Both ways must give the
 same answer bit for bit, and the one-call way must decline every input it does not handle
 whole, so nothing but speed depends on which way ran.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,7 @@ import pytest
 
 import hierfed
 from hierfed import _backend
+from hierfed.monna import _monna_any
 from hierfed.preaggregation import _arc_any
 from hierfed.privacy import clip_by_l2_norm
 from hierfed.privacy.clipping import _clip_any
@@ -29,6 +32,24 @@ def general(x: Any, max_norm: Any, return_norms: bool = False) -> Any:
 
 def one_call(x: Any, max_norm: Any, return_norms: bool = False) -> Any:
     return _backend.kernels().clip_matrix(x, max_norm, return_norms, 2)
+
+
+def assert_same_outcome(want: Callable[[], Any], got: Callable[[], Any]) -> None:
+    """Both calls raise the same error, or give equal answers (an array or a tuple of them)."""
+
+    def run(call: Callable[[], Any]) -> tuple[Any, Any]:
+        try:
+            return call(), None
+        except (TypeError, ValueError) as exc:
+            return None, (type(exc), str(exc))
+
+    (w, w_error), (g, g_error) = run(want), run(got)
+    assert g_error == w_error
+    if w_error is None:
+        ws, gs = (w if isinstance(w, tuple) else (w,)), (g if isinstance(g, tuple) else (g,))
+        assert len(gs) == len(ws)
+        for a, b in zip(ws, gs, strict=True):
+            np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
 
 
 def median_norm(x: np.ndarray) -> float:
@@ -119,24 +140,12 @@ def test_one_call_declines_what_it_does_not_handle_whole(
     assert one_call(x, max_norm, True) is None
 
 
-def _outcome(call: Any) -> Any:
-    """A call's answer as arrays, or its error's type and message."""
-    try:
-        got = call()
-    except (TypeError, ValueError) as exc:
-        return type(exc), str(exc)
-    return [np.asarray(got[0]), got[1]]
-
-
 @pytest.mark.parametrize(("x", "max_norm"), _declined())
 def test_declined_inputs_take_the_general_way(backend: str, x: Any, max_norm: Any) -> None:
-    want = _outcome(lambda: general(x, max_norm, True))
-    got = _outcome(lambda: clip_by_l2_norm(x, max_norm, check_finite=False, return_norms=True))
-    if isinstance(want, tuple):
-        assert got == want
-    else:
-        np.testing.assert_array_equal(got[0], want[0])
-        np.testing.assert_array_equal(got[1], want[1])
+    assert_same_outcome(
+        lambda: general(x, max_norm, True),
+        lambda: clip_by_l2_norm(x, max_norm, check_finite=False, return_norms=True),
+    )
 
 
 @pytest.mark.parametrize(
@@ -206,19 +215,9 @@ def _arc_declined() -> list[Any]:
 @pytest.mark.parametrize(("x", "f"), _arc_declined())
 def test_arc_declines_and_the_general_way_answers(backend: str, x: Any, f: Any) -> None:
     assert _backend.kernels().arc_matrix(x, f, 2) is None
-
-    def outcome(call: Any) -> Any:
-        try:
-            return np.asarray(call())
-        except (TypeError, ValueError) as exc:
-            return type(exc), str(exc)
-
-    want = outcome(lambda: _arc_any(x, f, check_finite=True))
-    got = outcome(lambda: hierfed.adaptive_robust_clipping(x, f))
-    if isinstance(want, tuple):
-        assert got == want
-    else:
-        np.testing.assert_array_equal(got, want)
+    assert_same_outcome(
+        lambda: _arc_any(x, f, check_finite=True), lambda: hierfed.adaptive_robust_clipping(x, f)
+    )
 
 
 def test_arc_raises_on_non_finite_even_when_it_clips_none(backend: str) -> None:
@@ -227,3 +226,70 @@ def test_arc_raises_on_non_finite_even_when_it_clips_none(backend: str) -> None:
     with pytest.raises(ValueError, match="3"):
         hierfed.adaptive_robust_clipping(x, 0)
     assert np.isinf(hierfed.adaptive_robust_clipping(x, 0, check_finite=False)[3, 2])
+
+
+# ---- MoNNA -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "shape", [(1, 1), (2, 1), (3, 7), (10, 1000), (50, 1000), (200, 30), (1000, 3), (3, 20_000)]
+)
+def test_monna_one_call_equals_the_general_way(
+    backend: str, dtype: Any, shape: tuple[int, int], rng: np.random.Generator
+) -> None:
+    n = shape[0]
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    x[: n // 4] += 50  # the attackers
+    if n > 2:
+        x[1] = x[2]  # a tie of distances
+    before = x.copy()
+    for trusted in (x[-1], np.ascontiguousarray(x.mean(axis=0, dtype=dtype))):
+        for f in sorted({0, n // 4, n - 1}):
+            got = _backend.kernels().monna_matrix(x, f, trusted, 2)
+            assert got is not None, f
+            assert type(got) is np.ndarray and got.dtype == dtype and got.shape == shape[1:]
+            want = _monna_any(x, f, trusted, None, check_finite=True)
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(hierfed.monna(x, f, trusted), want)
+    np.testing.assert_array_equal(x, before)
+
+
+def _monna_declined() -> list[Any]:
+    base = np.random.default_rng(7).standard_normal((5, 6))
+    nan_row, nan_point, huge = base.copy(), base[0].copy(), np.full((3, 2), 1.7e308)
+    nan_row[4, 1] = np.nan
+    nan_point[2] = np.inf
+    return [
+        pytest.param(list(base), 1, base[0], id="list"),
+        pytest.param(base[:, ::2], 1, base[0, ::2], id="strided"),
+        pytest.param(base, 1, base[:, 0], id="strided-trusted"),
+        pytest.param(base, 1, base[0, :5], id="short-trusted"),
+        pytest.param(base, 1, base[0].astype(np.float32), id="other-dtype-trusted"),
+        pytest.param(base, 1, base[0].tolist(), id="list-trusted"),
+        pytest.param(base, 1, base[:1], id="2-d-trusted"),
+        pytest.param(base, np.int32(1), base[0], id="numpy-f"),
+        pytest.param(base, True, base[0], id="bool-f"),
+        pytest.param(base, 5, base[0], id="f=n"),
+        pytest.param(nan_row, 1, base[0], id="nan-row"),
+        pytest.param(base, 1, nan_point, id="inf-trusted"),
+        pytest.param(huge, 0, huge[0], id="overflowing-mean"),
+    ]
+
+
+@pytest.mark.parametrize(("x", "f", "trusted"), _monna_declined())
+def test_monna_declines_and_the_general_way_answers(
+    backend: str, x: Any, f: Any, trusted: Any
+) -> None:
+    assert _backend.kernels().monna_matrix(x, f, trusted, 2) is None
+    assert_same_outcome(
+        lambda: _monna_any(x, f, trusted, None, check_finite=True),
+        lambda: hierfed.monna(x, f, trusted),
+    )
+
+
+def test_monna_with_weights_takes_the_general_way(backend: str) -> None:
+    x = np.arange(12.0).reshape(4, 3)
+    w = np.array([1.0, 0.0, 2.0, 1.0])
+    want = _monna_any(x, 1, x[0], w, check_finite=True)
+    np.testing.assert_array_equal(hierfed.monna(x, 1, x[0], w), want)

@@ -1,6 +1,7 @@
 // Python bindings of the distance kernels: pairwise_sq_distances and sq_distances_to.
 // Checked arguments, arrays kept alive, the GIL released while threads run the kernels.
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -140,6 +141,78 @@ void to_point(const py::list& segments, const py::list& point, py::array out,
     });
 }
 
+// ---- MoNNA in one call ---------------------------------------------------------------------
+
+// MoNNA of an (n, d) matrix: the mean of the n - f rows nearest `trusted` (stable: ties to the
+// lower index), summed in index order by the coordinate-wise mean kernel; None when a
+// distance is not finite or a float64 mean overflows (Python's general way raises or goes on).
+template <class T>
+py::object monna_matrix_typed(const py::array& x, std::size_t f, const py::array& trusted,
+                              int n_threads) {
+    const auto n = static_cast<std::size_t>(x.shape(0));
+    const auto d = static_cast<std::size_t>(x.shape(1));
+    const T* in = static_cast<const T*>(x.data());
+    const T* point = static_cast<const T*>(trusted.data());
+    std::vector<double> dist(n);
+    py::array_t<T> out(static_cast<py::ssize_t>(d));
+    std::vector<const T*> rows;
+    bool nonfinite = false;
+    {
+        py::gil_scoped_release release;
+        const int t = n * d < (std::size_t{1} << 16) ? 1 : n_threads;
+        parallel_for(n, t, [&](std::size_t i0, std::size_t i1, int) {
+            for (std::size_t i = i0; i < i1; ++i) {
+                if constexpr (sizeof(T) == 4)
+                    dist[i] = 0.0 + kernels().sq_distance_to_f32(in + i * d, point, d);
+                else
+                    dist[i] = 0.0 + kernels().sq_distance_to_f64(in + i * d, point, d);
+            }
+        });
+        nonfinite = !std::all_of(dist.begin(), dist.end(), [](double v) { return std::isfinite(v); });
+        if (!nonfinite) {
+            std::vector<std::size_t> order(n);
+            for (std::size_t i = 0; i < n; ++i) order[i] = i;
+            std::stable_sort(order.begin(), order.end(),
+                             [&](std::size_t a, std::size_t b) { return dist[a] < dist[b]; });
+            const std::size_t m = n - f;
+            std::sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(m));
+            for (std::size_t j = 0; j < m; ++j) rows.push_back(in + order[j] * d);
+            Batch<T> b;
+            b.n = static_cast<int>(m);
+            b.segments.push_back(Segment<T>{rows.data(), out.mutable_data(), d});
+            const CoordParams prm{CoordOp::Mean, b.n, 0, nullptr, double(m), nullptr, 0};
+            over_coordinates(b, m * d, n_threads, [&](std::size_t s, std::size_t c0, std::size_t c1) {
+                if constexpr (sizeof(T) == 4)
+                    return kernels().coordinatewise_f32(b.segments[s], c0, c1, prm);
+                else
+                    return kernels().coordinatewise_f64(b.segments[s], c0, c1, prm);
+            });
+            const T* o = out.data();
+            if constexpr (sizeof(T) == 8)  // float64 sums can overflow near 1.8e308
+                nonfinite = !std::all_of(o, o + d, [](double v) { return std::isfinite(v); });
+        }
+    }
+    if (nonfinite) return py::none();
+    return std::move(out);
+}
+
+// The quick way of hierfed.monna (as clip_matrix in bind_privacy.cpp): a plain float32/float64
+// (n, d) matrix, an exact int 0 <= f < n and a plain 1-D `trusted` of length d and the same
+// dtype (no weights), or None.
+py::object monna_matrix(py::handle x, py::handle f, py::handle trusted, int n_threads) {
+    check_threads(n_threads);
+    if (!plain_array(x, 2) || !plain_array(trusted, 1)) return py::none();
+    auto a = py::reinterpret_borrow<py::array>(x);
+    auto p = py::reinterpret_borrow<py::array>(trusted);
+    const long long fv = plain_count(f, a.shape(0));
+    if (fv < 0 || p.shape(0) != a.shape(1) || !p.dtype().is(a.dtype())) return py::none();
+    if (a.dtype().is(py::dtype::of<float>()))
+        return monna_matrix_typed<float>(a, static_cast<std::size_t>(fv), p, n_threads);
+    if (a.dtype().is(py::dtype::of<double>()))
+        return monna_matrix_typed<double>(a, static_cast<std::size_t>(fv), p, n_threads);
+    return py::none();
+}
+
 }  // namespace
 
 void bind_distances(py::module_& m) {
@@ -172,6 +245,9 @@ void bind_distances(py::module_& m) {
         },
         py::arg("segments"), py::arg("point"), py::arg("out"), py::arg("n_threads"),
         "Squared distance of every row to the point (one array per segment) into out.");
+    m.def("monna_matrix", &monna_matrix, py::arg("x"), py::arg("f"), py::arg("trusted"),
+          py::arg("n_threads"),
+          "MoNNA of a plain (n, d) matrix in one call, or None for the general way.");
 }
 
 }  // namespace hierfed

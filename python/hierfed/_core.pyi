@@ -14,6 +14,7 @@ from hierfed._kernels.numpy.coordinatewise import mean as mean
 from hierfed._kernels.numpy.coordinatewise import mean_around_median as mean_around_median
 from hierfed._kernels.numpy.coordinatewise import median as median
 from hierfed._kernels.numpy.coordinatewise import trimmed_mean as trimmed_mean
+from hierfed._kernels.numpy.distances import monna_matrix as monna_matrix
 from hierfed._kernels.numpy.distances import pairwise_sq_distances as pairwise_sq_distances
 from hierfed._kernels.numpy.distances import sq_distances_to as sq_distances_to
 from hierfed._kernels.numpy.hadamard import walsh_hadamard as walsh_hadamard

@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from . import _backend
 from ._checks import byzantine_count
 from ._docstrings import fill_doc
 from ._inputs import Aggregate, Updates, as_point, as_updates, as_weights
-from ._interop import tensor_io
+from ._interop import tensor_io, tensors_via
 from ._types import rule_types
 from .coordinatewise import mean_of
 from .distances import to_point
@@ -23,8 +24,14 @@ from .distances import to_point
 __all__ = ["monna"]
 
 
-@rule_types
 @tensor_io("updates", "trusted")
+def _monna_any(updates: Any, f: int, trusted: Any, weights: Any, *, check_finite: bool) -> Any:
+    """:func:`monna` of every input form (torch/JAX included)."""
+    return _monna(as_updates(updates), f, trusted, weights, check_finite=check_finite)[0]
+
+
+@rule_types
+@tensors_via(_monna_any)
 @fill_doc
 def monna(
     updates: Any, f: int, trusted: Any, weights: Any = None, *, check_finite: bool = True
@@ -43,7 +50,11 @@ def monna(
         all be zero.
     %(check_finite)s
     """
-    return _monna(as_updates(updates), f, trusted, weights, check_finite=check_finite)[0]
+    if weights is None:  # a plain (n, d) ndarray in one kernel call; None for anything else
+        done = _backend.kernels().monna_matrix(updates, f, trusted, _backend.get_num_threads())
+        if done is not None:
+            return done
+    return _monna_any(updates, f, trusted, weights, check_finite=check_finite)
 
 
 def _monna(

@@ -39,7 +39,7 @@ __all__ = ["FAMILIES", "gather"]
 # them in their module <family>.py, the C++ core in cpp/include/hierfed/<family>.hpp.
 FAMILIES: dict[str, tuple[str, ...]] = {
     "coordinatewise": ("mean", "trimmed_mean", "median", "mean_around_median"),
-    "distances": ("pairwise_sq_distances", "sq_distances_to"),
+    "distances": ("pairwise_sq_distances", "sq_distances_to", "monna_matrix"),
     "mixing": ("mix_rows", "bucket_means"),
     "chacha20": ("chacha20_keystream",),
     "noise": ("chacha20_noise", "discrete_gaussian"),

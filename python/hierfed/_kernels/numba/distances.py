@@ -33,6 +33,7 @@ from numba.extending import intrinsic, overload
 from numpy.typing import NDArray
 
 from .._types import IntArray, Outs, Segments
+from ..numpy import distances as _ref
 from ._shared import (
     block_starts,
     checked_address,
@@ -44,8 +45,9 @@ from ._shared import (
     use_threads,
     view,
 )
+from .coordinatewise import mean
 
-__all__ = ["pairwise_sq_distances", "sq_distances_to"]
+__all__ = ["monna_matrix", "pairwise_sq_distances", "sq_distances_to"]
 
 _LANES = 16  # float64 lanes of a chunk sum
 _RUN = 128  # coordinates per float32 run (8 steps of 16 lanes)
@@ -478,3 +480,8 @@ def sq_distances_to(
         pptrs[s] = checked_address(part, dtype, int(lens[s]), f"point[{s}]")
     used = use_threads(n_threads, n * int(lens.sum()))
     _distances_to_kernel(ptrs, pptrs, lens, n, out, np.empty(0, dtype), used)
+
+
+def monna_matrix(x: Any, f: Any, trusted: Any, n_threads: int = 1) -> Any:
+    """The reference's ``monna_matrix`` on this backend's kernels."""
+    return _ref.monna_matrix_with(sq_distances_to, mean, x, f, trusted, n_threads)

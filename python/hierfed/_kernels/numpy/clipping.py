@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._types import FloatArray, Outs, Segments
+from ._rows import plain_matrix
 
 __all__ = [
     "NORM_BLOCK",
@@ -31,7 +32,6 @@ __all__ = [
     "clip_matrix_with",
     "clip_target",
     "l2_sq_norms",
-    "plain_matrix",
     "row_sum_squares",
 ]
 
@@ -97,23 +97,6 @@ def clip_target(bound: float, d: int, itemsize: int) -> float:
     """
     smallest = 2.0**-149 if itemsize == 4 else 2.0**-1074
     return max(0.0, math.nextafter(bound - math.sqrt(d) * smallest, 0.0))
-
-
-_PLAIN_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def plain_matrix(x: Any) -> bool:
-    """Whether ``x`` is a matrix the one-call entries answer: an exact ``numpy.ndarray``, 2-D,
-    float32 or float64 (native order), C-contiguous and aligned, ``n, d >= 1``."""
-    return (
-        type(x) is np.ndarray
-        and x.ndim == 2
-        and x.shape[0] >= 1
-        and x.shape[1] >= 1
-        and x.dtype in _PLAIN_DTYPES
-        and x.flags.c_contiguous
-        and x.flags.aligned
-    )
 
 
 def clip_matrix_with(
