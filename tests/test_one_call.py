@@ -1,9 +1,9 @@
 """The one-call entries for a plain matrix against the general way, on every backend.
 
-``clip_by_l2_norm``, ``adaptive_robust_clipping`` and ``monna`` hand a plain ``(n, d)`` ndarray
-to the backend's ``clip_matrix`` / ``arc_matrix`` / ``monna_matrix`` and take the general way
-(``_clip_any``, ``_arc_any``, ``_monna_any``: every input form, every check) when it answers
-None. Both ways must give the
+``clip_by_l2_norm``, ``adaptive_robust_clipping``, ``monna`` and ``bucketing`` hand a plain
+``(n, d)`` ndarray to the backend's ``clip_matrix`` / ``arc_matrix`` / ``monna_matrix`` /
+``bucket_matrix`` and take the general way (``_clip_any``, ``_arc_any``, ``_monna_any``,
+``_bucketing_any``: every input form, every check) when it answers None. Both ways must give the
 same answer bit for bit, and the one-call way must decline every input it does not handle
 whole, so nothing but speed depends on which way ran.
 """
@@ -19,7 +19,7 @@ import pytest
 import hierfed
 from hierfed import _backend
 from hierfed.monna import _monna_any
-from hierfed.preaggregation import _arc_any
+from hierfed.preaggregation import _arc_any, _bucketing_any
 from hierfed.privacy import clip_by_l2_norm
 from hierfed.privacy.clipping import _clip_any
 
@@ -293,3 +293,85 @@ def test_monna_with_weights_takes_the_general_way(backend: str) -> None:
     w = np.array([1.0, 0.0, 2.0, 1.0])
     want = _monna_any(x, 1, x[0], w, check_finite=True)
     np.testing.assert_array_equal(hierfed.monna(x, 1, x[0], w), want)
+
+
+# ---- bucketing ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "shape", [(1, 1), (2, 1), (3, 7), (10, 1000), (11, 1000), (200, 30), (1000, 3), (5, 20_000)]
+)
+def test_bucketing_one_call_equals_the_general_way(
+    backend: str, dtype: Any, shape: tuple[int, int], rng: np.random.Generator
+) -> None:
+    n = shape[0]
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    before = x.copy()
+    for s in sorted({1, 2, 3, n, n + 1}):
+        perm = rng.permutation(n)
+        got = _backend.kernels().bucket_matrix(x, perm, s, 2)
+        assert got is not None, s
+        assert (
+            type(got) is np.ndarray and got.dtype == dtype and got.shape == (-(-n // s), shape[1])
+        )
+        np.testing.assert_array_equal(got, _bucketing_any(x, s, None, True, perm))
+        seeded = hierfed.bucketing(x, s, seed=11)  # the same draw either way
+        np.testing.assert_array_equal(seeded, _bucketing_any(x, s, 11, True))
+        g1, g2 = np.random.default_rng(3), np.random.default_rng(3)
+        np.testing.assert_array_equal(
+            hierfed.bucketing(x, s, seed=g1), _bucketing_any(x, s, g2, True)
+        )
+        assert g1.integers(1 << 62) == g2.integers(1 << 62)  # one draw each
+    np.testing.assert_array_equal(x, before)
+
+
+def _bucketing_declined() -> list[Any]:
+    base = np.random.default_rng(8).standard_normal((5, 6))
+    nan_row, huge = base.copy(), np.full((4, 2), 1.7e308)
+    nan_row[4, 1] = np.nan
+    return [
+        pytest.param(base[:, ::2], id="strided"),
+        pytest.param(base.astype(np.float16), id="float16"),
+        pytest.param(base.astype(">f8"), id="big-endian"),
+        pytest.param(base.reshape(5, 2, 3), id="3-d"),
+        pytest.param(nan_row, id="nan-row"),
+        pytest.param(huge, id="overflowing-mean"),
+    ]
+
+
+@pytest.mark.parametrize("x", _bucketing_declined())
+def test_bucketing_declines_and_the_general_way_answers(backend: str, x: Any) -> None:
+    perm = np.random.default_rng(1).permutation(len(x))
+    assert _backend.kernels().bucket_matrix(x, perm, 2, 2) is None
+    for check_finite in (True, False):
+        assert_same_outcome(
+            lambda c=check_finite: _bucketing_any(x, 2, 4, c),
+            lambda c=check_finite: hierfed.bucketing(x, 2, seed=4, check_finite=c),
+        )
+
+
+@pytest.mark.parametrize(
+    ("perm", "error"),
+    [
+        (np.array([0, 1, 1, 3, 4]), "permutation"),
+        (np.array([0, 1, 2, 3, 5]), "permutation"),
+        (np.arange(4), "length"),
+        (np.arange(5, dtype=np.int32), "int64"),
+    ],
+)
+def test_bucket_matrix_refuses_a_bad_permutation(backend: str, perm: Any, error: str) -> None:
+    if backend != "cpp":
+        pytest.skip("the twins take the caller's permutation as the general kernel does")
+    with pytest.raises(ValueError, match=error):
+        _backend.kernels().bucket_matrix(np.ones((5, 3)), perm, 2, 1)
+
+
+def test_bucketing_bad_arguments_still_raise_by_name(backend: str) -> None:
+    x = np.ones((5, 3))
+    with pytest.raises(ValueError, match="s must be >= 1"):
+        hierfed.bucketing(x, 0)
+    with pytest.raises(TypeError, match="s must be an int"):
+        hierfed.bucketing(x, True)
+    with pytest.raises(TypeError, match="seed"):
+        hierfed.bucketing(x, 2, seed=True)

@@ -98,6 +98,61 @@ bool buckets(const py::list& segments, py::array order, int s, const py::list& o
     });
 }
 
+// The quick way of hierfed.bucketing (as clip_matrix in bind_privacy.cpp): the (ceil(n / s), d)
+// bucket means of a plain float32/float64 (n, d) matrix for the permutation `perm` (int64,
+// drawn by the caller), each bucket's rows in ascending index as Python's bucket_order puts
+// them; None when x is not plain or a sum is not finite (the caller's general way, given the
+// same permutation, then raises or answers).
+py::object bucket_matrix(py::handle x, const py::array& perm, int s, int n_threads) {
+    if (s < 1) throw py::value_error("s must be >= 1");
+    if (n_threads < 1) throw py::value_error("n_threads must be >= 1");
+    if (!plain_array(x, 2)) return py::none();
+    auto a = py::reinterpret_borrow<py::array>(x);
+    const bool f32 = a.dtype().is(py::dtype::of<float>());
+    if (!f32 && !a.dtype().is(py::dtype::of<double>())) return py::none();
+    const auto n = static_cast<std::size_t>(a.shape(0));
+    const auto d = static_cast<std::size_t>(a.shape(1));
+    if (!perm.dtype().is(py::dtype::of<std::int64_t>()) || perm.ndim() != 1 ||
+        static_cast<std::size_t>(perm.shape(0)) != n || !(perm.flags() & py::array::c_style) ||
+        !aligned(perm))
+        throw py::value_error("perm must be a C-contiguous 1-D int64 array of length n");
+    const auto* p = static_cast<const std::int64_t*>(perm.data());
+    std::vector<std::int64_t> order(p, p + n);
+    std::vector<char> seen(n, 0);
+    for (std::int64_t i : order) {
+        if (i < 0 || static_cast<std::size_t>(i) >= n || seen[i])
+            throw py::value_error("perm must be a permutation of 0 .. n-1");
+        seen[i] = 1;
+    }
+    for (std::size_t b = 0; b < n; b += std::size_t(s))
+        std::sort(order.begin() + std::ptrdiff_t(b),
+                  order.begin() + std::ptrdiff_t(std::min(n, b + std::size_t(s))));
+    const std::size_t m = (n + s - 1) / std::size_t(s);
+    py::array out = f32 ? py::array(py::array_t<float>({m, d})) : py::array(py::array_t<double>({m, d}));
+    auto run = [&](auto zero) {
+        using T = decltype(zero);
+        const T* in = static_cast<const T*>(a.data());
+        T* o = static_cast<T*>(out.mutable_data());
+        std::vector<const T*> rows(n);
+        std::vector<T*> dst(m);
+        for (std::size_t i = 0; i < n; ++i) rows[i] = in + i * d;
+        for (std::size_t q = 0; q < m; ++q) dst[q] = o + q * d;
+        Batch<T> b;
+        b.n = static_cast<int>(n);
+        b.segments.push_back(Segment<T>{rows.data(), nullptr, d});
+        py::gil_scoped_release release;
+        return over_coordinates(b, n * d, n_threads, [&](std::size_t, std::size_t c0, std::size_t c1) {
+            if constexpr (sizeof(T) == 4)
+                return kernels().bucket_f32(rows.data(), order.data(), b.n, s, dst.data(), c0, c1);
+            else
+                return kernels().bucket_f64(rows.data(), order.data(), b.n, s, dst.data(), c0, c1);
+        });
+    };
+    const bool bad = f32 ? run(float{}) : run(double{});
+    if (bad) return py::none();
+    return out;
+}
+
 }  // namespace
 
 void bind_mixing(py::module_& m) {
@@ -125,6 +180,9 @@ void bind_mixing(py::module_& m) {
         py::arg("segments"), py::arg("order"), py::arg("s"), py::arg("outs"), py::arg("n_threads"),
         "outs[g][b] = the mean of rows order[b*s : b*s + s] of segment g (float64 sums in that "
         "order); returns True if a sum is non-finite.");
+    m.def("bucket_matrix", &bucket_matrix, py::arg("x"), py::arg("perm"), py::arg("s"),
+          py::arg("n_threads"),
+          "Bucket means of a plain (n, d) matrix for a permutation in one call, or None.");
 }
 
 }  // namespace hierfed

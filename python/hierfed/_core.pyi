@@ -19,6 +19,7 @@ from hierfed._kernels.numpy.distances import pairwise_sq_distances as pairwise_s
 from hierfed._kernels.numpy.distances import sq_distances_to as sq_distances_to
 from hierfed._kernels.numpy.hadamard import walsh_hadamard as walsh_hadamard
 from hierfed._kernels.numpy.masks import apply_masks as apply_masks
+from hierfed._kernels.numpy.mixing import bucket_matrix as bucket_matrix
 from hierfed._kernels.numpy.mixing import bucket_means as bucket_means
 from hierfed._kernels.numpy.mixing import mix_rows as mix_rows
 from hierfed._kernels.numpy.noise import chacha20_noise as chacha20_noise

@@ -30,7 +30,9 @@ from numpy.typing import NDArray
 from . import _backend, _checks
 from ._inputs import FloatArray, Updates, as_updates
 from ._interop import tensor_io, tensors_via
+from ._kernels.numpy._rows import plain_matrix
 from ._kernels.numpy.clipping import arc_count
+from ._kernels.numpy.mixing import sorted_buckets
 from .mixing import as_rows, mix
 from .privacy.clipping import clip_rows, norms_of
 
@@ -90,25 +92,29 @@ def _copy_except(upd: Updates, skip: Sequence[int]) -> list[FloatArray]:
     return outs
 
 
+def draw_permutation(n: int, seed: Any) -> NDArray[np.int64]:
+    """``numpy.random.default_rng(seed).permutation(n)``, a bool seed refused."""
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError("seed must be an int, a numpy Generator or None, got bool")
+    return np.random.default_rng(seed).permutation(n)
+
+
 def bucket_order(n: int, s: int, seed: Any) -> NDArray[np.int64]:
     """A random order of ``n`` updates, each bucket's ``s`` positions in ascending index.
 
     The order is ``numpy.random.default_rng(seed).permutation(n)``; sorting within a bucket
     changes no bucket, only the order its sum is taken in (the same as before the kernel).
     """
-    if isinstance(seed, (bool, np.bool_)):
-        raise TypeError("seed must be an int, a numpy Generator or None, got bool")
-    order = np.random.default_rng(seed).permutation(n)
-    full = n - n % s
-    order[:full].reshape(-1, s).sort(axis=1)
-    order[full:].sort()
-    return order
+    return sorted_buckets(draw_permutation(n, seed), s)
 
 
-def _bucket_means(upd: Updates, s: Any, seed: Any, check_finite: bool) -> list[FloatArray]:
-    """Per segment, the ``(ceil(n / s), len)`` bucket means: one pass of the kernel."""
+def _bucket_means(
+    upd: Updates, s: Any, seed: Any, check_finite: bool, perm: Any = None
+) -> list[FloatArray]:
+    """Per segment, the ``(ceil(n / s), len)`` bucket means: one pass of the kernel (for the
+    permutation ``perm`` when the caller drew it already)."""
     s = _checks.count(s, "s", 1)
-    order = bucket_order(upd.n, s, seed)
+    order = sorted_buckets(draw_permutation(upd.n, seed) if perm is None else perm, s)
     m = -(-upd.n // s)
     outs = [np.empty((m, rows[0].size), upd.dtype) for rows in upd.segments]
     kernel = _backend.kernels().bucket_means
@@ -127,6 +133,13 @@ def _bucketing(upd: Updates, s: Any, seed: Any = None, check_finite: bool = True
 
 
 @tensor_io("updates")
+def _bucketing_any(updates: Any, s: Any, seed: Any, check_finite: bool, perm: Any = None) -> Any:
+    """:func:`bucketing` of every input form (torch/JAX included)."""
+    upd = as_updates(updates)
+    return _answer(upd, _bucket_means(upd, s, seed, check_finite, perm))
+
+
+@tensors_via(_bucketing_any)
 def bucketing(updates: Any, s: int, *, seed: Any = None, check_finite: bool = True) -> Any:
     """The means of buckets of ``s`` updates taken in a random order (Karimireddy et al. 2022).
 
@@ -146,8 +159,13 @@ def bucketing(updates: Any, s: int, *, seed: Any = None, check_finite: bool = Tr
     The ``ceil(n / s)`` bucket means in the input's form (bucket ``b`` holds the updates at
     positions ``b*s, ..., b*s + s - 1`` of ``numpy.random.default_rng(seed).permutation(n)``).
     """
-    upd = as_updates(updates)
-    return _answer(upd, _bucket_means(upd, s, seed, check_finite))
+    if type(s) is int and s >= 1 and plain_matrix(updates):  # one kernel call, one draw
+        perm = draw_permutation(len(updates), seed)
+        done = _backend.kernels().bucket_matrix(updates, perm, s, _backend.get_num_threads())
+        if done is not None:
+            return done
+        return _bucketing_any(updates, s, seed, check_finite, perm)  # NaN/inf, overflow
+    return _bucketing_any(updates, s, seed, check_finite)
 
 
 def _arc_rows(upd: Updates, f: Any, check_finite: bool) -> list[FloatArray] | None:

@@ -40,7 +40,7 @@ __all__ = ["FAMILIES", "gather"]
 FAMILIES: dict[str, tuple[str, ...]] = {
     "coordinatewise": ("mean", "trimmed_mean", "median", "mean_around_median"),
     "distances": ("pairwise_sq_distances", "sq_distances_to", "monna_matrix"),
-    "mixing": ("mix_rows", "bucket_means"),
+    "mixing": ("mix_rows", "bucket_means", "bucket_matrix"),
     "chacha20": ("chacha20_keystream",),
     "noise": ("chacha20_noise", "discrete_gaussian"),
     "clipping": ("l2_sq_norms", "clip_by_l2", "clip_matrix", "arc_matrix"),

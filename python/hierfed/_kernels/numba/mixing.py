@@ -14,9 +14,10 @@ from numba import prange
 from numpy.typing import NDArray
 
 from .._types import IntArray, Outs, Segments
+from ..numpy import mixing as _ref
 from ._shared import blocks, chunk, input_addresses, jit_parallel, locate, use_threads, view
 
-__all__ = ["bucket_means", "mix_rows"]
+__all__ = ["bucket_matrix", "bucket_means", "mix_rows"]
 
 _BLOCK = 128  # coordinates per tile of every row, widened to float64 (as in mixing.hpp)
 _BUCKET_BLOCK = 1024  # coordinates per tile of float64 bucket sums (as bucket_range)
@@ -162,3 +163,8 @@ def bucket_means(
     return bool(
         _bucket_kernel(ptrs, optrs, lens, n, np.ascontiguousarray(idx), int(s), outs[0], used)
     )
+
+
+def bucket_matrix(x: Any, perm: IntArray, s: int, n_threads: int = 1) -> Any:
+    """The reference's ``bucket_matrix`` on this backend's :func:`bucket_means`."""
+    return _ref.bucket_matrix_with(bucket_means, x, perm, s, n_threads)

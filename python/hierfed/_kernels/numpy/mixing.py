@@ -6,13 +6,16 @@ Twins: ``cpp/include/hierfed/mixing.hpp`` (bound in ``cpp/src/bind_mixing.cpp``)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
 from .._types import IntArray, Outs, Segments
-from ._rows import any_nonfinite, stack
+from ._rows import any_nonfinite, plain_matrix, stack
 
-__all__ = ["bucket_means", "mix_rows"]
+__all__ = ["bucket_matrix", "bucket_matrix_with", "bucket_means", "mix_rows", "sorted_buckets"]
 
 
 def mix_rows(
@@ -52,3 +55,37 @@ def bucket_means(
             out[...] = acc / count[:, None]
         bad |= not np.isfinite(acc).all()
     return bad
+
+
+def sorted_buckets(perm: IntArray, s: int) -> IntArray:
+    """The permutation ``perm`` with each bucket of ``s`` consecutive positions (the last the
+    ``n mod s`` rest) in ascending index: the same buckets, their sums in index order."""
+    order = np.array(perm, np.int64)
+    full = order.size - order.size % s
+    order[:full].reshape(-1, s).sort(axis=1)
+    order[full:].sort()
+    return order
+
+
+def bucket_matrix_with(
+    means: Callable[..., bool], x: Any, perm: IntArray, s: int, n_threads: int
+) -> Any:
+    """:func:`bucket_matrix` on the backend kernel ``means`` (a :func:`bucket_means`)."""
+    if not plain_matrix(x):
+        return None
+    out = np.empty((-(-x.shape[0] // s), x.shape[1]), x.dtype)
+    if means([list(x)], sorted_buckets(perm, s), s, [out], n_threads):
+        return None
+    return out
+
+
+def bucket_matrix(x: Any, perm: IntArray, s: int, n_threads: int = 1) -> Any:
+    """The ``(ceil(n / s), d)`` bucket means of a plain ``(n, d)`` matrix in one call, or None
+    for the caller's general way.
+
+    ``perm`` is a permutation of ``0 .. n-1`` drawn by the caller (int64) and ``s >= 1``; the
+    buckets are those of :func:`sorted_buckets`. Plain: an exact ``numpy.ndarray``, 2-D,
+    float32 or float64, C-contiguous and aligned, ``n, d >= 1``. None also when a sum is not
+    finite (the general way, given the same ``perm``, raises or answers).
+    """
+    return bucket_matrix_with(bucket_means, x, perm, s, n_threads)
