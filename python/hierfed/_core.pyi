@@ -12,8 +12,11 @@ from hierfed._kernels.numpy.clipping import clip_matrix as clip_matrix
 from hierfed._kernels.numpy.clipping import l2_sq_norms as l2_sq_norms
 from hierfed._kernels.numpy.coordinatewise import mean as mean
 from hierfed._kernels.numpy.coordinatewise import mean_around_median as mean_around_median
+from hierfed._kernels.numpy.coordinatewise import mean_matrix as mean_matrix
 from hierfed._kernels.numpy.coordinatewise import median as median
+from hierfed._kernels.numpy.coordinatewise import median_matrix as median_matrix
 from hierfed._kernels.numpy.coordinatewise import trimmed_mean as trimmed_mean
+from hierfed._kernels.numpy.coordinatewise import trimmed_mean_matrix as trimmed_mean_matrix
 from hierfed._kernels.numpy.distances import monna_matrix as monna_matrix
 from hierfed._kernels.numpy.distances import pairwise_sq_distances as pairwise_sq_distances
 from hierfed._kernels.numpy.distances import sq_distances_to as sq_distances_to

@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._interop import dlpack_view
+from ._kernels.numpy._rows import scale_weights
 
 FloatArray = NDArray[np.floating[Any]]
 Aggregate = FloatArray | list[FloatArray]
@@ -271,10 +272,7 @@ def as_weights(weights: Any, n: int, name: str = "weights") -> NDArray[np.float6
         raise ValueError(f"{name} must be >= 0; {name}[{neg[0]}] = {w[neg[0]]}")
     if top <= 0:
         raise ValueError(f"{name} are all zero; at least one must be positive")
-    # Scale by a power of two (exact) so the largest weight is in [0.5, 1): no weighted sum
-    # can overflow, and every result is what the unscaled weights give. A fresh array.
-    scaled: NDArray[np.float64] = np.ldexp(w, -math.frexp(top)[1])
-    return scaled
+    return scale_weights(w, top)
 
 
 def as_point(point: Any, upd: Updates, name: str) -> list[FloatArray]:

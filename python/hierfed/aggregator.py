@@ -10,6 +10,7 @@ and returns an :class:`AggregationResult`.
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -75,6 +76,21 @@ class AggregationResult:
 
 
 Rule = Callable[..., tuple[Aggregate, tuple[int, ...] | None]]
+
+
+def _own_signature(public: Callable[..., Any]) -> inspect.Signature:
+    """The signature of the undecorated function's own code and defaults: a ``__signature__``
+    set on it (as Sphinx's autodoc_preserve_defaults does, with placeholder defaults) must not
+    change what the rule receives."""
+    func = inspect.unwrap(public)
+    code = getattr(func, "__code__", None)
+    if code is None:  # not a Python function: nothing but its signature to go by
+        return inspect.signature(func)
+    bare = types.FunctionType(
+        code, func.__globals__, func.__name__, func.__defaults__, func.__closure__
+    )
+    bare.__kwdefaults__ = func.__kwdefaults__
+    return inspect.signature(bare)
 
 
 def _whole(body: Callable[..., Aggregate]) -> Rule:
@@ -143,10 +159,7 @@ def aggregate(
         raise ValueError(f"method must be one of {known}; got {method!r}") from None
     steps = as_steps(pre)
     public, body = _RULES[rule]
-    # The undecorated function's own signature: a __signature__ set on the public one (as
-    # Sphinx's autodoc_preserve_defaults does, with placeholder defaults) must not change
-    # what the rule receives.
-    signature = inspect.signature(inspect.unwrap(public))
+    signature = _own_signature(public)
     check_params(steps, params)
     rule_params = {
         k: v for k, v in params.items() if k not in step_params(steps) or k in signature.parameters

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from . import _backend
 from ._docstrings import fill_doc
 from ._inputs import Aggregate, FloatArray, Updates, as_updates, as_weights
-from ._interop import tensor_io
+from ._interop import tensor_io, tensors_via
 from ._types import rule_types
 
 __all__ = [
@@ -70,8 +70,14 @@ def run_kernel(name: str, upd: Updates, check_finite: bool, *args: Any) -> Aggre
     return upd.wrap(run_flat(name, upd, check_finite, *args))
 
 
-@rule_types
 @tensor_io("updates")
+def _mean_any(updates: Any, weights: Any, *, check_finite: bool) -> Any:
+    """:func:`mean` of every input form (torch/JAX included)."""
+    return _mean(as_updates(updates), weights, check_finite=check_finite)
+
+
+@rule_types
+@tensors_via(_mean_any)
 @fill_doc
 def mean(updates: Any, weights: Any = None, *, check_finite: bool = True) -> Any:
     """Weighted coordinate-wise mean ``sum(w_i x_i) / sum(w_i)``, accumulated in float64.
@@ -85,7 +91,11 @@ def mean(updates: Any, weights: Any = None, *, check_finite: bool = True) -> Any
         kernel's single pass). ``False`` skips the check; results are then undefined for such
         input.
     """
-    return _mean(as_updates(updates), weights, check_finite=check_finite)
+    # A plain (n, d) ndarray with plain weights in one kernel call; None for anything else.
+    done = _backend.kernels().mean_matrix(updates, weights, _backend.get_num_threads())
+    if done is not None:
+        return done
+    return _mean_any(updates, weights, check_finite=check_finite)
 
 
 def _mean(upd: Updates, weights: Any, *, check_finite: bool) -> Aggregate:
@@ -110,8 +120,18 @@ def _n_trim(n: int, trim_ratio: Any, n_trim: Any) -> int:
     return int(ratio * n)  # as scipy.stats.trim_mean: floor(trim_ratio * n)
 
 
-@rule_types
 @tensor_io("updates")
+def _trimmed_mean_any(
+    updates: Any, trim_ratio: Any, weights: Any, *, n_trim: Any, check_finite: bool
+) -> Any:
+    """:func:`trimmed_mean` of every input form (torch/JAX included)."""
+    return _trimmed_mean(
+        as_updates(updates), trim_ratio, weights, n_trim=n_trim, check_finite=check_finite
+    )
+
+
+@rule_types
+@tensors_via(_trimmed_mean_any)
 @fill_doc
 def trimmed_mean(
     updates: Any,
@@ -141,9 +161,14 @@ def trimmed_mean(
     check_finite
         As in :func:`mean`.
     """
-    return _trimmed_mean(
-        as_updates(updates), trim_ratio, weights, n_trim=n_trim, check_finite=check_finite
-    )
+    if type(updates) is np.ndarray and updates.ndim == 2:  # one kernel call if plain, as mean
+        k = _n_trim(updates.shape[0], trim_ratio, n_trim)
+        done = _backend.kernels().trimmed_mean_matrix(
+            updates, k, weights, _backend.get_num_threads()
+        )
+        if done is not None:
+            return done
+    return _trimmed_mean_any(updates, trim_ratio, weights, n_trim=n_trim, check_finite=check_finite)
 
 
 def _trimmed_mean(
@@ -178,8 +203,14 @@ def mean_of(upd: Updates, indices: Sequence[int], weights: Any) -> Aggregate:
     return _mean(upd.take(indices), sub, check_finite=True)
 
 
-@rule_types
 @tensor_io("updates")
+def _median_any(updates: Any, weights: Any, *, check_finite: bool) -> Any:
+    """:func:`median` of every input form (torch/JAX included)."""
+    return _median(as_updates(updates), weights, check_finite=check_finite)
+
+
+@rule_types
+@tensors_via(_median_any)
 @fill_doc
 def median(updates: Any, weights: Any = None, *, check_finite: bool = True) -> Any:
     """Coordinate-wise (weighted) median.
@@ -195,7 +226,10 @@ def median(updates: Any, weights: Any = None, *, check_finite: bool = True) -> A
     check_finite
         As in :func:`mean`.
     """
-    return _median(as_updates(updates), weights, check_finite=check_finite)
+    done = _backend.kernels().median_matrix(updates, weights, _backend.get_num_threads())
+    if done is not None:  # a plain (n, d) ndarray in one kernel call, as mean
+        return done
+    return _median_any(updates, weights, check_finite=check_finite)
 
 
 def _median(upd: Updates, weights: Any, *, check_finite: bool) -> Aggregate:

@@ -38,7 +38,15 @@ __all__ = ["FAMILIES", "gather"]
 # Each family's kernels, under the names of hierfed._core: the numba and numpy backends hold
 # them in their module <family>.py, the C++ core in cpp/include/hierfed/<family>.hpp.
 FAMILIES: dict[str, tuple[str, ...]] = {
-    "coordinatewise": ("mean", "trimmed_mean", "median", "mean_around_median"),
+    "coordinatewise": (
+        "mean",
+        "trimmed_mean",
+        "median",
+        "mean_around_median",
+        "mean_matrix",
+        "trimmed_mean_matrix",
+        "median_matrix",
+    ),
     "distances": ("pairwise_sq_distances", "sq_distances_to", "monna_matrix"),
     "mixing": ("mix_rows", "bucket_means", "bucket_matrix"),
     "chacha20": ("chacha20_keystream",),

@@ -33,6 +33,7 @@ from numba import prange
 from numpy.typing import NDArray
 
 from .._types import Outs, Segments, Weights
+from ..numpy import coordinatewise as _ref
 from ._shared import (
     addresses,
     chunk,
@@ -56,7 +57,15 @@ from .coordinatewise_weighted import POP_MAX_TRIM, weighted_trimmed_kernel
 from .coordinatewise_wmedian import WMEDIAN_MIN_N, wmedian_kernel
 from .sorting_network import network
 
-__all__ = ["mean", "mean_around_median", "median", "trimmed_mean"]
+__all__ = [
+    "mean",
+    "mean_around_median",
+    "mean_matrix",
+    "median",
+    "median_matrix",
+    "trimmed_mean",
+    "trimmed_mean_matrix",
+]
 
 _MEAN_BLOCK = 8192  # coordinates per block of the mean (its float64 accumulator stays in L2)
 _POP_BLOCK = 128  # coordinates per block of the pop network (2k slots per lane stay in L1)
@@ -342,3 +351,19 @@ def mean_around_median(
     net = network(n, max(0, m - k + 1), min(n - 1, m + k))
     w = np.ones(n) if weights is None else weights  # the same sums, bit for bit
     return bool(around_median_kernel(segs, n, net, k, w, outs[0], used))
+
+
+def mean_matrix(x: Any, weights: Any, n_threads: int = 1) -> Any:
+    """:func:`mean` of a plain ``(n, d)`` matrix in one call, or None (the reference's
+    :func:`~hierfed._kernels.numpy.coordinatewise.rule_matrix_with`)."""
+    return _ref.rule_matrix_with(mean, x, None, weights, n_threads)
+
+
+def trimmed_mean_matrix(x: Any, n_trim: int, weights: Any, n_threads: int = 1) -> Any:
+    """:func:`trimmed_mean` of a plain ``(n, d)`` matrix in one call, or None."""
+    return _ref.rule_matrix_with(trimmed_mean, x, n_trim, weights, n_threads)
+
+
+def median_matrix(x: Any, weights: Any, n_threads: int = 1) -> Any:
+    """:func:`median` of a plain ``(n, d)`` matrix in one call, or None."""
+    return _ref.rule_matrix_with(median, x, None, weights, n_threads)

@@ -8,13 +8,26 @@ and :mod:`hierfed._kernels.numba.coordinatewise`. The contract is the one of
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
 from .._types import Outs, Segments, Weights
-from ._rows import any_nonfinite, stack
+from ._rows import any_nonfinite, plain_matrix, plain_weights, stack
 
-__all__ = ["mean", "mean_around_median", "median", "midpoint", "trimmed_mean"]
+__all__ = [
+    "mean",
+    "mean_around_median",
+    "mean_matrix",
+    "median",
+    "median_matrix",
+    "midpoint",
+    "rule_matrix_with",
+    "trimmed_mean",
+    "trimmed_mean_matrix",
+]
 
 
 def midpoint(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -29,10 +42,11 @@ def midpoint(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float
 def _kept_mean(
     x: NDArray[np.float64], order: NDArray[np.intp], weights: Weights
 ) -> NDArray[np.float64]:
-    """Per column the weighted mean of the rows ``order`` picks (0/0 = NaN for zero weights)."""
+    """Per column the weighted mean of the rows ``order`` picks (0/0 = NaN for zero weights,
+    an overflowing sum inf or NaN: the caller reports both)."""
     w = np.ones(x.shape[0]) if weights is None else weights
     kw = w[order]
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # the caller reports
         result: NDArray[np.float64] = (kw * np.take_along_axis(x, order, axis=0)).sum(axis=0)
         result /= kw.sum(axis=0)
     return result
@@ -114,3 +128,39 @@ def mean_around_median(
             x, np.argsort(np.abs(x - med), axis=0, kind="stable")[:n_keep], weights
         )
     return False
+
+
+def rule_matrix_with(
+    kernel: Callable[..., bool], x: Any, n_trim: int | None, weights: Any, n_threads: int
+) -> Any:
+    """The one-call entry of the backend's rule ``kernel`` (its ``mean``, ``trimmed_mean`` with
+    ``n_trim``, or ``median``): the answer for a plain ``(n, d)`` matrix (``plain_matrix``)
+    with plain weights (``plain_weights``), the general way's bit for bit; None for anything
+    else, NaN/inf input, or a non-finite answer (an overflowing float64 sum, a coordinate whose
+    kept weights are all zero), which the caller's general way checks and reports."""
+    if not plain_matrix(x):
+        return None
+    n = x.shape[0]
+    ok, w = plain_weights(weights, n)
+    if not ok or (n_trim is not None and not 0 <= n_trim < n - n_trim):
+        return None
+    out = np.empty(x.shape[1], x.dtype)
+    trim = () if n_trim is None else (n_trim,)
+    if kernel([list(x)], [out], *trim, w, n_threads) or not np.isfinite(out).all():
+        return None
+    return out
+
+
+def mean_matrix(x: Any, weights: Any, n_threads: int = 1) -> Any:
+    """:func:`mean` of a plain ``(n, d)`` matrix in one call, or None (:func:`rule_matrix_with`)."""
+    return rule_matrix_with(mean, x, None, weights, n_threads)
+
+
+def trimmed_mean_matrix(x: Any, n_trim: int, weights: Any, n_threads: int = 1) -> Any:
+    """:func:`trimmed_mean` of a plain ``(n, d)`` matrix in one call, or None."""
+    return rule_matrix_with(trimmed_mean, x, n_trim, weights, n_threads)
+
+
+def median_matrix(x: Any, weights: Any, n_threads: int = 1) -> Any:
+    """:func:`median` of a plain ``(n, d)`` matrix in one call, or None."""
+    return rule_matrix_with(median, x, None, weights, n_threads)
