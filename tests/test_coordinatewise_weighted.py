@@ -240,3 +240,27 @@ def test_weighted_median_selection_layouts_and_threads(backend, dtype, rng, rest
         for xs in (x[:, :1], x[:, :45], [r[::3] for r in x], np.asfortranarray(x)):
             want = reference_median(np.asarray(xs), w)
             np.testing.assert_array_equal(hierfed.median(xs, weights=w), want, strict=True)
+
+
+def window_weights(n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Weights that put the weighted median at the edges of the ranks the weights alone allow
+    (C++ prunes its value network to them): nearly equal ones (a window of a rank or two), two
+    levels whose half total falls exactly on a rank (sides equal), one dominant weight (the
+    window spans every rank), zeros, and the federation's 0.9**s."""
+    near = 1.0 + rng.uniform(0.0, 1e-12, n)
+    levels = np.where(np.arange(n) % 2 == 0, 1.0, 2.0)
+    dominant = np.full(n, 1e-3)
+    dominant[n // 3] = 1.0
+    zeros = np.ones(n)
+    zeros[: n // 2] = 0.0
+    return [near, levels, dominant, zeros, 0.9 ** rng.integers(0, 5, n).astype(F64)]
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("kind", ["normal", "ties3", "equal"])
+def test_weighted_median_at_the_window_edges_is_the_reference_exactly(backend, kind, dtype, rng):
+    for n in (*range(2, 24), 31, 32, 33, 47, 63):
+        x = make(kind, n, 37, dtype, rng)
+        for w in window_weights(n, rng):
+            got = hierfed.median(x, weights=w)
+            np.testing.assert_array_equal(got, reference_median(x, w), strict=True)

@@ -13,6 +13,7 @@
 #include "batch.hpp"
 #include "hierfed/dispatch.hpp"
 #include "hierfed/sorting_network.hpp"
+#include "hierfed/wmedian_window.hpp"
 
 namespace py = pybind11;
 
@@ -76,8 +77,12 @@ bool run_rule(CoordOp op, const Batch<T>& b, int k, std::vector<double> w, int n
                               std::min(n, (n - 1) / 2 + 1 + k), groups);
     else if (op == CoordOp::Median && w.empty())
         net = sorting_network(n, (n - 1) / 2, n / 2 + 1, groups);
-    else if (op == CoordOp::Median)  // the value network first, the pairs' where it is unsure
-        net = sorting_network(n, 0, n, groups);
+    else if (op == CoordOp::Median) {  // the value network first, the pairs' where it is unsure
+        const WeightedMedianWindow win = weighted_median_window(w.data(), n, p.weight_sum);
+        p.wm_low = win.low;
+        p.wm_high = win.high;
+        net = sorting_network(n, win.low, win.high + 1, groups);
+    }
     else if (op == CoordOp::TrimmedMean)
         net = sorting_network(n, k, n - k, groups);
     if (!w.empty() && op != CoordOp::AroundMedian)

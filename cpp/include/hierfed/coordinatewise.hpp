@@ -391,9 +391,9 @@ inline void weighted_median_lanes(const T* tile, const simd::Int<T>* itile, cons
 }
 
 // The weighted median without the (value, index) network: the block's
-// values sorted by the value network (tile), then per lane a binary search over the sorted
-// ranks for the least value v with D(v) = 2 S(x <= v) - W > 0 (S: weights summed in row
-// order, W: the total), one pass over the rows per step. The reference's rank-order sums
+// values sorted by the value network (tile) on the ranks where the median can lie, then per
+// lane a binary search over those ranks for the least value v with D(v) = 2 S(x <= v) - W > 0
+// (S: weights summed in row order, W: the total), one pass over the rows per step. The reference's rank-order sums
 // differ from these by rounding only (at most n units of W each), so where D exceeds a
 // margin of 8 (n + 2) units of W at v and falls below minus it at the next smaller value, the
 // reference's lo and hi ranks both fall among the copies of v and its median is v. Lanes
@@ -416,16 +416,18 @@ inline bool weighted_median_search(const T* const* rows, std::size_t j, const Co
     auto lanes = [&](const T* at, int h) {
         return __builtin_convertvector(load<Part>(at + std::size_t(h) * WD), VD);
     };
-    // Per lane: D(rank a) <= 0 (a = -1: none), D(rank b) > 0 (D at the maximum is W).
+    // Per lane: D(rank a) <= 0, D(rank b) > 0; at the start, from the weights alone
+    // (p.wm_low, p.wm_high: weighted_median_window), D < -margin at every value below rank
+    // a + 1 and D > margin at rank b, and p.network sorted ranks [a + 1, b], all a probe reads.
     VL a[H], b[H], mid[H];
     VD da[H], db[H], probe[H];
     for (int h = 0; h < H; ++h) {
-        a[h] = splat<VL>(-1.0);
-        b[h] = splat<VL>(double(n - 1));
+        a[h] = splat<VL>(double(p.wm_low - 1));
+        b[h] = splat<VL>(double(p.wm_high));
         da[h] = splat<VD>(-std::numeric_limits<double>::infinity());
         db[h] = splat<VD>(std::numeric_limits<double>::infinity());
     }
-    for (int width = n; width > 1; width = (width + 1) / 2) {  // b - a <= width in every lane
+    for (int width = p.wm_high - p.wm_low + 1; width > 1; width = (width + 1) / 2) {  // >= b - a
         for (int h = 0; h < H; ++h) {
             mid[h] = (b[h] - a[h]) > 1 ? (a[h] + b[h]) >> 1 : b[h];
             for (int q = 0; q < WD; ++q)

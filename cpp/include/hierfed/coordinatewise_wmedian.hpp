@@ -38,6 +38,7 @@
 #include "coordinatewise_select.hpp"
 #include "simd.hpp"
 #include "views.hpp"
+#include "wmedian_window.hpp"
 
 namespace hierfed::HIERFED_ISA {
 
@@ -54,12 +55,6 @@ template <class T>
 inline bool wmedian_pays(const CoordParams& p) {
     return p.op == CoordOp::Median && p.weights && p.n >= kWMedianMinN &&
            (sizeof(T) == 8 || p.n <= kWMedianMaxN32);
-}
-
-// Sums of the weights in any two orders differ from the reference's rank-order sums by
-// rounding only; past this margin of D = 2 S - W the sign is the reference's.
-inline double weighted_median_margin(int n, double total) {
-    return 8.0 * double(n + 2) * 0x1p-53 * total;
 }
 
 // Scratch of one thread: each row's packed increment, the kept values and their row indices.

@@ -33,6 +33,9 @@ struct CoordParams {
     int pair_network_len = 0;
     // Weighted median: `network` sorts values only; the pair network is the fallback.
     bool value_network_first = false;
+    // ... whose binary search starts on ranks [wm_low, wm_high] (weighted_median_window), to
+    // which `network` is pruned.
+    int wm_low = 0, wm_high = 0;
 };
 
 }  // namespace hierfed
