@@ -36,6 +36,7 @@ __all__ = [
     "jit_inline",
     "jit_parallel",
     "locate",
+    "matrix_addresses",
     "tiling",
     "use_threads",
     "view",
@@ -220,6 +221,19 @@ def addresses(segments: Segments, outs: Outs) -> tuple[int, Segs]:
             raise ValueError(f"segment {s} has {len(rows)} rows, segment 0 has {n}")
         _segment_addresses(rows, s, dtype, length, ptrs)
     return n, Segs(ptrs, optrs, lens)
+
+
+def matrix_addresses(x: Any, out: Any) -> tuple[int, Segs]:
+    """:func:`addresses` of one plain ``(n, d)`` matrix (C-contiguous, aligned, float32 or
+    float64: ``plain_matrix``) as one segment and its fresh ``(d,)`` output of the same dtype:
+    its rows lie at a fixed stride, so no row needs a check of its own."""
+    n, d = x.shape
+    if not (x.flags.c_contiguous and out.shape == (d,) and out.dtype == x.dtype):
+        raise ValueError("matrix_addresses takes a C-contiguous matrix and a row-sized output")
+    ptrs = np.empty(n + _ADDRESS_CHUNK, np.int64)
+    ptrs[:n] = x.ctypes.data + np.arange(n, dtype=np.int64) * (d * x.itemsize)
+    lens = np.array([d], np.int64)
+    return n, Segs(ptrs, np.array([out.ctypes.data], np.int64), lens)
 
 
 def input_addresses(segments: Segments) -> tuple[int, IntArray, IntArray, np.dtype[Any]]:

@@ -35,12 +35,14 @@ from numpy.typing import NDArray
 from .._types import Outs, Segments, Weights
 from ..numpy import coordinatewise as _ref
 from ._shared import (
+    Segs,
     addresses,
     chunk,
     jit,
     jit_inline,
     jit_parallel,
     locate,
+    matrix_addresses,
     tiling,
     use_threads,
     view,
@@ -261,10 +263,14 @@ def mean(segments: Segments, outs: Outs, weights: Weights, n_threads: int = 1) -
     """
     if not segments:
         return False
-    n, segs = addresses(segments, outs)
+    return _mean_at(*addresses(segments, outs), weights, outs[0], n_threads)
+
+
+def _mean_at(n: int, segs: Segs, weights: Weights, like: Any, n_threads: int) -> bool:
+    """:func:`mean` on checked addresses (``like``: an output, the dtype witness)."""
     used = use_threads(n_threads, n * int(segs.lens.sum()))
     w = _NO_WEIGHTS if weights is None else weights
-    return bool(_mean_kernel(segs, n, w, weights is not None, outs[0], used))
+    return bool(_mean_kernel(segs, n, w, weights is not None, like, used))
 
 
 def trimmed_mean(
@@ -280,24 +286,29 @@ def trimmed_mean(
     """
     if not segments:
         return False
-    k = int(n_trim)
+    return _trimmed_mean_at(*addresses(segments, outs), int(n_trim), weights, outs[0], n_threads)
+
+
+def _trimmed_mean_at(
+    n: int, segs: Segs, k: int, weights: Weights, like: Any, n_threads: int
+) -> bool:
+    """:func:`trimmed_mean` on checked addresses."""
     if k == 0:
-        return mean(segments, outs, weights, n_threads)
-    n, segs = addresses(segments, outs)
+        return _mean_at(n, segs, weights, like, n_threads)
     if not 0 < 2 * k < n:
         raise ValueError(f"n_trim must satisfy 0 <= 2*n_trim < n (n={n}), got {k}")
     used = use_threads(n_threads, n * int(segs.lens.sum()))
     if weights is None and k <= POP_MAX_TRIM:
-        return bool(_pop_kernel(k)(segs, n, outs[0], used))
+        return bool(_pop_kernel(k)(segs, n, like, used))
     if n >= SELECT_MIN_N:
         w = _NO_WEIGHTS if weights is None else weights
         net = sample_network(n)
-        return bool(select_kernel(segs, n, k, False, w, weights is not None, net, outs[0], used))
+        return bool(select_kernel(segs, n, k, False, w, weights is not None, net, like, used))
     if weights is None:
         net = network(n, k, n - k - 1, NET_GROUP)
-        return bool(net_kernel(segs, n, net, k, False, outs[0], used))
+        return bool(net_kernel(segs, n, net, k, False, like, used))
     net = network(n, k, n - k - 1) if k > POP_MAX_TRIM else network(2, 0, 1)  # unread
-    return bool(weighted_trimmed_kernel(segs, n, net, k, weights, outs[0], used))
+    return bool(weighted_trimmed_kernel(segs, n, net, k, weights, like, used))
 
 
 def median(segments: Segments, outs: Outs, weights: Weights, n_threads: int = 1) -> bool:
@@ -311,20 +322,24 @@ def median(segments: Segments, outs: Outs, weights: Weights, n_threads: int = 1)
     """
     if not segments:
         return False
-    n, segs = addresses(segments, outs)
+    return _median_at(*addresses(segments, outs), weights, outs[0], n_threads)
+
+
+def _median_at(n: int, segs: Segs, weights: Weights, like: Any, n_threads: int) -> bool:
+    """:func:`median` on checked addresses."""
     used = use_threads(n_threads, n * int(segs.lens.sum()))
     if weights is not None and bool((weights == weights[0]).all()):
         weights = None  # equal weights: exactly the unweighted median (the C++ kernels' rule)
     if weights is None and n >= SELECT_MIN_N:
         net = sample_network(n)
-        return bool(select_kernel(segs, n, 0, True, _NO_WEIGHTS, False, net, outs[0], used))
+        return bool(select_kernel(segs, n, 0, True, _NO_WEIGHTS, False, net, like, used))
     if weights is None:
         net = network(n, (n - 1) // 2, n // 2, NET_GROUP)
-        return bool(net_kernel(segs, n, net, 0, True, outs[0], used))
+        return bool(net_kernel(segs, n, net, 0, True, like, used))
     if n >= WMEDIAN_MIN_N:
-        return bool(wmedian_kernel(segs, n, weights, sample_network(n), outs[0], used))
+        return bool(wmedian_kernel(segs, n, weights, sample_network(n), like, used))
     net = network(n, 0, n - 1)
-    return bool(net_weighted_kernel(segs, n, net, weights, outs[0], _index_like(outs), used))
+    return bool(net_weighted_kernel(segs, n, net, weights, like, _index_like([like]), used))
 
 
 def mean_around_median(
@@ -355,15 +370,26 @@ def mean_around_median(
 
 def mean_matrix(x: Any, weights: Any, n_threads: int = 1) -> Any:
     """:func:`mean` of a plain ``(n, d)`` matrix in one call, or None (the reference's
-    :func:`~hierfed._kernels.numpy.coordinatewise.rule_matrix_with`)."""
-    return _ref.rule_matrix_with(mean, x, None, weights, n_threads)
+    :func:`~hierfed._kernels.numpy.coordinatewise.rule_matrix_with`), the rows' addresses taken
+    at the matrix's stride (:func:`matrix_addresses`) rather than row by row."""
+    return _ref.rule_matrix_with(_on_matrix(_mean_at), x, None, weights, n_threads)
 
 
 def trimmed_mean_matrix(x: Any, n_trim: int, weights: Any, n_threads: int = 1) -> Any:
     """:func:`trimmed_mean` of a plain ``(n, d)`` matrix in one call, or None."""
-    return _ref.rule_matrix_with(trimmed_mean, x, n_trim, weights, n_threads)
+    return _ref.rule_matrix_with(_on_matrix(_trimmed_mean_at), x, n_trim, weights, n_threads)
 
 
 def median_matrix(x: Any, weights: Any, n_threads: int = 1) -> Any:
     """:func:`median` of a plain ``(n, d)`` matrix in one call, or None."""
-    return _ref.rule_matrix_with(median, x, None, weights, n_threads)
+    return _ref.rule_matrix_with(_on_matrix(_median_at), x, None, weights, n_threads)
+
+
+def _on_matrix(rule_at: Callable[..., bool]) -> Callable[..., bool]:
+    """A ``*_at`` rule as ``rule_matrix_with`` runs it: ``(x, out, *params, n_threads)``."""
+
+    def run(x: Any, out: Any, *params_and_threads: Any) -> bool:
+        *params, n_threads = params_and_threads
+        return rule_at(*matrix_addresses(x, out), *params, out, n_threads)
+
+    return run

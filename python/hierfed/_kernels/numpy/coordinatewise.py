@@ -24,6 +24,7 @@ __all__ = [
     "median",
     "median_matrix",
     "midpoint",
+    "on_matrix",
     "rule_matrix_with",
     "trimmed_mean",
     "trimmed_mean_matrix",
@@ -131,13 +132,14 @@ def mean_around_median(
 
 
 def rule_matrix_with(
-    kernel: Callable[..., bool], x: Any, n_trim: int | None, weights: Any, n_threads: int
+    run: Callable[..., bool], x: Any, n_trim: int | None, weights: Any, n_threads: int
 ) -> Any:
-    """The one-call entry of the backend's rule ``kernel`` (its ``mean``, ``trimmed_mean`` with
-    ``n_trim``, or ``median``): the answer for a plain ``(n, d)`` matrix (``plain_matrix``)
-    with plain weights (``plain_weights``), the general way's bit for bit; None for anything
-    else, NaN/inf input, or a non-finite answer (an overflowing float64 sum, a coordinate whose
-    kept weights are all zero), which the caller's general way checks and reports."""
+    """The one-call entry of a backend's rule: ``run(x, out, [n_trim,] weights, n_threads)``
+    (its ``mean``, ``trimmed_mean`` or ``median`` on the matrix's rows, :func:`on_matrix`).
+    The answer for a plain ``(n, d)`` matrix (``plain_matrix``) with plain weights
+    (``plain_weights``), the general way's bit for bit; None for anything else, NaN/inf input,
+    or a non-finite answer (an overflowing float64 sum, a coordinate whose kept weights are all
+    zero), which the caller's general way checks and reports."""
     if not plain_matrix(x):
         return None
     n = x.shape[0]
@@ -146,21 +148,31 @@ def rule_matrix_with(
         return None
     out = np.empty(x.shape[1], x.dtype)
     trim = () if n_trim is None else (n_trim,)
-    if kernel([list(x)], [out], *trim, w, n_threads) or not np.isfinite(out).all():
+    if run(x, out, *trim, w, n_threads) or not np.isfinite(out).all():
         return None
     return out
 
 
+def on_matrix(kernel: Callable[..., bool]) -> Callable[..., bool]:
+    """A kernel over segments as :func:`rule_matrix_with` runs it: the matrix's rows its one
+    segment, ``out`` its output."""
+
+    def run(x: Any, out: Any, *args: Any) -> bool:
+        return kernel([list(x)], [out], *args)
+
+    return run
+
+
 def mean_matrix(x: Any, weights: Any, n_threads: int = 1) -> Any:
     """:func:`mean` of a plain ``(n, d)`` matrix in one call, or None (:func:`rule_matrix_with`)."""
-    return rule_matrix_with(mean, x, None, weights, n_threads)
+    return rule_matrix_with(on_matrix(mean), x, None, weights, n_threads)
 
 
 def trimmed_mean_matrix(x: Any, n_trim: int, weights: Any, n_threads: int = 1) -> Any:
     """:func:`trimmed_mean` of a plain ``(n, d)`` matrix in one call, or None."""
-    return rule_matrix_with(trimmed_mean, x, n_trim, weights, n_threads)
+    return rule_matrix_with(on_matrix(trimmed_mean), x, n_trim, weights, n_threads)
 
 
 def median_matrix(x: Any, weights: Any, n_threads: int = 1) -> Any:
     """:func:`median` of a plain ``(n, d)`` matrix in one call, or None."""
-    return rule_matrix_with(median, x, None, weights, n_threads)
+    return rule_matrix_with(on_matrix(median), x, None, weights, n_threads)
