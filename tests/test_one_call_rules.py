@@ -196,6 +196,8 @@ def test_the_trim_count_is_checked_before_the_one_call(backend: str) -> None:
         hierfed.trimmed_mean(x, n_trim=2)
     with pytest.raises(TypeError, match="n_trim"):
         hierfed.trimmed_mean(x, n_trim=1.0)
+    with pytest.raises(ValueError, match="need at least 1 update"):  # the updates first
+        hierfed.trimmed_mean(np.ones((0, 3)), n_trim=0)
     for k in (-1, 2, 5):  # the kernel entry itself declines a count out of range
         assert _backend.kernels().trimmed_mean_matrix(x, k, None, 1) is None
 

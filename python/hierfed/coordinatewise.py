@@ -161,7 +161,7 @@ def trimmed_mean(
     check_finite
         As in :func:`mean`.
     """
-    if type(updates) is np.ndarray and updates.ndim == 2:  # one kernel call if plain, as mean
+    if type(updates) is np.ndarray and updates.ndim == 2 and updates.size:  # as mean
         k = _n_trim(updates.shape[0], trim_ratio, n_trim)
         done = _backend.kernels().trimmed_mean_matrix(
             updates, k, weights, _backend.get_num_threads()
