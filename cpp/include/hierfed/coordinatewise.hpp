@@ -390,10 +390,10 @@ inline void weighted_median_lanes(const T* tile, const simd::Int<T>* itile, cons
     for (int l = 0; l < WD; ++l) out[off + std::size_t(l)] = T(r[l]);
 }
 
-// The weighted median without the (value, index) network: the block's
-// values sorted by the value network (tile) on the ranks where the median can lie, then per
-// lane a binary search over those ranks for the least value v with D(v) = 2 S(x <= v) - W > 0
-// (S: weights summed in row order, W: the total), one pass over the rows per step. The reference's rank-order sums
+// The weighted median without the (value, index) network: the block's values sorted by the
+// value network (tile) on the ranks where the median can lie, then per lane a binary search
+// over those ranks for the least value v with D(v) = 2 S(x <= v) - W > 0 (S: weights summed
+// in row order, W: the total), one pass over the rows per step. The reference's rank-order sums
 // differ from these by rounding only (at most n units of W each), so where D exceeds a
 // margin of 8 (n + 2) units of W at v and falls below minus it at the next smaller value, the
 // reference's lo and hi ranks both fall among the copies of v and its median is v. Lanes
