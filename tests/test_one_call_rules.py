@@ -58,12 +58,14 @@ RULES = ["mean", "trimmed_mean", "median"]
 def weight_sets(n: int, rng: np.random.Generator) -> list[Any]:
     """Weights the one-call way takes: none, the federation's 0.9**s, wide random ones, one
     positive among zeros (kept weights may then be all zero: the general way raises), and
-    equal ones (the weighted median is then the unweighted one), huge and tiny scales."""
+    equal ones (the weighted median is then the unweighted one), huge and tiny scales, and both
+    at once (the scaling rounds the tiny ones to subnormals, as the general way does)."""
     stale = 0.9 ** rng.integers(0, 5, n).astype(np.float64)
     spread = rng.random(n) * 7.0
     spread[rng.random(n) < 0.2] = 0.0
     spread[0] = 1.5
-    return [None, stale, spread, np.full(n, 3.0), stale * 1e300, stale * 1e-300]
+    mixed = stale * np.where(np.arange(n) % 3 == 0, 1e300, 5e-310)  # scaled to subnormals
+    return [None, stale, spread, np.full(n, 3.0), stale * 1e300, stale * 1e-300, mixed]
 
 
 def inputs(shape: tuple[int, int], dtype: Any, rng: np.random.Generator) -> list[np.ndarray]:
