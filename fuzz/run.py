@@ -24,8 +24,10 @@ import importlib
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -67,6 +69,20 @@ def _save(artifacts: Path, name: str, raw: bytes) -> Path:
     return path
 
 
+def _random_input(rnd: random.Random) -> bytes:
+    """Random bytes of one of a few lengths: the random engine's inputs, atheris's seeds."""
+    return rnd.randbytes(rnd.choice((16, 64, 256, 1024, 4096)))
+
+
+def _print_summary(name: str, done: int, start: float) -> None:
+    """The child's last line: inputs run and the oracle's counts (``_compare.STATS``)."""
+    from _compare import STATS
+
+    checked = " ".join(f"{k}={v}" for k, v in STATS.items())
+    elapsed = time.monotonic() - start
+    print(f"RESULT {name} runs={done} failures=0 {checked} seconds={elapsed:.1f}", flush=True)
+
+
 def child_random(name: str, runs: int, seconds: float, seed: int, artifacts: Path) -> int:
     """The random engine in this process: prints one summary line, returns the exit code."""
     from _data import Data
@@ -80,7 +96,7 @@ def child_random(name: str, runs: int, seconds: float, seed: int, artifacts: Pat
     current = artifacts / f"{name.replace(':', '-')}.current"
     artifacts.mkdir(parents=True, exist_ok=True)
     while (runs <= 0 or done < runs) and (seconds <= 0 or time.monotonic() - start < seconds):
-        raw = rnd.randbytes(rnd.choice((16, 64, 256, 1024, 4096)))
+        raw = _random_input(rnd)
         done += 1
         current.write_bytes(raw)
         faulthandler.dump_traceback_later(TIMEOUT, exit=True)
@@ -94,10 +110,7 @@ def child_random(name: str, runs: int, seconds: float, seed: int, artifacts: Pat
         finally:
             faulthandler.cancel_dump_traceback_later()
     current.unlink()
-    from _compare import STATS
-
-    checked = " ".join(f"{k}={v}" for k, v in STATS.items())
-    print(f"RESULT {name} runs={done} failures=0 {checked} seconds={time.monotonic() - start:.1f}")
+    _print_summary(name, done, start)
     return 0
 
 
@@ -107,16 +120,35 @@ def child_atheris(name: str, runs: int, seconds: float, seed: int, artifacts: Pa
     from _data import Data
 
     target = targets(instrument=True)[name]
+    stem = name.replace(":", "-")
+    current = artifacts / f"{stem}.current"
+    # Seeds: libFuzzer grows its inputs from nothing, and in a short run most of them stay too
+    # short to reach a kernel; the random engine's inputs give it whole calls from the start.
+    seeds = Path(tempfile.mkdtemp(prefix=f"{stem}-seeds-"))
+    rnd = random.Random(f"{seed}:{name}")
+    for i in range(16):
+        (seeds / f"seed{i}").write_bytes(_random_input(rnd))
+    start = time.monotonic()
+    done = 0
 
-    current = artifacts / f"{name.replace(':', '-')}.current"
-
+    # libFuzzer ends the process with exit(), past Python's reach: the run stops itself at its
+    # limit instead, so that its summary line (inputs run, results checked) is printed.
     def one_input(raw: bytes) -> None:
+        nonlocal done
         current.write_bytes(raw)  # for a post-mortem of a sanitizer abort
         target(Data(raw))
+        done += 1
+        if (runs > 0 and done >= runs) or (seconds > 0 and time.monotonic() - start >= seconds):
+            current.unlink()
+            shutil.rmtree(seeds, ignore_errors=True)
+            _print_summary(name, done, start)
+            sys.stderr.flush()
+            os._exit(0)
 
     artifacts.mkdir(parents=True, exist_ok=True)
     args = [
         sys.argv[0],
+        str(seeds),
         f"-seed={seed}",
         "-max_len=4096",
         f"-artifact_prefix={artifacts}/{name.replace(':', '-')}-",
@@ -124,10 +156,10 @@ def child_atheris(name: str, runs: int, seconds: float, seed: int, artifacts: Pa
         f"-timeout={TIMEOUT}",
         "-rss_limit_mb=8192",
     ]
-    if runs > 0:
-        args.append(f"-runs={runs}")
+    if runs > 0:  # libFuzzer's own limits only as a backstop: one_input stops first
+        args.append(f"-runs={runs + 1}")
     if seconds > 0:
-        args.append(f"-max_total_time={max(1, round(seconds))}")
+        args.append(f"-max_total_time={round(seconds) + 60}")
     atheris.Setup(args, one_input)
     atheris.Fuzz()
     return 0  # pragma: no cover - atheris.Fuzz exits
@@ -144,7 +176,7 @@ def replay(path: str, name: str) -> int:
 
 def _one(name: str, ns: argparse.Namespace) -> tuple[str, int, int, float, str]:
     """Run a child for ``name``: (name, runs, failures, seconds, its output on failure, or
-    else how many results were checked against the reference)."""
+    else how many results and errors were checked against the reference)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name]
     cmd += ["--engine", ns.engine, "--runs", str(ns.runs), "--seconds", str(ns.seconds)]
     cmd += ["--seed", str(ns.seed), "--artifacts", str(ns.artifacts)]
@@ -163,8 +195,12 @@ def _one(name: str, ns: argparse.Namespace) -> tuple[str, int, int, float, str]:
     if failed:
         ns.artifacts.mkdir(parents=True, exist_ok=True)
         (ns.artifacts / f"{name.replace(':', '-')}.log").write_text(out)
-    checked = re.search(r"results=(\d+)", out)
-    note = out if failed else f"{int(checked.group(1)) if checked else 0:9d} results checked"
+    counts = {k: int(v) for k, v in re.findall(r"(results|errors)=(\d+)", out)}
+    note = (
+        out
+        if failed
+        else (f"{counts.get('results', 0):6d} results, {counts.get('errors', 0):6d} errors checked")
+    )
     return name, runs, int(failed), elapsed, note
 
 
