@@ -7,6 +7,7 @@ out (``-m "not backend_free"``). tests/backend_probe.py measures that they quali
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 from collections.abc import Iterator
@@ -90,6 +91,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "own_backends: chooses the backends it tests; runs in the cpp run only"
     )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what the imports and the collection built (numba, Flower, torch, the items):
+    Python's full collections then walk only what the tests make, not those millions."""
+    gc.collect()
+    gc.freeze()
 
 
 def _kind(item: pytest.Item) -> str | None:
