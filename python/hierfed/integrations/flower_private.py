@@ -5,8 +5,8 @@ Roles (each node's ``--node-config role="member"`` or ``role="basket"``, see
 :mod:`.flower_private_node`): *members* train; one *basket aggregator* node per basket runs
 Layer 1 for its members and enters SecAgg+; the ServerApp (:class:`PrivateRounds`) is the
 global aggregator, trusted for availability only. One round, as Flower's
-``SecAggPlusWorkflow`` runs its stages (``grid.send_and_receive`` per stage, SecAgg+ bytes
-in ConfigRecords, a node that does not answer within ``timeout`` dropped):
+``SecAggPlusWorkflow`` runs its stages (a push and pulls per stage, :mod:`.flower_grid`;
+SecAgg+ bytes in ConfigRecords, a node that does not answer within ``timeout`` dropped):
 
 1. the global model to every member (with the round's session id and number) and, in the
    same push, the operator-signed session plan to every basket aggregator (``advertise``);
@@ -45,6 +45,7 @@ from ..deploy import GlobalAggregator
 from ..secagg import IdentityRegistry, SecAggError, Server
 from ._layout import ArrayLayout
 from ._private_wire import BASKET_ACTION, ROLE_ACTION, SEALED, SECAGG
+from .flower_grid import send_and_receive
 from .private_provision import ServerFiles
 
 __all__ = ["PrivateRounds", "RoundReport"]
@@ -139,7 +140,7 @@ class PrivateRounds:
             Message(RecordDict(), dst_node_id=n, message_type=f"{MessageType.QUERY}.{ROLE_ACTION}")
             for n in ids
         ]
-        for reply in grid.send_and_receive(asks, timeout=self.timeout):
+        for reply in send_and_receive(grid, asks, self.timeout):
             node = reply.metadata.src_node_id
             cfg = None if reply.has_error() else reply.content.config_records.get("role")
             role = None if cfg is None else cfg.get("role")
@@ -198,11 +199,8 @@ class PrivateRounds:
         session = server.plan.session
         to_members = [self._train_message(n, arrays, session, server_round) for n in self.members]
         plans = dict.fromkeys(range(server.n), b"")
-        replies = list(
-            grid.send_and_receive(
-                to_members + relay.messages("advertise", plans, {"plan": plan}),
-                timeout=self.timeout,
-            )
+        replies = send_and_receive(
+            grid, to_members + relay.messages("advertise", plans, {"plan": plan}), self.timeout
         )
         sealed = self._sealed(replies, report)
         relay.take("advertise", replies, server.receive_advertise, plans)
@@ -387,7 +385,7 @@ class _Relay:
     ) -> dict[int, ConfigRecord]:
         """Send one stage, wait up to ``timeout``, feed the replies; the accepted ones."""
         sent = self.messages(stage, payloads, extra, records)
-        replies = list(self.grid.send_and_receive(sent, timeout=self.timeout))
+        replies = send_and_receive(self.grid, sent, self.timeout)
         return self.take(stage, replies, receive, payloads)
 
 
