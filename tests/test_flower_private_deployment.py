@@ -1,15 +1,16 @@
 """examples/flower/run_private_deployment.sh: the private path on Flower's deployment runtime.
 
 A SuperLink, six member SuperNodes in two domains and two basket-aggregator SuperNodes on
-loopback run three rounds; the ServerApp records every message it sends and receives
-(:class:`hierfed.integrations.flower_transcript.TranscriptGrid`). No payload holds a member's
-update, a basket model or the un-noised sum, as float32/float64 values or as the DDG's
-fixed-point integers (unrotated, and rotated with the round's seed); the same search finds
-each of them when planted (and finds the public global model in the transcript). The global
-model of each round matches an independent computation on the same updates within the noise
-and quantisation bounds, and the epsilon reported is the mechanism's.
+loopback run two rounds (the second with its own plan and seed; a round costs about 40 s here,
+most of it Flower starting a ClientApp process per message); the ServerApp records every message
+it sends and receives (:class:`hierfed.integrations.flower_transcript.TranscriptGrid`). No
+payload holds a member's update, a basket model or the un-noised sum, as float32/float64 values
+or as the DDG's fixed-point integers (unrotated, and rotated with the round's seed); the same
+search finds each of them when planted (and finds the public global model in the transcript).
+The global model of each round matches an independent computation on the same updates within the
+noise and quantisation bounds, and the epsilon reported is the mechanism's.
 
-It runs once, on the default backend (about 300 s at load average 9-12 on 2 cores; at load
+It runs once, on the default backend (about 120 s alone on 2 cores, 300 s at load 9-12; at load
 30-70 Flower's own runtime timed out its heartbeats before the first round). The same apps
 over an in-process Grid: tests/test_flower_private.py.
 """
@@ -42,7 +43,7 @@ from hierfed.privacy.distributed import randomized_hadamard
 
 pytestmark = _deployment_marks
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "flower" / "run_private_deployment.sh"
-ROUNDS, MEMBERS = 3, 6
+ROUNDS, MEMBERS = 2, 6
 
 
 def _flat(arrays: dict[str, np.ndarray]) -> np.ndarray:
@@ -127,7 +128,7 @@ def _leaks(raw: bytes, vector: np.ndarray, ddg: object, seed: bytes, tol: int) -
     return found
 
 
-def test_private_deployment_runs_three_rounds(deployment: dict[str, object]) -> None:
+def test_private_deployment_runs_two_rounds(deployment: dict[str, object]) -> None:
     out = str(deployment["out"])
     assert "Using SuperLink: loopback" in out
     for r in range(1, ROUNDS + 1):
