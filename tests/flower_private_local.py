@@ -41,6 +41,8 @@ class LocalGrid(Grid):
         self.dead: set[int] = set()
         self.sent: list[Message] = []
         self.tamper: Any = None
+        self._pushed = 0
+        self._replies: dict[str, Message] = {}
 
     def set_run(self, run: Run) -> None:  # pragma: no cover - not used
         pass
@@ -55,20 +57,17 @@ class LocalGrid(Grid):
     def get_node_ids(self) -> Iterable[int]:
         return list(self.contexts)
 
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:  # pragma: no cover
-        raise NotImplementedError
-
-    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:  # pragma: no cover
-        raise NotImplementedError
-
-    def send_and_receive(
-        self, messages: Iterable[Message], *, timeout: float | None = None
-    ) -> Iterable[Message]:
-        replies = []
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        """Each message handed to its node's ClientApp at once; the reply kept for a pull."""
+        ids = []
         for m in messages:
             if self.tamper is not None:
                 m = self.tamper(m)
             self.sent.append(m)
+            self._pushed += 1
+            msg_id = f"local-{self._pushed}"
+            m.metadata.__dict__["_message_id"] = msg_id  # as Flower's InMemoryGrid does
+            ids.append(msg_id)
             node = m.metadata.dst_node_id
             cfg = m.content.config_records.get("hierfed.secagg")
             stage = None if cfg is None else cfg.get("stage")
@@ -78,10 +77,21 @@ class LocalGrid(Grid):
                 continue
             server, TaskIdentity.node_id = TaskIdentity.node_id, node  # the reply's source
             try:
-                replies.append(self.app(m, self.contexts[node]))
+                reply = self.app(m, self.contexts[node])
             finally:
                 TaskIdentity.node_id = server
-        return replies
+            assert reply.metadata.reply_to_message_id == msg_id
+            self._replies[msg_id] = reply
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        """The kept replies to ``message_ids``, each once."""
+        return [self._replies.pop(i) for i in message_ids if i in self._replies]
+
+    def send_and_receive(
+        self, messages: Iterable[Message], *, timeout: float | None = None
+    ) -> Iterable[Message]:
+        return list(self.pull_messages(self.push_messages(messages)))
 
 
 def deployment(
