@@ -151,7 +151,7 @@ def child_atheris(name: str, runs: int, seconds: float, seed: int, artifacts: Pa
         str(seeds),
         f"-seed={seed}",
         "-max_len=4096",
-        f"-artifact_prefix={artifacts}/{name.replace(':', '-')}-",
+        f"-artifact_prefix={artifacts}/{stem}-",
         "-print_final_stats=1",
         f"-timeout={TIMEOUT}",
         "-rss_limit_mb=8192",
