@@ -13,14 +13,12 @@ import numpy as np
 from numba import prange
 
 from .._types import Words
+from ..stream_checks import check_blocks, check_out, check_words
 from ._shared import chunk, jit, jit_inline, jit_parallel, use_threads
 
 __all__ = [
     "SB_WORDS",
     "chacha20_keystream",
-    "check_blocks",
-    "check_out",
-    "check_words",
     "state",
     "super_blocks",
     "superblock",
@@ -105,32 +103,6 @@ def _keystream_kernel(key: Any, nonce: Any, counter: int, out: Any, n_threads: i
             base = sb * SB_WORDS
             for i in range(min(SB_WORDS, n - base)):
                 out[base + i] = x[i % 16, i // 16]
-
-
-def check_words(arr: Any, count: int, what: str) -> None:
-    """``arr`` must be a uint32 array of ``count`` words (a key, nonce or set of keys)."""
-    if not (isinstance(arr, np.ndarray) and arr.dtype == np.uint32 and arr.shape == (count,)):
-        raise ValueError(f"{what} must be a uint32 array of {count} words")
-
-
-def check_out(out: Any, dtypes: tuple[Any, ...]) -> None:
-    """``out`` must be a writeable 1-D C-contiguous array of one of ``dtypes``."""
-    if not (
-        isinstance(out, np.ndarray)
-        and out.dtype in dtypes
-        and out.ndim == 1
-        and out.flags.c_contiguous
-        and out.flags.writeable
-    ):
-        raise ValueError(f"out must be a writeable 1-D contiguous array of {dtypes}")
-
-
-def check_blocks(counter: int, blocks: int) -> None:
-    """Blocks ``counter .. counter + blocks - 1`` must lie in the keystream's 2^32 blocks."""
-    if not 0 <= counter < 1 << 32:
-        raise ValueError("counter must be in [0, 2^32)")
-    if counter + blocks > 1 << 32:
-        raise ValueError("the request runs past block 2^32 - 1 of the keystream")
 
 
 def chacha20_keystream(

@@ -14,8 +14,9 @@ from numba import prange
 from numpy.typing import NDArray
 
 from .._types import Words
+from ..stream_checks import check_out, check_words
 from ._shared import chunk, jit_parallel, use_threads
-from .chacha20 import SB_WORDS, check_out, check_words, state, super_blocks, superblock
+from .chacha20 import SB_WORDS, state, super_blocks, superblock
 
 __all__ = ["apply_masks"]
 

@@ -18,16 +18,9 @@ from numpy.typing import NDArray
 
 from .._types import FloatArray, Words
 from ..numpy import noise as _ref
+from ..stream_checks import check_blocks, check_dg_params, check_kind, check_out, check_words
 from ._shared import chunk, jit, jit_inline, jit_parallel, use_threads
-from .chacha20 import (
-    SB_WORDS,
-    check_blocks,
-    check_out,
-    check_words,
-    state,
-    super_blocks,
-    superblock,
-)
+from .chacha20 import SB_WORDS, state, super_blocks, superblock
 
 __all__ = ["chacha20_noise", "discrete_gaussian"]
 
@@ -354,8 +347,7 @@ def chacha20_noise(
     check_words(key, 8, "key")
     check_words(nonce, 3, "nonce")
     check_out(out, (np.dtype(np.float32), np.dtype(np.float64)))
-    if kind not in (0, 1, 2):
-        raise ValueError("kind must be 0 (uniform), 1 (normal) or 2 (Laplace)")
+    check_kind(kind)
     per = 256 if (kind == 0 and out.dtype == np.float32) else 128
     check_blocks(int(counter), 16 * -(-out.size // per))
     if out.size:
@@ -387,16 +379,7 @@ def discrete_gaussian(
     """Exact discrete Gaussian samples (CKS 2020); chunk ``c`` uses nonce ``c``."""
     check_words(key, 8, "key")
     check_out(out, (np.dtype(np.int64),))
-    limit = 1 << 62
-    if not (
-        1 <= t <= 1 << 32
-        and 1 <= alpha <= limit
-        and 0 <= beta <= limit
-        and 1 <= denom <= limit
-        and 0 <= ymax <= limit
-        and chunk >= 1
-    ):
-        raise ValueError("discrete_gaussian parameters out of range")
+    check_dg_params(t, alpha, beta, denom, ymax, chunk)
     if out.size:
         prm = np.array([t, alpha, beta, denom, ymax], np.uint64)
         chunks = -(-out.size // chunk)

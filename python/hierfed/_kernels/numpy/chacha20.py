@@ -2,7 +2,7 @@
 
 Twins: ``cpp/include/hierfed/chacha20.hpp`` (bound in ``cpp/src/bind_privacy.cpp``) and
 :mod:`hierfed._kernels.numba.chacha20`. Keys and nonces are uint32 arrays of 8 and 3
-little-endian words; the counter wraps modulo 2^32 (callers never output a wrapped block).
+little-endian words; a request past block 2^32 - 1 is refused (``stream_checks``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._types import Words
+from ..stream_checks import check_blocks, check_out, check_words
 
 __all__ = ["M32", "SUPER_BLOCK", "chacha20_blocks", "chacha20_keystream"]
 
@@ -63,5 +64,9 @@ def chacha20_keystream(
     key: Words, nonce: Words, counter: int, out: Words, n_threads: int = 1
 ) -> None:
     """Keystream words from block ``counter`` in RFC order into ``out``."""
+    check_words(key, 8, "key")
+    check_words(nonce, 3, "nonce")
+    check_out(out, (np.dtype(np.uint32),))
+    check_blocks(int(counter), -(-out.size // 16))
     n = out.size
     out[...] = chacha20_blocks(key, nonce, counter, -(-n // 16)).reshape(-1)[:n]

@@ -10,6 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._types import Words
+from ..stream_checks import check_out, check_words
 from .chacha20 import chacha20_keystream
 
 __all__ = ["apply_masks"]
@@ -25,12 +26,10 @@ def apply_masks(keys: Words, negate: NDArray[np.uint8], out: Words, n_threads: i
     """
     if not (isinstance(negate, np.ndarray) and negate.dtype == np.uint8 and negate.ndim == 1):
         raise ValueError("negate must be a 1-D uint8 array")
-    if not (isinstance(keys, np.ndarray) and keys.dtype == np.uint32 and keys.ndim == 1):
-        raise ValueError("keys must be a 1-D uint32 array")
-    if keys.size != 8 * negate.size:
-        raise ValueError("keys must hold 8 uint32 words per entry of negate")
-    if not (isinstance(out, np.ndarray) and out.dtype == np.uint32 and out.ndim == 1):
-        raise ValueError("out must be a 1-D uint32 array")
+    check_words(keys, 8 * negate.size, "keys")
+    check_out(out, (np.dtype(np.uint32),))
+    if -(-out.size // 16) > 1 << 32:
+        raise ValueError("out is longer than one keystream (2^36 words)")
     n = out.size
     for j in range(negate.size):
         stream = np.empty(n, np.uint32)

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._types import FloatArray, Words
+from ..stream_checks import check_blocks, check_dg_params, check_kind, check_out, check_words
 from .chacha20 import M32, SUPER_BLOCK, chacha20_blocks
 
 __all__ = [
@@ -131,10 +132,15 @@ def chacha20_noise(
     n_threads: int = 1,
 ) -> None:
     """``out = loc + scale * draw`` (or ``out += scale * draw``) in float64, rounded once."""
+    check_words(key, 8, "key")
+    check_words(nonce, 3, "nonce")
+    check_out(out, (np.dtype(np.float32), np.dtype(np.float64)))
+    check_kind(kind)
     n = out.size
     f32 = out.dtype == np.float32
     per = 256 if (kind == NOISE_UNIFORM and f32) else 128
     sbs = -(-n // per)
+    check_blocks(int(counter), SUPER_BLOCK * sbs)
     words = chacha20_blocks(key, nonce, counter, SUPER_BLOCK * sbs).reshape(sbs, 16, 16)
     z = noise_draws(words, kind, f32)[:n]
     if accumulate:
@@ -271,6 +277,9 @@ def discrete_gaussian(
     n_threads: int = 1,
 ) -> None:
     """Exact discrete Gaussian samples; chunk ``c`` of ``chunk`` samples uses nonce ``c``."""
+    check_words(key, 8, "key")
+    check_out(out, (np.dtype(np.int64),))
+    check_dg_params(t, alpha, beta, denom, ymax, chunk)
     n = out.size
     for c in range(-(-n // chunk)):
         src = _Words(key, c)
