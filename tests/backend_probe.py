@@ -66,8 +66,11 @@ def _count(func: Callable[..., Any], what: Callable[..., str]) -> Callable[..., 
 
 
 def _child(env: Any) -> str:
+    # A child given an environment without HIERFED_BACKEND picks the default backend whatever
+    # the run forced; it inherits the run's choice only when it is handed the run's value.
     run = os.environ.get("HIERFED_BACKEND")
-    inherited = env is None or env.get("HIERFED_BACKEND", env.get(b"HIERFED_BACKEND")) == run
+    given = None if env is None else env.get("HIERFED_BACKEND", env.get(b"HIERFED_BACKEND"))
+    inherited = env is None or (given is not None and given == run)
     return INHERITS if inherited else CHILD
 
 

@@ -78,6 +78,11 @@ def test_told_child():
     subprocess.run([sys.executable, "-c", "pass"], check=True, env=env)
 
 
+def test_child_without_backend():
+    env = {k: v for k, v in os.environ.items() if k != "HIERFED_BACKEND"}
+    subprocess.run([sys.executable, "-c", "pass"], check=True, env=env)
+
+
 def test_runs_backend():
     hierfed.median(np.ones((3, 4), np.float32))
 
@@ -88,7 +93,10 @@ def test_inheriting_child():
 
 
 def _run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, backend: str):
-    monkeypatch.setenv("HIERFED_BACKEND", backend)
+    if backend:
+        monkeypatch.setenv("HIERFED_BACKEND", backend)
+    else:
+        monkeypatch.delenv("HIERFED_BACKEND", raising=False)
     pytester.makeconftest(_CONFTEST)
     pytester.makepyfile(test_free=_FREE, test_names=_NAMES, test_own=_OWN)
     return pytester.runpytest_inprocess("-p", "no:cacheprovider")
@@ -98,7 +106,7 @@ def test_probe_fails_each_way_of_reaching_the_backend(pytester, monkeypatch):
     """In the cpp run a backend-free test passes only if it reaches nothing of the backend."""
     result = _run(pytester, monkeypatch, "cpp")
     # A test that reaches what it may not passes, then fails at teardown (a pass, an error).
-    result.assert_outcomes(passed=7, errors=6)
+    result.assert_outcomes(passed=8, errors=6)
     result.stdout.re_match_lines_random(
         [
             r"_+ ERROR at teardown of test_kernel _+",
@@ -116,10 +124,19 @@ def test_probe_fails_each_way_of_reaching_the_backend(pytester, monkeypatch):
         ]
     )
     errors = result.stdout.str().split("short test summary")[-1]
-    for fine in ("test_pure", "test_explicit_backend", "test_told_child"):
+    for fine in ("test_pure", "test_explicit_backend", "test_told_child", "test_child_without"):
         assert fine not in errors
+
+
+def test_probe_without_a_forced_backend(pytester, monkeypatch):
+    """With HIERFED_BACKEND unset a child given none picks the default, as the run did: fine;
+    a child handed the whole environment still counts as inheriting."""
+    result = _run(pytester, monkeypatch, "")
+    result.assert_outcomes(passed=8, errors=8)  # test_fixture errs once per backend here
+    errors = result.stdout.str().split("short test summary")[-1]
+    assert "test_inheriting_child" in errors and "test_child_without_backend" not in errors
 
 
 def test_backend_free_tests_leave_the_numpy_run(pytester, monkeypatch):
     """With the compiled core built, the numba and numpy runs leave backend-free tests out."""
-    _run(pytester, monkeypatch, "numpy").assert_outcomes(deselected=9)
+    _run(pytester, monkeypatch, "numpy").assert_outcomes(deselected=10)

@@ -193,8 +193,10 @@ def test_pre_steps_refuse_bad_input(backend, rng):
         hierfed.bucketing(x, 0)
     with pytest.raises(ValueError, match="weights cannot follow"):
         hierfed.aggregate(x, "mean", pre="bucketing", s=2, weights=np.ones(8))
-    with pytest.raises(ValueError, match="max_norm must be"):
+    with pytest.raises(ValueError, match="clip_norm must be > 0"):
         hierfed.aggregate(x, "mean", pre="clip", clip_norm=0.0)
+    with pytest.raises(TypeError, match="clip_norm must be a real number"):
+        hierfed.aggregate(x, "mean", pre="clip", clip_norm="1")
     with pytest.raises(ValueError, match="arc needs 0 <= f < n"):
         hierfed.adaptive_robust_clipping(x, 8)
     with pytest.raises(ValueError, match="krum needs n >= 2f \\+ 3"):

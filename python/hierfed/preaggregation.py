@@ -230,7 +230,7 @@ def adaptive_robust_clipping(updates: Any, f: int, *, check_finite: bool = True)
 
 
 def _clip(upd: Updates, clip_norm: Any, check_finite: bool = True) -> Updates:
-    bound = _checks.positive(clip_norm, "max_norm")
+    bound = _checks.positive(clip_norm, "clip_norm")
     outs = [np.empty((upd.n, rows[0].size), upd.dtype) for rows in upd.segments]
     clip_rows(upd, bound, [list(out) for out in outs], check_finite)
     return as_rows(upd, outs, upd.n)
