@@ -24,7 +24,6 @@ import importlib
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,8 +113,11 @@ def child_random(name: str, runs: int, seconds: float, seed: int, artifacts: Pat
     return 0
 
 
-def child_atheris(name: str, runs: int, seconds: float, seed: int, artifacts: Path) -> int:
-    """libFuzzer through atheris (never returns: libFuzzer exits the process)."""
+def child_atheris(
+    name: str, runs: int, seconds: float, seed: int, artifacts: Path, seeds: Path
+) -> int:
+    """libFuzzer through atheris (never returns: libFuzzer exits the process), starting from
+    inputs written into ``seeds`` (a directory the parent removes, whatever the child's end)."""
     import atheris
     from _data import Data
 
@@ -124,7 +126,6 @@ def child_atheris(name: str, runs: int, seconds: float, seed: int, artifacts: Pa
     current = artifacts / f"{stem}.current"
     # Seeds: libFuzzer grows its inputs from nothing, and in a short run most of them stay too
     # short to reach a kernel; the random engine's inputs give it whole calls from the start.
-    seeds = Path(tempfile.mkdtemp(prefix=f"{stem}-seeds-"))
     rnd = random.Random(f"{seed}:{name}")
     for i in range(16):
         (seeds / f"seed{i}").write_bytes(_random_input(rnd))
@@ -140,7 +141,6 @@ def child_atheris(name: str, runs: int, seconds: float, seed: int, artifacts: Pa
         done += 1
         if (runs > 0 and done >= runs) or (seconds > 0 and time.monotonic() - start >= seconds):
             current.unlink()
-            shutil.rmtree(seeds, ignore_errors=True)
             _print_summary(name, done, start)
             sys.stderr.flush()
             os._exit(0)
@@ -181,7 +181,9 @@ def _one(name: str, ns: argparse.Namespace) -> tuple[str, int, int, float, str]:
     cmd += ["--engine", ns.engine, "--runs", str(ns.runs), "--seconds", str(ns.seconds)]
     cmd += ["--seed", str(ns.seed), "--artifacts", str(ns.artifacts)]
     start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    with tempfile.TemporaryDirectory(prefix=f"{name.replace(':', '-')}-seeds-") as seeds:
+        cmd += ["--seeds", seeds]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     elapsed = time.monotonic() - start
     out = proc.stdout + proc.stderr
     runs = 0
@@ -216,12 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--replay", metavar="FILE")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--seeds", type=Path, help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)
     if ns.engine is None:
         ns.engine = "atheris" if _has_atheris() else "random"
     if ns.child:
-        child = child_atheris if ns.engine == "atheris" else child_random
-        return child(ns.child, ns.runs, ns.seconds, ns.seed, ns.artifacts)
+        if ns.engine == "atheris":
+            return child_atheris(ns.child, ns.runs, ns.seconds, ns.seed, ns.artifacts, ns.seeds)
+        return child_random(ns.child, ns.runs, ns.seconds, ns.seed, ns.artifacts)
     if ns.replay:
         return replay(ns.replay, ns.targets[0])
     names = [t for t in targets() if not ns.targets or any(t.startswith(p) for p in ns.targets)]
