@@ -76,6 +76,7 @@ ONCE = {
             "test_kernel_layout.py",
             "test_privacy_simd_builds.py",  # children that import _core by name
             "test_simd_builds.py",
+            "test_tile_merge.py",  # children that import _core by name
         }
     ),
 }

@@ -89,6 +89,12 @@ bool run_rule(CoordOp op, const Batch<T>& b, int k, std::vector<double> w, int n
         pairs = op == CoordOp::Median ? sorting_network(n, 0, n) : sorting_network(n, k, n - k);
     p.network = net.data();
     p.network_len = static_cast<int>(net.size() / 2);
+    int rows = 1;
+    while (rows < n) rows *= 2;
+    if (rows >= 2 * groups && long(net.size()) > merge_tile_comparators(n, groups)) {
+        p.merge_tile = true;  // net.size() / 2 comparators, more than half the merge's
+        p.merge_rows = rows;
+    }
     p.pair_network = pairs.data();
     p.pair_network_len = static_cast<int>(pairs.size() / 2);
     p.value_network_first = op == CoordOp::Median && !w.empty();

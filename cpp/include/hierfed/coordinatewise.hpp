@@ -15,8 +15,11 @@
 //   then one weighted pass over the rows between them; ties at a threshold are taken by row
 //   order, as a stable sort (weighted_trim_block).
 // - everything else: the block is copied into a tile and sorted by a Batcher network (pruned
-//   to the ranks that are read); the weighted median sorts (value, row index) pairs, so ties
-//   go to the lower index as in a stable sort, then sums the weights lane-parallel.
+//   to the ranks that are read), or, where that network holds more than half the comparators
+//   of the register-blocked bitonic merge (tile_merge.hpp; the trimmed means from a few
+//   dozen rows, the median from 64), by that merge; the weighted median sorts (value, row index)
+//   pairs, so ties go to the lower index as in a stable sort, then sums the weights
+//   lane-parallel.
 // Every value read also feeds a probe (v * 0 is NaN exactly for NaN/inf) that reports
 // non-finite input without a second pass.
 // Bound in cpp/src/bind_coordinatewise.cpp. Twins (change the three together): the numba
@@ -36,6 +39,7 @@
 #include "coordinatewise_wmedian.hpp"
 #include "simd.hpp"
 #include "sorting_network.hpp"
+#include "tile_merge.hpp"
 #include "views.hpp"
 
 namespace hierfed::HIERFED_ISA {
@@ -289,10 +293,12 @@ inline void around_median(const T* const* rows, std::size_t j, const CoordParams
 }
 
 // Loads a block into the tile, sorting each aligned group of kSortGroup rows in registers on
-// the way, then applies p.network (pruned to the ranks read afterwards).
+// the way, then merges them: by p.network (pruned to the ranks read afterwards), or where
+// p.merge_tile by the register-blocked passes of tile_merge.hpp, which with `sum` add ranks
+// [p.k, n - p.k) into it instead of finishing the tile.
 template <class T>
 inline void sort_values(const T* const* rows, std::size_t j, const CoordParams& p, T* tile,
-                        simd::Vec<T>& probe) {
+                        simd::Vec<T>& probe, simd::VecD<T>* sum = nullptr) {
     using V = simd::Vec<T>;
     constexpr int W = simd::Lanes<T>::value;
     const int n = p.n;
@@ -318,6 +324,8 @@ inline void sort_values(const T* const* rows, std::size_t j, const CoordParams& 
         for (int q = 0; q < m; ++q) store(tile + std::size_t(g + q) * W, v[q]);
     }
     probe = pr;
+    if (p.merge_tile)
+        return merge_sorted_groups<T, kSortGroup>(tile, p.merge_rows, n, p.k, n - p.k, sum);
     const std::int32_t* net = p.network;
     const std::int32_t* const net_end = net + 2 * std::ptrdiff_t(p.network_len);
     for (; net != net_end; net += 2) {
@@ -337,15 +345,17 @@ inline void value_tile_block(const T* const* rows, std::size_t j, const CoordPar
     using VD = simd::VecD<T>;
     constexpr int W = simd::Lanes<T>::value;
     const int n = p.n;
-    sort_values(rows, j, p, tile, probe);
+    VD sum = {};
+    const bool fused = p.merge_tile && p.op == CoordOp::TrimmedMean;
+    sort_values(rows, j, p, tile, probe, fused ? &sum : nullptr);
     if (p.op == CoordOp::AroundMedian) return around_median(rows, j, p, tile, out);
     auto row = [&](int r) { return to_double<T>(load<V>(tile + std::size_t(r) * W)); };
     VD r;
     if (p.op == CoordOp::Median) {
         r = midpoint(row((n - 1) / 2), row(n / 2));
     } else {
-        VD sum = {};
-        for (int q = p.k; q < n - p.k; ++q) sum += row(q);
+        if (!fused)
+            for (int q = p.k; q < n - p.k; ++q) sum += row(q);
         r = sum / double(n - 2 * p.k);
     }
     store(out + j, from_double<T>(r));
@@ -617,7 +627,7 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
     constexpr std::size_t bw = W;  // coordinates per block: one vector
     // Sort tile, padded tail rows, index tile; 64-byte aligned so that no vector load or
     // store splits a cache line (which defeats store-to-load forwarding).
-    const std::size_t tile_len = std::size_t(n) * bw;
+    const std::size_t tile_len = std::size_t(std::max(n, p.merge_rows)) * bw;
     std::vector<char> scratch(2 * tile_len * sizeof(T) + tile_len * sizeof(I) + 64);
     // The weighted median's weight above each rank (a float64 vector per rank).
     std::vector<simd::Vec<double>> above(p.weights ? n : 0);
@@ -625,6 +635,7 @@ inline bool coordinatewise_range(const Segment<T>& seg, std::size_t c0, std::siz
                                    ~std::uintptr_t(63));
     T* pad = tile + tile_len;
     I* itile = reinterpret_cast<I*>(pad + tile_len);
+    std::fill(tile + std::size_t(n) * bw, pad, std::numeric_limits<T>::infinity());
     V probe = {};
     // Large n: selection (coordinatewise_select.hpp) for the median and the trimmed means
     // other than the pop network's (weighted too), by weight for the weighted median

@@ -47,4 +47,30 @@ inline std::vector<std::int32_t> sorting_network(int n, int lo, int hi, int sort
     return std::vector<std::int32_t>(kept.rbegin(), kept.rend());
 }
 
+// Comparators the register-blocked merge of tile_merge.hpp (merge_sorted_groups) runs on a
+// tile of n rows whose aligned groups of `groups` rows are sorted: its passes, counted the
+// way it walks them (groups wholly at or above n skipped). The kernels choose it over the
+// flat network where that holds more than half as many comparators (two loads and two stores
+// each against a fraction of one), by measurement.
+inline long merge_tile_comparators(int n, int groups) {
+    int size = 1;
+    while (size < n) size <<= 1;
+    const int half = groups / 2, lg = __builtin_ctz(unsigned(groups));
+    const int lh = __builtin_ctz(unsigned(half));
+    long count = 0;
+    for (int m = groups; m < size; m *= 2) {
+        const int e = m / half;
+        for (int r = 0; r < size && r + m < n; r += 2 * m)
+            for (int i = 0; i < e; ++i)
+                if (r + m + (e - 1 - i) < n) count += half + 2 * (half / 2) * lh;
+        for (int bits = __builtin_ctz(unsigned(e)); bits > 0;) {
+            const int b = bits < lg ? bits : lg, shift = bits - b, span = (1 << b) << shift;
+            for (int hi = 0; hi < size; hi += span)
+                for (int lo = 0; lo < (1 << shift) && hi + lo < n; ++lo) count += (1 << b) / 2 * b;
+            bits = shift;
+        }
+    }
+    return count;
+}
+
 }  // namespace hierfed

@@ -36,6 +36,11 @@ struct CoordParams {
     // ... whose binary search starts on ranks [wm_low, wm_high] (weighted_median_window), to
     // which `network` is pruned.
     int wm_low = 0, wm_high = 0;
+    // Value tiles: merge the sorted groups by register-blocked bitonic passes
+    // (tile_merge.hpp) instead of applying `network`, and the tile's row count for that
+    // (the next power of two of n; rows from n up hold +inf).
+    bool merge_tile = false;
+    int merge_rows = 0;
 };
 
 }  // namespace hierfed
