@@ -15,9 +15,9 @@
 //   then one weighted pass over the rows between them; ties at a threshold are taken by row
 //   order, as a stable sort (weighted_trim_block).
 // - everything else: the block is copied into a tile and sorted by a Batcher network (pruned
-//   to the ranks that are read), or, where that network holds more than half the comparators
+//   to the ranks that are read), or, where that network holds more than 0.55 of the comparators
 //   of the register-blocked bitonic merge (tile_merge.hpp; the trimmed means from a few
-//   dozen rows, the median from 64), by that merge; the weighted median sorts (value, row index)
+//   dozen rows, the median from 129), by that merge; the weighted median sorts (value, row index)
 //   pairs, so ties go to the lower index as in a stable sort, then sums the weights
 //   lane-parallel.
 // Every value read also feeds a probe (v * 0 is NaN exactly for NaN/inf) that reports
