@@ -14,7 +14,8 @@
 // them once). A comparator whose upper row is >= n leaves +inf there, so those rows stay +inf,
 // and groups lying wholly at or above n are skipped. The sorted tile equals the odd-even
 // network's (both sort the same values; only equal values of opposite sign, +-0, may trade
-// places).
+// places), so the numba twin (coordinatewise_tiles.py) keeps its network and gives the same
+// results; tests/test_tile_merge.py checks every instruction-set build.
 #pragma once
 #include <cstddef>
 
