@@ -49,7 +49,8 @@ inline std::vector<std::int32_t> sorting_network(int n, int lo, int hi, int sort
 
 // Comparators the register-blocked merge of tile_merge.hpp (merge_sorted_groups) runs on a
 // tile of n rows whose aligned groups of `groups` rows are sorted: its passes, counted the
-// way it walks them (groups wholly at or above n skipped). The kernels choose it over the
+// way it walks them (groups wholly at or above n skipped; its loops, mirrored: change both).
+// One walker with callbacks for both was tried: the kernel ran 10-20% slower. The kernels choose it over the
 // flat network where that holds more than 0.55 as many comparators (two loads and two
 // stores each against a fraction of one), by measurement.
 inline long merge_tile_comparators(int n, int groups) {

@@ -107,6 +107,7 @@ inline void clean_bits(T* tile, int N, int n, int bits, int k0, int k1, simd::Ve
 // Sorts a tile of n rows (N a power of two >= 2G, rows [n, N) +inf) whose aligned groups of G
 // rows are sorted already. With `sum`, the last pass adds ranks [k0, k1) into it in rank order
 // and leaves the tile's last level unsorted in memory (only the sum is wanted).
+// Its loops are mirrored by merge_tile_comparators (sorting_network.hpp): change both.
 template <class T, int G>
 inline void merge_sorted_groups(T* tile, int N, int n, int k0, int k1, simd::VecD<T>* sum) {
     using V = simd::Vec<T>;
