@@ -239,7 +239,7 @@ def matrix_addresses(x: Any, out: Any) -> tuple[int, Segs]:
     base, stride = x.__array_interface__["data"][0], d * x.itemsize
     ptrs = np.arange(base, base + (n + _ADDRESS_CHUNK) * stride, stride, dtype=np.int64)
     optrs = np.array([out.__array_interface__["data"][0]], np.int64)
-    return n, Segs(ptrs[: n + _ADDRESS_CHUNK], optrs, np.array([d], np.int64))
+    return n, Segs(ptrs, optrs, np.array([d], np.int64))
 
 
 def input_addresses(segments: Segments) -> tuple[int, IntArray, IntArray, np.dtype[Any]]:
